@@ -1,0 +1,131 @@
+# wpool: a process supervisor for socket servers.
+# `make` builds ./wpool; `make check` builds with -Werror and runs every test.
+
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+INCDIR	?= $(PREFIX)/include
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+DESTDIR	?=
+
+CC	?= cc
+PKGS	 = libbsd-overlay inih json-c
+WARN	 = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+CFLAGS	?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(SANITIZE),1)
+EXTRA_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRCS	 = $(filter-out src/main.c,$(wildcard src/*.c))
+OBJS	 = $(SRCS:.c=.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:.c=)
+TEST_BINS = $(patsubst %.c,%,$(wildcard tests/bin/*.c))
+EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
+
+# Debian packages: to build, to test, to benchmark.
+DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
+DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux \
+	     procps curl iproute2
+DEPS_BENCH = wrk
+
+.PHONY: all deps deps-test deps-bench check unit bats test-bins \
+	bench demo install uninstall clean
+
+all: wpool
+
+src/%.o: src/%.c src/wpool.h
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+libwpool.a: $(OBJS)
+	$(AR) rcs $@ $(OBJS)
+
+wpool: src/main.o libwpool.a
+	$(CC) $(LDFLAGS) -o $@ src/main.o libwpool.a $(LDLIBS)
+
+tests/unit/test_%: tests/unit/test_%.c tests/unit/tap.h libwpool.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
+
+tests/bin/%: tests/bin/%.c
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+examples/%: examples/%.c
+	$(CC) $(ALL_CFLAGS) -Iinclude $(LDFLAGS) -o $@ $<
+
+# Installs what is missing, and nothing when all is there.
+define apt_install
+	@missing=""; for p in $(1); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEPS_BUILD))
+
+deps-test: deps
+	$(call apt_install,$(DEPS_TEST))
+
+deps-bench: deps-test
+	$(call apt_install,$(DEPS_BENCH))
+
+test-bins: $(TEST_BINS) $(EXAMPLE_BINS)
+
+# -Werror here, not in a user's plain `make`.
+check: deps-test
+	$(MAKE) clean-objs
+	$(MAKE) EXTRA_CFLAGS="$(EXTRA_CFLAGS) -Werror" wpool $(UNIT_BINS) test-bins
+	prove --exec tests/tap-run $(PROVE_FLAGS) $(UNIT_BINS) tests/bats/*.bats
+
+unit: $(UNIT_BINS)
+	prove --exec tests/tap-run $(UNIT_BINS)
+
+bats: wpool test-bins
+	prove --exec tests/tap-run tests/bats/*.bats
+
+bench: deps-bench wpool test-bins
+	@for b in bench/[0-9]*.sh; do bash $$b || exit 1; done
+
+demo: deps wpool examples/hello
+	./wpool -n auto -b 127.0.0.1:8080 -- ./examples/hello
+
+install: wpool
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 755 wpool $(DESTDIR)$(BINDIR)/wpool
+	install -m 644 man/wpool.1 $(DESTDIR)$(MANDIR)/man1/wpool.1
+	[ ! -f man/wpool.conf.5 ] || install -m 644 man/wpool.conf.5 \
+		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5
+	install -m 644 completions/wpool.bash $(DESTDIR)$(BASHCOMPDIR)/wpool
+	install -m 644 completions/_wpool $(DESTDIR)$(ZSHCOMPDIR)/_wpool
+	install -m 644 completions/wpool.fish $(DESTDIR)$(FISHCOMPDIR)/wpool.fish
+	[ ! -f include/wpool-worker.h ] || { install -d $(DESTDIR)$(INCDIR) && \
+		install -m 644 include/wpool-worker.h $(DESTDIR)$(INCDIR)/; }
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/wpool $(DESTDIR)$(MANDIR)/man1/wpool.1 \
+		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5 \
+		$(DESTDIR)$(BASHCOMPDIR)/wpool $(DESTDIR)$(ZSHCOMPDIR)/_wpool \
+		$(DESTDIR)$(FISHCOMPDIR)/wpool.fish \
+		$(DESTDIR)$(INCDIR)/wpool-worker.h
+
+.PHONY: clean-objs
+clean-objs:
+	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS)
+
+clean: clean-objs

@@ -1,0 +1,343 @@
+/*
+ * conf.c: the INI config file (-c FILE, through inih) into struct conf.
+ * Every key goes through cli_apply, so the file and the command line
+ * accept exactly the same values.  Owns only the parse context.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wpool.h"
+
+struct conf_ctx {
+	struct conf *c;
+	const char *file;
+	char	 err[512];
+	char	*spec;		/* the [listen] section being read */
+	char	*lname;
+	bool	 in_listen;
+	char	 section[128];
+	char	**argv;		/* command = ..., split */
+};
+
+/*
+ * Splits a command line like a shell would for words and quotes: 'single
+ * quotes' literal, "double quotes" with \" \\ \$ \`, backslash escapes
+ * outside.  No expansions.  Returns the NULL-terminated word list.
+ */
+int
+conf_split_command(const char *s, char ***out, char *err, size_t len)
+{
+	char	**v = NULL, *w;
+	size_t	 n = 0, wl;
+	bool	 inword;
+
+	w = xcalloc(strlen(s) + 1, 1);
+	for (;;) {
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (*s == '\0')
+			break;
+		wl = 0;
+		inword = true;
+		while (inword && *s != '\0') {
+			if (*s == '\'') {
+				const char *e = strchr(s + 1, '\'');
+
+				if (e == NULL)
+					goto unterminated;
+				memcpy(w + wl, s + 1, (size_t)(e - s - 1));
+				wl += (size_t)(e - s - 1);
+				s = e + 1;
+			} else if (*s == '"') {
+				s++;
+				while (*s != '"') {
+					if (*s == '\0')
+						goto unterminated;
+					if (*s == '\\' && s[1] != '\0' &&
+					    strchr("\"\\$`", s[1]) != NULL)
+						s++;
+					w[wl++] = *s++;
+				}
+				s++;
+			} else if (*s == '\\' && s[1] != '\0') {
+				w[wl++] = s[1];
+				s += 2;
+			} else if (*s == ' ' || *s == '\t' || *s == '\n') {
+				inword = false;
+			} else
+				w[wl++] = *s++;
+		}
+		w[wl] = '\0';
+		v = xreallocarray(v, n + 2, sizeof(char *));
+		v[n++] = xstrdup(w);
+		v[n] = NULL;
+	}
+	free(w);
+	if (n == 0) {
+		snprintf(err, len, "the command is empty");
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+unterminated:
+	free(w);
+	while (n > 0)
+		free(v[--n]);
+	free(v);
+	snprintf(err, len, "unterminated quote in the command");
+	return -EINVAL;
+}
+
+/* Ends the [listen] section being read: its spec becomes a listener. */
+static int
+flush_listener(struct conf_ctx *x)
+{
+	char	 err[512];
+	int	 r = 0;
+
+	if (x->spec == NULL)
+		return 0;
+	if (x->lname != NULL) {
+		char	*tmp;
+
+		xasprintf(&tmp, "%s,name=%s", x->spec, x->lname);
+		free(x->spec);
+		x->spec = tmp;
+	}
+	if (cli_apply(x->c, "bind", x->spec, "bind", err, sizeof(err)) < 0) {
+		snprintf(x->err, sizeof(x->err), "%s", err);
+		r = -EINVAL;
+	}
+	free(x->spec);
+	x->spec = NULL;
+	return r;
+}
+
+static const char *const listen_flags[] = { "v6only", "freebind",
+    "defer_accept", "nodelay" };
+static const char *const listen_values[] = { "backlog", "mode", "owner",
+    "rcvbuf", "sndbuf" };
+
+static int
+bool_value(const char *v, bool *out)
+{
+	if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
+	    strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
+		*out = true;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
+	    strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int
+handle_listen(struct conf_ctx *x, const char *key, const char *val)
+{
+	size_t	 i;
+	bool	 b;
+	char	*tmp;
+
+	if (strcmp(key, "bind") == 0) {
+		/* Another bind in the same section starts another listener. */
+		if (flush_listener(x) < 0)
+			return 0;
+		if (val == NULL || *val == '\0') {
+			snprintf(x->err, sizeof(x->err), "bind: a listener "
+			    "spec is required");
+			return 0;
+		}
+		x->spec = xstrdup(val);
+		return 1;
+	}
+	if (x->spec == NULL) {
+		snprintf(x->err, sizeof(x->err), "%s: put 'bind = SPEC' first "
+		    "in [%s]", key, x->section);
+		return 0;
+	}
+	if (strcmp(key, "name") == 0) {
+		free(x->lname);
+		x->lname = xstrdup(val ? val : "");
+		return 1;
+	}
+	for (i = 0; i < sizeof(listen_flags) / sizeof(listen_flags[0]); i++)
+		if (strcmp(key, listen_flags[i]) == 0) {
+			if (bool_value(val, &b) < 0) {
+				snprintf(x->err, sizeof(x->err), "%s: invalid "
+				    "value '%s': expected true or false", key,
+				    val);
+				return 0;
+			}
+			if (b) {
+				xasprintf(&tmp, "%s,%s", x->spec, key);
+				free(x->spec);
+				x->spec = tmp;
+			}
+			return 1;
+		}
+	for (i = 0; i < sizeof(listen_values) / sizeof(listen_values[0]); i++)
+		if (strcmp(key, listen_values[i]) == 0) {
+			xasprintf(&tmp, "%s,%s=%s", x->spec, key,
+			    val ? val : "");
+			free(x->spec);
+			x->spec = tmp;
+			return 1;
+		}
+	snprintf(x->err, sizeof(x->err), "unknown key '%s' in [%s]: expected "
+	    "bind, name, backlog, mode, owner, v6only, freebind, defer_accept, "
+	    "nodelay, rcvbuf or sndbuf", key, x->section);
+	return 0;
+}
+
+static int
+handler(void *user, const char *section, const char *key, const char *val)
+{
+	struct conf_ctx *x = user;
+	char	 err[512];
+	bool	 b;
+
+	if (x->err[0] != '\0')
+		return 0;
+	if (strcmp(section, x->section) != 0) {
+		if (flush_listener(x) < 0)
+			return 0;
+		free(x->lname);
+		x->lname = NULL;
+		strlcpy(x->section, section, sizeof(x->section));
+		if (strncmp(section, "listen.", 7) == 0 && section[7] != '\0')
+			x->lname = xstrdup(section + 7);
+	}
+	if (strcmp(section, "listen") == 0 ||
+	    strncmp(section, "listen.", 7) == 0)
+		return handle_listen(x, key, val);
+	if (strcmp(section, "env") == 0) {
+		char	*kv;
+		int	 r;
+
+		xasprintf(&kv, "%s=%s", key, val ? val : "");
+		r = cli_apply(x->c, "env", kv, key, err, sizeof(err));
+		free(kv);
+		if (r < 0) {
+			snprintf(x->err, sizeof(x->err), "[env] %s: not a "
+			    "valid variable name", key);
+			return 0;
+		}
+		return 1;
+	}
+	if (strcmp(section, "pool") != 0) {
+		snprintf(x->err, sizeof(x->err), "unknown section [%s]: "
+		    "expected [pool], [listen], [listen.NAME] or [env]",
+		    section);
+		return 0;
+	}
+	if (strcmp(key, "command") == 0) {
+		if (x->argv != NULL) {
+			snprintf(x->err, sizeof(x->err), "command: given twice");
+			return 0;
+		}
+		if (conf_split_command(val ? val : "", &x->argv, err,
+		    sizeof(err)) < 0) {
+			snprintf(x->err, sizeof(x->err), "command: %s", err);
+			return 0;
+		}
+		return 1;
+	}
+	if (strcmp(key, "config") == 0 || strcmp(key, "bind") == 0 ||
+	    strcmp(key, "env") == 0) {
+		snprintf(x->err, sizeof(x->err), "%s: not a [pool] key (use "
+		    "%s)", key, strcmp(key, "env") == 0 ? "[env]" :
+		    strcmp(key, "bind") == 0 ? "a [listen] section" :
+		    "the command line");
+		return 0;
+	}
+	if (strcmp(key, "no-restart") == 0 || strcmp(key, "log-prefix") == 0) {
+		if (bool_value(val, &b) < 0) {
+			snprintf(x->err, sizeof(x->err), "%s: invalid value "
+			    "'%s': expected true or false", key, val);
+			return 0;
+		}
+		if (strcmp(key, "no-restart") == 0)
+			x->c->no_restart = b;
+		else
+			x->c->log_prefix = b;
+		return 1;
+	}
+	if (strcmp(key, "verbose") == 0 || strcmp(key, "quiet") == 0) {
+		if (bool_value(val, &b) < 0) {
+			snprintf(x->err, sizeof(x->err), "%s: invalid value "
+			    "'%s': expected true or false", key, val);
+			return 0;
+		}
+		if (b)
+			x->c->log_level = key[0] == 'v' ? LOG_DEBUG : LOG_WARN;
+		return 1;
+	}
+	if (val == NULL) {
+		snprintf(x->err, sizeof(x->err), "%s: a value is required", key);
+		return 0;
+	}
+	if (cli_apply(x->c, key, val, key, err, sizeof(err)) < 0) {
+		if (strncmp(err, "unknown option", 14) == 0)
+			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
+			    "[pool]", key);
+		else
+			snprintf(x->err, sizeof(x->err), "%s", err);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Reads FILE into c (which holds the defaults).  On error, err reads
+ * "FILE:LINE: message".  *argv gets the file's command, if any.
+ */
+int
+conf_read(struct conf *c, const char *file, char ***argv, char *err,
+    size_t len)
+{
+	struct conf_ctx x;
+	FILE	*f;
+	int	 line;
+
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.file = file;
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = 64 * 1024;
+	ini_stop_on_first_error = true;
+	ini_allow_no_value = true;
+	if ((f = fopen(file, "re")) == NULL) {
+		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
+		    strerror(errno));
+		return -errno;
+	}
+	line = ini_parse_file(f, handler, &x);
+	fclose(f);
+	if (line == 0 && x.err[0] == '\0')
+		flush_listener(&x);
+	free(x.lname);
+	free(x.spec);
+	if (line != 0 || x.err[0] != '\0') {
+		if (line > 0)
+			snprintf(err, len, "%s:%d: %s", file, line, x.err[0] ?
+			    x.err : "syntax error");
+		else
+			snprintf(err, len, "%s: %s", file, x.err[0] ? x.err :
+			    "cannot parse");
+		if (x.argv != NULL) {
+			char	**a;
+
+			for (a = x.argv; *a; a++)
+				free(*a);
+			free(x.argv);
+		}
+		return -EINVAL;
+	}
+	*argv = x.argv;
+	return 0;
+}

@@ -1,0 +1,281 @@
+/*
+ * cpu.c: how many CPUs the pool may use, for -n auto: the affinity mask,
+ * limited by a cgroup CPU quota (v2 cpu.max along the process's own
+ * cgroup path, or v1 CFS quota).  The parsers take strings so that tests
+ * feed them fixtures; cpu_usable reads below $WPOOL_SYSFS_ROOT and
+ * $WPOOL_PROCFS_ROOT when they are set.
+ */
+#include <sched.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+/* "max 100000" -> -ENOENT (no limit); "150000 100000" -> 1.5. */
+int
+cpu_parse_cgroup2_max(const char *buf, double *cpus)
+{
+	char	 quota[32];
+	long long period;
+
+	if (sscanf(buf, "%31s %lld", quota, &period) < 1)
+		return -EINVAL;
+	if (strcmp(quota, "max") == 0)
+		return -ENOENT;
+	if (sscanf(buf, "%*s %lld", &period) != 1)
+		period = 100000;
+	if (period <= 0 || atoll(quota) <= 0)
+		return -EINVAL;
+	*cpus = (double)atoll(quota) / (double)period;
+	return 0;
+}
+
+/* cfs_quota_us and cfs_period_us contents: -1 quota means no limit. */
+int
+cpu_parse_cgroup1_quota(const char *quota, const char *period, double *cpus)
+{
+	long long q, p;
+
+	if (sscanf(quota, "%lld", &q) != 1 || sscanf(period, "%lld", &p) != 1)
+		return -EINVAL;
+	if (q < 0)
+		return -ENOENT;
+	if (q == 0 || p <= 0)
+		return -EINVAL;
+	*cpus = (double)q / (double)p;
+	return 0;
+}
+
+/*
+ * /proc/self/cgroup: the v2 path ("0::/x") and the v1 cpu controller's
+ * path ("N:cpu,cpuacct:/x").  Returns 0 if either was found.
+ */
+int
+cpu_parse_self_cgroup(const char *buf, char *v2, size_t v2len, char *v1,
+    size_t v1len)
+{
+	const char *line = buf, *nl, *c1, *c2;
+	char	 ctrl[256];
+	size_t	 n;
+	int	 found = 0;
+
+	if (v2len)
+		v2[0] = '\0';
+	if (v1len)
+		v1[0] = '\0';
+	while (line && *line) {
+		nl = strchr(line, '\n');
+		n = nl ? (size_t)(nl - line) : strlen(line);
+		c1 = memchr(line, ':', n);
+		c2 = c1 ? memchr(c1 + 1, ':', n - (size_t)(c1 + 1 - line)) :
+		    NULL;
+		if (c2 != NULL && (size_t)(c2 - c1 - 1) < sizeof(ctrl)) {
+			size_t	 plen = n - (size_t)(c2 + 1 - line);
+			char	*tok, *save, *cp;
+
+			memcpy(ctrl, c1 + 1, (size_t)(c2 - c1 - 1));
+			ctrl[c2 - c1 - 1] = '\0';
+			if (ctrl[0] == '\0' && strncmp(line, "0:", 2) == 0 &&
+			    plen < v2len) {
+				memcpy(v2, c2 + 1, plen);
+				v2[plen] = '\0';
+				found = 1;
+			}
+			for (cp = ctrl; (tok = strtok_r(cp, ",", &save)); cp = NULL)
+				if (strcmp(tok, "cpu") == 0 && plen < v1len) {
+					memcpy(v1, c2 + 1, plen);
+					v1[plen] = '\0';
+					found = 1;
+				}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return found ? 0 : -ENOENT;
+}
+
+/* "0-3,8,10-11" -> 7; -EINVAL on nonsense. */
+int
+cpu_parse_cpulist(const char *s)
+{
+	long	 a, b;
+	char	*end;
+	int	 n = 0;
+
+	while (*s && *s != '\n') {
+		a = strtol(s, &end, 10);
+		if (end == s || a < 0)
+			return -EINVAL;
+		b = a;
+		if (*end == '-') {
+			s = end + 1;
+			b = strtol(s, &end, 10);
+			if (end == s || b < a)
+				return -EINVAL;
+		}
+		n += (int)(b - a + 1);
+		s = end;
+		if (*s == ',')
+			s++;
+		else if (*s && *s != '\n')
+			return -EINVAL;
+	}
+	return n > 0 ? n : -EINVAL;
+}
+
+static int
+read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+static const char *
+root(const char *env, const char *def)
+{
+	const char *r = getenv(env);
+
+	return r != NULL && *r != '\0' ? r : def;
+}
+
+/*
+ * The tightest quota among dir/path and each of its ancestors.  Levels
+ * that do not exist are skipped: without a cgroup namespace a container
+ * sees its own cgroup at the mount's root, not under its full path.
+ */
+static int
+quota_along(const char *dir, const char *path, bool v2, double *best,
+    char *where, size_t wlen)
+{
+	char	 p[4096], file[4400], buf[256], buf2[256];
+	double	 q;
+	char	*slash;
+	int	 found = 0;
+
+	if (strlcpy(p, path, sizeof(p)) >= sizeof(p))
+		return -ENAMETOOLONG;
+	for (;;) {
+		if (v2) {
+			snprintf(file, sizeof(file), "%s%s/cpu.max", dir, p);
+			if (read_file(file, buf, sizeof(buf)) > 0 &&
+			    cpu_parse_cgroup2_max(buf, &q) == 0 &&
+			    (!found || q < *best)) {
+				*best = q;
+				found = 1;
+				snprintf(where, wlen, "cgroup v2 cpu.max %s%s",
+				    *p ? p : "/", "");
+			}
+		} else {
+			snprintf(file, sizeof(file), "%s%s/cpu.cfs_quota_us",
+			    dir, p);
+			if (read_file(file, buf, sizeof(buf)) > 0) {
+				snprintf(file, sizeof(file),
+				    "%s%s/cpu.cfs_period_us", dir, p);
+				if (read_file(file, buf2, sizeof(buf2)) > 0 &&
+				    cpu_parse_cgroup1_quota(buf, buf2,
+				    &q) == 0 && (!found || q < *best)) {
+					*best = q;
+					found = 1;
+					snprintf(where, wlen, "cgroup v1 cpu "
+					    "quota %s", *p ? p : "/");
+				}
+			}
+		}
+		if (*p == '\0' || strcmp(p, "/") == 0)
+			break;
+		if ((slash = strrchr(p, '/')) == NULL)
+			break;
+		*slash = '\0';
+	}
+	return found ? 0 : -ENOENT;
+}
+
+int
+cpu_usable(struct cpu_info *ci, int fallback)
+{
+	const char *sys = root("WPOOL_SYSFS_ROOT", "/sys");
+	const char *proc = root("WPOOL_PROCFS_ROOT", "/proc");
+	char	 buf[8192], v2[4096], v1[4096], dir[4200], where[200];
+	cpu_set_t set;
+	double	 quota = 0;
+	int	 aff = 0, n, r = -ENOENT;
+
+	memset(ci, 0, sizeof(*ci));
+	CPU_ZERO(&set);
+	if (getenv("WPOOL_PROCFS_ROOT") != NULL) {
+		/* Fixtures give the mask as /proc/self/status shows it. */
+		char	*l;
+
+		snprintf(dir, sizeof(dir), "%s/self/status", proc);
+		if (read_file(dir, buf, sizeof(buf)) > 0 &&
+		    (l = strstr(buf, "Cpus_allowed_list:")) != NULL)
+			aff = cpu_parse_cpulist(l + 18 + strspn(l + 18,
+			    " \t"));
+		if (aff < 0)
+			aff = 0;
+	} else if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		aff = CPU_COUNT(&set);
+	snprintf(dir, sizeof(dir), "%s/self/cgroup", proc);
+	if (read_file(dir, buf, sizeof(buf)) > 0 &&
+	    cpu_parse_self_cgroup(buf, v2, sizeof(v2), v1, sizeof(v1)) == 0) {
+		snprintf(dir, sizeof(dir), "%s/fs/cgroup/cgroup.controllers",
+		    sys);
+		if (v2[0] != '\0' && access(dir, F_OK) == 0) {
+			snprintf(dir, sizeof(dir), "%s/fs/cgroup", sys);
+			r = quota_along(dir, v2, true, &quota, where,
+			    sizeof(where));
+		} else if (v1[0] != '\0') {
+			snprintf(dir, sizeof(dir), "%s/fs/cgroup/cpu,cpuacct",
+			    sys);
+			if (access(dir, F_OK) != 0)
+				snprintf(dir, sizeof(dir), "%s/fs/cgroup/cpu",
+				    sys);
+			r = quota_along(dir, v1, false, &quota, where,
+			    sizeof(where));
+		}
+		if (r < 0 && v2[0] != '\0') {
+			/* Hybrid hierarchy: v2 mounted beside v1. */
+			snprintf(dir, sizeof(dir), "%s/fs/cgroup/unified", sys);
+			r = quota_along(dir, v2, true, &quota, where,
+			    sizeof(where));
+		}
+	}
+	if (r == 0) {
+		n = (int)ceil(quota - 1e-9);
+		if (n < 1)
+			n = 1;
+		if (aff > 0 && aff < n) {
+			ci->n = aff;
+			snprintf(ci->source, sizeof(ci->source), "affinity "
+			    "mask; %s allows %.2f", where, quota);
+		} else {
+			ci->n = n;
+			snprintf(ci->source, sizeof(ci->source), "%s = %.2f "
+			    "CPUs, rounded up", where, quota);
+		}
+		return 0;
+	}
+	if (aff > 0) {
+		ci->n = aff;
+		snprintf(ci->source, sizeof(ci->source), "affinity mask");
+		return 0;
+	}
+	ci->n = fallback;
+	snprintf(ci->source, sizeof(ci->source), "fallback: no CPU count "
+	    "could be read");
+	return -ENOENT;
+}

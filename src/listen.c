@@ -1,0 +1,653 @@
+/*
+ * listen.c: listener specs (-b): parsing, binding, adopting inherited
+ * sockets.  Owns each listener's socket until the pool closes it.  Never
+ * logs: errors go to the caller's buffer, and the caller decides.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+#define SPEC_FORMS "HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH, " \
+	"udp://HOST:PORT, fd:N or systemd"
+
+static int
+lerr(char *err, size_t len, const char *fmt, const char *a)
+{
+	snprintf(err, len, fmt, a);
+	return -EINVAL;
+}
+
+static int
+parse_port(const char *s, char *err, size_t len)
+{
+	long long n;
+
+	if (parse_int(s, 0, 65535, &n) < 0)
+		return lerr(err, len, "port '%s' is not a number from 0 to "
+		    "65535", s);
+	return 0;
+}
+
+/* HOST:PORT, [V6]:PORT or :PORT into l->host (NULL for any) and l->port. */
+static int
+parse_hostport(char *s, struct listener *l, char *err, size_t len)
+{
+	char	*colon, *host;
+
+	if (*s == '[') {
+		char	*close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':')
+			return lerr(err, len, "'%s': expected [IPV6]:PORT", s);
+		*close = '\0';
+		host = s + 1;
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return lerr(err, len, "no port in '%s': expected "
+			    SPEC_FORMS, s);
+		*colon = '\0';
+		host = s;
+		if (strchr(host, ':') != NULL)
+			return lerr(err, len, "'%s': put an IPv6 address in "
+			    "brackets, like [::1]:8080", host);
+	}
+	if (parse_port(colon + 1, err, len) < 0)
+		return -EINVAL;
+	l->host = *host != '\0' ? xstrdup(host) : NULL;
+	l->port = xstrdup(colon + 1);
+	return 0;
+}
+
+static int
+parse_option(struct listener *l, const char *opt, char *err, size_t len)
+{
+	const char *eq = strchr(opt, '=');
+	const char *v = eq ? eq + 1 : NULL;
+	size_t	 klen = eq ? (size_t)(eq - opt) : strlen(opt);
+	bool	 inet = l->type == L_TCP || l->type == L_UDP;
+	long long n;
+	char	 key[32];
+
+	if (klen >= sizeof(key))
+		return lerr(err, len, "unknown option '%s'", opt);
+	memcpy(key, opt, klen);
+	key[klen] = '\0';
+#define NEEDS_VALUE() do { if (v == NULL || *v == '\0') \
+	return lerr(err, len, "option '%s' needs a value", key); } while (0)
+#define ONLY(cond, what) do { if (!(cond)) return lerr(err, len, \
+	"option '%s' applies only to " what " listeners", key); } while (0)
+	if (strcmp(key, "name") == 0) {
+		const char *p;
+
+		NEEDS_VALUE();
+		for (p = v; *p; p++)
+			if (!isalnum((unsigned char)*p) &&
+			    strchr("._-", *p) == NULL)
+				return lerr(err, len, "name '%s': use "
+				    "letters, digits, '.', '_', '-'", v);
+		if (strlen(v) > 255)
+			return lerr(err, len, "name '%s' is too long", v);
+		free(l->name);
+		l->name = xstrdup(v);
+		return 0;
+	}
+	ONLY(l->type != L_FD && l->type != L_SYSTEMD, "tcp, udp and unix");
+	if (strcmp(key, "backlog") == 0) {
+		NEEDS_VALUE();
+		ONLY(l->type != L_UDP, "stream");
+		if (parse_int(v, 1, 1 << 20, &n) < 0)
+			return lerr(err, len, "backlog '%s': expected 1 to "
+			    "1048576", v);
+		l->backlog = (int)n;
+	} else if (strcmp(key, "mode") == 0) {
+		char	*end;
+		long	 m;
+
+		NEEDS_VALUE();
+		ONLY(l->type == L_UNIX, "unix");
+		m = strtol(v, &end, 8);
+		if (*end != '\0' || m < 0 || m > 07777)
+			return lerr(err, len, "mode '%s': expected octal "
+			    "permissions such as 0660", v);
+		l->mode = (int)m;
+	} else if (strcmp(key, "owner") == 0) {
+		uid_t	 uid;
+		gid_t	 gid;
+		bool	 found;
+
+		NEEDS_VALUE();
+		ONLY(l->type == L_UNIX, "unix");
+		if (parse_user(v, &uid, &gid, &found) < 0)
+			return lerr(err, len, "owner '%s': expected an "
+			    "existing USER[:GROUP]", v);
+		free(l->owner);
+		l->owner = xstrdup(v);
+	} else if (strcmp(key, "v6only") == 0) {
+		ONLY(inet, "tcp and udp");
+		l->v6only = true;
+	} else if (strcmp(key, "freebind") == 0) {
+		ONLY(inet, "tcp and udp");
+		l->freebind = true;
+	} else if (strcmp(key, "defer_accept") == 0) {
+		ONLY(l->type == L_TCP, "tcp");
+		l->defer_accept = true;
+	} else if (strcmp(key, "nodelay") == 0) {
+		ONLY(l->type == L_TCP, "tcp");
+		l->nodelay = true;
+	} else if (strcmp(key, "rcvbuf") == 0 || strcmp(key, "sndbuf") == 0) {
+		uint64_t sz;
+
+		NEEDS_VALUE();
+		if (parse_size(v, &sz) < 0 || sz == 0 || sz > (1u << 30))
+			return lerr(err, len, "buffer size '%s': expected 1 "
+			    "to 1G bytes, like 262144 or 256K", v);
+		if (key[0] == 'r')
+			l->rcvbuf = (int)sz;
+		else
+			l->sndbuf = (int)sz;
+	} else
+		return lerr(err, len, "unknown option '%s': expected name=, "
+		    "backlog=, mode=, owner=, v6only, freebind, defer_accept, "
+		    "nodelay, rcvbuf= or sndbuf=", opt);
+	if (v != NULL && (strcmp(key, "v6only") == 0 || strcmp(key,
+	    "freebind") == 0 || strcmp(key, "defer_accept") == 0 ||
+	    strcmp(key, "nodelay") == 0))
+		return lerr(err, len, "option '%s' takes no value", key);
+	return 0;
+#undef NEEDS_VALUE
+#undef ONLY
+}
+
+int
+listener_parse(const char *spec, struct listener *l, char *err, size_t len)
+{
+	char	*s, *addr, *opts, *opt;
+	int	 r = -EINVAL;
+
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	l->adopt_fd = -1;
+	l->mode = -1;
+	if (spec == NULL || *spec == '\0')
+		return lerr(err, len, "empty listener: expected %s",
+		    SPEC_FORMS);
+	s = xstrdup(spec);
+	addr = s;
+	if (strncmp(s, "unix:", 5) == 0) {
+		/* A path may contain commas only if it has no options. */
+		l->type = L_UNIX;
+		addr = s + 5;
+	} else if (strncmp(s, "udp://", 6) == 0) {
+		l->type = L_UDP;
+		addr = s + 6;
+	} else if (strncmp(s, "tcp://", 6) == 0) {
+		l->type = L_TCP;
+		addr = s + 6;
+	} else if (strncmp(s, "fd:", 3) == 0) {
+		l->type = L_FD;
+		addr = s + 3;
+	} else if (strcmp(s, "systemd") == 0 ||
+	    strncmp(s, "systemd,", 8) == 0) {
+		l->type = L_SYSTEMD;
+		addr = s + 7;
+	} else
+		l->type = L_TCP;
+	if ((opts = strchr(addr, ',')) != NULL)
+		*opts++ = '\0';
+
+	switch (l->type) {
+	case L_UNIX:
+		if (*addr == '\0') {
+			lerr(err, len, "unix: needs a path, like "
+			    "unix:/run/app.sock%s", "");
+			goto out;
+		}
+		if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			lerr(err, len, "unix socket path '%s' is longer than "
+			    "107 bytes", addr);
+			goto out;
+		}
+		l->path = xstrdup(addr);
+		l->spec = xstrdup(addr);
+		break;
+	case L_FD: {
+		long long n;
+
+		if (parse_int(addr, 0, 1 << 20, &n) < 0) {
+			lerr(err, len, "fd:'%s': expected a file descriptor "
+			    "number", addr);
+			goto out;
+		}
+		l->adopt_fd = (int)n;
+		xasprintf(&l->spec, "fd:%d", l->adopt_fd);
+		break;
+	}
+	case L_SYSTEMD:
+		l->spec = xstrdup("systemd");
+		if (opts != NULL) {
+			lerr(err, len, "systemd takes no options: names come "
+			    "from LISTEN_FDNAMES%s", "");
+			goto out;
+		}
+		break;
+	case L_TCP:
+	case L_UDP:
+		l->spec = xstrdup(addr);
+		if (parse_hostport(addr, l, err, len) < 0)
+			goto out;
+		if (l->type == L_UDP) {
+			free(l->spec);
+			xasprintf(&l->spec, "udp://%s", spec + 6);
+			if ((opt = strchr(l->spec, ',')) != NULL)
+				*opt = '\0';
+		}
+		break;
+	}
+	while (opts != NULL && *opts != '\0') {
+		opt = opts;
+		if ((opts = strchr(opts, ',')) != NULL)
+			*opts++ = '\0';
+		if (*opt == '\0')
+			continue;
+		if (parse_option(l, opt, err, len) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	free(s);
+	if (r < 0)
+		listener_free(l);
+	return r;
+}
+
+void
+listener_free(struct listener *l)
+{
+	free(l->spec);
+	free(l->name);
+	free(l->host);
+	free(l->port);
+	free(l->path);
+	free(l->owner);
+	l->spec = l->name = l->host = l->port = l->path = l->owner = NULL;
+}
+
+void
+listener_close(struct listener *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+}
+
+int
+sockaddr_format(const void *sa, socklen_t salen, char *buf, size_t len)
+{
+	const struct sockaddr *s = sa;
+	char	 host[INET6_ADDRSTRLEN];
+
+	switch (s->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		return snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		return snprintf(buf, len, "[%s]:%u", host,
+		    ntohs(in6->sin6_port));
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *un = sa;
+
+		if (salen <= offsetof(struct sockaddr_un, sun_path))
+			return snprintf(buf, len, "unix:(unnamed)");
+		if (un->sun_path[0] == '\0')
+			return snprintf(buf, len, "unix:@%.*s",
+			    (int)(salen - offsetof(struct sockaddr_un,
+			    sun_path) - 1), un->sun_path + 1);
+		return snprintf(buf, len, "unix:%s", un->sun_path);
+	}
+	}
+	return snprintf(buf, len, "(family %d)", s->sa_family);
+}
+
+static int
+sockopt(int fd, int level, int name, int val)
+{
+	return setsockopt(fd, level, name, &val, sizeof(val));
+}
+
+static int
+sys_err(char *err, size_t len, const char *what, const char *spec)
+{
+	int	 e = errno;
+
+	snprintf(err, len, "cannot %s %s: %s", what, spec, strerror(e));
+	return -e;
+}
+
+/* A unix socket file that nobody accepts on is stale and replaced. */
+static int
+unix_clear_stale(const char *path, char *err, size_t len)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int	 fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : sys_err(err, len, "bind", path);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, len, "cannot bind unix:%s: the file exists and "
+		    "is not a socket", path);
+		return -EEXIST;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return sys_err(err, len, "bind", path);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	if (r == 0) {
+		snprintf(err, len, "cannot bind unix:%s: a running server "
+		    "accepts on it", path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return sys_err(err, len, "replace stale socket", path);
+	return 0;
+}
+
+static int
+open_unix(const struct listener *l, int backlog, int *out, char *err,
+    size_t len)
+{
+	struct sockaddr_un sun;
+	char	 what[160];
+	int	 fd, r;
+
+	if ((r = unix_clear_stale(l->path, err, len)) < 0)
+		return r;
+	snprintf(what, sizeof(what), "unix:%s", l->path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return sys_err(err, len, "bind", what);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy(sun.sun_path, l->path, sizeof(sun.sun_path));
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		r = sys_err(err, len, "bind", what);
+		goto fail;
+	}
+	if (l->mode >= 0 && chmod(l->path, (mode_t)l->mode) < 0) {
+		r = sys_err(err, len, "chmod", what);
+		goto fail_unlink;
+	}
+	if (l->owner != NULL) {
+		uid_t	 uid;
+		gid_t	 gid;
+		bool	 found;
+
+		parse_user(l->owner, &uid, &gid, &found);
+		if (chown(l->path, uid, gid) < 0) {
+			r = sys_err(err, len, "chown", what);
+			goto fail_unlink;
+		}
+	}
+	if (listen(fd, backlog) < 0) {
+		r = sys_err(err, len, "listen on", what);
+		goto fail_unlink;
+	}
+	*out = fd;
+	return 0;
+fail_unlink:
+	unlink(l->path);
+fail:
+	close(fd);
+	return r;
+}
+
+static int
+open_inet(const struct listener *l, int backlog, bool reuseport, int *out,
+    char *err, size_t len)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	bool	 stream = l->type == L_TCP;
+	char	 what[300];
+	int	 fd = -1, r, e = 0;
+
+	snprintf(what, sizeof(what), "%s%s", l->type == L_UDP ? "" : "",
+	    l->spec);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = stream ? SOCK_STREAM : SOCK_DGRAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (l->host == NULL) {
+		/* All addresses: IPv6 dual-stack where the kernel has it. */
+		hints.ai_family = AF_INET6;
+		r = getaddrinfo("::", l->port, &hints, &res);
+		if (r == 0 && (fd = socket(AF_INET6, hints.ai_socktype,
+		    0)) < 0) {
+			freeaddrinfo(res);
+			res = NULL;
+		}
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		if (res == NULL) {
+			hints.ai_family = AF_INET;
+			r = getaddrinfo("0.0.0.0", l->port, &hints, &res);
+		}
+	} else {
+		hints.ai_family = AF_UNSPEC;
+		r = getaddrinfo(l->host, l->port, &hints, &res);
+	}
+	if (r != 0) {
+		snprintf(err, len, "cannot bind %s: %s", what,
+		    r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+		return -EADDRNOTAVAIL;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		sockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+		if (reuseport && sockopt(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0)
+			goto next;
+		if (ai->ai_family == AF_INET6)
+			sockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+			    l->v6only ? 1 : 0);
+		if (l->freebind && sockopt(fd, IPPROTO_IP, IP_FREEBIND, 1) < 0)
+			goto next;
+		if (l->rcvbuf && sockopt(fd, SOL_SOCKET, SO_RCVBUF,
+		    l->rcvbuf) < 0)
+			goto next;
+		if (l->sndbuf && sockopt(fd, SOL_SOCKET, SO_SNDBUF,
+		    l->sndbuf) < 0)
+			goto next;
+		if (l->nodelay && sockopt(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+			goto next;
+		if (l->defer_accept && sockopt(fd, IPPROTO_TCP,
+		    TCP_DEFER_ACCEPT, 1) < 0)
+			goto next;
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+			goto next;
+		if (stream && listen(fd, backlog) < 0)
+			goto next;
+		freeaddrinfo(res);
+		*out = fd;
+		return 0;
+next:
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	errno = e ? e : EADDRNOTAVAIL;
+	return sys_err(err, len, "bind", what);
+}
+
+/* Checks that an inherited fd is a socket we can hand to workers. */
+static int
+adopt_fd(const struct listener *l, int *out, char *err, size_t len)
+{
+	struct stat st;
+	int	 type, acc;
+	socklen_t sl = sizeof(int);
+
+	if (fstat(l->adopt_fd, &st) < 0) {
+		snprintf(err, len, "cannot adopt fd:%d: %s", l->adopt_fd,
+		    strerror(errno));
+		return -EBADF;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, len, "cannot adopt fd:%d: not a socket",
+		    l->adopt_fd);
+		return -ENOTSOCK;
+	}
+	if (getsockopt(l->adopt_fd, SOL_SOCKET, SO_TYPE, &type, &sl) < 0)
+		return sys_err(err, len, "adopt", l->spec);
+	sl = sizeof(int);
+	if (type == SOCK_STREAM && (getsockopt(l->adopt_fd, SOL_SOCKET,
+	    SO_ACCEPTCONN, &acc, &sl) < 0 || !acc)) {
+		snprintf(err, len, "cannot adopt fd:%d: the socket is not "
+		    "listening", l->adopt_fd);
+		return -EINVAL;
+	}
+	set_cloexec(l->adopt_fd, true);
+	*out = l->adopt_fd;
+	return 0;
+}
+
+/* Opens one socket for l (one per slot in reuseport mode). */
+int
+listener_open_socket(const struct listener *l, int backlog, bool reuseport,
+    int *out, char *err, size_t len)
+{
+	if (l->backlog > 0)
+		backlog = l->backlog;
+	switch (l->type) {
+	case L_UNIX:
+		return open_unix(l, backlog, out, err, len);
+	case L_TCP:
+	case L_UDP:
+		return open_inet(l, backlog, reuseport, out, err, len);
+	case L_FD:
+		return adopt_fd(l, out, err, len);
+	case L_SYSTEMD:
+		break;
+	}
+	snprintf(err, len, "%s must be expanded before opening", l->spec);
+	return -EINVAL;
+}
+
+int
+listener_open(struct listener *l, int backlog, bool reuseport, char *err,
+    size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int	 r;
+
+	if ((r = listener_open_socket(l, backlog, reuseport, &l->fd, err,
+	    len)) < 0)
+		return r;
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
+		sockaddr_format(&ss, sl, l->address, sizeof(l->address));
+	else
+		strlcpy(l->address, l->spec, sizeof(l->address));
+	if (l->type == L_UDP) {
+		char	 tmp[sizeof(l->address)];
+
+		snprintf(tmp, sizeof(tmp), "udp://%s", l->address);
+		strlcpy(l->address, tmp, sizeof(l->address));
+	}
+	return 0;
+}
+
+/*
+ * Replaces a `systemd` listener with one fd: listener per socket that
+ * systemd passed to this process (sd_listen_fds(3)): LISTEN_PID must be
+ * ours, names come from LISTEN_FDNAMES.  Returns how many were added.
+ */
+int
+listener_expand_systemd(struct listener **ls, size_t *n, size_t at,
+    char *err, size_t len)
+{
+	const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	const char *names = getenv("LISTEN_FDNAMES");
+	char	*namebuf = NULL, *np, *name;
+	long long nfds, lpid;
+	struct listener *arr;
+	size_t	 i;
+
+	if (fds == NULL || pid == NULL) {
+		snprintf(err, len, "-b systemd: LISTEN_FDS and LISTEN_PID are "
+		    "not set: wpool was not started by socket activation");
+		return -ENOENT;
+	}
+	if (parse_int(pid, 1, 1LL << 31, &lpid) < 0 || lpid != getpid()) {
+		snprintf(err, len, "-b systemd: LISTEN_PID=%s is not wpool's "
+		    "pid %d: the sockets were meant for another process", pid,
+		    (int)getpid());
+		return -ESRCH;
+	}
+	if (parse_int(fds, 1, WPOOL_MAX_LISTENERS, &nfds) < 0) {
+		snprintf(err, len, "-b systemd: LISTEN_FDS=%s: expected 1 to "
+		    "%d sockets", fds, WPOOL_MAX_LISTENERS);
+		return -EINVAL;
+	}
+	if (*n - 1 + (size_t)nfds > WPOOL_MAX_LISTENERS) {
+		snprintf(err, len, "-b systemd: too many listeners");
+		return -EINVAL;
+	}
+	arr = xcalloc(*n - 1 + (size_t)nfds, sizeof(*arr));
+	memcpy(arr, *ls, at * sizeof(*arr));
+	memcpy(arr + at + nfds, *ls + at + 1, (*n - at - 1) * sizeof(*arr));
+	listener_free(&(*ls)[at]);
+	if (names != NULL)
+		namebuf = xstrdup(names);
+	np = namebuf;
+	for (i = 0; i < (size_t)nfds; i++) {
+		struct listener *l = &arr[at + i];
+
+		memset(l, 0, sizeof(*l));
+		l->type = L_FD;
+		l->fd = -1;
+		l->mode = -1;
+		l->adopt_fd = 3 + (int)i;
+		xasprintf(&l->spec, "fd:%d", l->adopt_fd);
+		name = np != NULL ? strsep(&np, ":") : NULL;
+		if (name != NULL && *name != '\0' && strcmp(name, "unknown"))
+			l->name = xstrdup(name);
+	}
+	free(namebuf);
+	free(*ls);
+	*ls = arr;
+	*n = *n - 1 + (size_t)nfds;
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	return (int)nfds;
+}

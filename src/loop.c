@@ -1,0 +1,274 @@
+/*
+ * loop.c: the event loop: fd events (epoll), signals (signalfd) and timers
+ * (one timerfd over a sorted list).  It knows nothing about pools or
+ * workers, and is the only file that calls epoll_*.  Idle, it sleeps in
+ * epoll_wait with no timeout: no timer armed means no wake-up at all.
+ */
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+struct handler {
+	io_cb	 cb;
+	void	*arg;
+};
+
+static int	 epfd = -1;
+static int	 tfd = -1;
+static int	 sfd = -1;
+static struct handler *handlers;
+static size_t	 nhandlers;
+static bool	 stopping;
+static unsigned long wakeups;
+static TAILQ_HEAD(, timer) timers = TAILQ_HEAD_INITIALIZER(timers);
+static void	(*signal_cb)(int, pid_t, void *);
+static void	*signal_arg;
+
+double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double
+now_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+unsigned long
+loop_wakeups(void)
+{
+	return wakeups;
+}
+
+static void
+timers_arm(void)
+{
+	struct itimerspec its;
+	struct timer *t = TAILQ_FIRST(&timers);
+	double	 d;
+
+	memset(&its, 0, sizeof(its));
+	if (t != NULL) {
+		d = t->deadline;
+		if (d <= 0)
+			d = 1e-9;
+		its.it_value.tv_sec = (time_t)d;
+		its.it_value.tv_nsec = (long)((d - (double)(time_t)d) * 1e9);
+		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+			its.it_value.tv_nsec = 1;
+	}
+	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+void
+timer_init(struct timer *t, timer_cb cb, void *arg)
+{
+	memset(t, 0, sizeof(*t));
+	t->cb = cb;
+	t->arg = arg;
+}
+
+/* Arms t to fire `after` seconds from now, replacing any earlier setting. */
+void
+timer_set(struct timer *t, double after)
+{
+	struct timer *it;
+	bool	 first;
+
+	if (t->armed)
+		TAILQ_REMOVE(&timers, t, entry);
+	t->deadline = now_mono() + (after > 0 ? after : 0);
+	t->armed = true;
+	TAILQ_FOREACH(it, &timers, entry)
+		if (it->deadline > t->deadline)
+			break;
+	if (it != NULL)
+		TAILQ_INSERT_BEFORE(it, t, entry);
+	else
+		TAILQ_INSERT_TAIL(&timers, t, entry);
+	first = TAILQ_FIRST(&timers) == t;
+	if (first && tfd >= 0)
+		timers_arm();
+}
+
+void
+timer_cancel(struct timer *t)
+{
+	bool	 first;
+
+	if (!t->armed)
+		return;
+	first = TAILQ_FIRST(&timers) == t;
+	TAILQ_REMOVE(&timers, t, entry);
+	t->armed = false;
+	if (first && tfd >= 0)
+		timers_arm();
+}
+
+static void
+timers_fire(int fd, uint32_t ev, void *arg)
+{
+	uint64_t exp;
+	struct timer *t;
+	double	 now;
+
+	(void)ev;
+	(void)arg;
+	while (read(fd, &exp, sizeof(exp)) > 0)
+		;
+	now = now_mono();
+	while ((t = TAILQ_FIRST(&timers)) != NULL && t->deadline <= now) {
+		TAILQ_REMOVE(&timers, t, entry);
+		t->armed = false;
+		t->cb(t->arg);
+	}
+	timers_arm();
+}
+
+int
+loop_add(int fd, uint32_t events, io_cb cb, void *arg)
+{
+	struct epoll_event ev;
+
+	if (fd < 0)
+		return -EBADF;
+	if ((size_t)fd >= nhandlers) {
+		size_t	 n = (size_t)fd + 64;
+
+		handlers = xreallocarray(handlers, n, sizeof(*handlers));
+		memset(handlers + nhandlers, 0,
+		    (n - nhandlers) * sizeof(*handlers));
+		nhandlers = n;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.fd = fd;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	handlers[fd].cb = cb;
+	handlers[fd].arg = arg;
+	return 0;
+}
+
+int
+loop_mod(int fd, uint32_t events)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.fd = fd;
+	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Call before close(fd): a closed fd leaves epoll only with its last dup. */
+void
+loop_del(int fd)
+{
+	if (fd < 0 || (size_t)fd >= nhandlers)
+		return;
+	epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+	handlers[fd].cb = NULL;
+	handlers[fd].arg = NULL;
+}
+
+static void
+signals_read(int fd, uint32_t ev, void *arg)
+{
+	struct signalfd_siginfo si[16];
+	ssize_t	 n;
+	size_t	 i;
+
+	(void)ev;
+	(void)arg;
+	while ((n = read(fd, si, sizeof(si))) > 0)
+		for (i = 0; i < (size_t)n / sizeof(si[0]); i++)
+			signal_cb((int)si[i].ssi_signo, (pid_t)si[i].ssi_pid,
+			    signal_arg);
+}
+
+/* Blocks the signals and delivers them through cb from the loop. */
+int
+loop_signals(const int *sigs, size_t n, void (*cb)(int, pid_t, void *),
+    void *arg)
+{
+	sigset_t set;
+	size_t	 i;
+	int	 r;
+
+	sigemptyset(&set);
+	for (i = 0; i < n; i++)
+		sigaddset(&set, sigs[i]);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		return -errno;
+	signal_cb = cb;
+	signal_arg = arg;
+	if ((r = loop_add(sfd, EPOLLIN, signals_read, NULL)) < 0)
+		return r;
+	return 0;
+}
+
+int
+loop_init(void)
+{
+	int	 r;
+
+	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		return -errno;
+	if ((tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK |
+	    TFD_CLOEXEC)) < 0)
+		return -errno;
+	if ((r = loop_add(tfd, EPOLLIN, timers_fire, NULL)) < 0)
+		return r;
+	timers_arm();
+	return 0;
+}
+
+void
+loop_break(void)
+{
+	stopping = true;
+}
+
+void
+loop_run(void)
+{
+	struct epoll_event evs[64];
+	int	 i, n, fd;
+
+	stopping = false;
+	while (!stopping) {
+		n = epoll_wait(epfd, evs, 64, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("epoll_wait");
+			return;
+		}
+		wakeups++;
+		for (i = 0; i < n; i++) {
+			fd = evs[i].data.fd;
+			if ((size_t)fd < nhandlers && handlers[fd].cb != NULL)
+				handlers[fd].cb(fd, evs[i].events,
+				    handlers[fd].arg);
+		}
+	}
+}

@@ -1,0 +1,1137 @@
+/*
+ * pool.c: the worker table and its state machine.  The only file that
+ * changes a worker's or a slot's state, starts or signals workers, and
+ * decides when a dead one comes back.  Others read struct pool and ask
+ * through the pool_* functions.
+ */
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+extern char **environ;
+
+enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
+    REPLACE_RECYCLE };
+
+/* Per-slot replacement bookkeeping, beside struct slot's public part. */
+static struct {
+	enum replace_kind kind;
+	struct worker *old;	/* replaced, being stopped */
+} repl[WPOOL_MAX_WORKERS];
+
+static void	 worker_spawn_slot(struct pool *, struct slot *);
+static void	 worker_stop(struct pool *, struct worker *, const char *);
+static void	 reload_step(struct pool *);
+static void	 replace_done(struct pool *, struct slot *);
+static void	 replace_failed(struct pool *, struct slot *, const char *);
+static void	 pool_check_done(struct pool *);
+
+static struct pool *the_pool;	/* for timer callbacks that get a slot */
+
+const char *
+worker_state_name(enum worker_state s)
+{
+	static const char *const names[] = { "starting", "ready", "busy",
+	    "stopping", "stopped", "failed" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] :
+	    "unknown";
+}
+
+int
+pool_count(const struct pool *p, enum worker_state st)
+{
+	const struct worker *w;
+	int	 n = 0;
+
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (w->state == st)
+			n++;
+	return n;
+}
+
+struct worker *
+pool_find_pid(struct pool *p, pid_t pid)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (w->pid == pid)
+			return w;
+	return NULL;
+}
+
+/* Variables that describe another supervisor's sockets must not leak. */
+static bool
+env_scrubbed(const char *e)
+{
+	static const char *const prefixes[] = { "LISTEN_PID=", "LISTEN_FDS=",
+	    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
+	    "WATCHDOG_PID=", "EINHORN_", "SERVER_STARTER_", "WPOOL_WORKER_ID=",
+	    "WPOOL_WORKERS=", "WPOOL_MASTER_PID=", "WPOOL_GENERATION=",
+	    "WPOOL_CONN_FD=" };
+	size_t	 i;
+
+	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+static void
+env_base_build(struct pool *p)
+{
+	struct conf *c = p->conf;
+	size_t	 n = 0, i, j, cap;
+	char	**e;
+
+	for (e = environ; *e; e++)
+		n++;
+	cap = n + c->nenv + 1;
+	p->env_base = xcalloc(cap, sizeof(char *));
+	for (e = environ; *e; e++)
+		if (!env_scrubbed(*e))
+			p->env_base[p->nenv_base++] = xstrdup(*e);
+	/* -e NAME=VALUE replaces an inherited NAME. */
+	for (i = 0; i < c->nenv; i++) {
+		size_t	 klen = strcspn(c->env[i], "=") + 1;
+
+		for (j = 0; j < p->nenv_base; j++)
+			if (strncmp(p->env_base[j], c->env[i], klen) == 0)
+				break;
+		if (j < p->nenv_base)
+			free(p->env_base[j]);
+		else
+			j = p->nenv_base++;
+		p->env_base[j] = xstrdup(c->env[i]);
+	}
+}
+
+struct envbuf {
+	char	**v;
+	size_t	 n, cap;
+};
+
+static void
+env_add(struct envbuf *e, char *s)
+{
+	if (e->n + 2 > e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 64;
+		e->v = xreallocarray(e->v, e->cap, sizeof(char *));
+	}
+	e->v[e->n++] = s;
+	e->v[e->n] = NULL;
+}
+
+static void
+env_free(struct envbuf *e, size_t from)
+{
+	size_t	 i;
+
+	for (i = from; i < e->n; i++)
+		free(e->v[i]);
+	free(e->v);
+}
+
+/* The worker's environment; LISTEN_PID's value is filled in the child. */
+static char *
+env_build(struct pool *p, struct worker *w, struct envbuf *e)
+{
+	struct conf *c = p->conf;
+	char	*names = NULL, *ssp = NULL, *tmp, *pidslot;
+	size_t	 i;
+
+	for (i = 0; i < p->nenv_base; i++)
+		env_add(e, p->env_base[i]);
+	if (c->nlisteners > 0) {
+		for (i = 0; i < c->nlisteners; i++) {
+			xasprintf(&tmp, "%s%s%s", names ? names : "",
+			    names ? ":" : "", c->listeners[i].name);
+			free(names);
+			names = tmp;
+			xasprintf(&tmp, "%s%s%s=%zu", ssp ? ssp : "",
+			    ssp ? ";" : "", c->listeners[i].spec, 3 + i);
+			free(ssp);
+			ssp = tmp;
+		}
+		xasprintf(&tmp, "LISTEN_FDS=%zu", c->nlisteners);
+		env_add(e, tmp);
+		pidslot = xcalloc(1, 32);
+		strlcpy(pidslot, "LISTEN_PID=", 32);
+		env_add(e, pidslot);
+		xasprintf(&tmp, "LISTEN_FDNAMES=%s", names);
+		env_add(e, tmp);
+		xasprintf(&tmp, "SERVER_STARTER_PORT=%s", ssp);
+		env_add(e, tmp);
+		free(names);
+		free(ssp);
+	} else
+		pidslot = NULL;
+	xasprintf(&tmp, "SERVER_STARTER_GENERATION=%u", w->generation + 1);
+	env_add(e, tmp);
+	xasprintf(&tmp, "WPOOL_WORKER_ID=%d", w->id);
+	env_add(e, tmp);
+	xasprintf(&tmp, "WPOOL_WORKERS=%d", p->target);
+	env_add(e, tmp);
+	xasprintf(&tmp, "WPOOL_MASTER_PID=%d", (int)p->pid);
+	env_add(e, tmp);
+	xasprintf(&tmp, "WPOOL_GENERATION=%u", w->generation);
+	env_add(e, tmp);
+	if (p->notify_path != NULL) {
+		xasprintf(&tmp, "NOTIFY_SOCKET=%s", p->notify_path);
+		env_add(e, tmp);
+	}
+	if (c->watchdog > 0) {
+		xasprintf(&tmp, "WATCHDOG_USEC=%llu",
+		    (unsigned long long)(c->watchdog * 1e6));
+		env_add(e, tmp);
+	}
+	if (p->control_path != NULL && c->nlisteners > 0) {
+		xasprintf(&tmp, "EINHORN_FD_COUNT=%zu", c->nlisteners);
+		env_add(e, tmp);
+		for (i = 0; i < c->nlisteners; i++) {
+			xasprintf(&tmp, "EINHORN_FD_%zu=%zu", i, 3 + i);
+			env_add(e, tmp);
+		}
+	}
+	if (p->control_path != NULL) {
+		xasprintf(&tmp, "EINHORN_MASTER_PID=%d", (int)p->pid);
+		env_add(e, tmp);
+		xasprintf(&tmp, "EINHORN_CHILD_INDEX=%d", w->id);
+		env_add(e, tmp);
+		xasprintf(&tmp, "EINHORN_SOCK_PATH=%s", p->control_path);
+		env_add(e, tmp);
+	}
+	return pidslot;
+}
+
+static void
+worker_free(struct pool *p, struct worker *w)
+{
+	timer_cancel(&w->ready_timer);
+	timer_cancel(&w->kill_timer);
+	timer_cancel(&w->watchdog_timer);
+	if (w->exec_fd >= 0) {
+		loop_del(w->exec_fd);
+		close(w->exec_fd);
+	}
+	TAILQ_REMOVE(&p->workers, w, entry);
+	p->nworkers--;
+	free(w);
+}
+
+/* Reads the exec-status pipe; true if the worker could not exec. */
+static bool
+worker_check_exec(struct pool *p, struct worker *w, struct spawn_error *e)
+{
+	int	 r;
+
+	if (w->exec_fd < 0)
+		return w->state == W_FAILED && w->exec_failed;
+	r = spawn_read_status(w->exec_fd, e);
+	if (r == -EAGAIN)
+		return false;
+	loop_del(w->exec_fd);
+	close(w->exec_fd);
+	w->exec_fd = -1;
+	if (r == 1) {
+		w->state = W_FAILED;
+		w->exec_failed = true;
+		w->exec_error = *e;
+		return true;
+	}
+	p->ever_started = true;
+	return false;
+}
+
+static void
+on_exec_status(int fd, uint32_t ev, void *arg)
+{
+	struct worker *w = arg;
+	struct pool *p = the_pool;
+	struct spawn_error e;
+
+	(void)fd;
+	(void)ev;
+	/* A failure is told once, when the child is reaped. */
+	if (worker_check_exec(p, w, &e))
+		return;
+	if (w->exec_fd < 0 && w->state == W_STARTING &&
+	    (p->conf->ready == READY_EXEC || w->notified_ready))
+		pool_worker_ready(p, w);
+}
+
+static void
+on_ready_timeout(void *arg)
+{
+	struct worker *w = arg;
+
+	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
+	    (int)w->pid, the_pool->conf->ready_timeout);
+	w->ready_failed = true;
+	kill(w->pid, SIGKILL);
+}
+
+static void
+on_kill_timeout(void *arg)
+{
+	struct worker *w = arg;
+
+	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
+	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
+	kill(w->pid, SIGKILL);
+}
+
+static void
+on_watchdog_timeout(void *arg)
+{
+	struct worker *w = arg;
+
+	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
+	    "it (ABRT)", w->id, (int)w->pid, the_pool->conf->watchdog);
+	w->watchdog_fired = true;
+	kill(w->pid, SIGABRT);
+	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
+}
+
+/* Starts one worker for slot s; NULL (logged) if fork failed. */
+static struct worker *
+worker_start(struct pool *p, struct slot *s, unsigned gen)
+{
+	struct conf *c = p->conf;
+	struct spawn_req req;
+	struct envbuf env = { NULL, 0, 0 };
+	struct worker *w;
+	int	 fds[WPOOL_MAX_LISTENERS];
+	int	 out_r = -1, out_w = -1, err_r = -1, err_w = -1, status_fd;
+	char	 prefix[96];
+	size_t	 i;
+	pid_t	 pid;
+
+	w = xcalloc(1, sizeof(*w));
+	w->id = s->id;
+	w->generation = gen;
+	w->exec_fd = -1;
+	w->chan_fd = -1;
+	timer_init(&w->ready_timer, on_ready_timeout, w);
+	timer_init(&w->kill_timer, on_kill_timeout, w);
+	timer_init(&w->watchdog_timer, on_watchdog_timeout, w);
+
+	for (i = 0; i < c->nlisteners; i++)
+		fds[i] = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
+	memset(&req, 0, sizeof(req));
+	req.argv = c->argv;
+	req.listen_pid_slot = env_build(p, w, &env);
+	req.envp = env.v;
+	req.fds = fds;
+	req.nfds = (int)c->nlisteners;
+	req.stdin_fd = -1;
+	req.stdout_fd = -1;
+	req.stderr_fd = -1;
+	req.set_user = c->set_user;
+	req.uid = c->uid;
+	req.gid = c->gid;
+	req.groups = c->groups;
+	req.ngroups = c->ngroups;
+	req.chdir = c->chdir;
+	req.nofile = &p->nofile;
+	if (c->log_prefix && output_open(&out_r, &out_w, &err_r, &err_w) == 0) {
+		req.stdout_fd = out_w;
+		req.stderr_fd = err_w;
+	}
+	pid = spawn_child(&req, &status_fd);
+	env_free(&env, p->nenv_base);
+	if (out_w >= 0) {
+		close(out_w);
+		close(err_w);
+	}
+	if (pid < 0) {
+		errno = -pid;
+		log_warn("worker %d: cannot fork", s->id);
+		if (out_r >= 0) {
+			close(out_r);
+			close(err_r);
+		}
+		free(w);
+		return NULL;
+	}
+	if (out_r >= 0) {
+		snprintf(prefix, sizeof(prefix), "%s.%d", c->name, s->id);
+		output_attach(out_r, STDOUT_FILENO, prefix);
+		output_attach(err_r, STDERR_FILENO, prefix);
+	}
+	w->pid = pid;
+	w->state = W_STARTING;
+	w->started_mono = now_mono();
+	w->started_real = now_real();
+	w->cpu_changed_mono = w->started_mono;
+	w->exec_fd = status_fd;
+	set_nonblock(status_fd, true);
+	if (loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0) {
+		/* Without the pipe, EOF cannot be seen: assume exec. */
+		close(status_fd);
+		w->exec_fd = -1;
+	}
+	timer_set(&w->ready_timer, c->ready_timeout);
+	TAILQ_INSERT_TAIL(&p->workers, w, entry);
+	p->nworkers++;
+	log_info("worker %d started (pid %d, generation %u)", s->id, (int)pid,
+	    gen);
+	if (w->exec_fd < 0 && c->ready == READY_EXEC)
+		pool_worker_ready(p, w);
+	return w;
+}
+
+static void
+on_respawn(void *arg)
+{
+	struct slot *s = arg;
+	struct pool *p = the_pool;
+
+	s->respawn_at = 0;
+	if (p->state != POOL_RUNNING || !s->wanted || s->cur != NULL)
+		return;
+	worker_spawn_slot(p, s);
+}
+
+static void
+schedule_respawn(struct pool *p, struct slot *s, double delay)
+{
+	s->respawn_at = now_mono() + delay;
+	timer_set(&s->respawn_timer, delay);
+	(void)p;
+}
+
+static void
+worker_spawn_slot(struct pool *p, struct slot *s)
+{
+	if ((s->cur = worker_start(p, s, p->generation)) == NULL) {
+		/* fork failed (pids limit, memory): try again, backing off. */
+		s->backoff = s->backoff > 0 ? s->backoff * 2 : 0.1;
+		if (s->backoff > p->conf->max_restart_delay)
+			s->backoff = p->conf->max_restart_delay > 0.1 ?
+			    p->conf->max_restart_delay : 0.1;
+		log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
+		schedule_respawn(p, s, s->backoff);
+	}
+}
+
+void
+pool_worker_ready(struct pool *p, struct worker *w)
+{
+	struct slot *s = &p->slots[w->id];
+
+	if (w->state != W_STARTING)
+		return;
+	w->state = W_READY;
+	w->ready_mono = now_mono();
+	timer_cancel(&w->ready_timer);
+	log_debug("worker %d ready (pid %d)", w->id, (int)w->pid);
+	if (w == s->next) {
+		/* The successor serves; now ask its predecessor to go. */
+		repl[s->id].old = s->cur;
+		s->cur = w;
+		s->next = NULL;
+		if (repl[s->id].old != NULL) {
+			repl[s->id].old->replaced = true;
+			worker_stop(p, repl[s->id].old, NULL);
+		} else
+			replace_done(p, s);
+	} else if (w == s->cur && repl[s->id].kind != REPLACE_NONE &&
+	    s->next == NULL && repl[s->id].old == NULL)
+		replace_done(p, s);
+}
+
+static void
+worker_stop(struct pool *p, struct worker *w, const char *why)
+{
+	if (w->stop_sent)
+		return;
+	w->stop_sent = true;
+	w->state = W_STOPPING;
+	timer_cancel(&w->ready_timer);
+	timer_cancel(&w->watchdog_timer);
+	if (why != NULL)
+		log_info("worker %d (pid %d): %s; sending %s", w->id,
+		    (int)w->pid, why, signal_name(p->conf->stop_signal));
+	kill(w->pid, p->conf->stop_signal);
+	timer_set(&w->kill_timer, p->conf->stop_timeout);
+}
+
+static bool
+crash_signal(int sig)
+{
+	return sig == SIGSEGV || sig == SIGABRT || sig == SIGBUS ||
+	    sig == SIGFPE || sig == SIGILL || sig == SIGSYS || sig == SIGTRAP;
+}
+
+/* The pool's exit status with --no-restart: the first failure wins. */
+static void
+record_exit_status(struct pool *p, int status)
+{
+	int	 code = WIFEXITED(status) ? WEXITSTATUS(status) :
+	    128 + WTERMSIG(status);
+
+	if (!p->exit_status_set || (p->exit_status == 0 && code != 0)) {
+		p->exit_status = code;
+		p->exit_status_set = true;
+	}
+}
+
+static void
+worker_exited(struct pool *p, struct worker *w, int status)
+{
+	struct conf *c = p->conf;
+	struct slot *s = &p->slots[w->id];
+	struct spawn_error e;
+	double	 now = now_mono(), lived = now - w->started_mono, delay;
+	char	 how[64], after[32], when[96];
+	bool	 exec_failed, outside = false;
+	int	 sig = 0;
+
+	exec_failed = worker_check_exec(p, w, &e);
+	if (exec_failed)
+		e = w->exec_error;
+	if (WIFSIGNALED(status)) {
+		sig = WTERMSIG(status);
+		snprintf(how, sizeof(how), "killed by signal %s",
+		    signal_name(sig));
+		outside = !crash_signal(sig) && !w->stop_sent &&
+		    !w->watchdog_fired && !w->ready_failed;
+	} else
+		snprintf(how, sizeof(how), "exited with status %d",
+		    WEXITSTATUS(status));
+	format_duration(lived, after, sizeof(after));
+	s->has_exit = true;
+	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	s->last_signal = sig;
+
+	if (exec_failed && !p->ever_started && p->state == POOL_RUNNING) {
+		/* The command can never run: say so once and give up. */
+		log_error("cannot %s '%s': %s", spawn_stage_name(e.stage),
+		    c->argv[0], strerror(e.err));
+		p->exit_status = spawn_exit_status(&e);
+		p->exit_status_set = true;
+		p->fatal = true;
+		if (s->cur == w)
+			s->cur = NULL;
+		worker_free(p, w);
+		pool_stop(p, false);
+		return;
+	}
+	if (w == repl[s->id].old) {
+		log_info("worker %d (pid %d, generation %u) %s after %s; "
+		    "replaced", w->id, (int)w->pid, w->generation, how, after);
+		repl[s->id].old = NULL;
+		worker_free(p, w);
+		replace_done(p, s);
+		return;
+	}
+	if (w == s->next) {
+		char	 why[200];
+
+		snprintf(why, sizeof(why), "new worker %d (pid %d) %s %s "
+		    "after %s", w->id, (int)w->pid, w->ready_failed ?
+		    "was not ready in time and was" : "", how, after);
+		log_warnx("%s; the old worker keeps serving", why);
+		s->next = NULL;
+		worker_free(p, w);
+		replace_failed(p, s, why);
+		return;
+	}
+	if (w != s->cur || p->state != POOL_RUNNING || !s->wanted) {
+		log_info("worker %d (pid %d) %s after %s", w->id, (int)w->pid,
+		    how, after);
+		if (w == s->cur)
+			s->cur = NULL;
+		if (c->no_restart)
+			record_exit_status(p, status);
+		worker_free(p, w);
+		pool_check_done(p);
+		return;
+	}
+
+	s->cur = NULL;
+	if (s->next != NULL) {
+		/* The successor was on its way: it takes the slot now. */
+		log_info("worker %d (pid %d) %s after %s; its successor "
+		    "(pid %d) takes over", w->id, (int)w->pid, how, after,
+		    (int)s->next->pid);
+		s->cur = s->next;
+		s->next = NULL;
+		worker_free(p, w);
+		return;
+	}
+	if (c->no_restart) {
+		log_info("worker %d (pid %d) %s after %s; not restarting "
+		    "(--no-restart)", w->id, (int)w->pid, how, after);
+		record_exit_status(p, status);
+		worker_free(p, w);
+		pool_check_done(p);
+		return;
+	}
+
+	if (lived >= c->min_uptime || outside) {
+		if (lived >= c->min_uptime)
+			s->backoff = 0;
+		delay = c->restart_delay;
+	} else {
+		/* Dying young of its own doing: a crash loop in the making. */
+		double	 cap = c->max_restart_delay > 0.1 ?
+		    c->max_restart_delay : 0.1;
+
+		s->backoff = s->backoff > 0 ? s->backoff * 2 : 0.1;
+		if (s->backoff < c->restart_delay)
+			s->backoff = c->restart_delay;
+		if (s->backoff > cap)
+			s->backoff = cap;
+		delay = s->backoff;
+	}
+	s->restarts++;
+	p->restarts++;
+	if (delay <= 0)
+		snprintf(when, sizeof(when), "restarting now");
+	else
+		snprintf(when, sizeof(when), "restarting in %.1fs%s", delay,
+		    s->backoff > 0 && delay == s->backoff && !outside &&
+		    lived < c->min_uptime ? " (crash back-off)" : "");
+	if (exec_failed)
+		log_warnx("worker %d (pid %d): cannot %s '%s': %s; %s", w->id,
+		    (int)w->pid, spawn_stage_name(e.stage), c->argv[0],
+		    strerror(e.err), when);
+	else if (outside || lived >= c->min_uptime)
+		log_info("worker %d (pid %d) %s after %s; %s", w->id,
+		    (int)w->pid, how, after, when);
+	else
+		log_warnx("worker %d (pid %d) %s after %s; %s", w->id,
+		    (int)w->pid, how, after, when);
+	worker_free(p, w);
+	if (delay <= 0)
+		worker_spawn_slot(p, s);
+	else
+		schedule_respawn(p, s, delay);
+}
+
+static void
+reap(struct pool *p)
+{
+	struct worker *w;
+	int	 status;
+	pid_t	 pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((w = pool_find_pid(p, pid)) != NULL)
+			worker_exited(p, w, status);
+		else
+			log_debug("reaped pid %d (not a worker)", (int)pid);
+	}
+}
+
+static void
+pool_check_done(struct pool *p)
+{
+	if (p->nworkers > 0)
+		return;
+	if (p->state == POOL_STOPPING || p->conf->no_restart) {
+		p->state = POOL_DONE;
+		loop_break();
+	}
+}
+
+static void
+on_stop_timeout(void *arg)
+{
+	struct pool *p = arg;
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &p->workers, entry) {
+		log_warnx("worker %d (pid %d) did not stop within %gs; "
+		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
+		kill(w->pid, SIGKILL);
+	}
+}
+
+void
+pool_stop(struct pool *p, bool now)
+{
+	struct worker *w;
+	int	 i;
+
+	if (p->state == POOL_DONE)
+		return;
+	if (p->state != POOL_STOPPING) {
+		p->state = POOL_STOPPING;
+		p->reload.active = false;
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			timer_cancel(&p->slots[i].respawn_timer);
+		timer_cancel(&p->sample_timer);
+		if (p->nworkers > 0)
+			log_info("stopping (%s): asking %d worker%s to stop "
+			    "with %s", p->stop_why[0] ? p->stop_why : "requested",
+			    p->nworkers, p->nworkers == 1 ? "" : "s",
+			    signal_name(p->conf->stop_signal));
+		TAILQ_FOREACH(w, &p->workers, entry) {
+			w->stop_sent = true;
+			w->state = W_STOPPING;
+			timer_cancel(&w->ready_timer);
+			timer_cancel(&w->kill_timer);
+			timer_cancel(&w->watchdog_timer);
+			kill(w->pid, p->conf->stop_signal);
+		}
+		timer_set(&p->stop_timer, p->conf->stop_timeout);
+	}
+	if (now) {
+		log_info("stopping at once: sending KILL to %d worker%s",
+		    p->nworkers, p->nworkers == 1 ? "" : "s");
+		TAILQ_FOREACH(w, &p->workers, entry)
+			kill(w->pid, SIGKILL);
+	}
+	pool_check_done(p);
+}
+
+static void
+forward_signal(struct pool *p, int sig)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &p->workers, entry)
+		kill(w->pid, sig);
+}
+
+static void
+on_signal(int sig, pid_t from, void *arg)
+{
+	struct pool *p = arg;
+	char	 err[256];
+
+	(void)from;
+	switch (sig) {
+	case SIGCHLD:
+		reap(p);
+		break;
+	case SIGINT:
+	case SIGTERM:
+	case SIGQUIT:
+		if (p->state == POOL_STOPPING && sig == SIGINT) {
+			pool_stop(p, true);
+			break;
+		}
+		if (p->state == POOL_RUNNING)
+			snprintf(p->stop_why, sizeof(p->stop_why), "SIG%s",
+			    signal_name(sig));
+		pool_stop(p, false);
+		break;
+	case SIGHUP:
+	case SIGUSR1:
+		log_info("received SIG%s: reloading", signal_name(sig));
+		if (pool_reload(p, NULL, err, sizeof(err)) < 0)
+			log_warnx("reload: %s", err);
+		break;
+	case SIGTTIN:
+		if (pool_scale(p, p->target + 1, err, sizeof(err)) < 0)
+			log_warnx("SIGTTIN: %s", err);
+		break;
+	case SIGTTOU:
+		if (pool_scale(p, p->target - 1, err, sizeof(err)) < 0)
+			log_warnx("SIGTTOU: %s", err);
+		break;
+	case SIGUSR2:
+	case SIGWINCH:
+		log_debug("forwarding SIG%s to %d workers", signal_name(sig),
+		    p->nworkers);
+		forward_signal(p, sig);
+		break;
+	}
+}
+
+/* Replacement: start the successor; the rest follows its readiness. */
+static int
+replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
+    unsigned gen)
+{
+	struct worker *w;
+
+	if (s->next != NULL || repl[s->id].kind != REPLACE_NONE)
+		return -EBUSY;
+	repl[s->id].kind = kind;
+	if (s->cur == NULL) {
+		/* Nothing serves in this slot: just start the new one now. */
+		timer_cancel(&s->respawn_timer);
+		s->respawn_at = 0;
+		worker_spawn_slot(p, s);
+		if (s->cur == NULL) {
+			repl[s->id].kind = REPLACE_NONE;
+			return -EAGAIN;
+		}
+		if (s->cur->state == W_READY)
+			replace_done(p, s);
+		return 0;
+	}
+	if ((w = worker_start(p, s, gen)) == NULL) {
+		repl[s->id].kind = REPLACE_NONE;
+		return -EAGAIN;
+	}
+	/* worker_start may have found it ready at once: keep the order. */
+	if (w->state == W_READY) {
+		s->next = w;
+		w->state = W_STARTING;
+		pool_worker_ready(p, w);
+	} else
+		s->next = w;
+	return 0;
+}
+
+static void
+replace_done(struct pool *p, struct slot *s)
+{
+	enum replace_kind kind = repl[s->id].kind;
+
+	repl[s->id].kind = REPLACE_NONE;
+	if (kind == REPLACE_RELOAD && p->reload.active) {
+		p->reload.in_flight--;
+		p->reload.done++;
+		reload_step(p);
+	}
+}
+
+static void
+replace_failed(struct pool *p, struct slot *s, const char *why)
+{
+	enum replace_kind kind = repl[s->id].kind;
+
+	repl[s->id].kind = REPLACE_NONE;
+	if (kind == REPLACE_RELOAD && p->reload.active) {
+		p->reload.in_flight--;
+		p->reload.active = false;
+		p->reload.failed = true;
+		p->reload.finished_mono = now_mono();
+		snprintf(p->reload.error, sizeof(p->reload.error), "%s", why);
+		log_warnx("reload to generation %u failed: %s; the remaining "
+		    "old workers keep serving", p->reload.generation, why);
+	}
+}
+
+static void
+reload_step(struct pool *p)
+{
+	struct reload_state *r = &p->reload;
+	struct slot *s;
+	int	 rc;
+
+	while (r->active && r->in_flight < p->conf->reload_batch &&
+	    r->next_slot < p->target) {
+		s = &p->slots[r->next_slot++];
+		if (!s->wanted)
+			continue;
+		r->in_flight++;
+		if ((rc = replace_begin(p, s, REPLACE_RELOAD,
+		    r->generation)) < 0) {
+			char	 why[128];
+
+			snprintf(why, sizeof(why), "cannot start a new worker "
+			    "%d: %s", s->id, strerror(-rc));
+			repl[s->id].kind = REPLACE_RELOAD;
+			replace_failed(p, s, why);
+			return;
+		}
+	}
+	if (r->active && r->in_flight == 0 && r->next_slot >= p->target) {
+		r->active = false;
+		r->finished_mono = now_mono();
+		log_info("reload to generation %u done: %d worker%s replaced in "
+		    "%.2fs", r->generation, r->done, r->done == 1 ? "" : "s",
+		    r->finished_mono - r->started_mono);
+		if (r->again) {
+			r->again = false;
+			pool_reload(p, NULL, NULL, 0);
+		}
+	}
+}
+
+int
+pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
+{
+	struct reload_state *r = &p->reload;
+
+	if (p->state != POOL_RUNNING) {
+		if (err)
+			snprintf(err, len, "the pool is stopping");
+		return -ESHUTDOWN;
+	}
+	if (r->active) {
+		/* One more after this one, for changes made meanwhile. */
+		r->again = true;
+		if (gen)
+			*gen = r->generation + 1;
+		return 1;
+	}
+	p->generation++;
+	memset(r, 0, sizeof(*r));
+	r->active = true;
+	r->generation = p->generation;
+	r->total = p->target;
+	r->started_mono = now_mono();
+	if (gen)
+		*gen = r->generation;
+	log_info("reload to generation %u: replacing %d worker%s, %d at a "
+	    "time", r->generation, p->target, p->target == 1 ? "" : "s",
+	    p->conf->reload_batch);
+	reload_step(p);
+	return 0;
+}
+
+int
+pool_restart(struct pool *p, int id, char *err, size_t len)
+{
+	int	 rc;
+
+	if (p->state != POOL_RUNNING) {
+		snprintf(err, len, "the pool is stopping");
+		return -ESHUTDOWN;
+	}
+	if (id < 0 || id >= p->target || !p->slots[id].wanted) {
+		snprintf(err, len, "no worker %d: ids are 0 to %d", id,
+		    p->target - 1);
+		return -ENOENT;
+	}
+	if ((rc = replace_begin(p, &p->slots[id], REPLACE_RESTART,
+	    p->generation)) < 0) {
+		snprintf(err, len, rc == -EBUSY ? "worker %d is already being "
+		    "replaced" : "cannot start a new worker %d", id);
+		return rc;
+	}
+	log_info("restarting worker %d", id);
+	return 0;
+}
+
+int
+pool_scale(struct pool *p, int n, char *err, size_t len)
+{
+	struct slot *s;
+	int	 i, old = p->target;
+
+	if (p->state != POOL_RUNNING) {
+		snprintf(err, len, "the pool is stopping");
+		return -ESHUTDOWN;
+	}
+	if (n < 1 || n > WPOOL_MAX_WORKERS) {
+		snprintf(err, len, "cannot scale to %d: expected 1 to %d "
+		    "workers", n, WPOOL_MAX_WORKERS);
+		return -ERANGE;
+	}
+	if (n == old)
+		return 0;
+	log_info("scaling from %d to %d worker%s", old, n, n == 1 ? "" : "s");
+	p->target = n;
+	for (i = n; i < old; i++) {
+		/* Highest ids go first; they drain in the background. */
+		s = &p->slots[i];
+		s->wanted = false;
+		timer_cancel(&s->respawn_timer);
+		s->respawn_at = 0;
+		if (s->next != NULL) {
+			worker_stop(p, s->next, "scaled down");
+			s->next = NULL;
+		}
+		if (s->cur != NULL) {
+			worker_stop(p, s->cur, "scaled down");
+			s->cur = NULL;
+		}
+		repl[i].kind = REPLACE_NONE;
+		repl[i].old = NULL;
+	}
+	for (i = old; i < n; i++) {
+		s = &p->slots[i];
+		s->wanted = true;
+		s->backoff = 0;
+		if (s->cur == NULL)
+			worker_spawn_slot(p, s);
+	}
+	return 0;
+}
+
+int
+pool_signal(struct pool *p, int sig, int id, char *err, size_t len)
+{
+	struct worker *w;
+	int	 n = 0;
+
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (id < 0 || w->id == id) {
+			if (kill(w->pid, sig) == 0)
+				n++;
+		}
+	if (n == 0 && id >= 0) {
+		snprintf(err, len, "no worker %d", id);
+		return -ENOENT;
+	}
+	return n;
+}
+
+void
+pool_sample(struct pool *p)
+{
+	struct worker *w;
+	struct proc_sample s;
+	double	 now = now_mono();
+
+	TAILQ_FOREACH(w, &p->workers, entry) {
+		if (procfs_sample(w->pid, &s) < 0)
+			continue;
+		if (w->sample_mono > 0 && now > w->sample_mono)
+			w->cpu_percent = 100.0 * (s.cpu_seconds -
+			    w->sample.cpu_seconds) / (now - w->sample_mono);
+		if (w->sample_mono == 0 || s.cpu_seconds !=
+		    w->sample.cpu_seconds)
+			w->cpu_changed_mono = w->sample_mono == 0 &&
+			    s.cpu_seconds == 0 ? w->started_mono : now;
+		w->sample = s;
+		w->sample_mono = now;
+	}
+}
+
+/* --max-memory: replace a worker over the limit, one slot at a time. */
+static void
+on_sample_timer(void *arg)
+{
+	struct pool *p = arg;
+	struct worker *w;
+	char	 rss[16], lim[16];
+
+	pool_sample(p);
+	TAILQ_FOREACH(w, &p->workers, entry) {
+		struct slot *s = &p->slots[w->id];
+
+		if (w != s->cur || w->state != W_READY ||
+		    w->sample.rss_bytes <= p->conf->max_memory ||
+		    repl[s->id].kind != REPLACE_NONE || s->next != NULL)
+			continue;
+		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
+		format_bytes(p->conf->max_memory, lim, sizeof(lim));
+		log_info("worker %d (pid %d) uses %s, over --max-memory %s; "
+		    "recycling it", w->id, (int)w->pid, rss, lim);
+		replace_begin(p, s, REPLACE_RECYCLE, p->generation);
+		break;
+	}
+	if (p->state == POOL_RUNNING)
+		timer_set(&p->sample_timer, 1.0);
+}
+
+void
+pool_worker_notify(struct pool *p, struct worker *w, const char *key,
+    const char *val)
+{
+	if (strcmp(key, "READY") == 0 && strcmp(val, "1") == 0) {
+		if (p->conf->ready == READY_NOTIFY && w->exec_fd < 0)
+			pool_worker_ready(p, w);
+		else if (p->conf->ready == READY_NOTIFY)
+			w->notified_ready = true;
+	} else if (strcmp(key, "STATUS") == 0) {
+		strlcpy(w->status_text, val, sizeof(w->status_text));
+	} else if (strcmp(key, "STOPPING") == 0 && strcmp(val, "1") == 0) {
+		if (w->state != W_STOPPING)
+			w->state = W_STOPPING;
+	} else if (strcmp(key, "RELOADING") == 0 && strcmp(val, "1") == 0) {
+		log_debug("worker %d (pid %d) is reloading", w->id,
+		    (int)w->pid);
+	} else if (strcmp(key, "WATCHDOG") == 0 && strcmp(val, "1") == 0) {
+		w->last_watchdog = now_mono();
+		if (p->conf->watchdog > 0 && !w->stop_sent)
+			timer_set(&w->watchdog_timer, p->conf->watchdog);
+	} else if (strcmp(key, "MAINPID") == 0) {
+		long long n;
+
+		if (parse_int(val, 1, 1LL << 31, &n) == 0)
+			w->main_pid = (pid_t)n;
+	}
+}
+
+int
+pool_init(struct pool *p, struct conf *c)
+{
+	int	 i;
+
+	memset(p, 0, sizeof(*p));
+	the_pool = p;
+	p->conf = c;
+	p->pid = getpid();
+	p->started_mono = now_mono();
+	p->started_real = now_real();
+	TAILQ_INIT(&p->workers);
+	for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
+		p->slots[i].id = i;
+		timer_init(&p->slots[i].respawn_timer, on_respawn,
+		    &p->slots[i]);
+	}
+	timer_init(&p->stop_timer, on_stop_timeout, p);
+	timer_init(&p->sample_timer, on_sample_timer, p);
+	if (c->workers == 0) {
+		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)
+			log_warnx("cannot read how many CPUs are usable; using "
+			    "--fallback-cpus %d", c->fallback_cpus);
+		p->target = p->cpus.n;
+	} else {
+		cpu_usable(&p->cpus, c->fallback_cpus);
+		p->target = c->workers;
+	}
+	if (p->target > WPOOL_MAX_WORKERS)
+		p->target = WPOOL_MAX_WORKERS;
+	env_base_build(p);
+	/*
+	 * epoll has no fd ceiling of its own, so the master may use the hard
+	 * limit; workers get the limit they would have had without wpool.
+	 */
+	getrlimit(RLIMIT_NOFILE, &p->nofile);
+	{
+		struct rlimit rl = p->nofile;
+
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return 0;
+}
+
+int
+pool_start(struct pool *p)
+{
+	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP,
+	    SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGWINCH };
+	int	 i, r;
+
+	if ((r = loop_signals(sigs, sizeof(sigs) / sizeof(sigs[0]), on_signal,
+	    p)) < 0)
+		return r;
+	if (p->conf->workers == 0)
+		log_info("%d worker%s (%d CPU%s: %s)", p->target,
+		    p->target == 1 ? "" : "s", p->cpus.n,
+		    p->cpus.n == 1 ? "" : "s", p->cpus.source);
+	else
+		log_info("%d worker%s", p->target, p->target == 1 ? "" : "s");
+	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
+		p->slots[i].wanted = true;
+		worker_spawn_slot(p, &p->slots[i]);
+	}
+	if (p->conf->max_memory > 0)
+		timer_set(&p->sample_timer, 1.0);
+	return 0;
+}
+
+/* Runs until the pool is done; returns the master's exit status. */
+int
+pool_run(struct pool *p)
+{
+	if (p->state != POOL_DONE)
+		loop_run();
+	if (p->fatal || p->conf->no_restart)
+		return p->exit_status_set ? p->exit_status : 0;
+	return 0;
+}

@@ -1,0 +1,187 @@
+/*
+ * spawn.c: everything between fork and exec.  The child places the
+ * listeners at fds 3.., drops privileges, execs, and on failure reports
+ * the stage and errno through a close-on-exec pipe whose EOF means the
+ * exec succeeded.  Owns nothing after spawn_child returns.
+ */
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+const char *
+spawn_stage_name(int stage)
+{
+	switch (stage) {
+	case SPAWN_STAGE_FDS:
+		return "set up file descriptors";
+	case SPAWN_STAGE_USER:
+		return "switch user";
+	case SPAWN_STAGE_CHDIR:
+		return "change directory";
+	case SPAWN_STAGE_EXEC:
+		return "run";
+	}
+	return "start";
+}
+
+/* The shell's convention: 127 not found, 126 found but not runnable. */
+int
+spawn_exit_status(const struct spawn_error *e)
+{
+	if (e->stage != SPAWN_STAGE_EXEC)
+		return 1;
+	return e->err == ENOENT || e->err == ENOTDIR ? EXIT_NOTFOUND :
+	    EXIT_NOEXEC;
+}
+
+static void __attribute__((noreturn))
+child_fail(int fd, int stage)
+{
+	struct spawn_error e = { stage, errno };
+	ssize_t	 n;
+
+	do
+		n = write(fd, &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	_exit(stage == SPAWN_STAGE_EXEC ? spawn_exit_status(&e) : 1);
+}
+
+/*
+ * Puts stdin/stdout/stderr and fds[i] at 0, 1, 2 and 3 + i.  Sources may
+ * sit where targets go, so every source is first copied above them all.
+ */
+static int
+child_place_fds(const struct spawn_req *r, int lowest)
+{
+	int	 src[WPOOL_MAX_LISTENERS + 3], tmp[WPOOL_MAX_LISTENERS + 3];
+	int	 i, n = 3 + r->nfds;
+
+	if (r->stdin_fd >= 0)
+		src[0] = r->stdin_fd;
+	else if ((src[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	src[1] = r->stdout_fd;
+	src[2] = r->stderr_fd;
+	for (i = 0; i < r->nfds; i++)
+		src[3 + i] = r->fds[i];
+	for (i = 0; i < n; i++)
+		if (src[i] >= 0 &&
+		    (tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, lowest)) < 0)
+			return -1;
+	for (i = 0; i < n; i++)
+		if (src[i] >= 0 && dup2(tmp[i], i) < 0)
+			return -1;
+	for (i = 0; i < n; i++)
+		set_cloexec(i, false);
+	return 0;
+}
+
+/*
+ * Forks and execs.  Returns the pid, with *status_fd the read end of the
+ * exec-status pipe (close-on-exec), or -errno when fork itself fails.
+ */
+pid_t
+spawn_child(const struct spawn_req *r, int *status_fd)
+{
+	sigset_t empty;
+	int	 p[2], sig, e;
+	pid_t	 pid, parent = getpid();
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(p[0]);
+		close(p[1]);
+		return -e;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		*status_fd = p[0];
+		return pid;
+	}
+
+	/* Child: a clean signal state, as if started from a shell. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&empty);
+	sigprocmask(SIG_SETMASK, &empty, NULL);
+	/* Workers outlive a master killed with KILL only briefly. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(1);
+
+	/* The status pipe goes above every fd the child keeps. */
+	{
+		int	 lowest = 3 + r->nfds, i, hi;
+
+		for (i = 0; i < r->nfds; i++)
+			if (r->fds[i] >= lowest)
+				lowest = r->fds[i] + 1;
+		if (r->stdout_fd >= lowest)
+			lowest = r->stdout_fd + 1;
+		if (r->stderr_fd >= lowest)
+			lowest = r->stderr_fd + 1;
+		if (r->stdin_fd >= lowest)
+			lowest = r->stdin_fd + 1;
+		if ((hi = fcntl(p[1], F_DUPFD_CLOEXEC, lowest)) < 0)
+			child_fail(p[1], SPAWN_STAGE_FDS);
+		p[1] = hi;
+		if (child_place_fds(r, hi + 1) < 0)
+			child_fail(p[1], SPAWN_STAGE_FDS);
+		if (hi > 3 + r->nfds)
+			close_range((unsigned)(3 + r->nfds),
+			    (unsigned)hi - 1, 0);
+		closefrom(hi + 1);
+	}
+	if (r->nofile != NULL)
+		setrlimit(RLIMIT_NOFILE, r->nofile);
+	if (r->chdir != NULL && chdir(r->chdir) < 0)
+		child_fail(p[1], SPAWN_STAGE_CHDIR);
+	if (r->set_user) {
+		if (setgroups((size_t)r->ngroups, r->groups) < 0 ||
+		    setgid(r->gid) < 0 || setuid(r->uid) < 0)
+			child_fail(p[1], SPAWN_STAGE_USER);
+	}
+	if (r->listen_pid_slot != NULL)
+		snprintf(r->listen_pid_slot + strlen("LISTEN_PID="), 16, "%d",
+		    (int)getpid());
+	execvpe(r->argv[0], r->argv, r->envp);
+	child_fail(p[1], SPAWN_STAGE_EXEC);
+}
+
+/*
+ * Reads the exec-status pipe: 0 when exec succeeded (EOF), 1 with *e
+ * filled when the child reported a failure, -EAGAIN when nothing yet.
+ */
+int
+spawn_read_status(int fd, struct spawn_error *e)
+{
+	ssize_t	 n;
+
+	do
+		n = read(fd, e, sizeof(*e));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return 0;
+	if ((size_t)n < sizeof(*e)) {
+		e->stage = SPAWN_STAGE_EXEC;
+		e->err = EIO;
+	}
+	return 1;
+}

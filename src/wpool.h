@@ -1,0 +1,375 @@
+/*
+ * wpool.h: the structures and prototypes shared by wpool's files, grouped
+ * under the file that owns them.  A file may read another file's structure
+ * through these declarations but changes it only through its functions.
+ */
+#ifndef WPOOL_H
+#define WPOOL_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define WPOOL_VERSION		"0.1.0"
+#define WPOOL_MAX_WORKERS	1024
+#define WPOOL_MAX_LISTENERS	64
+#define WPOOL_CTL_MAX_REQUEST	(64 * 1024)
+
+/* Exit statuses, following sysexits(3) and the shell. */
+#define EXIT_USAGE	64
+#define EXIT_NOEXEC	126
+#define EXIT_NOTFOUND	127
+
+/* log.c */
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+void	log_init(const char *, int);
+void	log_set_level(int);
+int	log_get_level(void);
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_write_line(int, const char *, size_t);
+__attribute__((noreturn, format(printf, 2, 3)))
+void	fatalx(int, const char *, ...);
+
+/* listen.c: listener specs; parsing and socket code never log. */
+enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
+
+struct listener {
+	enum listener_type type;
+	char	*spec;		/* the user's spelling, options removed */
+	char	*name;		/* LISTEN_FDNAMES entry */
+	char	*host;		/* tcp/udp: NULL for all addresses */
+	char	*port;
+	char	*path;		/* unix */
+	int	 adopt_fd;	/* fd:N */
+	int	 backlog;	/* 0: the pool's --backlog */
+	int	 mode;		/* unix: chmod, -1 unset */
+	char	*owner;		/* unix: USER[:GROUP] */
+	bool	 v6only, freebind, defer_accept, nodelay;
+	int	 rcvbuf, sndbuf;	/* 0: unset */
+	/* set by listener_open */
+	int	 fd;
+	char	 address[128];	/* what it is bound to, for logs and status */
+};
+
+int	listener_parse(const char *, struct listener *, char *, size_t);
+int	listener_open(struct listener *, int, bool, char *, size_t);
+int	listener_open_socket(const struct listener *, int, bool, int *,
+	    char *, size_t);
+void	listener_close(struct listener *);
+void	listener_free(struct listener *);
+int	sockaddr_format(const void *, socklen_t, char *, size_t);
+int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
+	    size_t);
+
+/* cli.c: options to struct conf, and the value parsers. */
+enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
+enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
+enum ready_mode { READY_EXEC, READY_NOTIFY };
+
+struct conf {
+	int	 workers;	/* 0: auto */
+	int	 fallback_cpus;
+	struct listener *listeners;
+	size_t	 nlisteners;
+	enum pool_mode mode;
+	enum balancer balancer;
+	int	 backlog;
+	int	 max_queue;
+	double	 restart_delay;
+	double	 max_restart_delay;
+	double	 min_uptime;
+	bool	 no_restart;
+	int	 stop_signal;
+	double	 stop_timeout;
+	enum ready_mode ready;
+	double	 ready_timeout;
+	int	 reload_batch;
+	char	*control;
+	char	*name;
+	char	*config;
+	char	*user;		/* as given */
+	uid_t	 uid;
+	gid_t	 gid;
+	bool	 set_user;
+	gid_t	*groups;
+	int	 ngroups;
+	char	*chdir;
+	char	**env;		/* NAME=VALUE */
+	size_t	 nenv;
+	double	 watchdog;	/* 0: off */
+	long	 max_requests;
+	long	 max_requests_jitter;
+	uint64_t max_memory;	/* 0: off */
+	char	*pidfile;
+	bool	 log_prefix;
+	char	*metrics;
+	int	 log_level;
+	char	**argv;		/* the command */
+};
+
+void	conf_defaults(struct conf *);
+void	conf_free(struct conf *);
+int	cli_parse(int, char **, struct conf *, char *, size_t);
+int	cli_apply(struct conf *, const char *, const char *, const char *,
+	    char *, size_t);
+int	cli_validate(struct conf *, char *, size_t);
+void	cli_usage(int);
+int	parse_duration(const char *, double *);
+int	parse_size(const char *, uint64_t *);
+int	parse_signal(const char *, int *);
+const char *signal_name(int);
+int	parse_workers(const char *, int *);
+int	parse_int(const char *, long long, long long, long long *);
+int	parse_user(const char *, uid_t *, gid_t *, bool *);
+
+/* conf.c: the INI config file. */
+int	conf_read(struct conf *, const char *, char ***, char *, size_t);
+int	conf_split_command(const char *, char ***, char *, size_t);
+
+/* cpu.c: how many CPUs the pool may use. */
+struct cpu_info {
+	int	 n;
+	char	 source[160];
+};
+
+int	cpu_parse_cgroup2_max(const char *, double *);
+int	cpu_parse_cgroup1_quota(const char *, const char *, double *);
+int	cpu_parse_self_cgroup(const char *, char *, size_t, char *, size_t);
+int	cpu_parse_cpulist(const char *);
+int	cpu_usable(struct cpu_info *, int);
+
+/* loop.c: epoll, signalfd and timers; knows nothing about wpool. */
+typedef void (*io_cb)(int, uint32_t, void *);
+typedef void (*timer_cb)(void *);
+
+struct timer {
+	TAILQ_ENTRY(timer) entry;
+	double	 deadline;	/* monotonic seconds */
+	bool	 armed;
+	timer_cb cb;
+	void	*arg;
+};
+
+int	loop_init(void);
+int	loop_add(int, uint32_t, io_cb, void *);
+int	loop_mod(int, uint32_t);
+void	loop_del(int);
+int	loop_signals(const int *, size_t, void (*)(int, pid_t, void *),
+	    void *);
+void	loop_run(void);
+void	loop_break(void);
+void	timer_init(struct timer *, timer_cb, void *);
+void	timer_set(struct timer *, double);
+void	timer_cancel(struct timer *);
+double	now_mono(void);
+double	now_real(void);
+unsigned long loop_wakeups(void);
+
+/* spawn.c: everything between fork and exec. */
+struct spawn_req {
+	char	*const *argv;
+	char	**envp;
+	char	*listen_pid_slot;	/* "LISTEN_PID=" + room, or NULL */
+	const int *fds;			/* placed at 3, 4, ... */
+	int	 nfds;
+	int	 stdin_fd;		/* -1: /dev/null */
+	int	 stdout_fd;		/* -1: inherit */
+	int	 stderr_fd;
+	bool	 set_user;
+	uid_t	 uid;
+	gid_t	 gid;
+	const gid_t *groups;
+	int	 ngroups;
+	const char *chdir;
+	const struct rlimit *nofile;	/* restored in the child, or NULL */
+};
+
+/* Why a child could not exec, read from its status pipe. */
+struct spawn_error {
+	int	 stage;		/* SPAWN_STAGE_* */
+	int	 err;		/* errno */
+};
+enum { SPAWN_STAGE_FDS = 1, SPAWN_STAGE_USER, SPAWN_STAGE_CHDIR,
+    SPAWN_STAGE_EXEC };
+
+pid_t	spawn_child(const struct spawn_req *, int *);
+int	spawn_read_status(int, struct spawn_error *);
+const char *spawn_stage_name(int);
+int	spawn_exit_status(const struct spawn_error *);
+
+/* procfs.c: /proc readers; parsers take buffers. */
+struct proc_sample {
+	uint64_t rss_bytes;
+	double	 cpu_seconds;
+	pid_t	 ppid;
+};
+
+int	procfs_parse_stat(const char *, long, struct proc_sample *);
+int	procfs_parse_statm(const char *, long, uint64_t *);
+int	procfs_sample(pid_t, struct proc_sample *);
+pid_t	procfs_ppid(pid_t);
+
+/* output.c: worker output through pipes, one whole line at a time. */
+struct outbuf;
+int	output_open(int *, int *, int *, int *);
+struct outbuf *output_attach(int, int, const char *);
+void	output_detach(struct outbuf *);
+
+/* pool.c: the worker table and its state machine; the only writer. */
+enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
+    W_FAILED };
+
+struct worker {
+	TAILQ_ENTRY(worker) entry;
+	int	 id;
+	pid_t	 pid;
+	unsigned generation;
+	enum worker_state state;
+	double	 started_mono;
+	double	 started_real;
+	double	 ready_mono;
+	int	 exec_fd;		/* status pipe until exec */
+	bool	 stop_sent;		/* wpool asked it to stop */
+	bool	 replaced;		/* a successor took its slot */
+	bool	 exec_failed;
+	struct spawn_error exec_error;
+	bool	 ready_failed;		/* killed for --ready-timeout */
+	bool	 watchdog_fired;
+	bool	 notified_ready;	/* READY=1 came before exec's EOF */
+	struct timer ready_timer;
+	struct timer kill_timer;
+	struct timer watchdog_timer;
+	double	 last_watchdog;
+	char	 status_text[256];	/* sd_notify STATUS= */
+	pid_t	 main_pid;		/* sd_notify MAINPID= */
+	struct proc_sample sample;
+	double	 sample_mono;
+	double	 cpu_percent;
+	double	 cpu_changed_mono;
+	/* balance mode */
+	int	 chan_fd;
+	long	 active;
+	long	 requests;
+	long	 max_requests;
+};
+TAILQ_HEAD(worker_list, worker);
+
+struct slot {
+	int	 id;
+	bool	 wanted;		/* id < target */
+	struct worker *cur;		/* serving (or starting) */
+	struct worker *next;		/* successor during a replace */
+	unsigned restarts;
+	double	 backoff;
+	double	 respawn_at;		/* 0: not waiting */
+	struct timer respawn_timer;
+	bool	 has_exit;
+	int	 last_code;		/* exit code, or -1 */
+	int	 last_signal;		/* or 0 */
+	int	*fds;			/* reuseport: the slot's sockets */
+};
+
+enum pool_state { POOL_RUNNING, POOL_STOPPING, POOL_DONE };
+
+struct reload_state {
+	bool	 active;
+	bool	 failed;
+	unsigned generation;
+	int	 total;
+	int	 done;
+	int	 next_slot;		/* next slot id to replace */
+	int	 in_flight;
+	char	 error[256];
+	double	 started_mono;
+	double	 finished_mono;
+	bool	 again;			/* another reload was asked for */
+};
+
+struct pool {
+	struct conf *conf;
+	struct cpu_info cpus;
+	pid_t	 pid;
+	int	 target;
+	unsigned generation;
+	enum pool_state state;
+	struct slot slots[WPOOL_MAX_WORKERS];
+	struct worker_list workers;
+	int	 nworkers;
+	double	 started_mono;
+	double	 started_real;
+	unsigned long restarts;
+	bool	 ever_started;
+	bool	 fatal;			/* the command can never run */
+	char	 stop_why[64];
+	int	 exit_status;
+	bool	 exit_status_set;
+	struct reload_state reload;
+	struct timer stop_timer;
+	struct timer sample_timer;
+	int	 stop_requests;
+	char	**env_base;
+	size_t	 nenv_base;
+	char	*control_path;
+	char	*notify_path;
+	unsigned long connections_total;
+	struct rlimit nofile;
+};
+
+int	pool_init(struct pool *, struct conf *);
+int	pool_start(struct pool *);
+int	pool_run(struct pool *);
+void	pool_stop(struct pool *, bool);
+int	pool_reload(struct pool *, unsigned *, char *, size_t);
+int	pool_scale(struct pool *, int, char *, size_t);
+int	pool_restart(struct pool *, int, char *, size_t);
+int	pool_signal(struct pool *, int, int, char *, size_t);
+struct worker *pool_find_pid(struct pool *, pid_t);
+void	pool_worker_ready(struct pool *, struct worker *);
+void	pool_worker_notify(struct pool *, struct worker *, const char *,
+	    const char *);
+void	pool_sample(struct pool *);
+int	pool_count(const struct pool *, enum worker_state);
+const char *worker_state_name(enum worker_state);
+
+/* notify.c: the sd_notify datagram socket. */
+int	notify_open(struct pool *, char *, size_t, char *, size_t);
+void	notify_close(void);
+int	notify_parse(const char *, size_t, void (*)(const char *,
+	    const char *, void *), void *);
+
+/* control.c: the control socket server. */
+int	control_open(struct pool *, const char *, char *, size_t);
+void	control_close(void);
+char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
+
+/* status.c: the pool as a json-c object (pure). */
+struct json_object;
+struct json_object *status_json(struct pool *, double, double);
+
+/* client.c: the control subcommands. */
+int	client_main(int, char **, const char *, const char *);
+bool	client_is_command(const char *);
+int	control_default_path(const char *, char *, size_t);
+
+/* util */
+int	set_cloexec(int, bool);
+int	set_nonblock(int, bool);
+char	*xstrdup(const char *);
+void	*xcalloc(size_t, size_t);
+void	*xreallocarray(void *, size_t, size_t);
+int	xasprintf(char **, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	format_duration(double, char *, size_t);
+int	format_bytes(uint64_t, char *, size_t);
+
+#endif
