@@ -46,6 +46,7 @@ src/%.o: src/%.c src/wpool.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 libwpool.a: $(OBJS)
+	rm -f $@
 	$(AR) rcs $@ $(OBJS)
 
 wpool: src/main.o libwpool.a

@@ -1,0 +1,640 @@
+/*
+ * client.c: `wpool status|reload|scale|restart|signal|stop`: connect to
+ * the control socket, send one request, print the answer as a table or
+ * as JSON.  Owns only its own connection; shares the protocol (JSON
+ * lines) and the socket path rules with control.c.
+ */
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <json-c/json.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+#define CLIENT_TIMEOUT_MS	30000
+
+struct cli_ctx {
+	char	 path[108];
+	int	 fd;
+	char	*buf;
+	size_t	 len, cap;
+};
+
+static int cmd_status(struct cli_ctx *, int, char **);
+static int cmd_reload(struct cli_ctx *, int, char **);
+static int cmd_scale(struct cli_ctx *, int, char **);
+static int cmd_restart(struct cli_ctx *, int, char **);
+static int cmd_signal(struct cli_ctx *, int, char **);
+static int cmd_stop(struct cli_ctx *, int, char **);
+
+static const struct {
+	const char *name;
+	int	(*fn)(struct cli_ctx *, int, char **);
+	const char *usage;
+} client_cmds[] = {
+	{ "status", cmd_status, "status [--json] [--check]" },
+	{ "reload", cmd_reload, "reload [--no-wait]" },
+	{ "scale", cmd_scale, "scale N|+N|-N" },
+	{ "restart", cmd_restart, "restart ID|all [--no-wait]" },
+	{ "signal", cmd_signal, "signal SIG [ID]" },
+	{ "stop", cmd_stop, "stop [--no-wait]" },
+};
+
+bool
+client_is_command(const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
+		if (strcmp(s, client_cmds[i].name) == 0)
+			return true;
+	return false;
+}
+
+static int
+usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+	size_t	 i;
+
+	fprintf(stderr, "wpool %s: ", cmd);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n");
+	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
+		if (strcmp(cmd, client_cmds[i].name) == 0)
+			fprintf(stderr, "usage: wpool [-s PATH | --name NAME] "
+			    "%s\n", client_cmds[i].usage);
+	return EXIT_USAGE;
+}
+
+static int
+ctx_connect(struct cli_ctx *x, bool quiet)
+{
+	struct sockaddr_un sun;
+	int	 fd;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy(sun.sun_path, x->path, sizeof(sun.sun_path));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int	 e = errno;
+
+		close(fd);
+		if (!quiet) {
+			if (e == ENOENT || e == ECONNREFUSED)
+				fprintf(stderr, "wpool: no wpool running at "
+				    "%s\n", x->path);
+			else
+				fprintf(stderr, "wpool: cannot connect to %s: "
+				    "%s\n", x->path, strerror(e));
+		}
+		return -e;
+	}
+	x->fd = fd;
+	return 0;
+}
+
+/* Sends one request and reads one response line into a json object. */
+static json_object *
+request(struct cli_ctx *x, json_object *req)
+{
+	const char *s = json_object_to_json_string_ext(req,
+	    JSON_C_TO_STRING_PLAIN);
+	struct pollfd pfd;
+	json_object *resp;
+	char	*nl;
+	ssize_t	 n;
+	size_t	 len = strlen(s);
+
+	if (write(x->fd, s, len) != (ssize_t)len || write(x->fd, "\n", 1) != 1) {
+		fprintf(stderr, "wpool: cannot send to %s: %s\n", x->path,
+		    strerror(errno));
+		return NULL;
+	}
+	x->len = 0;
+	for (;;) {
+		if (x->len + 65536 > x->cap) {
+			x->cap = x->len + 65536 * 2;
+			x->buf = xreallocarray(x->buf, x->cap, 1);
+		}
+		pfd.fd = x->fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, CLIENT_TIMEOUT_MS) <= 0) {
+			fprintf(stderr, "wpool: no answer from %s\n", x->path);
+			return NULL;
+		}
+		n = read(x->fd, x->buf + x->len, x->cap - x->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "wpool: %s closed the connection\n",
+			    x->path);
+			return NULL;
+		}
+		x->len += (size_t)n;
+		x->buf[x->len] = '\0';
+		if ((nl = memchr(x->buf, '\n', x->len)) != NULL) {
+			*nl = '\0';
+			break;
+		}
+	}
+	if ((resp = json_tokener_parse(x->buf)) == NULL)
+		fprintf(stderr, "wpool: unreadable answer from %s\n", x->path);
+	return resp;
+}
+
+static json_object *
+call(struct cli_ctx *x, json_object *req)
+{
+	json_object *resp, *v;
+
+	resp = request(x, req);
+	json_object_put(req);
+	if (resp == NULL)
+		return NULL;
+	if (!json_object_object_get_ex(resp, "ok", &v) ||
+	    !json_object_get_boolean(v)) {
+		json_object_object_get_ex(resp, "error", &v);
+		fprintf(stderr, "wpool: %s\n", v ? json_object_get_string(v) :
+		    "request failed");
+		json_object_put(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static json_object *
+simple_req(const char *cmd)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "cmd", json_object_new_string(cmd));
+	return o;
+}
+
+static const char *
+jstr(json_object *o, const char *key, const char *def)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && v != NULL)
+		return json_object_get_string(v);
+	return def;
+}
+
+static long long
+jint(json_object *o, const char *key, long long def)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && v != NULL)
+		return json_object_get_int64(v);
+	return def;
+}
+
+static double
+jdbl(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && v != NULL)
+		return json_object_get_double(v);
+	return 0;
+}
+
+static int
+term_width(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40)
+		return ws.ws_col;
+	return 80;
+}
+
+static void
+print_table(json_object *st)
+{
+	json_object *ws, *ls, *w, *le, *ro;
+	char	 up[32], idle[32], rss[32], cpu[16], lexit[24], pid[16];
+	size_t	 i;
+	int	 width = term_width(), used, left;
+
+	format_duration(jdbl(st, "uptime_s"), up, sizeof(up));
+	printf("pool %s (pid %lld): %s mode, %lld/%lld ready, %lld CPUs (%s), "
+	    "generation %lld, up %s\n", jstr(st, "name", "?"),
+	    jint(st, "pid", 0), jstr(st, "mode", "?"), jint(st, "ready", 0),
+	    jint(st, "target", 0), jint(st, "cpus", 0),
+	    jstr(st, "cpus_source", "?"), jint(st, "generation", 0), up);
+	if (json_object_object_get_ex(st, "listeners", &ls))
+		for (i = 0; i < json_object_array_length(ls); i++) {
+			json_object *l = json_object_array_get_idx(ls, i);
+
+			printf("  listening on %s (%s, fd %lld)\n",
+			    jstr(l, "address", "?"), jstr(l, "name", "?"),
+			    jint(l, "fd", 0));
+		}
+	if (json_object_object_get_ex(st, "reload", &ro) &&
+	    strcmp(jstr(ro, "state", ""), "running") == 0)
+		printf("  reloading to generation %lld: %lld/%lld done\n",
+		    jint(ro, "generation", 0), jint(ro, "done", 0),
+		    jint(ro, "total", 0));
+	else if (ro && strcmp(jstr(ro, "state", ""), "failed") == 0)
+		printf("  last reload (generation %lld) failed: %s\n",
+		    jint(ro, "generation", 0), jstr(ro, "error", "?"));
+	printf("%-3s %-7s %-8s %-3s %-6s %-6s %-6s %-5s %-8s %-9s %s\n", "ID",
+	    "PID", "STATE", "GEN", "UPTIME", "IDLE", "RSS", "CPU%",
+	    "RESTARTS", "LAST-EXIT", "STATUS");
+	if (!json_object_object_get_ex(st, "workers", &ws))
+		return;
+	for (i = 0; i < json_object_array_length(ws); i++) {
+		const char *status, *state;
+
+		w = json_object_array_get_idx(ws, i);
+		state = jstr(w, "state", "?");
+		if (jint(w, "pid", 0) > 0) {
+			snprintf(pid, sizeof(pid), "%lld", jint(w, "pid", 0));
+			format_duration(jdbl(w, "uptime_s"), up, sizeof(up));
+			format_duration(jdbl(w, "idle_s"), idle, sizeof(idle));
+			format_bytes((uint64_t)jint(w, "rss_bytes", 0), rss,
+			    sizeof(rss));
+			snprintf(cpu, sizeof(cpu), "%.1f", jdbl(w,
+			    "cpu_percent"));
+		} else {
+			strlcpy(pid, "-", sizeof(pid));
+			if (strcmp(state, "backoff") == 0) {
+				char	 t[16];
+
+				format_duration(jdbl(w, "next_start_s"), t,
+				    sizeof(t));
+				snprintf(up, sizeof(up), "in %s", t);
+			} else
+				strlcpy(up, "-", sizeof(up));
+			strlcpy(idle, "-", sizeof(idle));
+			strlcpy(rss, "-", sizeof(rss));
+			strlcpy(cpu, "-", sizeof(cpu));
+		}
+		lexit[0] = '\0';
+		if (json_object_object_get_ex(w, "last_exit", &le) && le) {
+			if (jstr(le, "signal", NULL) != NULL)
+				snprintf(lexit, sizeof(lexit), "%s",
+				    jstr(le, "signal", ""));
+			else
+				snprintf(lexit, sizeof(lexit), "exit %lld",
+				    jint(le, "code", 0));
+		}
+		status = jstr(w, "status", "");
+		if (json_object_object_get_ex(w, "draining", &le) && le)
+			status = "(draining)";
+		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-6s %-6s %-5s "
+		    "%-8lld %-9s ", jint(w, "id", 0), pid, state,
+		    jint(w, "generation", 0), up, idle, rss, cpu,
+		    jint(w, "restarts", 0), lexit[0] ? lexit : "-");
+		left = width - used - 1;
+		if (left < 8)
+			left = 8;
+		printf("%.*s\n", left, status);
+	}
+}
+
+static int
+cmd_status(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *st, *ws;
+	bool	 json = false, check = false;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (strcmp(argv[i], "--check") == 0)
+			check = true;
+		else
+			return usage_error("status", "unknown argument '%s'",
+			    argv[i]);
+	}
+	if (ctx_connect(x, false) < 0)
+		return 1;
+	if ((st = call(x, simple_req("status"))) == NULL)
+		return 1;
+	if (check) {
+		long long ready = jint(st, "ready", 0),
+		    target = jint(st, "target", 0);
+		int	 rc = ready >= target && target > 0 ? 0 : 1;
+
+		if (json)
+			printf("%s\n", json_object_to_json_string_ext(st,
+			    JSON_C_TO_STRING_PLAIN));
+		else
+			printf("%s: %lld/%lld workers ready\n", rc == 0 ?
+			    "healthy" : "unhealthy", ready, target);
+		json_object_put(st);
+		return rc;
+	}
+	if (json) {
+		json_object_object_del(st, "ok");
+		printf("%s\n", json_object_to_json_string_ext(st,
+		    JSON_C_TO_STRING_PLAIN));
+	} else
+		print_table(st);
+	(void)ws;
+	json_object_put(st);
+	return 0;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Follows a reload through status until it is done or failed. */
+static int
+wait_reload(struct cli_ctx *x, long long gen)
+{
+	json_object *st, *ro, *ws;
+	long long last_done = -1;
+	int	 rc = 1;
+	size_t	 i;
+
+	for (;;) {
+		close(x->fd);
+		if (ctx_connect(x, false) < 0)
+			return 1;
+		if ((st = call(x, simple_req("status"))) == NULL)
+			return 1;
+		json_object_object_get_ex(st, "reload", &ro);
+		if (jint(ro, "generation", 0) > gen) {
+			printf("reloaded to generation %lld (a newer reload "
+			    "follows)\n", gen);
+			json_object_put(st);
+			return 0;
+		}
+		if (jint(ro, "done", 0) != last_done &&
+		    strcmp(jstr(ro, "state", ""), "running") == 0) {
+			last_done = jint(ro, "done", 0);
+			printf("reload to generation %lld: %lld/%lld workers "
+			    "replaced", gen, last_done, jint(ro, "total", 0));
+			/* Name the workers being replaced right now. */
+			if (json_object_object_get_ex(st, "workers", &ws))
+				for (i = 0; i < json_object_array_length(ws);
+				    i++) {
+					json_object *w =
+					    json_object_array_get_idx(ws, i);
+
+					if (jint(w, "generation", 0) == gen &&
+					    strcmp(jstr(w, "state", ""),
+					    "starting") == 0)
+						printf("; starting worker "
+						    "%lld (pid %lld)",
+						    jint(w, "id", 0),
+						    jint(w, "pid", 0));
+				}
+			printf("\n");
+			fflush(stdout);
+		}
+		if (strcmp(jstr(ro, "state", ""), "done") == 0) {
+			printf("reloaded: %lld workers at generation %lld in "
+			    "%.2fs\n", jint(ro, "done", 0), gen,
+			    jdbl(ro, "seconds"));
+			rc = 0;
+			break;
+		}
+		if (strcmp(jstr(ro, "state", ""), "failed") == 0) {
+			fprintf(stderr, "wpool: reload to generation %lld "
+			    "failed: %s\n", gen, jstr(ro, "error", "?"));
+			rc = 1;
+			break;
+		}
+		json_object_put(st);
+		st = NULL;
+		sleep_ms(100);
+	}
+	json_object_put(st);
+	return rc;
+}
+
+static int
+cmd_reload(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *r;
+	bool	 wait = true;
+	long long gen;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-wait") == 0)
+			wait = false;
+		else
+			return usage_error(argv[0], "unknown argument '%s'",
+			    argv[i]);
+	}
+	if (ctx_connect(x, false) < 0)
+		return 1;
+	if ((r = call(x, simple_req("reload"))) == NULL)
+		return 1;
+	gen = jint(r, "generation", 0);
+	json_object_put(r);
+	if (!wait) {
+		printf("reload to generation %lld started\n", gen);
+		return 0;
+	}
+	return wait_reload(x, gen);
+}
+
+static int
+cmd_scale(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *req, *r;
+	long long n;
+	const char *a;
+
+	if (argc != 2)
+		return usage_error("scale", "expected one argument%s", "");
+	a = argv[1];
+	req = simple_req("scale");
+	if (a[0] == '+' || a[0] == '-') {
+		if (parse_int(a + 1, 1, WPOOL_MAX_WORKERS, &n) < 0) {
+			json_object_put(req);
+			return usage_error("scale", "invalid value '%s': "
+			    "expected N, +N or -N with N from 1 to 1024", a);
+		}
+		json_object_object_add(req, "delta",
+		    json_object_new_int64(a[0] == '-' ? -n : n));
+	} else {
+		if (parse_int(a, 1, WPOOL_MAX_WORKERS, &n) < 0) {
+			json_object_put(req);
+			return usage_error("scale", "invalid value '%s': "
+			    "expected N, +N or -N with N from 1 to 1024", a);
+		}
+		json_object_object_add(req, "workers", json_object_new_int64(n));
+	}
+	if (ctx_connect(x, false) < 0) {
+		json_object_put(req);
+		return 1;
+	}
+	if ((r = call(x, req)) == NULL)
+		return 1;
+	printf("scaled from %lld to %lld workers\n", jint(r, "previous", 0),
+	    jint(r, "workers", 0));
+	json_object_put(r);
+	return 0;
+}
+
+static int
+cmd_restart(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *req, *r;
+	long long id;
+	bool	 wait = true;
+	const char *what = NULL;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-wait") == 0)
+			wait = false;
+		else if (what == NULL)
+			what = argv[i];
+		else
+			return usage_error("restart", "unexpected argument "
+			    "'%s'", argv[i]);
+	}
+	if (what == NULL)
+		return usage_error("restart", "which worker? give an ID or "
+		    "'all'%s", "");
+	if (strcmp(what, "all") == 0) {
+		char	*rargv[] = { "restart", wait ? NULL : "--no-wait",
+		    NULL };
+
+		return cmd_reload(x, wait ? 1 : 2, rargv);
+	}
+	if (parse_int(what, 0, WPOOL_MAX_WORKERS - 1, &id) < 0)
+		return usage_error("restart", "invalid worker id '%s': "
+		    "expected a number from 0 to 1023 or 'all'", what);
+	req = simple_req("restart");
+	json_object_object_add(req, "id", json_object_new_int64(id));
+	if (ctx_connect(x, false) < 0) {
+		json_object_put(req);
+		return 1;
+	}
+	if ((r = call(x, req)) == NULL)
+		return 1;
+	printf("restarting worker %lld\n", id);
+	json_object_put(r);
+	return 0;
+}
+
+static int
+cmd_signal(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *req, *r;
+	long long id = -1;
+	int	 sig;
+
+	if (argc < 2 || argc > 3)
+		return usage_error("signal", "expected SIG [ID]%s", "");
+	if (parse_signal(argv[1], &sig) < 0)
+		return usage_error("signal", "invalid signal '%s': expected a "
+		    "name such as HUP, USR1, TERM or a number", argv[1]);
+	if (argc == 3 && parse_int(argv[2], 0, WPOOL_MAX_WORKERS - 1, &id) < 0)
+		return usage_error("signal", "invalid worker id '%s': "
+		    "expected a number from 0 to 1023", argv[2]);
+	req = simple_req("signal");
+	json_object_object_add(req, "signal",
+	    json_object_new_string(signal_name(sig)));
+	if (id >= 0)
+		json_object_object_add(req, "id", json_object_new_int64(id));
+	if (ctx_connect(x, false) < 0) {
+		json_object_put(req);
+		return 1;
+	}
+	if ((r = call(x, req)) == NULL)
+		return 1;
+	printf("sent SIG%s to %lld worker%s\n", signal_name(sig),
+	    jint(r, "workers", 0), jint(r, "workers", 0) == 1 ? "" : "s");
+	json_object_put(r);
+	return 0;
+}
+
+static int
+cmd_stop(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *r;
+	bool	 wait = true;
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-wait") == 0)
+			wait = false;
+		else
+			return usage_error("stop", "unknown argument '%s'",
+			    argv[i]);
+	}
+	if (ctx_connect(x, false) < 0)
+		return 1;
+	if ((r = call(x, simple_req("stop"))) == NULL)
+		return 1;
+	json_object_put(r);
+	if (!wait) {
+		printf("stopping\n");
+		return 0;
+	}
+	printf("stopping...\n");
+	fflush(stdout);
+	/* The master removes its socket as its very last act. */
+	close(x->fd);
+	while (ctx_connect(x, true) == 0) {
+		close(x->fd);
+		sleep_ms(50);
+	}
+	printf("stopped\n");
+	return 0;
+}
+
+int
+client_main(int argc, char **argv, const char *control, const char *name)
+{
+	struct cli_ctx x;
+	size_t	 i;
+	int	 rc = EXIT_USAGE;
+
+	memset(&x, 0, sizeof(x));
+	x.fd = -1;
+	signal(SIGPIPE, SIG_IGN);
+	if (control != NULL) {
+		if (strlcpy(x.path, control, sizeof(x.path)) >= sizeof(x.path)) {
+			fprintf(stderr, "wpool: -s/--control: the path is too "
+			    "long (at most 107 bytes)\n");
+			return EXIT_USAGE;
+		}
+	} else
+		control_default_path(name, x.path, sizeof(x.path));
+	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
+		if (strcmp(argv[0], client_cmds[i].name) == 0) {
+			if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
+			    strcmp(argv[1], "--help") == 0)) {
+				printf("usage: wpool [-s PATH | --name NAME] "
+				    "%s\n", client_cmds[i].usage);
+				return 0;
+			}
+			rc = client_cmds[i].fn(&x, argc, argv);
+			break;
+		}
+	if (x.fd >= 0)
+		close(x.fd);
+	free(x.buf);
+	return rc;
+}

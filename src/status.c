@@ -1,0 +1,203 @@
+/*
+ * status.c: the pool as a json-c object, for `wpool status --json`, the
+ * control socket and /status.  Pure: it reads struct pool and the clock
+ * values it is given, and changes nothing.
+ */
+#include <json-c/json.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "wpool.h"
+
+static const char *const mode_names[] = { "shared", "reuseport", "balance",
+    "inetd" };
+static const char *const balancer_names[] = { "least-conn", "round-robin",
+    "ip-hash" };
+
+static json_object *
+iso_time(double t)
+{
+	char	 buf[32];
+	time_t	 s = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_object_new_string(buf);
+}
+
+static json_object *
+dbl(double v)
+{
+	/* Millisecond precision is all a reader needs, and it stays short. */
+	char	 buf[32];
+
+	snprintf(buf, sizeof(buf), "%.3f", v);
+	return json_object_new_double_s(v, buf);
+}
+
+static json_object *
+last_exit(const struct slot *s)
+{
+	json_object *o;
+
+	if (!s->has_exit)
+		return NULL;
+	o = json_object_new_object();
+	if (s->last_signal > 0)
+		json_object_object_add(o, "signal",
+		    json_object_new_string(signal_name(s->last_signal)));
+	else
+		json_object_object_add(o, "code",
+		    json_object_new_int(s->last_code));
+	return o;
+}
+
+static json_object *
+worker_json(const struct pool *p, const struct worker *w, double mono,
+    double real)
+{
+	const struct slot *s = &p->slots[w->id];
+	json_object *o = json_object_new_object();
+	double	 idle;
+
+	(void)real;
+	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
+	json_object_object_add(o, "id", json_object_new_int(w->id));
+	json_object_object_add(o, "pid", json_object_new_int(w->pid));
+	json_object_object_add(o, "state",
+	    json_object_new_string(worker_state_name(w->state)));
+	json_object_object_add(o, "generation",
+	    json_object_new_int64(w->generation));
+	json_object_object_add(o, "started_at", iso_time(w->started_real));
+	json_object_object_add(o, "uptime_s", dbl(mono - w->started_mono));
+	json_object_object_add(o, "idle_s", dbl(idle < 0 ? 0 : idle));
+	json_object_object_add(o, "rss_bytes",
+	    json_object_new_int64((int64_t)w->sample.rss_bytes));
+	json_object_object_add(o, "cpu_percent", dbl(w->cpu_percent));
+	json_object_object_add(o, "cpu_seconds", dbl(w->sample.cpu_seconds));
+	json_object_object_add(o, "restarts",
+	    json_object_new_int64(s->restarts));
+	json_object_object_add(o, "last_exit", last_exit(s));
+	json_object_object_add(o, "status", w->status_text[0] ?
+	    json_object_new_string(w->status_text) : NULL);
+	if (w != s->cur && w != s->next)
+		json_object_object_add(o, "draining",
+		    json_object_new_boolean(1));
+	if (p->conf->mode == MODE_BALANCE) {
+		json_object_object_add(o, "connections",
+		    json_object_new_int64(w->active));
+		json_object_object_add(o, "requests",
+		    json_object_new_int64(w->requests));
+	}
+	return o;
+}
+
+/* A wanted slot with no worker: waiting out its back-off, or failed. */
+static json_object *
+empty_slot_json(const struct pool *p, const struct slot *s, double mono)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_int(s->id));
+	json_object_object_add(o, "pid", NULL);
+	json_object_object_add(o, "state", json_object_new_string(
+	    s->respawn_at > 0 ? "backoff" : "stopped"));
+	json_object_object_add(o, "generation",
+	    json_object_new_int64(p->generation));
+	if (s->respawn_at > 0)
+		json_object_object_add(o, "next_start_s",
+		    dbl(s->respawn_at > mono ? s->respawn_at - mono : 0));
+	json_object_object_add(o, "restarts",
+	    json_object_new_int64(s->restarts));
+	json_object_object_add(o, "last_exit", last_exit(s));
+	return o;
+}
+
+json_object *
+status_json(struct pool *p, double mono, double real)
+{
+	const struct conf *c = p->conf;
+	const struct reload_state *r = &p->reload;
+	json_object *o = json_object_new_object(), *ls, *ws, *ro;
+	const struct worker *w;
+	size_t	 i;
+	int	 id;
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "name", json_object_new_string(c->name));
+	json_object_object_add(o, "pid", json_object_new_int(p->pid));
+	json_object_object_add(o, "version",
+	    json_object_new_string(WPOOL_VERSION));
+	json_object_object_add(o, "mode",
+	    json_object_new_string(mode_names[c->mode]));
+	json_object_object_add(o, "balancer", c->mode == MODE_BALANCE ?
+	    json_object_new_string(balancer_names[c->balancer]) : NULL);
+	json_object_object_add(o, "state", json_object_new_string(
+	    p->state == POOL_RUNNING ? "running" : "stopping"));
+	json_object_object_add(o, "target", json_object_new_int(p->target));
+	json_object_object_add(o, "alive", json_object_new_int(p->nworkers));
+	json_object_object_add(o, "ready",
+	    json_object_new_int(pool_count(p, W_READY) +
+	    pool_count(p, W_BUSY)));
+	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
+	json_object_object_add(o, "cpus_source",
+	    json_object_new_string(p->cpus.source));
+	json_object_object_add(o, "generation",
+	    json_object_new_int64(p->generation));
+	json_object_object_add(o, "started_at", iso_time(p->started_real));
+	json_object_object_add(o, "uptime_s", dbl(mono - p->started_mono));
+	json_object_object_add(o, "restarts",
+	    json_object_new_int64((int64_t)p->restarts));
+	ls = json_object_new_array();
+	for (i = 0; i < c->nlisteners; i++) {
+		json_object *l = json_object_new_object();
+
+		json_object_object_add(l, "name",
+		    json_object_new_string(c->listeners[i].name));
+		json_object_object_add(l, "address",
+		    json_object_new_string(c->listeners[i].address));
+		json_object_object_add(l, "fd",
+		    json_object_new_int(3 + (int)i));
+		json_object_array_add(ls, l);
+	}
+	json_object_object_add(o, "listeners", ls);
+	if (c->mode == MODE_BALANCE)
+		json_object_object_add(o, "connections_total",
+		    json_object_new_int64((int64_t)p->connections_total));
+
+	ro = json_object_new_object();
+	json_object_object_add(ro, "generation",
+	    json_object_new_int64(r->generation));
+	json_object_object_add(ro, "state", json_object_new_string(
+	    r->active ? "running" : r->failed ? "failed" :
+	    r->generation > 0 ? "done" : "none"));
+	json_object_object_add(ro, "done", json_object_new_int(r->done));
+	json_object_object_add(ro, "total", json_object_new_int(r->total));
+	json_object_object_add(ro, "error", r->failed ?
+	    json_object_new_string(r->error) : NULL);
+	if (r->generation > 0)
+		json_object_object_add(ro, "seconds", dbl((r->active ? mono :
+		    r->finished_mono) - r->started_mono));
+	json_object_object_add(o, "reload", ro);
+
+	/* Workers by slot id; a slot's draining and new workers together. */
+	ws = json_object_new_array();
+	for (id = 0; id < WPOOL_MAX_WORKERS; id++) {
+		const struct slot *s = &p->slots[id];
+		bool	 any = false;
+
+		TAILQ_FOREACH(w, &p->workers, entry)
+			if (w->id == id) {
+				json_object_array_add(ws,
+				    worker_json(p, w, mono, real));
+				any = true;
+			}
+		if (!any && s->wanted && p->state == POOL_RUNNING)
+			json_object_array_add(ws, empty_slot_json(p, s, mono));
+	}
+	json_object_object_add(o, "workers", ws);
+	return o;
+}
