@@ -142,12 +142,22 @@ env_free(struct envbuf *e, size_t from)
 	free(e->v);
 }
 
-/* The worker's environment; LISTEN_PID's value is filled in the child. */
 static char *
-env_build(struct pool *p, struct worker *w, struct envbuf *e)
+pid_slot(const char *name)
+{
+	char	*s = xcalloc(1, 48);
+
+	snprintf(s, 48, "%s=", name);
+	return s;
+}
+
+/* The worker's environment; the pids in *_PID are filled in the child. */
+static void
+env_build(struct pool *p, struct worker *w, struct envbuf *e,
+    char **slots)
 {
 	struct conf *c = p->conf;
-	char	*names = NULL, *ssp = NULL, *tmp, *pidslot;
+	char	*names = NULL, *ssp = NULL, *tmp;
 	size_t	 i;
 
 	for (i = 0; i < p->nenv_base; i++)
@@ -165,17 +175,15 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e)
 		}
 		xasprintf(&tmp, "LISTEN_FDS=%zu", c->nlisteners);
 		env_add(e, tmp);
-		pidslot = xcalloc(1, 32);
-		strlcpy(pidslot, "LISTEN_PID=", 32);
-		env_add(e, pidslot);
+		slots[0] = pid_slot("LISTEN_PID");
+		env_add(e, slots[0]);
 		xasprintf(&tmp, "LISTEN_FDNAMES=%s", names);
 		env_add(e, tmp);
 		xasprintf(&tmp, "SERVER_STARTER_PORT=%s", ssp);
 		env_add(e, tmp);
 		free(names);
 		free(ssp);
-	} else
-		pidslot = NULL;
+	}
 	xasprintf(&tmp, "SERVER_STARTER_GENERATION=%u", w->generation + 1);
 	env_add(e, tmp);
 	xasprintf(&tmp, "WPOOL_WORKER_ID=%d", w->id);
@@ -194,6 +202,8 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e)
 		xasprintf(&tmp, "WATCHDOG_USEC=%llu",
 		    (unsigned long long)(c->watchdog * 1e6));
 		env_add(e, tmp);
+		slots[1] = pid_slot("WATCHDOG_PID");
+		env_add(e, slots[1]);
 	}
 	if (p->control_path != NULL && c->nlisteners > 0) {
 		xasprintf(&tmp, "EINHORN_FD_COUNT=%zu", c->nlisteners);
@@ -211,7 +221,6 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e)
 		xasprintf(&tmp, "EINHORN_SOCK_PATH=%s", p->control_path);
 		env_add(e, tmp);
 	}
-	return pidslot;
 }
 
 static void
@@ -330,7 +339,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 		fds[i] = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
 	memset(&req, 0, sizeof(req));
 	req.argv = c->argv;
-	req.listen_pid_slot = env_build(p, w, &env);
+	env_build(p, w, &env, req.pid_slots);
 	req.envp = env.v;
 	req.fds = fds;
 	req.nfds = (int)c->nlisteners;
@@ -549,8 +558,12 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		return;
 	}
 	if (w != s->cur || p->state != POOL_RUNNING || !s->wanted) {
-		log_info("worker %d (pid %d) %s after %s", w->id, (int)w->pid,
-		    how, after);
+		if (exec_failed && p->fatal)
+			log_debug("worker %d (pid %d) %s", w->id, (int)w->pid,
+			    how);
+		else
+			log_info("worker %d (pid %d) %s after %s", w->id,
+			    (int)w->pid, how, after);
 		if (w == s->cur)
 			s->cur = NULL;
 		if (c->no_restart)

@@ -95,7 +95,7 @@ pid_t
 spawn_child(const struct spawn_req *r, int *status_fd)
 {
 	sigset_t empty;
-	int	 p[2], sig, e;
+	int	 p[2], sig, e, i;
 	pid_t	 pid, parent = getpid();
 
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -126,7 +126,7 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 
 	/* The status pipe goes above every fd the child keeps. */
 	{
-		int	 lowest = 3 + r->nfds, i, hi;
+		int	 lowest = 3 + r->nfds, hi;
 
 		for (i = 0; i < r->nfds; i++)
 			if (r->fds[i] >= lowest)
@@ -156,9 +156,10 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 		    setgid(r->gid) < 0 || setuid(r->uid) < 0)
 			child_fail(p[1], SPAWN_STAGE_USER);
 	}
-	if (r->listen_pid_slot != NULL)
-		snprintf(r->listen_pid_slot + strlen("LISTEN_PID="), 16, "%d",
-		    (int)getpid());
+	for (i = 0; i < 2; i++)
+		if (r->pid_slots[i] != NULL)
+			snprintf(strchr(r->pid_slots[i], '=') + 1, 16, "%d",
+			    (int)getpid());
 	execvpe(r->argv[0], r->argv, r->envp);
 	child_fail(p[1], SPAWN_STAGE_EXEC);
 }

@@ -179,7 +179,7 @@ unsigned long loop_wakeups(void);
 struct spawn_req {
 	char	*const *argv;
 	char	**envp;
-	char	*listen_pid_slot;	/* "LISTEN_PID=" + room, or NULL */
+	char	*pid_slots[2];	/* "NAME=" + room: the child's pid goes there */
 	const int *fds;			/* placed at 3, 4, ... */
 	int	 nfds;
 	int	 stdin_fd;		/* -1: /dev/null */
