@@ -597,6 +597,18 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 	} else if (strcmp(key, "log-prefix") == 0) {
 		c->log_prefix = true;
 	} else if (strcmp(key, "metrics") == 0) {
+		struct listener l;
+		char	 lerr[256];
+
+		if (listener_parse(v, &l, lerr, sizeof(lerr)) < 0)
+			return bad(err, len, opt, v, "HOST:PORT, such as "
+			    "127.0.0.1:9100");
+		if (l.type != L_TCP) {
+			listener_free(&l);
+			return bad(err, len, opt, v, "HOST:PORT, such as "
+			    "127.0.0.1:9100");
+		}
+		listener_free(&l);
 		set_str(&c->metrics, v);
 	} else if (strcmp(key, "config") == 0) {
 		set_str(&c->config, v);

@@ -160,6 +160,12 @@ run_pool(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
+	if (c.metrics != NULL && metrics_open(&p, c.metrics, err,
+	    sizeof(err)) < 0) {
+		log_error("%s", err);
+		status = 1;
+		goto out;
+	}
 	if (notify_open(&p, err, sizeof(err), NULL, 0) < 0)
 		log_warnx("%s; workers get no NOTIFY_SOCKET", err);
 	if (c.ready == READY_NOTIFY && p.notify_path == NULL) {
@@ -176,6 +182,7 @@ run_pool(int argc, char **argv)
 	log_info("stopped");
 out:
 	control_close();
+	metrics_close();
 	notify_close();
 	for (i = 0; i < c.nlisteners; i++) {
 		if (c.listeners[i].type == L_UNIX)

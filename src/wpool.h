@@ -352,6 +352,11 @@ int	control_open(struct pool *, const char *, char *, size_t);
 void	control_close(void);
 char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 
+/* metrics.c: --metrics, Prometheus text and JSON over HTTP. */
+int	metrics_open(struct pool *, const char *, char *, size_t);
+void	metrics_close(void);
+char	*metrics_text(struct pool *, size_t *);
+
 /* status.c: the pool as a json-c object (pure). */
 struct json_object;
 struct json_object *status_json(struct pool *, double, double);
