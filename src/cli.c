@@ -717,6 +717,11 @@ cli_validate(struct conf *c, char *err, size_t len)
 		    "(-m balance), where wpool sees each connection");
 		return -EINVAL;
 	}
+	if (c->mode == MODE_REUSEPORT && c->nlisteners == 0) {
+		snprintf(err, len, "--mode: reuseport needs at least one "
+		    "-b/--bind listener");
+		return -EINVAL;
+	}
 	if (c->mode != MODE_SHARED && c->mode != MODE_REUSEPORT) {
 		snprintf(err, len, "--mode: '%s' is not available in this "
 		    "version: expected shared or reuseport",

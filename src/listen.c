@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/filter.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -577,6 +578,15 @@ listener_open(struct listener *l, int backlog, bool reuseport, char *err,
 		sockaddr_format(&ss, sl, l->address, sizeof(l->address));
 	else
 		strlcpy(l->address, l->spec, sizeof(l->address));
+	if (reuseport && l->port != NULL && strcmp(l->port, "0") == 0) {
+		/* Every slot's socket must join the port the kernel chose. */
+		char	*colon = strrchr(l->address, ':');
+
+		if (colon != NULL) {
+			free(l->port);
+			l->port = xstrdup(colon + 1);
+		}
+	}
 	if (l->type == L_UDP) {
 		char	 tmp[sizeof(l->address)];
 
@@ -650,4 +660,55 @@ listener_expand_systemd(struct listener **ls, size_t *n, size_t at,
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDNAMES");
 	return (int)nfds;
+}
+
+/*
+ * Steers new connections of a SO_REUSEPORT group to the sockets at the
+ * given positions of the group (the order they started listening), at
+ * random, by a classic BPF program: rand % n, then a jump table.  The
+ * kernel falls back to its own hash for an index out of range.
+ */
+int
+listener_steer(int fd, const int *idx, int n)
+{
+	struct sock_filter prog[3 + 2 * 1024 + 1];
+	struct sock_fprog fp;
+	int	 i, len = 0;
+
+	if (n <= 0 || n > 1024)
+		return -EINVAL;
+	prog[len++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+	    (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM));
+	prog[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K,
+	    (uint32_t)n);
+	for (i = 0; i < n - 1; i++) {
+		/* if A == i return idx[i]: skip the next return if not. */
+		prog[len++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ |
+		    BPF_K, (uint32_t)i, 0, 1);
+		prog[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+		    (uint32_t)idx[i]);
+	}
+	prog[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+	    (uint32_t)idx[n - 1]);
+	fp.len = (unsigned short)len;
+	fp.filter = prog;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fp,
+	    sizeof(fp)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Connections waiting in a TCP listener's accept queue, or -errno. */
+int
+listener_queue_len(int fd)
+{
+	struct tcp_info ti;
+	socklen_t sl = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &sl) < 0)
+		return -errno;
+	if (ti.tcpi_state != 10)	/* TCP_LISTEN */
+		return -EINVAL;
+	return (int)ti.tcpi_unacked;
 }

@@ -130,7 +130,8 @@ run_pool(int argc, char **argv)
 	for (i = 0; i < c.nlisteners; i++) {
 		struct listener *l = &c.listeners[i];
 
-		if (listener_open(l, c.backlog, false, err, sizeof(err)) < 0) {
+		if (listener_open(l, c.backlog, c.mode == MODE_REUSEPORT, err,
+		    sizeof(err)) < 0) {
 			fprintf(stderr, "%s: %s\n", c.name, err);
 			while (i-- > 0) {
 				if (c.listeners[i].type == L_UNIX)

@@ -420,10 +420,160 @@ schedule_respawn(struct pool *p, struct slot *s, double delay)
 	(void)p;
 }
 
+/* reuseport: a slot's own sockets, opened once, kept across restarts. */
+static int
+slot_open_fds(struct pool *p, struct slot *s)
+{
+	struct conf *c = p->conf;
+	char	 err[512];
+	size_t	 i;
+
+	if (c->mode != MODE_REUSEPORT || s->fds != NULL)
+		return 0;
+	s->fds = xcalloc(c->nlisteners, sizeof(int));
+	s->queue = xcalloc(c->nlisteners, sizeof(int));
+	for (i = 0; i < c->nlisteners; i++) {
+		struct listener *l = &c->listeners[i];
+
+		if (l->fd >= 0) {
+			/* The socket bound at start-up is the first slot's. */
+			s->fds[i] = l->fd;
+			l->fd = -1;
+			continue;
+		}
+		if (listener_open_socket(l, c->backlog, true, &s->fds[i], err,
+		    sizeof(err)) < 0) {
+			log_warnx("worker %d: %s", s->id, err);
+			while (i-- > 0)
+				close(s->fds[i]);
+			free(s->fds);
+			free(s->queue);
+			s->fds = NULL;
+			s->queue = NULL;
+			return -1;
+		}
+	}
+	p->group[p->ngroup++] = s->id;
+	return 0;
+}
+
+/*
+ * Closing a socket moves the group's last socket into its place, as the
+ * kernel's reuseport_detach_sock does, so positions stay known.
+ */
+static void
+slot_close_fds(struct pool *p, struct slot *s)
+{
+	size_t	 i;
+	int	 pos;
+
+	if (s->fds == NULL)
+		return;
+	for (i = 0; i < p->conf->nlisteners; i++)
+		close(s->fds[i]);
+	free(s->fds);
+	free(s->queue);
+	s->fds = NULL;
+	s->queue = NULL;
+	for (pos = 0; pos < p->ngroup; pos++)
+		if (p->group[pos] == s->id) {
+			p->group[pos] = p->group[--p->ngroup];
+			break;
+		}
+}
+
+static bool
+slot_serving(const struct slot *s)
+{
+	return s->wanted && !s->draining && s->cur != NULL &&
+	    s->cur->state == W_READY;
+}
+
+/*
+ * reuseport: new connections go only to the sockets of slots whose worker
+ * is ready; a dead worker's queue waits for its successor, and gets no
+ * more meanwhile.
+ */
+static void
+pool_steer(struct pool *p)
+{
+	static bool warned;
+	int	 idx[2 * WPOOL_MAX_WORKERS], n = 0, pos, r;
+	size_t	 i;
+
+	if (p->conf->mode != MODE_REUSEPORT || p->ngroup == 0)
+		return;
+	for (pos = 0; pos < p->ngroup; pos++)
+		if (slot_serving(&p->slots[p->group[pos]]))
+			idx[n++] = pos;
+	for (pos = 0; n == 0 && pos < p->ngroup; pos++)
+		if (p->slots[p->group[pos]].wanted &&
+		    !p->slots[p->group[pos]].draining)
+			idx[n++] = pos;
+	if (n == 0 || n > WPOOL_MAX_WORKERS)
+		return;
+	for (i = 0; i < p->conf->nlisteners; i++)
+		if ((r = listener_steer(p->slots[p->group[0]].fds[i], idx,
+		    n)) < 0 && !warned) {
+			warned = true;
+			log_warnx("cannot steer connections between slots: %s",
+			    strerror(-r));
+		}
+}
+
+/* Slots with no worker left and not wanted give their sockets back. */
+static void
+slot_release(struct pool *p, struct slot *s)
+{
+	struct worker *w;
+
+	if (s->wanted || s->fds == NULL)
+		return;
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (w->id == s->id)
+			return;
+	slot_close_fds(p, s);
+	pool_steer(p);
+}
+
+static void
+on_drain_timer(void *arg)
+{
+	struct slot *s = arg;
+	struct pool *p = the_pool;
+	size_t	 i;
+	int	 q = 0, n;
+
+	if (!s->draining)
+		return;
+	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
+		if ((n = listener_queue_len(s->fds[i])) > 0)
+			q += n;
+	if (q > 0 && s->cur != NULL && now_mono() - s->drain_started <
+	    p->conf->stop_timeout) {
+		timer_set(&s->drain_timer, 0.02);
+		return;
+	}
+	s->draining = false;
+	if (q > 0)
+		log_warnx("worker %d: %d connections still queued after %gs of "
+		    "draining", s->id, q, p->conf->stop_timeout);
+	if (s->next != NULL) {
+		worker_stop(p, s->next, "scaled down");
+		s->next = NULL;
+	}
+	if (s->cur != NULL) {
+		worker_stop(p, s->cur, "scaled down");
+		s->cur = NULL;
+	}
+	slot_release(p, s);
+}
+
 static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
-	if ((s->cur = worker_start(p, s, p->generation)) == NULL) {
+	if (slot_open_fds(p, s) < 0 ||
+	    (s->cur = worker_start(p, s, p->generation)) == NULL) {
 		/* fork failed (pids limit, memory): try again, backing off. */
 		s->backoff = s->backoff > 0 ? s->backoff * 2 : 0.1;
 		if (s->backoff > p->conf->max_restart_delay)
@@ -458,6 +608,7 @@ pool_worker_ready(struct pool *p, struct worker *w)
 	} else if (w == s->cur && repl[s->id].kind != REPLACE_NONE &&
 	    s->next == NULL && repl[s->id].old == NULL)
 		replace_done(p, s);
+	pool_steer(p);
 }
 
 static void
@@ -569,11 +720,13 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		if (c->no_restart)
 			record_exit_status(p, status);
 		worker_free(p, w);
+		slot_release(p, s);
 		pool_check_done(p);
 		return;
 	}
 
 	s->cur = NULL;
+	pool_steer(p);
 	if (s->next != NULL) {
 		/* The successor was on its way: it takes the slot now. */
 		log_info("worker %d (pid %d) %s after %s; its successor "
@@ -684,8 +837,10 @@ pool_stop(struct pool *p, bool now)
 	if (p->state != POOL_STOPPING) {
 		p->state = POOL_STOPPING;
 		p->reload.active = false;
-		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
 			timer_cancel(&p->slots[i].respawn_timer);
+			timer_cancel(&p->slots[i].drain_timer);
+		}
 		timer_cancel(&p->sample_timer);
 		if (p->nworkers > 0)
 			log_info("stopping (%s): asking %d worker%s to stop "
@@ -951,6 +1106,15 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		s->wanted = false;
 		timer_cancel(&s->respawn_timer);
 		s->respawn_at = 0;
+		repl[i].kind = REPLACE_NONE;
+		repl[i].old = NULL;
+		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
+			/* Steer new connections away, serve the queue, stop. */
+			s->draining = true;
+			s->drain_started = now_mono();
+			timer_set(&s->drain_timer, 0.02);
+			continue;
+		}
 		if (s->next != NULL) {
 			worker_stop(p, s->next, "scaled down");
 			s->next = NULL;
@@ -959,16 +1123,21 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			worker_stop(p, s->cur, "scaled down");
 			s->cur = NULL;
 		}
-		repl[i].kind = REPLACE_NONE;
-		repl[i].old = NULL;
+		slot_release(p, s);
 	}
 	for (i = old; i < n; i++) {
 		s = &p->slots[i];
 		s->wanted = true;
 		s->backoff = 0;
+		if (s->draining) {
+			/* Scaled back up while draining: keep its worker. */
+			s->draining = false;
+			timer_cancel(&s->drain_timer);
+		}
 		if (s->cur == NULL)
 			worker_spawn_slot(p, s);
 	}
+	pool_steer(p);
 	return 0;
 }
 
@@ -996,7 +1165,17 @@ pool_sample(struct pool *p)
 	struct worker *w;
 	struct proc_sample s;
 	double	 now = now_mono();
+	size_t	 i;
+	int	 id;
 
+	for (i = 0; i < p->conf->nlisteners; i++)
+		p->lqueue[i] = p->conf->listeners[i].fd >= 0 ?
+		    listener_queue_len(p->conf->listeners[i].fd) : -1;
+	for (id = 0; id < WPOOL_MAX_WORKERS; id++)
+		for (i = 0; p->slots[id].fds != NULL &&
+		    i < p->conf->nlisteners; i++)
+			p->slots[id].queue[i] =
+			    listener_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		if (procfs_sample(w->pid, &s) < 0)
 			continue;
@@ -1083,6 +1262,8 @@ pool_init(struct pool *p, struct conf *c)
 	for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
 		p->slots[i].id = i;
 		timer_init(&p->slots[i].respawn_timer, on_respawn,
+		    &p->slots[i]);
+		timer_init(&p->slots[i].drain_timer, on_drain_timer,
 		    &p->slots[i]);
 	}
 	timer_init(&p->stop_timer, on_stop_timeout, p);

@@ -83,9 +83,27 @@ worker_json(const struct pool *p, const struct worker *w, double mono,
 	json_object_object_add(o, "last_exit", last_exit(s));
 	json_object_object_add(o, "status", w->status_text[0] ?
 	    json_object_new_string(w->status_text) : NULL);
-	if (w != s->cur && w != s->next)
+	if ((w != s->cur && w != s->next) || s->draining)
 		json_object_object_add(o, "draining",
 		    json_object_new_boolean(1));
+	if (s->fds != NULL) {
+		json_object *socks = json_object_new_array();
+		size_t	 i;
+
+		for (i = 0; i < p->conf->nlisteners; i++) {
+			json_object *so = json_object_new_object();
+
+			json_object_object_add(so, "listener",
+			    json_object_new_string(p->conf->listeners[i].name));
+			json_object_object_add(so, "fd",
+			    json_object_new_int(3 + (int)i));
+			if (s->queue[i] >= 0)
+				json_object_object_add(so, "queue",
+				    json_object_new_int(s->queue[i]));
+			json_object_array_add(socks, so);
+		}
+		json_object_object_add(o, "sockets", socks);
+	}
 	if (p->conf->mode == MODE_BALANCE) {
 		json_object_object_add(o, "connections",
 		    json_object_new_int64(w->active));
@@ -161,6 +179,9 @@ status_json(struct pool *p, double mono, double real)
 		    json_object_new_string(c->listeners[i].address));
 		json_object_object_add(l, "fd",
 		    json_object_new_int(3 + (int)i));
+		if (c->mode != MODE_REUSEPORT && p->lqueue[i] >= 0)
+			json_object_object_add(l, "queue",
+			    json_object_new_int(p->lqueue[i]));
 		json_object_array_add(ls, l);
 	}
 	json_object_object_add(o, "listeners", ls);

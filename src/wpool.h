@@ -68,6 +68,8 @@ int	listener_open_socket(const struct listener *, int, bool, int *,
 void	listener_close(struct listener *);
 void	listener_free(struct listener *);
 int	sockaddr_format(const void *, socklen_t, char *, size_t);
+int	listener_steer(int, const int *, int);
+int	listener_queue_len(int);
 int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
 	    size_t);
 
@@ -277,6 +279,10 @@ struct slot {
 	int	 last_code;		/* exit code, or -1 */
 	int	 last_signal;		/* or 0 */
 	int	*fds;			/* reuseport: the slot's sockets */
+	int	*queue;			/* their accept queues, at sampling */
+	bool	 draining;		/* scaled down, waiting for its queue */
+	double	 drain_started;
+	struct timer drain_timer;
 };
 
 enum pool_state { POOL_RUNNING, POOL_STOPPING, POOL_DONE };
@@ -322,6 +328,9 @@ struct pool {
 	char	*control_path;
 	char	*notify_path;
 	unsigned long connections_total;
+	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
+	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
+	int	 ngroup;
 	struct rlimit nofile;
 };
 
