@@ -213,7 +213,7 @@ parse_int(const char *s, long long min, long long max, long long *out)
 		return -EINVAL;
 	n = strtonum(s, min, max, &errstr);
 	if (errstr != NULL)
-		return errno == ERANGE ? -ERANGE : -EINVAL;
+		return strcmp(errstr, "invalid") == 0 ? -EINVAL : -ERANGE;
 	*out = n;
 	return 0;
 }
@@ -732,9 +732,9 @@ cli_validate(struct conf *c, char *err, size_t len)
 		struct listener *l = &c->listeners[i];
 
 		if (c->mode == MODE_REUSEPORT && l->type == L_UNIX) {
-			snprintf(err, len, "--bind: '%s': unix sockets cannot "
-			    "be used with -m reuseport: expected tcp or udp",
-			    l->spec);
+			snprintf(err, len, "--bind: 'unix:%s': unix sockets "
+			    "cannot be used with -m reuseport: expected tcp or "
+			    "udp", l->spec);
 			return -EINVAL;
 		}
 		if (c->mode == MODE_REUSEPORT && (l->type == L_FD ||

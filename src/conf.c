@@ -3,6 +3,8 @@
  * Every key goes through cli_apply, so the file and the command line
  * accept exactly the same values.  Owns only the parse context.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -15,8 +17,9 @@ struct conf_ctx {
 	struct conf *c;
 	const char *file;
 	char	 err[512];
-	char	*spec;		/* the [listen] section being read */
-	char	*lname;
+	char	*spec;		/* the listener being read */
+	char	*lname;		/* its name = */
+	char	*sname;		/* [listen.NAME]: the section's name */
 	bool	 in_listen;
 	char	 section[128];
 	char	**argv;		/* command = ..., split */
@@ -100,10 +103,11 @@ flush_listener(struct conf_ctx *x)
 
 	if (x->spec == NULL)
 		return 0;
-	if (x->lname != NULL) {
+	if (x->lname != NULL || x->sname != NULL) {
 		char	*tmp;
 
-		xasprintf(&tmp, "%s,name=%s", x->spec, x->lname);
+		xasprintf(&tmp, "%s,name=%s", x->spec, x->lname ? x->lname :
+		    x->sname);
 		free(x->spec);
 		x->spec = tmp;
 	}
@@ -113,7 +117,24 @@ flush_listener(struct conf_ctx *x)
 	}
 	free(x->spec);
 	x->spec = NULL;
+	free(x->lname);
+	x->lname = NULL;
 	return r;
+}
+
+/* Checks the listener read so far, so an error names the line it is on. */
+static int
+check_spec(struct conf_ctx *x, const char *key)
+{
+	struct listener l;
+	char	 err[256];
+
+	if (listener_parse(x->spec, &l, err, sizeof(err)) < 0) {
+		snprintf(x->err, sizeof(x->err), "%s: %s", key, err);
+		return 0;
+	}
+	listener_free(&l);
+	return 1;
 }
 
 static const char *const listen_flags[] = { "v6only", "freebind",
@@ -152,7 +173,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 			return 0;
 		}
 		x->spec = xstrdup(val);
-		return 1;
+		return check_spec(x, key);
 	}
 	if (x->spec == NULL) {
 		snprintf(x->err, sizeof(x->err), "%s: put 'bind = SPEC' first "
@@ -160,9 +181,16 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 		return 0;
 	}
 	if (strcmp(key, "name") == 0) {
+		char	*saved = x->spec;
+		int	 ok;
+
 		free(x->lname);
 		x->lname = xstrdup(val ? val : "");
-		return 1;
+		xasprintf(&x->spec, "%s,name=%s", saved, x->lname);
+		ok = check_spec(x, key);
+		free(x->spec);
+		x->spec = saved;
+		return ok;
 	}
 	for (i = 0; i < sizeof(listen_flags) / sizeof(listen_flags[0]); i++)
 		if (strcmp(key, listen_flags[i]) == 0) {
@@ -177,7 +205,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 				free(x->spec);
 				x->spec = tmp;
 			}
-			return 1;
+			return check_spec(x, key);
 		}
 	for (i = 0; i < sizeof(listen_values) / sizeof(listen_values[0]); i++)
 		if (strcmp(key, listen_values[i]) == 0) {
@@ -185,7 +213,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 			    val ? val : "");
 			free(x->spec);
 			x->spec = tmp;
-			return 1;
+			return check_spec(x, key);
 		}
 	snprintf(x->err, sizeof(x->err), "unknown key '%s' in [%s]: expected "
 	    "bind, name, backlog, mode, owner, v6only, freebind, defer_accept, "
@@ -205,11 +233,16 @@ handler(void *user, const char *section, const char *key, const char *val)
 	if (strcmp(section, x->section) != 0) {
 		if (flush_listener(x) < 0)
 			return 0;
-		free(x->lname);
-		x->lname = NULL;
+		free(x->sname);
+		x->sname = NULL;
 		strlcpy(x->section, section, sizeof(x->section));
 		if (strncmp(section, "listen.", 7) == 0 && section[7] != '\0')
-			x->lname = xstrdup(section + 7);
+			x->sname = xstrdup(section + 7);
+	}
+	if (section[0] == '\0') {
+		snprintf(x->err, sizeof(x->err), "%s: keys go inside a section "
+		    "such as [pool]", key);
+		return 0;
 	}
 	if (strcmp(section, "listen") == 0 ||
 	    strncmp(section, "listen.", 7) == 0)
@@ -316,11 +349,22 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 		    strerror(errno));
 		return -errno;
 	}
+	{
+		struct stat st;
+
+		if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+			fclose(f);
+			snprintf(err, len, "-c/--config: '%s' is not a regular "
+			    "file", file);
+			return -EINVAL;
+		}
+	}
 	line = ini_parse_file(f, handler, &x);
 	fclose(f);
 	if (line == 0 && x.err[0] == '\0')
 		flush_listener(&x);
 	free(x.lname);
+	free(x.sname);
 	free(x.spec);
 	if (line != 0 || x.err[0] != '\0') {
 		if (line > 0)

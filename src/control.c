@@ -570,8 +570,11 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 	sun.sun_family = AF_UNIX;
 	strlcpy(sun.sun_path, ctl_path, sizeof(sun.sun_path));
 	/* A live socket means another pool; a dead one is left over. */
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) >= 0) {
 		r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+		if (r < 0 && errno == EAGAIN)
+			r = 0;
 		close(fd);
 		if (r == 0) {
 			snprintf(err, len, "another wpool is running on %s",

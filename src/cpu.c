@@ -7,6 +7,7 @@
  */
 #include <sched.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -21,18 +22,27 @@
 int
 cpu_parse_cgroup2_max(const char *buf, double *cpus)
 {
-	char	 quota[32];
-	long long period;
+	long long quota, period = 100000;
+	const char *p = buf;
+	char	*end;
 
-	if (sscanf(buf, "%31s %lld", quota, &period) < 1)
-		return -EINVAL;
-	if (strcmp(quota, "max") == 0)
+	p += strspn(p, " \t");
+	if (strncmp(p, "max", 3) == 0 && (p[3] == '\0' || isspace(
+	    (unsigned char)p[3])))
 		return -ENOENT;
-	if (sscanf(buf, "%*s %lld", &period) != 1)
-		period = 100000;
-	if (period <= 0 || atoll(quota) <= 0)
+	errno = 0;
+	quota = strtoll(p, &end, 10);
+	if (end == p || errno != 0 || quota <= 0 || (*end != '\0' &&
+	    !isspace((unsigned char)*end)))
 		return -EINVAL;
-	*cpus = (double)atoll(quota) / (double)period;
+	p = end + strspn(end, " \t");
+	if (*p != '\0' && *p != '\n') {
+		period = strtoll(p, &end, 10);
+		if (end == p || errno != 0 || period <= 0 ||
+		    (*end != '\0' && !isspace((unsigned char)*end)))
+			return -EINVAL;
+	}
+	*cpus = (double)quota / (double)period;
 	return 0;
 }
 

@@ -155,9 +155,11 @@ parse_option(struct listener *l, const char *opt, char *err, size_t len)
 		uint64_t sz;
 
 		NEEDS_VALUE();
-		if (parse_size(v, &sz) < 0 || sz == 0 || sz > (1u << 30))
-			return lerr(err, len, "buffer size '%s': expected 1 "
-			    "to 1G bytes, like 262144 or 256K", v);
+		if (parse_size(v, &sz) < 0 || sz == 0 || sz > (1u << 30)) {
+			snprintf(err, len, "%s '%s': expected 1 to 1G bytes, "
+			    "like 262144 or 256K", key, v);
+			return -EINVAL;
+		}
 		if (key[0] == 'r')
 			l->rcvbuf = (int)sz;
 		else
@@ -362,12 +364,16 @@ unix_clear_stale(const char *path, char *err, size_t len)
 		    "is not a socket", path);
 		return -EEXIST;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	/* Nonblocking: a live server with a full queue must not stall us. */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0)
 		return sys_err(err, len, "bind", path);
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
 	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (r < 0 && errno == EAGAIN)
+		r = 0;
 	close(fd);
 	if (r == 0) {
 		snprintf(err, len, "cannot bind unix:%s: a running server "

@@ -594,6 +594,8 @@ test_bad_values(void)
 		{ "--max-memory", "--max-memory", "12Q" },
 		{ "--max-memory", "--max-memory", "0" },
 		{ "--pidfile", "--pidfile", "" },
+		{ "--metrics", "--metrics", "9100" },
+		{ "--metrics", "--metrics", "unix:/tmp/m.sock" },
 	};
 	struct conf c;
 	size_t	 i;
@@ -704,7 +706,15 @@ test_validate_refusals(void)
 		NULL };
 	char	*a4[] = { "wpool", "-b", "127.0.0.1:0", "-b",
 		"127.0.0.1:0,name=l0", "cmd", NULL };
+	char	*a5[] = { "wpool", "-m", "reuseport", "cmd", NULL };
 	int	 r;
+
+	r = run_cli(&c, a5);
+	is_int(r, 0, "-m reuseport without -b parses");
+	r = cli_validate(&c, errbuf, sizeof(errbuf));
+	is_int(r, -EINVAL, "-m reuseport without a listener is refused");
+	ok(strstr(errbuf, "reuseport") != NULL, "and says why: %s", errbuf);
+	conf_free(&c);
 
 	r = run_cli(&c, a1);
 	is_int(r, 0, "--max-requests-jitter alone parses");
