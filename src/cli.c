@@ -23,6 +23,7 @@
 static const char usage_text[] =
 "usage: wpool [RUN OPTIONS] [--] COMMAND [ARG...]\n"
 "       wpool run [RUN OPTIONS] [--] COMMAND [ARG...]\n"
+"       wpool check [RUN OPTIONS] [--] [COMMAND [ARG...]]\n"
 "       wpool [-s PATH | --name NAME] status [--json] [--check]\n"
 "       wpool [-s PATH | --name NAME] reload [--no-wait]\n"
 "       wpool [-s PATH | --name NAME] scale N|+N|-N\n"

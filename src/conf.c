@@ -385,3 +385,120 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 	*argv = x.argv;
 	return 0;
 }
+
+/* Quotes a word so that conf_split_command reads it back the same. */
+static void
+print_word(FILE *f, const char *w)
+{
+	const char *p;
+
+	if (*w != '\0' && strpbrk(w, " \t\n'\"\\$`;#") == NULL) {
+		fputs(w, f);
+		return;
+	}
+	fputc('\'', f);
+	for (p = w; *p; p++) {
+		if (*p == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*p, f);
+	}
+	fputc('\'', f);
+}
+
+static void
+print_duration(FILE *f, const char *key, double v)
+{
+	fprintf(f, "%s = %g\n", key, v);
+}
+
+/* `wpool check`: the effective configuration, in the file's own format. */
+void
+conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
+{
+	static const char *const modes[] = { "shared", "reuseport", "balance",
+	    "inetd" };
+	static const char *const balancers[] = { "least-conn", "round-robin",
+	    "ip-hash" };
+	char	**a;
+	size_t	 i;
+
+	fprintf(f, "[pool]\nname = %s\n", c->name);
+	if (c->workers == 0)
+		fprintf(f, "workers = auto  ; = %d: %s\n", ci->n, ci->source);
+	else
+		fprintf(f, "workers = %d\n", c->workers);
+	fprintf(f, "fallback-cpus = %d\n", c->fallback_cpus);
+	fprintf(f, "mode = %s\n", modes[c->mode]);
+	if (c->mode == MODE_BALANCE)
+		fprintf(f, "balancer = %s\nmax-queue = %d\n",
+		    balancers[c->balancer], c->max_queue);
+	fprintf(f, "backlog = %d\n", c->backlog);
+	print_duration(f, "restart-delay", c->restart_delay);
+	print_duration(f, "max-restart-delay", c->max_restart_delay);
+	print_duration(f, "min-uptime", c->min_uptime);
+	fprintf(f, "no-restart = %s\n", c->no_restart ? "true" : "false");
+	fprintf(f, "stop-signal = %s\n", signal_name(c->stop_signal));
+	print_duration(f, "stop-timeout", c->stop_timeout);
+	fprintf(f, "ready = %s\n", c->ready == READY_EXEC ? "exec" : "notify");
+	print_duration(f, "ready-timeout", c->ready_timeout);
+	fprintf(f, "reload-batch = %d\n", c->reload_batch);
+	if (c->watchdog > 0)
+		print_duration(f, "watchdog", c->watchdog);
+	if (c->max_requests > 0)
+		fprintf(f, "max-requests = %ld\nmax-requests-jitter = %ld\n",
+		    c->max_requests, c->max_requests_jitter);
+	if (c->max_memory > 0)
+		fprintf(f, "max-memory = %llu\n",
+		    (unsigned long long)c->max_memory);
+	if (c->control != NULL)
+		fprintf(f, "control = %s\n", c->control);
+	if (c->user != NULL)
+		fprintf(f, "user = %s\n", c->user);
+	if (c->chdir != NULL)
+		fprintf(f, "chdir = %s\n", c->chdir);
+	if (c->pidfile != NULL)
+		fprintf(f, "pidfile = %s\n", c->pidfile);
+	if (c->metrics != NULL)
+		fprintf(f, "metrics = %s\n", c->metrics);
+	fprintf(f, "log-prefix = %s\n", c->log_prefix ? "true" : "false");
+	fprintf(f, "command =");
+	for (a = c->argv; a != NULL && *a != NULL; a++) {
+		fputc(' ', f);
+		print_word(f, *a);
+	}
+	fputc('\n', f);
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct listener *l = &c->listeners[i];
+
+		fprintf(f, "\n[listen]\nbind = %s%s\nname = %s\n",
+		    l->type == L_UNIX ? "unix:" : "", l->spec, l->name);
+		if (l->backlog > 0)
+			fprintf(f, "backlog = %d\n", l->backlog);
+		if (l->mode >= 0)
+			fprintf(f, "mode = %04o\n", l->mode);
+		if (l->owner != NULL)
+			fprintf(f, "owner = %s\n", l->owner);
+		if (l->v6only)
+			fprintf(f, "v6only = true\n");
+		if (l->freebind)
+			fprintf(f, "freebind = true\n");
+		if (l->defer_accept)
+			fprintf(f, "defer_accept = true\n");
+		if (l->nodelay)
+			fprintf(f, "nodelay = true\n");
+		if (l->rcvbuf > 0)
+			fprintf(f, "rcvbuf = %d\n", l->rcvbuf);
+		if (l->sndbuf > 0)
+			fprintf(f, "sndbuf = %d\n", l->sndbuf);
+	}
+	if (c->nenv > 0) {
+		fprintf(f, "\n[env]\n");
+		for (i = 0; i < c->nenv; i++) {
+			size_t	 k = strcspn(c->env[i], "=");
+
+			fprintf(f, "%.*s = %s\n", (int)k, c->env[i],
+			    c->env[i] + k + 1);
+		}
+	}
+}

@@ -45,7 +45,7 @@ find_client_command(int argc, char **argv)
 }
 
 static int
-run_pool(int argc, char **argv)
+run_pool(int argc, char **argv, bool check)
 {
 	struct conf c;
 	struct pool p;
@@ -112,6 +112,13 @@ run_pool(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_init(c.name, c.log_level);
+	if (check) {
+		struct cpu_info ci;
+
+		cpu_usable(&ci, c.fallback_cpus);
+		conf_print(stdout, &c, &ci);
+		return 0;
+	}
 
 	if (c.pidfile != NULL) {
 		pfh = pidfile_open(c.pidfile, 0644, &other);
@@ -218,5 +225,8 @@ main(int argc, char **argv)
 		}
 		exit(client_main(argc - cmd, argv + cmd, control, name));
 	}
-	exit(run_pool(argc, argv));
+	/* `wpool check ...`: validate as a run would, start nothing. */
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		exit(run_pool(argc - 1, argv + 1, true));
+	exit(run_pool(argc, argv, false));
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #define WPOOL_VERSION		"0.1.0"
@@ -137,6 +138,8 @@ int	parse_user(const char *, uid_t *, gid_t *, bool *);
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
+struct cpu_info;
+void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
 
 /* cpu.c: how many CPUs the pool may use. */
 struct cpu_info {
