@@ -723,10 +723,10 @@ cli_validate(struct conf *c, char *err, size_t len)
 		    "-b/--bind listener");
 		return -EINVAL;
 	}
-	if (c->mode != MODE_SHARED && c->mode != MODE_REUSEPORT) {
-		snprintf(err, len, "--mode: '%s' is not available in this "
-		    "version: expected shared or reuseport",
-		    mode_names[c->mode]);
+	if ((c->mode == MODE_BALANCE || c->mode == MODE_INETD) &&
+	    c->nlisteners == 0) {
+		snprintf(err, len, "--mode: %s needs at least one -b/--bind "
+		    "listener", mode_names[c->mode]);
 		return -EINVAL;
 	}
 	for (i = 0; i < c->nlisteners; i++) {
@@ -736,6 +736,13 @@ cli_validate(struct conf *c, char *err, size_t len)
 			snprintf(err, len, "--bind: 'unix:%s': unix sockets "
 			    "cannot be used with -m reuseport: expected tcp or "
 			    "udp", l->spec);
+			return -EINVAL;
+		}
+		if ((c->mode == MODE_BALANCE || c->mode == MODE_INETD) &&
+		    l->type == L_UDP) {
+			snprintf(err, len, "--bind: '%s': udp listeners work in "
+			    "shared and reuseport modes only, not %s", l->spec,
+			    mode_names[c->mode]);
 			return -EINVAL;
 		}
 		if (c->mode == MODE_REUSEPORT && (l->type == L_FD ||

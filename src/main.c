@@ -181,6 +181,11 @@ run_pool(int argc, char **argv, bool check)
 		status = 1;
 		goto out;
 	}
+	if ((r = balance_init(&p, err, sizeof(err))) < 0) {
+		log_error("%s", err);
+		status = 1;
+		goto out;
+	}
 	if ((r = pool_start(&p)) < 0) {
 		log_error("cannot start: %s", strerror(-r));
 		status = 1;

@@ -33,7 +33,6 @@ static void	 worker_stop(struct pool *, struct worker *, const char *);
 static void	 reload_step(struct pool *);
 static void	 replace_done(struct pool *, struct slot *);
 static void	 replace_failed(struct pool *, struct slot *, const char *);
-static void	 pool_check_done(struct pool *);
 
 static struct pool *the_pool;	/* for timer callbacks that get a slot */
 
@@ -162,7 +161,11 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 
 	for (i = 0; i < p->nenv_base; i++)
 		env_add(e, p->env_base[i]);
-	if (c->nlisteners > 0) {
+	if (c->mode == MODE_BALANCE) {
+		/* Connections come over the channel at fd 3, not listeners. */
+		xasprintf(&tmp, "WPOOL_CONN_FD=3");
+		env_add(e, tmp);
+	} else if (c->nlisteners > 0) {
 		for (i = 0; i < c->nlisteners; i++) {
 			xasprintf(&tmp, "%s%s%s", names ? names : "",
 			    names ? ":" : "", c->listeners[i].name);
@@ -205,7 +208,8 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 		slots[1] = pid_slot("WATCHDOG_PID");
 		env_add(e, slots[1]);
 	}
-	if (p->control_path != NULL && c->nlisteners > 0) {
+	if (p->control_path != NULL && c->nlisteners > 0 &&
+	    c->mode != MODE_BALANCE) {
 		xasprintf(&tmp, "EINHORN_FD_COUNT=%zu", c->nlisteners);
 		env_add(e, tmp);
 		for (i = 0; i < c->nlisteners; i++) {
@@ -233,6 +237,7 @@ worker_free(struct pool *p, struct worker *w)
 		loop_del(w->exec_fd);
 		close(w->exec_fd);
 	}
+	balance_worker_gone(w);
 	TAILQ_REMOVE(&p->workers, w, entry);
 	p->nworkers--;
 	free(w);
@@ -322,6 +327,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	struct worker *w;
 	int	 fds[WPOOL_MAX_LISTENERS];
 	int	 out_r = -1, out_w = -1, err_r = -1, err_w = -1, status_fd;
+	int	 chan = -1;
 	char	 prefix[96];
 	size_t	 i;
 	pid_t	 pid;
@@ -335,14 +341,24 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	timer_init(&w->kill_timer, on_kill_timeout, w);
 	timer_init(&w->watchdog_timer, on_watchdog_timeout, w);
 
+	memset(&req, 0, sizeof(req));
+	req.nfds = (int)c->nlisteners;
 	for (i = 0; i < c->nlisteners; i++)
 		fds[i] = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
-	memset(&req, 0, sizeof(req));
+	if (c->mode == MODE_BALANCE) {
+		if (balance_worker_channel(w, &chan) < 0) {
+			log_warnx("worker %d: cannot create its channel",
+			    s->id);
+			free(w);
+			return NULL;
+		}
+		fds[0] = chan;
+		req.nfds = 1;
+	}
 	req.argv = c->argv;
 	env_build(p, w, &env, req.pid_slots);
 	req.envp = env.v;
 	req.fds = fds;
-	req.nfds = (int)c->nlisteners;
 	req.stdin_fd = -1;
 	req.stdout_fd = -1;
 	req.stderr_fd = -1;
@@ -359,6 +375,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	}
 	pid = spawn_child(&req, &status_fd);
 	env_free(&env, p->nenv_base);
+	if (chan >= 0)
+		close(chan);
 	if (out_w >= 0) {
 		close(out_w);
 		close(err_w);
@@ -370,6 +388,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 			close(out_r);
 			close(err_r);
 		}
+		balance_worker_gone(w);
 		free(w);
 		return NULL;
 	}
@@ -609,6 +628,7 @@ pool_worker_ready(struct pool *p, struct worker *w)
 	    s->next == NULL && repl[s->id].old == NULL)
 		replace_done(p, s);
 	pool_steer(p);
+	balance_kick();
 }
 
 static void
@@ -797,15 +817,15 @@ reap(struct pool *p)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((w = pool_find_pid(p, pid)) != NULL)
 			worker_exited(p, w, status);
-		else
+		else if (!balance_reaped(pid, status))
 			log_debug("reaped pid %d (not a worker)", (int)pid);
 	}
 }
 
-static void
+void
 pool_check_done(struct pool *p)
 {
-	if (p->nworkers > 0)
+	if (p->nworkers > 0 || p->nconnections > 0)
 		return;
 	if (p->state == POOL_STOPPING || p->conf->no_restart) {
 		p->state = POOL_DONE;
@@ -824,6 +844,7 @@ on_stop_timeout(void *arg)
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
 		kill(w->pid, SIGKILL);
 	}
+	balance_stop(SIGKILL);
 }
 
 void
@@ -855,6 +876,7 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->watchdog_timer);
 			kill(w->pid, p->conf->stop_signal);
 		}
+		balance_stop(p->conf->stop_signal);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
 	}
 	if (now) {
@@ -862,6 +884,7 @@ pool_stop(struct pool *p, bool now)
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
 			kill(w->pid, SIGKILL);
+		balance_stop(SIGKILL);
 	}
 	pool_check_done(p);
 }
@@ -1098,8 +1121,15 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	}
 	if (n == old)
 		return 0;
-	log_info("scaling from %d to %d worker%s", old, n, n == 1 ? "" : "s");
+	log_info("scaling from %d to %d %s", old, n,
+	    p->conf->mode == MODE_INETD ? "connection processes at most" :
+	    "workers");
 	p->target = n;
+	if (p->conf->mode == MODE_INETD) {
+		/* Only the limit changes; running processes finish. */
+		balance_kick();
+		return 0;
+	}
 	for (i = n; i < old; i++) {
 		/* Highest ids go first; they drain in the background. */
 		s = &p->slots[i];
@@ -1138,7 +1168,28 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			worker_spawn_slot(p, s);
 	}
 	pool_steer(p);
+	if (p->conf->mode == MODE_BALANCE)
+		balance_ring_build(n);
 	return 0;
+}
+
+/* Replaces w gracefully: its successor first, then the stop signal. */
+void
+pool_recycle(struct pool *p, struct worker *w, const char *why)
+{
+	struct slot *s = &p->slots[w->id];
+
+	if (p->state != POOL_RUNNING || w->stop_sent)
+		return;
+	if (w != s->cur || !s->wanted) {
+		worker_stop(p, w, why);
+		return;
+	}
+	if (repl[s->id].kind != REPLACE_NONE || s->next != NULL)
+		return;
+	log_info("worker %d (pid %d) %s; replacing it", w->id, (int)w->pid,
+	    why);
+	replace_begin(p, s, REPLACE_RECYCLE, p->generation);
 }
 
 int
@@ -1304,12 +1355,19 @@ pool_start(struct pool *p)
 	if ((r = loop_signals(sigs, sizeof(sigs) / sizeof(sigs[0]), on_signal,
 	    p)) < 0)
 		return r;
-	if (p->conf->workers == 0)
+	if (p->conf->mode == MODE_INETD)
+		;	/* Said below, in inetd's own words. */
+	else if (p->conf->workers == 0)
 		log_info("%d worker%s (%d CPU%s: %s)", p->target,
 		    p->target == 1 ? "" : "s", p->cpus.n,
 		    p->cpus.n == 1 ? "" : "s", p->cpus.source);
 	else
 		log_info("%d worker%s", p->target, p->target == 1 ? "" : "s");
+	if (p->conf->mode == MODE_INETD) {
+		log_info("inetd mode: one process per connection, at most %d "
+		    "at a time", p->target);
+		return 0;
+	}
 	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
 		p->slots[i].wanted = true;
 		worker_spawn_slot(p, &p->slots[i]);

@@ -67,8 +67,9 @@ worker_json(const struct pool *p, const struct worker *w, double mono,
 	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
-	json_object_object_add(o, "state",
-	    json_object_new_string(worker_state_name(w->state)));
+	json_object_object_add(o, "state", json_object_new_string(
+	    worker_state_name(w->state == W_READY && w->active > 0 ? W_BUSY :
+	    w->state)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(w->generation));
 	json_object_object_add(o, "started_at", iso_time(w->started_real));
@@ -157,8 +158,9 @@ status_json(struct pool *p, double mono, double real)
 	    p->state == POOL_RUNNING ? "running" : "stopping"));
 	json_object_object_add(o, "target", json_object_new_int(p->target));
 	json_object_object_add(o, "alive", json_object_new_int(p->nworkers));
-	json_object_object_add(o, "ready",
-	    json_object_new_int(pool_count(p, W_READY) +
+	/* inetd mode is ready to serve as long as it is running. */
+	json_object_object_add(o, "ready", json_object_new_int(
+	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY) +
 	    pool_count(p, W_BUSY)));
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
@@ -185,9 +187,15 @@ status_json(struct pool *p, double mono, double real)
 		json_object_array_add(ls, l);
 	}
 	json_object_object_add(o, "listeners", ls);
-	if (c->mode == MODE_BALANCE)
+	if (c->mode == MODE_BALANCE || c->mode == MODE_INETD)
 		json_object_object_add(o, "connections_total",
 		    json_object_new_int64((int64_t)p->connections_total));
+	if (c->mode == MODE_BALANCE)
+		json_object_object_add(o, "queue",
+		    json_object_new_int(p->queue_len));
+	if (c->mode == MODE_INETD)
+		json_object_object_add(o, "connections",
+		    balance_status_json(mono));
 
 	ro = json_object_new_object();
 	json_object_object_add(ro, "generation",

@@ -263,6 +263,8 @@ struct worker {
 	double	 cpu_changed_mono;
 	/* balance mode */
 	int	 chan_fd;
+	bool	 chan_full;
+	int	 garbage;		/* bad messages since the last good one */
 	long	 active;
 	long	 requests;
 	long	 max_requests;
@@ -332,6 +334,8 @@ struct pool {
 	char	*notify_path;
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
+	int	 queue_len;			/* balance: waiting */
+	int	 nconnections;			/* inetd: running */
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
 	struct rlimit nofile;
@@ -351,7 +355,22 @@ void	pool_worker_notify(struct pool *, struct worker *, const char *,
 	    const char *);
 void	pool_sample(struct pool *);
 int	pool_count(const struct pool *, enum worker_state);
+void	pool_recycle(struct pool *, struct worker *, const char *);
+void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
+
+/* balance.c: the master-accept modes (balance, inetd). */
+struct json_object;
+int	balance_init(struct pool *, char *, size_t);
+int	balance_worker_channel(struct worker *, int *);
+void	balance_worker_gone(struct worker *);
+void	balance_kick(void);
+bool	balance_reaped(pid_t, int);
+int	balance_stop(int);
+struct json_object *balance_status_json(double);
+int	balance_parse_message(const char *, size_t, long long *);
+void	balance_ring_build(int);
+int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
 int	notify_open(struct pool *, char *, size_t, char *, size_t);
