@@ -125,8 +125,44 @@ uninstall:
 		$(DESTDIR)$(FISHCOMPDIR)/wpool.fish \
 		$(DESTDIR)$(INCDIR)/wpool-worker.h
 
-.PHONY: clean-objs
+# libFuzzer targets (Debian's clang-14 and libclang-rt-14-dev), one per
+# parser of outside input.  FUZZ_SECONDS per target; CI runs them briefly.
+FUZZ_SECONDS ?= 60
+FUZZ_CC	?= clang
+FUZZ_TARGETS = listen conf control notify procfs
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Isrc \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS = $(patsubst src/%.c,build/fuzz/%.o,$(SRCS))
+
+build/fuzz/%.o: src/%.c src/wpool.h
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+deps-fuzz: deps
+	$(call apt_install,clang libclang-rt-14-dev)
+
+fuzz: deps-fuzz
+	$(MAKE) $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); \
+		echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=4096 -print_final_stats=1 \
+			-artifact_prefix=build/fuzz/$$t- $$work \
+			tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log || \
+			{ tail -40 build/fuzz/$$t.log; rm -rf $$work; exit 1; }; \
+		grep -E 'stat::number_of_executed_units|stat::new_units_added' \
+			build/fuzz/$$t.log | tr '\n' ' '; echo; \
+		rm -rf $$work; \
+	done
+
+.PHONY: clean-objs fuzz deps-fuzz
 clean-objs:
 	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS)
 
 clean: clean-objs
+	rm -rf build

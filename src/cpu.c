@@ -118,14 +118,15 @@ cpu_parse_cpulist(const char *s)
 	int	 n = 0;
 
 	while (*s && *s != '\n') {
+		/* No machine has a million CPUs: bigger is garbage. */
 		a = strtol(s, &end, 10);
-		if (end == s || a < 0)
+		if (end == s || a < 0 || a >= (1 << 20))
 			return -EINVAL;
 		b = a;
 		if (*end == '-') {
 			s = end + 1;
 			b = strtol(s, &end, 10);
-			if (end == s || b < a)
+			if (end == s || b < a || b >= (1 << 20))
 				return -EINVAL;
 		}
 		n += (int)(b - a + 1);
