@@ -10,6 +10,8 @@
  * Every HTTP request gets "hello from worker ID (pid PID)", ID being
  * WPOOL_WORKER_ID.  SIGTERM or SIGINT lets it finish the request in hand
  * and exit 0: that is what wpool's stop and rolling reload ask of it.
+ * HUP, USR1 and USR2 (`wpool signal USR2`, or USR2 to the master, which
+ * forwards it) are only logged: a real server would reopen its logs.
  *
  * Plain C and libc only, so it reads as a template for a real worker.
  */
@@ -32,12 +34,15 @@
 #define READ_TIMEOUT_SEC	5	/* a silent client cannot hold us longer */
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t noted;	/* a signal to log, or 0 */
 
 static void
-on_stop(int sig)
+on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	if (sig == SIGTERM || sig == SIGINT)
+		stopping = 1;
+	else
+		noted = sig;
 }
 
 /* A whole decimal number in [0, INT_MAX], or -1. */
@@ -148,7 +153,9 @@ int
 main(void)
 {
 	struct pollfd pfd[MAX_LISTENERS];
-	struct timespec pause = { 0, 100 * 1000 * 1000 };
+	struct timespec backoff = { 0, 100 * 1000 * 1000 };
+	static const int handled[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+	    SIGUSR2 };
 	struct sigaction sa;
 	sigset_t block, waitmask;
 	const char *id;
@@ -181,28 +188,36 @@ main(void)
 	}
 
 	/*
-	 * TERM and INT stay blocked except inside ppoll(), which unblocks
+	 * These signals stay blocked except inside ppoll(), which unblocks
 	 * them atomically: a stop request is seen at once while we wait,
 	 * and never cuts a request in half.
 	 */
 	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
+	for (i = 0; i < (int)(sizeof(handled) / sizeof(handled[0])); i++)
+		sigaddset(&block, handled[i]);
 	sigprocmask(SIG_BLOCK, &block, &waitmask);
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigfillset(&sa.sa_mask);
+	for (i = 0; i < (int)(sizeof(handled) / sizeof(handled[0])); i++) {
+		sigdelset(&waitmask, handled[i]);
+		sigaction(handled[i], &sa, NULL);
+	}
 
 	while (!stopping) {
 		if (ppoll(pfd, (nfds_t)nfds, NULL, &waitmask) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("hello: poll");
-			return 1;
+			if (errno != EINTR) {
+				perror("hello: poll");
+				return 1;
+			}
+			if (noted != 0) {
+				fprintf(stderr, "hello: worker %s (pid %ld) got "
+				    "SIG%s\n", id, (long)getpid(),
+				    noted == SIGHUP ? "HUP" : noted == SIGUSR1 ?
+				    "USR1" : "USR2");
+				noted = 0;
+			}
+			continue;
 		}
 		for (i = 0; i < nfds; i++) {
 			if (!(pfd[i].revents & POLLIN))
@@ -217,7 +232,7 @@ main(void)
 				if (errno != EAGAIN && errno != EWOULDBLOCK &&
 				    errno != ECONNABORTED && errno != EINTR) {
 					perror("hello: accept");
-					nanosleep(&pause, NULL);
+					nanosleep(&backoff, NULL);
 				}
 				continue;
 			}

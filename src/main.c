@@ -90,6 +90,14 @@ run_pool(int argc, char **argv, bool check)
 		fprintf(stderr, "Try 'wpool --help' for more information.\n");
 		return EXIT_USAGE;
 	}
+	if (c.argv != NULL && strcmp(c.argv[0], "check") == 0 &&
+	    c.argv > argv && c.argv < argv + argc &&
+	    strcmp(c.argv[-1], "--") != 0) {
+		fprintf(stderr, "wpool: 'check' goes first: wpool check "
+		    "[OPTIONS] [--] [COMMAND]; to run a program called check, "
+		    "put it after '--'\n");
+		return EXIT_USAGE;
+	}
 	if (c.argv != NULL && client_is_command(c.argv[0]) &&
 	    c.argv > argv && c.argv < argv + argc &&
 	    strcmp(c.argv[-1], "--") != 0) {
@@ -112,6 +120,8 @@ run_pool(int argc, char **argv, bool check)
 		return EXIT_USAGE;
 	}
 	log_init(c.name, c.log_level);
+	if (!check)
+		setproctitle("-wpool: master %s (%s)", c.name, c.argv[0]);
 	if (check) {
 		struct cpu_info ci;
 
@@ -207,6 +217,8 @@ out:
 	return status;
 }
 
+extern char **environ;
+
 int
 main(int argc, char **argv)
 {
@@ -214,6 +226,7 @@ main(int argc, char **argv)
 	bool	 val;
 	int	 i, cmd;
 
+	setproctitle_init(argc, argv, environ);
 	if ((cmd = find_client_command(argc, argv)) > 0) {
 		for (i = 1; i < cmd; i++) {
 			if (!client_global(argv[i], &val))
