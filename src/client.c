@@ -361,20 +361,23 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Follows a reload through status until it is done or failed. */
+/* Follows a reload through brief status requests until it ends. */
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
-	json_object *st, *ro, *ws;
-	long long last_done = -1;
-	int	 rc = 1;
+	json_object *st, *req, *ro, *rep;
+	char	 last[256] = "", line[256];
+	int	 rc = 1, off;
 	size_t	 i;
 
 	for (;;) {
 		close(x->fd);
 		if (ctx_connect(x, false) < 0)
 			return 1;
-		if ((st = call(x, simple_req("status"))) == NULL)
+		req = simple_req("status");
+		json_object_object_add(req, "workers",
+		    json_object_new_boolean(0));
+		if ((st = call(x, req)) == NULL)
 			return 1;
 		json_object_object_get_ex(st, "reload", &ro);
 		if (jint(ro, "generation", 0) > gen) {
@@ -383,37 +386,33 @@ wait_reload(struct cli_ctx *x, long long gen)
 			json_object_put(st);
 			return 0;
 		}
-		if (jint(ro, "done", 0) != last_done &&
-		    strcmp(jstr(ro, "state", ""), "running") == 0) {
-			last_done = jint(ro, "done", 0);
-			printf("reload to generation %lld: %lld/%lld workers "
-			    "replaced", gen, last_done, jint(ro, "total", 0));
-			/* Name the workers being replaced right now. */
-			if (json_object_object_get_ex(st, "workers", &ws))
-				for (i = 0; i < json_object_array_length(ws);
-				    i++) {
+		if (strcmp(jstr(ro, "state", ""), "running") == 0) {
+			off = snprintf(line, sizeof(line), "reload to generation "
+			    "%lld: %lld/%lld workers replaced", gen,
+			    jint(ro, "done", 0), jint(ro, "total", 0));
+			if (json_object_object_get_ex(ro, "replacing", &rep))
+				for (i = 0; i < json_object_array_length(rep) &&
+				    off < (int)sizeof(line) - 40; i++) {
 					json_object *w =
-					    json_object_array_get_idx(ws, i);
+					    json_object_array_get_idx(rep, i);
 
-					if (jint(w, "generation", 0) == gen &&
-					    strcmp(jstr(w, "state", ""),
-					    "starting") == 0)
-						printf("; starting worker "
-						    "%lld (pid %lld)",
-						    jint(w, "id", 0),
-						    jint(w, "pid", 0));
+					off += snprintf(line + off, sizeof(line) -
+					    (size_t)off, "%s worker %lld (new pid "
+					    "%lld)", i ? "," : "; starting",
+					    jint(w, "id", 0), jint(w, "pid", 0));
 				}
-			printf("\n");
-			fflush(stdout);
-		}
-		if (strcmp(jstr(ro, "state", ""), "done") == 0) {
+			if (strcmp(line, last) != 0) {
+				printf("%s\n", line);
+				fflush(stdout);
+				strlcpy(last, line, sizeof(last));
+			}
+		} else if (strcmp(jstr(ro, "state", ""), "done") == 0) {
 			printf("reloaded: %lld workers at generation %lld in "
 			    "%.2fs\n", jint(ro, "done", 0), gen,
 			    jdbl(ro, "seconds"));
 			rc = 0;
 			break;
-		}
-		if (strcmp(jstr(ro, "state", ""), "failed") == 0) {
+		} else if (strcmp(jstr(ro, "state", ""), "failed") == 0) {
 			fprintf(stderr, "wpool: reload to generation %lld "
 			    "failed: %s\n", gen, jstr(ro, "error", "?"));
 			rc = 1;
@@ -421,7 +420,7 @@ wait_reload(struct cli_ctx *x, long long gen)
 		}
 		json_object_put(st);
 		st = NULL;
-		sleep_ms(100);
+		sleep_ms(20);
 	}
 	json_object_put(st);
 	return rc;

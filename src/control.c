@@ -186,12 +186,18 @@ get_int(json_object *req, const char *key, long long *out)
 
 typedef char *(*cmd_fn)(struct pool *, json_object *);
 
+/* {"cmd":"status","workers":false} leaves out the per-worker part. */
 static char *
 cmd_status(struct pool *p, json_object *req)
 {
-	(void)req;
-	pool_sample(p);
-	return ok_json(status_json(p, now_mono(), now_real()));
+	json_object *v;
+	bool	 brief = json_object_object_get_ex(req, "workers", &v) &&
+	    json_object_is_type(v, json_type_boolean) &&
+	    !json_object_get_boolean(v);
+
+	if (!brief)
+		pool_sample(p);
+	return ok_json(status_json(p, now_mono(), now_real(), brief));
 }
 
 static char *

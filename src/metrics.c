@@ -268,7 +268,7 @@ handle_request(struct hconn *c)
 		const char *s;
 
 		pool_sample(metrics_pool);
-		o = status_json(metrics_pool, now_mono(), now_real());
+		o = status_json(metrics_pool, now_mono(), now_real(), false);
 		json_object_object_del(o, "ok");
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		respond(c, 200, "OK", "application/json", s, strlen(s));

@@ -588,6 +588,21 @@ on_drain_timer(void *arg)
 	slot_release(p, s);
 }
 
+/* A slot's fixed parts, set up the first time it is wanted. */
+static struct slot *
+slot_prepare(struct pool *p, int id)
+{
+	struct slot *s = &p->slots[id];
+
+	if (!s->inited) {
+		s->inited = true;
+		s->id = id;
+		timer_init(&s->respawn_timer, on_respawn, s);
+		timer_init(&s->drain_timer, on_drain_timer, s);
+	}
+	return s;
+}
+
 static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
@@ -858,10 +873,11 @@ pool_stop(struct pool *p, bool now)
 	if (p->state != POOL_STOPPING) {
 		p->state = POOL_STOPPING;
 		p->reload.active = false;
-		for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
-			timer_cancel(&p->slots[i].respawn_timer);
-			timer_cancel(&p->slots[i].drain_timer);
-		}
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			if (p->slots[i].inited) {
+				timer_cancel(&p->slots[i].respawn_timer);
+				timer_cancel(&p->slots[i].drain_timer);
+			}
 		timer_cancel(&p->sample_timer);
 		if (p->nworkers > 0)
 			log_info("stopping (%s): asking %d worker%s to stop "
@@ -1156,7 +1172,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		slot_release(p, s);
 	}
 	for (i = old; i < n; i++) {
-		s = &p->slots[i];
+		s = slot_prepare(p, i);
 		s->wanted = true;
 		s->backoff = 0;
 		if (s->draining) {
@@ -1228,6 +1244,9 @@ pool_sample(struct pool *p)
 			p->slots[id].queue[i] =
 			    listener_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
+		/* Back-to-back requests reuse a sample: /proc reads add up. */
+		if (w->sample_mono > 0 && now - w->sample_mono < 0.25)
+			continue;
 		if (procfs_sample(w->pid, &s) < 0)
 			continue;
 		if (w->sample_mono > 0 && now > w->sample_mono)
@@ -1301,8 +1320,6 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 int
 pool_init(struct pool *p, struct conf *c)
 {
-	int	 i;
-
 	memset(p, 0, sizeof(*p));
 	the_pool = p;
 	p->conf = c;
@@ -1310,13 +1327,11 @@ pool_init(struct pool *p, struct conf *c)
 	p->started_mono = now_mono();
 	p->started_real = now_real();
 	TAILQ_INIT(&p->workers);
-	for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
-		p->slots[i].id = i;
-		timer_init(&p->slots[i].respawn_timer, on_respawn,
-		    &p->slots[i]);
-		timer_init(&p->slots[i].drain_timer, on_drain_timer,
-		    &p->slots[i]);
-	}
+	/*
+	 * calloc of this size maps fresh zero pages: slots that are never
+	 * used cost no memory, so 4 workers do not pay for 1024.
+	 */
+	p->slots = xcalloc(WPOOL_MAX_WORKERS, sizeof(*p->slots));
 	timer_init(&p->stop_timer, on_stop_timeout, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	if (c->workers == 0) {
@@ -1369,7 +1384,7 @@ pool_start(struct pool *p)
 		return 0;
 	}
 	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
-		p->slots[i].wanted = true;
+		slot_prepare(p, i)->wanted = true;
 		worker_spawn_slot(p, &p->slots[i]);
 	}
 	if (p->conf->max_memory > 0)

@@ -20,17 +20,22 @@ int
 procfs_parse_stat(const char *buf, long hz, struct proc_sample *out)
 {
 	const char *p = strrchr(buf, ')');
-	unsigned long long utime, stime;
+	unsigned long long utime, stime, rss;
 	int	 ppid;
 	char	 state;
 
 	if (p == NULL || hz <= 0)
 		return -EINVAL;
 	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
-	 * cmajflt utime stime */
+	 * cmajflt utime stime cutime cstime priority nice threads
+	 * itrealvalue starttime vsize rss */
 	if (sscanf(p + 1, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu "
 	    "%llu", &state, &ppid, &utime, &stime) != 4)
 		return -EINVAL;
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u "
+	    "%*u %*d %*d %*d %*d %*d %*d %*u %*u %llu", &rss) != 1)
+		rss = 0;
+	out->rss_pages = rss;
 	out->ppid = ppid;
 	out->cpu_seconds = (double)(utime + stime) / (double)hz;
 	return 0;
@@ -81,14 +86,12 @@ procfs_sample(pid_t pid, struct proc_sample *out)
 		pagesize = sysconf(_SC_PAGESIZE);
 	}
 	memset(&s, 0, sizeof(s));
+	/* One file: stat has the resident pages too (field 24). */
 	if ((r = read_proc(pid, "stat", buf, sizeof(buf))) < 0)
 		return r;
 	if ((r = procfs_parse_stat(buf, hz, &s)) < 0)
 		return r;
-	if ((r = read_proc(pid, "statm", buf, sizeof(buf))) < 0)
-		return r;
-	if ((r = procfs_parse_statm(buf, pagesize, &s.rss_bytes)) < 0)
-		return r;
+	s.rss_bytes = s.rss_pages * (uint64_t)pagesize;
 	*out = s;
 	return 0;
 }

@@ -135,8 +135,9 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	return o;
 }
 
+/* The whole status; with brief, the pool without its workers. */
 json_object *
-status_json(struct pool *p, double mono, double real)
+status_json(struct pool *p, double mono, double real, bool brief)
 {
 	const struct conf *c = p->conf;
 	const struct reload_state *r = &p->reload;
@@ -210,7 +211,25 @@ status_json(struct pool *p, double mono, double real)
 	if (r->generation > 0)
 		json_object_object_add(ro, "seconds", dbl((r->active ? mono :
 		    r->finished_mono) - r->started_mono));
+	if (r->active) {
+		/* Which slots are being replaced right now, for progress. */
+		json_object *rep = json_object_new_array();
+
+		for (id = 0; id < p->target; id++)
+			if (p->slots[id].next != NULL) {
+				json_object *x = json_object_new_object();
+
+				json_object_object_add(x, "id",
+				    json_object_new_int(id));
+				json_object_object_add(x, "pid",
+				    json_object_new_int(p->slots[id].next->pid));
+				json_object_array_add(rep, x);
+			}
+		json_object_object_add(ro, "replacing", rep);
+	}
 	json_object_object_add(o, "reload", ro);
+	if (brief)
+		return o;
 
 	/* Workers by slot id; a slot's draining and new workers together. */
 	ws = json_object_new_array();

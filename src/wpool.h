@@ -214,6 +214,7 @@ int	spawn_exit_status(const struct spawn_error *);
 
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
+	uint64_t rss_pages;
 	uint64_t rss_bytes;
 	double	 cpu_seconds;
 	pid_t	 ppid;
@@ -273,6 +274,7 @@ TAILQ_HEAD(worker_list, worker);
 
 struct slot {
 	int	 id;
+	bool	 inited;
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
@@ -313,7 +315,7 @@ struct pool {
 	int	 target;
 	unsigned generation;
 	enum pool_state state;
-	struct slot slots[WPOOL_MAX_WORKERS];
+	struct slot *slots;		/* WPOOL_MAX_WORKERS, set up on use */
 	struct worker_list workers;
 	int	 nworkers;
 	double	 started_mono;
@@ -390,7 +392,7 @@ char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
 struct json_object;
-struct json_object *status_json(struct pool *, double, double);
+struct json_object *status_json(struct pool *, double, double, bool);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);
