@@ -689,6 +689,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	struct slot *s = &p->slots[w->id];
 	struct spawn_error e;
 	double	 now = now_mono(), lived = now - w->started_mono, delay;
+	double	 min_uptime;
 	char	 how[64], after[32], when[96];
 	bool	 exec_failed, outside = false;
 	int	 sig = 0;
@@ -734,9 +735,9 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	if (w == s->next) {
 		char	 why[200];
 
-		snprintf(why, sizeof(why), "new worker %d (pid %d) %s %s "
+		snprintf(why, sizeof(why), "new worker %d (pid %d) %s%s "
 		    "after %s", w->id, (int)w->pid, w->ready_failed ?
-		    "was not ready in time and was" : "", how, after);
+		    "was not ready in time and was " : "", how, after);
 		log_warnx("%s; the old worker keeps serving", why);
 		s->next = NULL;
 		worker_free(p, w);
@@ -781,8 +782,13 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		return;
 	}
 
-	if (lived >= c->min_uptime || outside) {
-		if (lived >= c->min_uptime)
+	/*
+	 * Below 0.1 s a worker never counts as having lived, whatever
+	 * --min-uptime says: a command that fails at once must not spin.
+	 */
+	min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+	if (lived >= min_uptime || outside) {
+		if (lived >= min_uptime)
 			s->backoff = 0;
 		delay = c->restart_delay;
 	} else {
@@ -804,12 +810,12 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	else
 		snprintf(when, sizeof(when), "restarting in %.1fs%s", delay,
 		    s->backoff > 0 && delay == s->backoff && !outside &&
-		    lived < c->min_uptime ? " (crash back-off)" : "");
+		    lived < min_uptime ? " (crash back-off)" : "");
 	if (exec_failed)
 		log_warnx("worker %d (pid %d): cannot %s '%s': %s; %s", w->id,
 		    (int)w->pid, spawn_stage_name(e.stage), c->argv[0],
 		    strerror(e.err), when);
-	else if (outside || lived >= c->min_uptime)
+	else if (outside || lived >= min_uptime)
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
 		    (int)w->pid, how, after, when);
 	else

@@ -45,6 +45,7 @@ common_setup() {
 	WORKERS=()
 	declare -gA WORKER_ID=()
 	RECORDED=()
+	HOLDERS=()
 	# A private control socket: tests never meet another pool's socket.
 	export WPOOL_CONTROL="$BATS_TEST_TMPDIR/ctl.sock"
 	# What the test runner itself may have been given must not leak in.
@@ -54,6 +55,7 @@ common_setup() {
 
 common_teardown() {
 	stop_wpool
+	stop_holders
 	local entry pid start
 	for entry in "${RECORDED[@]}"; do
 		pid=${entry%%:*}
@@ -123,8 +125,11 @@ proc_starttime() { proc_stat_field "$1" 22; }
 record_pid() {
 	local p s
 	for p in "$@"; do
-		s=$(proc_starttime "$p") && RECORDED+=("$p:$s")
+		if s=$(proc_starttime "$p"); then
+			RECORDED+=("$p:$s")
+		fi
 	done
+	return 0
 }
 
 # children_of PID: live (non-zombie) children, one pid a line.
@@ -165,6 +170,9 @@ count_binds() {
 # `worker N started`.  WAIT_LISTENERS=N overrides the count of listeners.
 start_wpool() {
 	local nbind=${WAIT_LISTENERS:-$(count_binds "$@")}
+	PORT=
+	PORTS=()
+	LISTEN_ADDRS=()
 	"${WPOOL_PREFIX[@]}" env --default-signal "$WPOOL" "$@" \
 		</dev/null >"$LOG" 2>&1 3>&- &
 	WPOOL_PID=$!
@@ -224,15 +232,15 @@ stop_wpool() {
 		record_pid "$p"
 	done
 	if kill -0 "$WPOOL_PID" 2>/dev/null; then
-		kill -TERM "$WPOOL_PID" 2>/dev/null
+		kill -TERM "$WPOOL_PID" 2>/dev/null || true
 		local deadline
 		deadline=$(deadline_in 5)
 		while kill -0 "$WPOOL_PID" 2>/dev/null && ! past "$deadline"; do
 			sleep 0.02
 		done
-		kill -KILL "$WPOOL_PID" 2>/dev/null
+		kill -KILL "$WPOOL_PID" 2>/dev/null || true
 	fi
-	wait "$WPOOL_PID" 2>/dev/null
+	wait "$WPOOL_PID" 2>/dev/null || true
 	WPOOL_PID=
 	return 0
 }
@@ -440,17 +448,38 @@ s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.bind(("::1", 0))' 2>/dev/null
 }
 
+# Holders are python servers a test keeps in the background.  They exit on
+# their own (after 60 s, or once $BATS_TEST_TMPDIR/holders.stop exists,
+# which teardown creates), so that bash has no killed job to report.
+HOLDER_LOOP='
+import os, socket, sys, time
+stop = os.path.join(os.environ["BATS_TEST_TMPDIR"], "holders.stop")
+def serve(s, greeting):
+    s.settimeout(0.1)
+    print("ready", flush=True)
+    end = time.time() + 60
+    while time.time() < end and not os.path.exists(stop):
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            continue
+        try:
+            c.sendall(greeting)
+        except OSError:
+            pass
+        c.close()
+'
+
 # hold_tcp_listener PORT: a background python listening on 127.0.0.1:PORT
 # (no SO_REUSEADDR) until the test ends; sets HOLDER_PID.
 hold_tcp_listener() {
-	python3 -c '
-import socket, sys, time
+	BATS_TEST_TMPDIR=$BATS_TEST_TMPDIR python3 -c "$HOLDER_LOOP"'
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(8)
-print("ready", flush=True)
-time.sleep(60)' "$1" >"$BATS_TEST_TMPDIR/holder.out" 2>&1 3>&- &
+serve(s, b"alive\n")' "$1" >"$BATS_TEST_TMPDIR/holder.out" 2>&1 3>&- &
 	HOLDER_PID=$!
+	HOLDERS+=("$HOLDER_PID")
 	record_pid "$HOLDER_PID"
 	wait_for_file_line "$BATS_TEST_TMPDIR/holder.out" '^ready'
 }
@@ -458,24 +487,30 @@ time.sleep(60)' "$1" >"$BATS_TEST_TMPDIR/holder.out" 2>&1 3>&- &
 # hold_unix_listener PATH: a background python serving on PATH (each
 # connection gets "alive\n"); sets HOLDER_PID.
 hold_unix_listener() {
-	python3 -c '
-import socket, sys, time
+	BATS_TEST_TMPDIR=$BATS_TEST_TMPDIR python3 -c "$HOLDER_LOOP"'
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(sys.argv[1])
 s.listen(8)
-print("ready", flush=True)
-end = time.time() + 60
-s.settimeout(1)
-while time.time() < end:
-    try:
-        c, _ = s.accept()
-    except socket.timeout:
-        continue
-    c.sendall(b"alive\n")
-    c.close()' "$1" >"$BATS_TEST_TMPDIR/holder.out" 2>&1 3>&- &
+serve(s, b"alive\n")' "$1" >"$BATS_TEST_TMPDIR/holder.out" 2>&1 3>&- &
 	HOLDER_PID=$!
+	HOLDERS+=("$HOLDER_PID")
 	record_pid "$HOLDER_PID"
 	wait_for_file_line "$BATS_TEST_TMPDIR/holder.out" '^ready'
+}
+
+# stop_holders: ask every holder to exit, and reap it.
+stop_holders() {
+	((${#HOLDERS[@]})) || return 0
+	touch "$BATS_TEST_TMPDIR/holders.stop"
+	local p deadline
+	deadline=$(deadline_in 3)
+	for p in "${HOLDERS[@]}"; do
+		while kill -0 "$p" 2>/dev/null && ! past "$deadline"; do
+			sleep 0.02
+		done
+		wait "$p" 2>/dev/null || true
+	done
+	HOLDERS=()
 }
 
 # make_stale_unix_socket PATH: a socket file nobody listens on.

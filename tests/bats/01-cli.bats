@@ -103,6 +103,14 @@ bad_value() {
 	bad_value -b/--bind 127.0.0.1:99999 -b 127.0.0.1:99999
 }
 
+@test "-e without = is refused" {
+	bad_value -e/--env FOO -e FOO
+}
+
+@test "-C with a directory that does not exist is refused" {
+	bad_value -C/--chdir "$BATS_TEST_TMPDIR/nonexistent" -C "$BATS_TEST_TMPDIR/nonexistent"
+}
+
 @test "--stop-signal accepts names with and without SIG, and numbers" {
 	# Each is valid: wpool gets as far as running the command.
 	local sig

@@ -179,3 +179,16 @@ wait_for_signal() {
 	((after - before <= 2)) ||
 		log_fail "the idle master woke up $((after - before)) times in 1 s"
 }
+
+@test "TERM while the only slot is backing off: wpool exits at once with 0" {
+	start_wpool -n 1 --max-restart-delay 30 -- "$TESTSRV" --exit 1
+	# By the 4th start the slot waits 0.8 s or more before the next.
+	wait_for_log_count 'worker 0 started' 4
+	local t0
+	t0=$(now_us)
+	kill -TERM "$WPOOL_PID"
+	wait_wpool_exit 3
+	assert_equal "$WPOOL_STATUS" 0
+	(($(elapsed_ms "$t0") < 1000)) || log_fail "took $(elapsed_ms "$t0") ms"
+	refute grep -q 'worker 0 started' <(sed -n '/stopping/,$p' "$LOG")
+}

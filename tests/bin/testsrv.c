@@ -137,7 +137,11 @@ usage(void)
 	    "[--delay-start SEC]\n"
 	    "               [--signal-log FILE] [--alloc MB] [--blocking] "
 	    "[--inetd]\n"
-	    "               [--prefork N --port P]\n", stderr);
+	    "               [--prefork N --port P]\n"
+	    "--signal-log logs USR1 USR2 WINCH HUP (kept running) and TERM "
+	    "INT (then exits\nof them, unless --ignore-term); --blocking "
+	    "answers one request per connection;\n--inetd serves one request "
+	    "on stdin/stdout.\n", stderr);
 	exit(64);
 }
 
@@ -625,7 +629,15 @@ conn_readable(struct conn *c)
 		ssize_t n;
 
 		if (c->inlen == sizeof(c->in)) {
-			/* parse_request rejects a full buffer. */
+			/*
+			 * parse_request rejects a full buffer; while a /sleep
+			 * holds it, a client that keeps sending is dropped
+			 * rather than left to spin the level-triggered loop.
+			 */
+			if (c->sleeping) {
+				conn_close(c);
+				return;
+			}
 			break;
 		}
 		n = read(c->ev.fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
@@ -1062,8 +1074,10 @@ run_epoll(void)
 				dgram_readable(ev->fd);
 				break;
 			case EV_CONN:
-				if (events[i].events & (EPOLLIN | EPOLLHUP |
-				    EPOLLERR))
+				/* Both directions gone: nothing can be sent. */
+				if (events[i].events & (EPOLLHUP | EPOLLERR))
+					conn_close(ev->conn);
+				else if (events[i].events & EPOLLIN)
 					conn_readable(ev->conn);
 				else if (events[i].events & EPOLLOUT)
 					conn_flush(ev->conn);
