@@ -119,7 +119,10 @@ start_pool() {
 	[ "$(workers "$MASTER" | wc -l)" = "$NW" ] ||
 		die "$1: $NW workers did not start ($(cat "$POOL_LOG"))"
 	# Every worker answers before the run starts.
-	"$RP_LOAD" -p "$PORT" -r 0 -c 4 -n 200 >/dev/null
+	local warm
+	warm=$("$RP_LOAD" -p "$PORT" -r 0 -c 4 -n 200)
+	[[ " $warm " == *" ok=200 "* ]] ||
+		die "$1: the pool on port $PORT does not answer: $warm"
 }
 
 # run_case MODE STYLE: one run; sets LOADLINE, KILLS, QUEUED.

@@ -69,7 +69,10 @@ start_pool() {
 	check_bg "$MASTER"
 	[ "$(pgrep -c -P "$MASTER" -x rp_srv)" = "$NW" ] ||
 		die "$mode/$2: $NW workers did not start: $(cat "$log")"
-	"$RP_LOAD" -p "$PORT" -r 0 -c 4 -n 400 >/dev/null
+	local warm
+	warm=$("$RP_LOAD" -p "$PORT" -r 0 -c 4 -n 400)
+	[[ " $warm " == *" ok=400 "* ]] ||
+		die "$mode/$2: the pool on port $PORT does not answer: $warm"
 	sleep 0.2
 }
 

@@ -501,6 +501,19 @@ slot_close_fds(struct pool *p, struct slot *s)
 		}
 }
 
+/* Connections waiting in the accept queues of a slot's sockets. */
+static int
+slot_queued(struct pool *p, struct slot *s)
+{
+	size_t	 i;
+	int	 q = 0, n;
+
+	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
+		if ((n = listener_queue_len(s->fds[i])) > 0)
+			q += n;
+	return q;
+}
+
 static bool
 slot_serving(const struct slot *s)
 {
@@ -551,6 +564,25 @@ slot_release(struct pool *p, struct slot *s)
 	TAILQ_FOREACH(w, &p->workers, entry)
 		if (w->id == s->id)
 			return;
+	/* A few tries only: a command that cannot start must not spin. */
+	if (slot_queued(p, s) > 0 && p->state == POOL_RUNNING &&
+	    s->drain_spawns < 3 &&
+	    now_mono() - s->drain_started < p->conf->stop_timeout) {
+		/*
+		 * Connections wait on a socket nobody serves: a worker is
+		 * started just to drain them, however its slot died, since
+		 * closing the socket would reset them.
+		 */
+		log_info("worker %d: %d connections queued on a removed slot; "
+		    "starting a worker to serve them", s->id,
+		    slot_queued(p, s));
+		s->draining = true;
+		s->drain_spawns++;
+		worker_spawn_slot(p, s);
+		timer_set(&s->drain_timer, 0.02);
+		return;
+	}
+	s->draining = false;
 	slot_close_fds(p, s);
 	pool_steer(p);
 }
@@ -560,17 +592,17 @@ on_drain_timer(void *arg)
 {
 	struct slot *s = arg;
 	struct pool *p = the_pool;
-	size_t	 i;
-	int	 q = 0, n;
+	int	 q;
 
 	if (!s->draining)
 		return;
-	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
-		if ((n = listener_queue_len(s->fds[i])) > 0)
-			q += n;
-	if (q > 0 && s->cur != NULL && now_mono() - s->drain_started <
-	    p->conf->stop_timeout) {
-		timer_set(&s->drain_timer, 0.02);
+	q = slot_queued(p, s);
+	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
+	    (s->cur != NULL || s->drain_spawns < 3)) {
+		if (s->cur == NULL)
+			slot_release(p, s);
+		if (s->draining)
+			timer_set(&s->drain_timer, 0.02);
 		return;
 	}
 	s->draining = false;
@@ -1160,10 +1192,11 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		s->respawn_at = 0;
 		repl[i].kind = REPLACE_NONE;
 		repl[i].old = NULL;
+		s->drain_started = now_mono();
+		s->drain_spawns = 0;
 		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
 			/* Steer new connections away, serve the queue, stop. */
 			s->draining = true;
-			s->drain_started = now_mono();
 			timer_set(&s->drain_timer, 0.02);
 			continue;
 		}

@@ -289,6 +289,7 @@ struct slot {
 	int	*queue;			/* their accept queues, at sampling */
 	bool	 draining;		/* scaled down, waiting for its queue */
 	double	 drain_started;
+	int	 drain_spawns;		/* workers started only to drain */
 	struct timer drain_timer;
 };
 
