@@ -232,11 +232,12 @@ print_table(json_object *st)
 	int	 width = term_width(), used, left;
 
 	format_duration(jdbl(st, "uptime_s"), up, sizeof(up));
-	printf("pool %s (pid %lld): %s mode, %lld/%lld ready, %lld CPUs (%s), "
-	    "generation %lld, up %s\n", jstr(st, "name", "?"),
-	    jint(st, "pid", 0), jstr(st, "mode", "?"), jint(st, "ready", 0),
-	    jint(st, "target", 0), jint(st, "cpus", 0),
-	    jstr(st, "cpus_source", "?"), jint(st, "generation", 0), up);
+	printf("pool %s (pid %lld): %s mode, %lld/%lld ready, generation "
+	    "%lld, up %s\n", jstr(st, "name", "?"), jint(st, "pid", 0),
+	    jstr(st, "mode", "?"), jint(st, "ready", 0), jint(st, "target", 0),
+	    jint(st, "generation", 0), up);
+	printf("  %lld CPUs: %.*s\n", jint(st, "cpus", 0), term_width() - 12,
+	    jstr(st, "cpus_source", "?"));
 	if (json_object_object_get_ex(st, "listeners", &ls))
 		for (i = 0; i < json_object_array_length(ls); i++) {
 			json_object *l = json_object_array_get_idx(ls, i);

@@ -354,9 +354,11 @@ control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	tok = json_tokener_new_ex(32);
 	req = json_tokener_parse_ex(tok, line, (int)len);
 	if (req == NULL || json_tokener_get_parse_end(tok) < len) {
-		resp = error_json("invalid JSON: %s", req == NULL ?
-		    json_tokener_error_desc(json_tokener_get_error(tok)) :
-		    "trailing data after the object");
+		resp = error_json("invalid JSON: %s", req != NULL ?
+		    "trailing data after the object" :
+		    json_tokener_get_error(tok) == json_tokener_continue ?
+		    "incomplete" :
+		    json_tokener_error_desc(json_tokener_get_error(tok)));
 		json_object_put(req);
 		json_tokener_free(tok);
 		return resp;
@@ -376,8 +378,9 @@ control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	}
 	if (!trusted) {
 		json_object_put(req);
-		return error_json("permission denied: uid %u may only send "
-		    "worker:ack", (unsigned)uid);
+		return error_json("permission denied: uid %u is neither "
+		    "wpool's uid %u nor root", (unsigned)uid,
+		    (unsigned)geteuid());
 	}
 	if (!json_object_object_get_ex(req, "cmd", &v) ||
 	    !json_object_is_type(v, json_type_string)) {
@@ -522,18 +525,15 @@ control_accept(int fd, uint32_t ev, void *arg)
 		TAILQ_INSERT_TAIL(&clients, c, entry);
 		nclients++;
 		timer_set(&c->timer, CTL_TIMEOUT);
-		if (!c->trusted && pool_find_pid(ctl_pool, cred.pid) == NULL) {
-			char	*resp = error_json("permission denied: uid %u is "
-			    "neither wpool's uid %u nor root",
-			    (unsigned)cred.uid, (unsigned)geteuid());
-
-			log_warnx("control: refused a client with uid %u (pid "
-			    "%d)", (unsigned)cred.uid, (int)cred.pid);
-			client_send(c, resp);
-			free(resp);
-			c->closing = true;
-			client_flush(c);
-		}
+		/*
+		 * Other users are refused request by request, in
+		 * control_dispatch, so that they read why instead of a
+		 * broken pipe; a worker of theirs may still send its ack.
+		 */
+		if (!c->trusted)
+			log_warnx("control: a client with uid %u (pid %d) may "
+			    "only send worker:ack", (unsigned)cred.uid,
+			    (int)cred.pid);
 	}
 }
 
