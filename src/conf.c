@@ -23,7 +23,54 @@ struct conf_ctx {
 	bool	 in_listen;
 	char	 section[128];
 	char	**argv;		/* command = ..., split */
+	FILE	*f;
+	int	 lineno;	/* lines read so far */
+	int	 errline;	/* where the reader found an error */
 };
+
+static bool
+section_known(const char *name, size_t len)
+{
+	return (len == 4 && strncmp(name, "pool", 4) == 0) ||
+	    (len == 3 && strncmp(name, "env", 3) == 0) ||
+	    (len == 6 && strncmp(name, "listen", 6) == 0) ||
+	    (len > 7 && strncmp(name, "listen.", 7) == 0);
+}
+
+/*
+ * fgets for inih that also checks each [section] header as it passes:
+ * inih itself only reports sections through their keys, which would put
+ * an error on the wrong line, or miss an empty unknown section.
+ */
+static char *
+conf_reader(char *str, int num, void *stream)
+{
+	struct conf_ctx *x = stream;
+	const char *p, *end;
+
+	if (fgets(str, num, x->f) == NULL)
+		return NULL;
+	x->lineno++;
+	p = str + strspn(str, " \t");
+	if (*p == '[' && x->err[0] == '\0') {
+		p++;
+		end = strchr(p, ']');
+		if (end != NULL) {
+			while (p < end && (*p == ' ' || *p == '\t'))
+				p++;
+			while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
+			if (!section_known(p, (size_t)(end - p))) {
+				snprintf(x->err, sizeof(x->err), "unknown "
+				    "section [%.*s]: expected [pool], [listen], "
+				    "[listen.NAME] or [env]", (int)(end - p), p);
+				x->errline = x->lineno;
+				return NULL;
+			}
+		}
+	}
+	return str;
+}
 
 /*
  * Splits a command line like a shell would for words and quotes: 'single
@@ -310,7 +357,19 @@ handler(void *user, const char *section, const char *key, const char *val)
 		return 1;
 	}
 	if (val == NULL) {
-		snprintf(x->err, sizeof(x->err), "%s: a value is required", key);
+		/* A bare word: an unknown key, or a known one missing '='. */
+		char	 probe[64];
+		struct conf scratch;
+
+		conf_defaults(&scratch);
+		if (cli_apply(&scratch, key, "", key, probe, sizeof(probe)) ==
+		    -ENOENT)
+			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
+			    "[pool]", key);
+		else
+			snprintf(x->err, sizeof(x->err), "%s: a value is "
+			    "required (%s = VALUE)", key, key);
+		conf_free(&scratch);
 		return 0;
 	}
 	if (cli_apply(x->c, key, val, key, err, sizeof(err)) < 0) {
@@ -344,6 +403,8 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 	ini_max_line = 64 * 1024;
 	ini_stop_on_first_error = true;
 	ini_allow_no_value = true;
+	/* An indented line is a key like any other, not a continuation. */
+	ini_allow_multiline = false;
 	if ((f = fopen(file, "re")) == NULL) {
 		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
 		    strerror(errno));
@@ -359,8 +420,11 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 			return -EINVAL;
 		}
 	}
-	line = ini_parse_file(f, handler, &x);
+	x.f = f;
+	line = ini_parse_stream(conf_reader, &x, handler, &x);
 	fclose(f);
+	if (x.errline > 0)
+		line = x.errline;
 	if (line == 0 && x.err[0] == '\0')
 		flush_listener(&x);
 	free(x.lname);
