@@ -29,6 +29,9 @@
 /* Garbage messages a worker may send before it is restarted. */
 #define GARBAGE_LIMIT	16
 #define RING_VNODES	64
+/* A channel closed by a live worker, or full this long: it is broken. */
+#define CHAN_LOST_GRACE		1.0
+#define CHAN_STUCK_SECONDS	5.0
 
 struct conn {
 	TAILQ_ENTRY(conn) entry;
@@ -144,7 +147,28 @@ eligible(const struct worker *w)
 {
 	return w != NULL && (w->state == W_READY || w->state == W_BUSY) &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
-	    w->garbage == 0;
+	    w->garbage == 0 && !w->recycle_pending &&
+	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
+}
+
+/*
+ * A channel that closed while its process lives on, or that stays full,
+ * means a broken worker: it is replaced once a grace period shows it.
+ */
+static void
+on_chan_timer(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->stop_sent || B->state != POOL_RUNNING)
+		return;
+	if (w->chan_fd < 0)
+		pool_recycle(B, w, "closed its connection channel");
+	else if (w->chan_full) {
+		log_warnx("worker %d (pid %d) has not read its channel for "
+		    "%gs", w->id, (int)w->pid, CHAN_STUCK_SECONDS);
+		pool_recycle(B, w, "stopped reading its channel");
+	}
 }
 
 static bool
@@ -252,8 +276,11 @@ balance_kick(void)
 				break;
 			if (r == -EAGAIN) {
 				/* Skip it until its channel drains. */
+				log_warnx("worker %d (pid %d) is not reading its "
+				    "channel; skipping it", w->id, (int)w->pid);
 				w->chan_full = true;
 				loop_mod(w->chan_fd, EPOLLIN | EPOLLOUT);
+				timer_set(&w->chan_timer, CHAN_STUCK_SECONDS);
 				continue;
 			}
 			log_warnx("worker %d (pid %d): cannot pass a "
@@ -425,6 +452,7 @@ chan_event(int fd, uint32_t ev, void *arg)
 
 	if (ev & EPOLLOUT) {
 		w->chan_full = false;
+		timer_cancel(&w->chan_timer);
 		loop_mod(fd, EPOLLIN);
 		balance_kick();
 	}
@@ -442,16 +470,17 @@ chan_event(int fd, uint32_t ev, void *arg)
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
-			/* The worker closed its end: it takes nothing more. */
-			if (!w->stop_sent && B->state == POOL_RUNNING)
-				log_warnx("worker %d (pid %d) closed its "
-				    "connection channel; restarting it", w->id,
-				    (int)w->pid);
+			/*
+			 * The worker closed its end: usually it is exiting,
+			 * and the reaper decides what comes next; if it lives
+			 * on without a channel, it is replaced.
+			 */
 			loop_del(fd);
 			close(fd);
 			w->chan_fd = -1;
 			w->active = 0;
-			pool_recycle(B, w, "closed its channel");
+			w->chan_full = false;
+			timer_set(&w->chan_timer, CHAN_LOST_GRACE);
 			return;
 		}
 		/* Workers have no business sending fds: close them. */
@@ -512,6 +541,7 @@ balance_worker_channel(struct worker *w, int *child_fd)
 	}
 	w->chan_fd = sv[0];
 	*child_fd = sv[1];
+	timer_init(&w->chan_timer, on_chan_timer, w);
 	if (B->conf->max_requests > 0)
 		w->max_requests = B->conf->max_requests +
 		    (B->conf->max_requests_jitter > 0 ? (long)arc4random_uniform(
@@ -523,6 +553,8 @@ balance_worker_channel(struct worker *w, int *child_fd)
 void
 balance_worker_gone(struct worker *w)
 {
+	if (w->chan_timer.cb != NULL)
+		timer_cancel(&w->chan_timer);
 	if (w->chan_fd >= 0) {
 		loop_del(w->chan_fd);
 		close(w->chan_fd);
@@ -674,8 +706,13 @@ balance_status_json(double mono)
 		    json_object_new_string(ch->peer));
 		json_object_object_add(o, "listener", json_object_new_string(
 		    B->conf->listeners[ch->listener].name));
-		json_object_object_add(o, "uptime_s",
-		    json_object_new_double(mono - ch->started));
+		{
+			char	 buf[32];
+
+			snprintf(buf, sizeof(buf), "%.3f", mono - ch->started);
+			json_object_object_add(o, "uptime_s",
+			    json_object_new_double_s(mono - ch->started, buf));
+		}
 		json_object_array_add(a, o);
 	}
 	return a;

@@ -130,6 +130,11 @@ run_pool(int argc, char **argv, bool check)
 		return 0;
 	}
 
+	if (c.mode == MODE_INETD && (r = spawn_lookup(c.argv[0],
+	    c.chdir)) < 0) {
+		log_error("cannot run '%s': %s", c.argv[0], strerror(-r));
+		return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
+	}
 	if (c.pidfile != NULL) {
 		pfh = pidfile_open(c.pidfile, 0644, &other);
 		if (pfh == NULL) {

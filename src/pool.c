@@ -31,6 +31,7 @@ static struct {
 static void	 worker_spawn_slot(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
 static void	 reload_step(struct pool *);
+void		 pool_recycle(struct pool *, struct worker *, const char *);
 static void	 replace_done(struct pool *, struct slot *);
 static void	 replace_failed(struct pool *, struct slot *, const char *);
 
@@ -873,6 +874,8 @@ reap(struct pool *p)
 		else if (!balance_reaped(pid, status))
 			log_debug("reaped pid %d (not a worker)", (int)pid);
 	}
+	/* Whichever way the last one went, a stopping pool may be done. */
+	pool_check_done(p);
 }
 
 void
@@ -910,7 +913,13 @@ pool_stop(struct pool *p, bool now)
 		return;
 	if (p->state != POOL_STOPPING) {
 		p->state = POOL_STOPPING;
-		p->reload.active = false;
+		if (p->reload.active) {
+			p->reload.active = false;
+			p->reload.failed = true;
+			p->reload.finished_mono = now_mono();
+			snprintf(p->reload.error, sizeof(p->reload.error),
+			    "the pool is stopping");
+		}
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
 			if (p->slots[i].inited) {
 				timer_cancel(&p->slots[i].respawn_timer);
@@ -1041,6 +1050,8 @@ replace_done(struct pool *p, struct slot *s)
 	enum replace_kind kind = repl[s->id].kind;
 
 	repl[s->id].kind = REPLACE_NONE;
+	if (s->cur != NULL && s->cur->recycle_pending)
+		pool_recycle(p, s->cur, "is due for recycling");
 	if (kind == REPLACE_RELOAD && p->reload.active) {
 		p->reload.in_flight--;
 		p->reload.done++;
@@ -1240,8 +1251,12 @@ pool_recycle(struct pool *p, struct worker *w, const char *why)
 		worker_stop(p, w, why);
 		return;
 	}
-	if (repl[s->id].kind != REPLACE_NONE || s->next != NULL)
+	if (repl[s->id].kind != REPLACE_NONE || s->next != NULL) {
+		/* After the replacement under way, this one goes too. */
+		w->recycle_pending = true;
 		return;
+	}
+	w->recycle_pending = false;
 	log_info("worker %d (pid %d) %s; replacing it", w->id, (int)w->pid,
 	    why);
 	replace_begin(p, s, REPLACE_RECYCLE, p->generation);

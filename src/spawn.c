@@ -51,6 +51,8 @@ child_fail(int fd, int stage)
 	struct spawn_error e = { stage, errno };
 	ssize_t	 n;
 
+	/* Nobody may be reading (inetd): fail with our status, not PIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	do
 		n = write(fd, &e, sizeof(e));
 	while (n < 0 && errno == EINTR);
@@ -185,4 +187,40 @@ spawn_read_status(int fd, struct spawn_error *e)
 		e->err = EIO;
 	}
 	return 1;
+}
+
+/*
+ * Whether execvp would find cmd: 0, -ENOENT or -EACCES.  inetd mode asks
+ * at start-up, since it runs nothing until a client connects.
+ */
+int
+spawn_lookup(const char *cmd, const char *dir)
+{
+	const char *path, *p, *colon;
+	char	 buf[4096];
+	int	 r = -ENOENT;
+
+	if (strchr(cmd, '/') != NULL) {
+		if (cmd[0] != '/' && dir != NULL)
+			snprintf(buf, sizeof(buf), "%s/%s", dir, cmd);
+		else
+			strlcpy(buf, cmd, sizeof(buf));
+		if (access(buf, X_OK) == 0)
+			return 0;
+		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -EACCES;
+	}
+	if ((path = getenv("PATH")) == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = colon + 1) {
+		colon = strchr(p, ':');
+		snprintf(buf, sizeof(buf), "%.*s/%s", colon ? (int)(colon - p) :
+		    (int)strlen(p), p, cmd);
+		if (access(buf, X_OK) == 0)
+			return 0;
+		if (errno == EACCES)
+			r = -EACCES;
+		if (colon == NULL)
+			break;
+	}
+	return r;
 }

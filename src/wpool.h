@@ -211,6 +211,7 @@ pid_t	spawn_child(const struct spawn_req *, int *);
 int	spawn_read_status(int, struct spawn_error *);
 const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
+int	spawn_lookup(const char *, const char *);
 
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
@@ -252,6 +253,8 @@ struct worker {
 	bool	 ready_failed;		/* killed for --ready-timeout */
 	bool	 watchdog_fired;
 	bool	 notified_ready;	/* READY=1 came before exec's EOF */
+	bool	 recycle_pending;	/* recycle once the slot is free */
+	struct timer chan_timer;	/* balance: channel lost or stuck */
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
