@@ -46,6 +46,17 @@ static int	 nclients;
 static int	 ctl_fd = -1;
 static char	 ctl_path[108];
 static struct pool *ctl_pool;
+static struct timer emfile_timer;
+static bool	 emfile_paused;
+
+/* Out of fds: stop watching the socket a moment instead of spinning. */
+static void
+on_emfile_timer(void *arg)
+{
+	(void)arg;
+	if (ctl_fd >= 0)
+		loop_mod(ctl_fd, EPOLLIN);
+}
 
 int
 control_default_path(const char *name, char *buf, size_t len)
@@ -499,11 +510,17 @@ control_accept(int fd, uint32_t ev, void *arg)
 	while (nclients < CTL_MAX_CLIENTS) {
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_warnx("control: out of file descriptors; "
-				    "a client waits");
+			if (errno == EMFILE || errno == ENFILE) {
+				if (!emfile_paused)
+					log_warnx("control: out of file "
+					    "descriptors; clients wait");
+				emfile_paused = true;
+				loop_mod(fd, 0);
+				timer_set(&emfile_timer, 0.1);
+			}
 			return;
 		}
+		emfile_paused = false;
 		sl = sizeof(cred);
 		if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0) {
 			close(cfd);
@@ -615,6 +632,7 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 	}
 	ctl_fd = fd;
 	ctl_pool = p;
+	timer_init(&emfile_timer, on_emfile_timer, NULL);
 	p->control_path = xstrdup(ctl_path);
 	log_debug("control socket %s", ctl_path);
 	return 0;
@@ -632,6 +650,7 @@ control_close(void)
 			client_close(c);
 	}
 	if (ctl_fd >= 0) {
+		timer_cancel(&emfile_timer);
 		loop_del(ctl_fd);
 		close(ctl_fd);
 		unlink(ctl_path);

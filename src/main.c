@@ -47,8 +47,9 @@ find_client_command(int argc, char **argv)
 static int
 run_pool(int argc, char **argv, bool check)
 {
-	struct conf c;
-	struct pool p;
+	/* Static: they live until exit, and leak checkers can see them. */
+	static struct conf c;
+	static struct pool p;
 	struct pidfh *pfh = NULL;
 	char	 err[1024];
 	size_t	 i;

@@ -744,7 +744,10 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	s->last_signal = sig;
 
-	if (exec_failed && !p->ever_started && p->state == POOL_RUNNING) {
+	/* Out of fds or memory in the child is passing, not fatal. */
+	if (exec_failed && !p->ever_started && p->state == POOL_RUNNING &&
+	    !(e.stage == SPAWN_STAGE_FDS && (e.err == EMFILE ||
+	    e.err == ENFILE || e.err == ENOMEM))) {
 		/* The command can never run: say so once and give up. */
 		log_error("cannot %s '%s': %s", spawn_stage_name(e.stage),
 		    c->argv[0], strerror(e.err));
@@ -952,13 +955,18 @@ pool_stop(struct pool *p, bool now)
 	pool_check_done(p);
 }
 
+/*
+ * Only to ready workers: one still starting may not have its handlers
+ * yet, and USR2's or WINCH's default action would kill it.
+ */
 static void
 forward_signal(struct pool *p, int sig)
 {
 	struct worker *w;
 
 	TAILQ_FOREACH(w, &p->workers, entry)
-		kill(w->pid, sig);
+		if (w->state == W_READY || w->state == W_BUSY)
+			kill(w->pid, sig);
 }
 
 static void
@@ -1174,6 +1182,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 {
 	struct slot *s;
 	int	 i, old = p->target;
+	bool	 reload_kick = false;
 
 	if (p->state != POOL_RUNNING) {
 		snprintf(err, len, "the pool is stopping");
@@ -1201,6 +1210,11 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		s->wanted = false;
 		timer_cancel(&s->respawn_timer);
 		s->respawn_at = 0;
+		if (repl[i].kind == REPLACE_RELOAD && p->reload.active) {
+			/* The slot goes: its step of the reload is over. */
+			p->reload.in_flight--;
+			reload_kick = true;
+		}
 		repl[i].kind = REPLACE_NONE;
 		repl[i].old = NULL;
 		s->drain_started = now_mono();
@@ -1236,6 +1250,8 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	pool_steer(p);
 	if (p->conf->mode == MODE_BALANCE)
 		balance_ring_build(n);
+	if (reload_kick || p->reload.active)
+		reload_step(p);
 	return 0;
 }
 
