@@ -34,6 +34,7 @@ struct client {
 	pid_t	 pid;
 	bool	 trusted;	/* the master's uid or root */
 	bool	 closing;	/* close once the output is written */
+	bool	 refused;	/* told why; what it sends is discarded */
 	char	*in;
 	size_t	 in_len;
 	char	*out;
@@ -442,6 +443,15 @@ client_event(int fd, uint32_t ev, void *arg)
 		return;
 	if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->closing)
 		return;
+	if (c->refused) {
+		char	 sink[4096];
+
+		while ((n = read(fd, sink, sizeof(sink))) > 0)
+			;
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			client_close(c);
+		return;
+	}
 	for (;;) {
 		if (c->in_len >= WPOOL_CTL_MAX_REQUEST) {
 			resp = error_json("request too large: over %d KiB",
@@ -543,14 +553,24 @@ control_accept(int fd, uint32_t ev, void *arg)
 		nclients++;
 		timer_set(&c->timer, CTL_TIMEOUT);
 		/*
-		 * Other users are refused request by request, in
-		 * control_dispatch, so that they read why instead of a
-		 * broken pipe; a worker of theirs may still send its ack.
+		 * Another user is told why at once; the connection stays
+		 * open for reading, so that its request is not met by a
+		 * broken pipe, and what it sends is discarded.  A worker
+		 * running as another user may still send its einhorn ack.
 		 */
-		if (!c->trusted)
-			log_warnx("control: a client with uid %u (pid %d) may "
-			    "only send worker:ack", (unsigned)cred.uid,
-			    (int)cred.pid);
+		if (!c->trusted && pool_find_pid(ctl_pool, cred.pid) == NULL) {
+			char	*resp = error_json("permission denied: uid %u is "
+			    "neither wpool's uid %u nor root",
+			    (unsigned)cred.uid, (unsigned)geteuid());
+
+			log_warnx("control: refused a client with uid %u (pid "
+			    "%d)", (unsigned)cred.uid, (int)cred.pid);
+			c->refused = true;
+			client_send(c, resp);
+			free(resp);
+			if (client_flush(c) == 0)
+				shutdown(cfd, SHUT_WR);
+		}
 	}
 }
 

@@ -97,6 +97,14 @@ load ../helpers
 @test "the worker's signal mask is empty and no signal is ignored" {
 	start_wpool -n 1 -- sleep 30
 	wait_for_workers 1
+	# Read it once the worker has exec'd: between fork and exec the child
+	# still has the master's mask, which it clears itself.
+	local deadline
+	deadline=$(deadline_in 5)
+	until [[ $(cat "/proc/${WORKERS[0]}/comm" 2>/dev/null) == sleep ]]; do
+		past "$deadline" && fail "worker ${WORKERS[0]} never exec'd sleep"
+		sleep 0.01
+	done
 	run grep -E '^Sig(Blk|Ign):' "/proc/${WORKERS[0]}/status"
 	assert_line --regexp '^SigBlk:[[:space:]]+0+$'
 	assert_line --regexp '^SigIgn:[[:space:]]+0+$'

@@ -355,7 +355,7 @@ test_errors(void)
 	int	 r;
 
 	conf_bad("unknown section",
-	    "[pool]\nworkers = 2\n[bogus]\nx = 1\n", 4, "bogus");
+	    "[pool]\nworkers = 2\n[bogus]\nx = 1\n", 3, "bogus");
 	conf_bad("unknown key",
 	    "[pool]\nworkers = 2\nworkerz = 2\n", 3, "workerz");
 	conf_bad("bad value",
