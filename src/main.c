@@ -85,6 +85,14 @@ run_pool(int argc, char **argv, bool check)
 		}
 		if (c.argv == NULL)
 			c.argv = fargv;
+		else if (fargv != NULL) {
+			/* A command after -- replaces the file's. */
+			char	**a;
+
+			for (a = fargv; *a != NULL; a++)
+				free(*a);
+			free(fargv);
+		}
 	}
 	if (r < 0) {
 		fprintf(stderr, "wpool: %s\n", err);

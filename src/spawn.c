@@ -5,6 +5,7 @@
  * exec succeeded.  Owns nothing after spawn_child returns.
  */
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -90,6 +91,25 @@ child_place_fds(const struct spawn_req *r, int lowest)
 }
 
 /*
+ * SIG_DFL for sig.  glibc's sigaction refuses the two real-time signals
+ * it keeps for itself (32, 33), yet a parent may have left them ignored
+ * and exec keeps that: the raw system call resets them too.
+ */
+static void
+child_default_signal(int sig)
+{
+	struct {
+		void	*handler;
+		unsigned long flags;
+		void	*restorer;
+		uint64_t mask;
+	} ksa = { NULL, 0, NULL, 0 };	/* SIG_DFL is 0 */
+
+	if (signal(sig, SIG_DFL) == SIG_ERR)
+		syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
+
+/*
  * Forks and execs.  Returns the pid, with *status_fd the read end of the
  * exec-status pipe (close-on-exec), or -errno when fork itself fails.
  */
@@ -118,7 +138,7 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 	/* Child: a clean signal state, as if started from a shell. */
 	for (sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
+			child_default_signal(sig);
 	sigemptyset(&empty);
 	sigprocmask(SIG_SETMASK, &empty, NULL);
 	/* Workers outlive a master killed with KILL only briefly. */
