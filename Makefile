@@ -136,6 +136,8 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_OBJS = $(patsubst src/%.c,build/fuzz/%.o,$(SRCS))
 
+.SECONDARY: $(FUZZ_OBJS)
+
 build/fuzz/%.o: src/%.c src/wpool.h
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -c -o $@ $<
