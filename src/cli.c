@@ -451,6 +451,27 @@ static const char *const balancer_names[] = { "least-conn", "round-robin",
     "ip-hash" };
 static const char *const ready_names[] = { "exec", "notify" };
 
+/* The options that take seconds, and what each accepts. */
+static const struct {
+	const char *key;
+	size_t	 off;
+	bool	 positive;
+	const char *accepted;
+} durations[] = {
+	{ "restart-delay", offsetof(struct conf, restart_delay), false,
+	    "seconds >= 0, such as 0.5, 500ms or 2s" },
+	{ "max-restart-delay", offsetof(struct conf, max_restart_delay), false,
+	    "seconds >= 0, such as 30 or 1m" },
+	{ "min-uptime", offsetof(struct conf, min_uptime), false,
+	    "seconds >= 0, such as 5 or 500ms" },
+	{ "stop-timeout", offsetof(struct conf, stop_timeout), false,
+	    "seconds >= 0, such as 10 or 2.5" },
+	{ "ready-timeout", offsetof(struct conf, ready_timeout), true,
+	    "seconds > 0, such as 60" },
+	{ "watchdog", offsetof(struct conf, watchdog), true,
+	    "seconds > 0, such as 30" },
+};
+
 /*
  * Applies one option by its long name: shared by the command line and the
  * config file, so both accept and refuse exactly the same values.  `opt`
@@ -461,8 +482,19 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
     char *err, size_t len)
 {
 	long long n;
+	double	 d;
+	size_t	 k;
 	int	 i;
 
+	for (k = 0; k < sizeof(durations) / sizeof(durations[0]); k++)
+		if (strcmp(key, durations[k].key) == 0) {
+			if (parse_duration(v, &d) < 0 ||
+			    (durations[k].positive && d <= 0))
+				return bad(err, len, opt, v,
+				    durations[k].accepted);
+			*(double *)(void *)((char *)c + durations[k].off) = d;
+			return 0;
+		}
 	if (strcmp(key, "workers") == 0) {
 		if (parse_workers(v, &c->workers) < 0)
 			return bad(err, len, opt, v,
@@ -504,36 +536,16 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 			return bad(err, len, opt, v,
 			    "a number from 1 to 1000000");
 		c->max_queue = (int)n;
-	} else if (strcmp(key, "restart-delay") == 0) {
-		if (parse_duration(v, &c->restart_delay) < 0)
-			return bad(err, len, opt, v, "seconds >= 0, such as "
-			    "0.5, 500ms or 2s");
-	} else if (strcmp(key, "max-restart-delay") == 0) {
-		if (parse_duration(v, &c->max_restart_delay) < 0)
-			return bad(err, len, opt, v, "seconds >= 0, such as "
-			    "30 or 1m");
-	} else if (strcmp(key, "min-uptime") == 0) {
-		if (parse_duration(v, &c->min_uptime) < 0)
-			return bad(err, len, opt, v, "seconds >= 0, such as "
-			    "5 or 500ms");
 	} else if (strcmp(key, "no-restart") == 0) {
 		c->no_restart = true;
 	} else if (strcmp(key, "stop-signal") == 0) {
 		if (parse_signal(v, &c->stop_signal) < 0)
 			return bad(err, len, opt, v, "a signal name or number, "
 			    "such as TERM, SIGQUIT or 15");
-	} else if (strcmp(key, "stop-timeout") == 0) {
-		if (parse_duration(v, &c->stop_timeout) < 0)
-			return bad(err, len, opt, v, "seconds >= 0, such as "
-			    "10 or 2.5");
 	} else if (strcmp(key, "ready") == 0) {
 		if ((i = pick(v, ready_names, 2)) < 0)
 			return bad(err, len, opt, v, "exec or notify");
 		c->ready = (enum ready_mode)i;
-	} else if (strcmp(key, "ready-timeout") == 0) {
-		if (parse_duration(v, &c->ready_timeout) < 0 ||
-		    c->ready_timeout <= 0)
-			return bad(err, len, opt, v, "seconds > 0, such as 60");
 	} else if (strcmp(key, "reload-batch") == 0) {
 		if (parse_int(v, 1, WPOOL_MAX_WORKERS, &n) < 0)
 			return bad(err, len, opt, v,
@@ -577,9 +589,6 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 			    "letters, digits and '_'");
 		c->env = xreallocarray(c->env, c->nenv + 1, sizeof(*c->env));
 		c->env[c->nenv++] = xstrdup(v);
-	} else if (strcmp(key, "watchdog") == 0) {
-		if (parse_duration(v, &c->watchdog) < 0 || c->watchdog <= 0)
-			return bad(err, len, opt, v, "seconds > 0, such as 30");
 	} else if (strcmp(key, "max-requests") == 0) {
 		if (parse_int(v, 1, LLONG_MAX / 2, &n) < 0)
 			return bad(err, len, opt, v, "a number >= 1");
