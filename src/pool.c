@@ -781,7 +781,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		return;
 	}
 	if (w != s->cur || p->state != POOL_RUNNING || !s->wanted) {
-		if (exec_failed && p->fatal)
+		if (p->fatal)
 			log_debug("worker %d (pid %d) %s", w->id, (int)w->pid,
 			    how);
 		else
@@ -929,7 +929,9 @@ pool_stop(struct pool *p, bool now)
 				timer_cancel(&p->slots[i].drain_timer);
 			}
 		timer_cancel(&p->sample_timer);
-		if (p->nworkers > 0)
+		if (p->nworkers > 0 && p->fatal)
+			log_debug("stopping the other %d workers", p->nworkers);
+		else if (p->nworkers > 0)
 			log_info("stopping (%s): asking %d worker%s to stop "
 			    "with %s", p->stop_why[0] ? p->stop_why : "requested",
 			    p->nworkers, p->nworkers == 1 ? "" : "s",
