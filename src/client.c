@@ -154,11 +154,19 @@ request(struct cli_ctx *x, json_object *req)
 	return resp;
 }
 
+/* Connects (again), sends req (which it frees) and returns the answer. */
 static json_object *
 call(struct cli_ctx *x, json_object *req)
 {
 	json_object *resp, *v;
 
+	if (x->fd >= 0)
+		close(x->fd);
+	x->fd = -1;
+	if (ctx_connect(x, false) < 0) {
+		json_object_put(req);
+		return NULL;
+	}
 	resp = request(x, req);
 	json_object_put(req);
 	if (resp == NULL)
@@ -325,8 +333,6 @@ cmd_status(struct cli_ctx *x, int argc, char **argv)
 			return usage_error("status", "unknown argument '%s'",
 			    argv[i]);
 	}
-	if (ctx_connect(x, false) < 0)
-		return 1;
 	if ((st = call(x, simple_req("status"))) == NULL)
 		return 1;
 	if (check) {
@@ -372,9 +378,6 @@ wait_reload(struct cli_ctx *x, long long gen)
 	size_t	 i;
 
 	for (;;) {
-		close(x->fd);
-		if (ctx_connect(x, false) < 0)
-			return 1;
 		req = simple_req("status");
 		json_object_object_add(req, "workers",
 		    json_object_new_boolean(0));
@@ -442,8 +445,6 @@ cmd_reload(struct cli_ctx *x, int argc, char **argv)
 			return usage_error(argv[0], "unknown argument '%s'",
 			    argv[i]);
 	}
-	if (ctx_connect(x, false) < 0)
-		return 1;
 	if ((r = call(x, simple_req("reload"))) == NULL)
 		return 1;
 	gen = jint(r, "generation", 0);
@@ -481,10 +482,6 @@ cmd_scale(struct cli_ctx *x, int argc, char **argv)
 			    "expected N, +N or -N with N from 1 to 1024", a);
 		}
 		json_object_object_add(req, "workers", json_object_new_int64(n));
-	}
-	if (ctx_connect(x, false) < 0) {
-		json_object_put(req);
-		return 1;
 	}
 	if ((r = call(x, req)) == NULL)
 		return 1;
@@ -526,10 +523,6 @@ cmd_restart(struct cli_ctx *x, int argc, char **argv)
 		    "expected a number from 0 to 1023 or 'all'", what);
 	req = simple_req("restart");
 	json_object_object_add(req, "id", json_object_new_int64(id));
-	if (ctx_connect(x, false) < 0) {
-		json_object_put(req);
-		return 1;
-	}
 	if ((r = call(x, req)) == NULL)
 		return 1;
 	printf("restarting worker %lld\n", id);
@@ -557,10 +550,6 @@ cmd_signal(struct cli_ctx *x, int argc, char **argv)
 	    json_object_new_string(signal_name(sig)));
 	if (id >= 0)
 		json_object_object_add(req, "id", json_object_new_int64(id));
-	if (ctx_connect(x, false) < 0) {
-		json_object_put(req);
-		return 1;
-	}
 	if ((r = call(x, req)) == NULL)
 		return 1;
 	printf("sent SIG%s to %lld worker%s\n", signal_name(sig),
@@ -583,8 +572,6 @@ cmd_stop(struct cli_ctx *x, int argc, char **argv)
 			return usage_error("stop", "unknown argument '%s'",
 			    argv[i]);
 	}
-	if (ctx_connect(x, false) < 0)
-		return 1;
 	if ((r = call(x, simple_req("stop"))) == NULL)
 		return 1;
 	json_object_put(r);
@@ -596,8 +583,10 @@ cmd_stop(struct cli_ctx *x, int argc, char **argv)
 	fflush(stdout);
 	/* The master removes its socket as its very last act. */
 	close(x->fd);
+	x->fd = -1;
 	while (ctx_connect(x, true) == 0) {
 		close(x->fd);
+		x->fd = -1;
 		sleep_ms(50);
 	}
 	printf("stopped\n");
