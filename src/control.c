@@ -310,12 +310,19 @@ cmd_signal(struct pool *p, json_object *req)
 	return ok_json(o);
 }
 
+/*
+ * The stop itself waits until the answer is on its way (client_event):
+ * stopping may end the loop before the answer is written.
+ */
+static bool	 stop_asked;
+
 static char *
 cmd_stop(struct pool *p, json_object *req)
 {
 	json_object *o = json_object_new_object();
 
 	(void)req;
+	stop_asked = true;
 	json_object_object_add(o, "pid", json_object_new_int(p->pid));
 	return ok_json(o);
 }
@@ -413,23 +420,6 @@ control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	return resp;
 }
 
-static bool
-is_stop(const char *line, size_t len)
-{
-	json_object *req, *v;
-	bool	 r = false;
-
-	if ((req = json_tokener_parse(line)) == NULL)
-		return false;
-	(void)len;
-	if (json_object_object_get_ex(req, "cmd", &v) &&
-	    json_object_is_type(v, json_type_string) &&
-	    strcmp(json_object_get_string(v), "stop") == 0)
-		r = true;
-	json_object_put(req);
-	return r;
-}
-
 static void
 client_event(int fd, uint32_t ev, void *arg)
 {
@@ -486,9 +476,11 @@ client_event(int fd, uint32_t ev, void *arg)
 			if (linelen > 0 && c->in[linelen - 1] == '\r')
 				c->in[--linelen] = '\0';
 			if (linelen > 0) {
-				stop = c->trusted && is_stop(c->in, linelen);
+				stop_asked = false;
 				resp = control_dispatch(ctl_pool, c->in,
 				    linelen, c->uid, c->pid);
+				stop = stop_asked;
+				stop_asked = false;
 				client_send(c, resp);
 				free(resp);
 				if (client_flush(c) < 0)

@@ -139,22 +139,6 @@ cpu_parse_cpulist(const char *s)
 	return n > 0 ? n : -EINVAL;
 }
 
-static int
-read_file(const char *path, char *buf, size_t len)
-{
-	ssize_t	 n;
-	int	 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return (int)n;
-}
-
 static const char *
 root(const char *env, const char *def)
 {
@@ -182,7 +166,7 @@ quota_along(const char *dir, const char *path, bool v2, double *best,
 	for (;;) {
 		if (v2) {
 			snprintf(file, sizeof(file), "%s%s/cpu.max", dir, p);
-			if (read_file(file, buf, sizeof(buf)) > 0 &&
+			if (read_small_file(file, buf, sizeof(buf)) > 0 &&
 			    cpu_parse_cgroup2_max(buf, &q) == 0 &&
 			    (!found || q < *best)) {
 				*best = q;
@@ -193,10 +177,10 @@ quota_along(const char *dir, const char *path, bool v2, double *best,
 		} else {
 			snprintf(file, sizeof(file), "%s%s/cpu.cfs_quota_us",
 			    dir, p);
-			if (read_file(file, buf, sizeof(buf)) > 0) {
+			if (read_small_file(file, buf, sizeof(buf)) > 0) {
 				snprintf(file, sizeof(file),
 				    "%s%s/cpu.cfs_period_us", dir, p);
-				if (read_file(file, buf2, sizeof(buf2)) > 0 &&
+				if (read_small_file(file, buf2, sizeof(buf2)) > 0 &&
 				    cpu_parse_cgroup1_quota(buf, buf2,
 				    &q) == 0 && (!found || q < *best)) {
 					*best = q;
@@ -232,7 +216,7 @@ cpu_usable(struct cpu_info *ci, int fallback)
 		char	*l;
 
 		snprintf(dir, sizeof(dir), "%s/self/status", proc);
-		if (read_file(dir, buf, sizeof(buf)) > 0 &&
+		if (read_small_file(dir, buf, sizeof(buf)) > 0 &&
 		    (l = strstr(buf, "Cpus_allowed_list:")) != NULL)
 			aff = cpu_parse_cpulist(l + 18 + strspn(l + 18,
 			    " \t"));
@@ -241,7 +225,7 @@ cpu_usable(struct cpu_info *ci, int fallback)
 	} else if (sched_getaffinity(0, sizeof(set), &set) == 0)
 		aff = CPU_COUNT(&set);
 	snprintf(dir, sizeof(dir), "%s/self/cgroup", proc);
-	if (read_file(dir, buf, sizeof(buf)) > 0 &&
+	if (read_small_file(dir, buf, sizeof(buf)) > 0 &&
 	    cpu_parse_self_cgroup(buf, v2, sizeof(v2), v1, sizeof(v1)) == 0) {
 		snprintf(dir, sizeof(dir), "%s/fs/cgroup/cgroup.controllers",
 		    sys);

@@ -588,6 +588,21 @@ slot_release(struct pool *p, struct slot *s)
 	pool_steer(p);
 }
 
+/* A slot scaled away: its workers are asked to stop, its sockets go. */
+static void
+slot_stop(struct pool *p, struct slot *s)
+{
+	if (s->next != NULL) {
+		worker_stop(p, s->next, "scaled down");
+		s->next = NULL;
+	}
+	if (s->cur != NULL) {
+		worker_stop(p, s->cur, "scaled down");
+		s->cur = NULL;
+	}
+	slot_release(p, s);
+}
+
 static void
 on_drain_timer(void *arg)
 {
@@ -610,15 +625,7 @@ on_drain_timer(void *arg)
 	if (q > 0)
 		log_warnx("worker %d: %d connections still queued after %gs of "
 		    "draining", s->id, q, p->conf->stop_timeout);
-	if (s->next != NULL) {
-		worker_stop(p, s->next, "scaled down");
-		s->next = NULL;
-	}
-	if (s->cur != NULL) {
-		worker_stop(p, s->cur, "scaled down");
-		s->cur = NULL;
-	}
-	slot_release(p, s);
+	slot_stop(p, s);
 }
 
 /* A slot's fixed parts, set up the first time it is wanted. */
@@ -1227,15 +1234,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			timer_set(&s->drain_timer, 0.02);
 			continue;
 		}
-		if (s->next != NULL) {
-			worker_stop(p, s->next, "scaled down");
-			s->next = NULL;
-		}
-		if (s->cur != NULL) {
-			worker_stop(p, s->cur, "scaled down");
-			s->cur = NULL;
-		}
-		slot_release(p, s);
+		slot_stop(p, s);
 	}
 	for (i = old; i < n; i++) {
 		s = slot_prepare(p, i);

@@ -58,19 +58,11 @@ read_proc(pid_t pid, const char *what, char *buf, size_t len)
 {
 	const char *root = getenv("WPOOL_PROCFS_ROOT");
 	char	 path[512];
-	ssize_t	 n;
-	int	 fd;
+	int	 r;
 
 	snprintf(path, sizeof(path), "%s/%d/%s", root && *root ? root :
 	    "/proc", (int)pid, what);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return 0;
+	return (r = read_small_file(path, buf, len)) < 0 ? r : 0;
 }
 
 int

@@ -3,10 +3,12 @@
  * fail silently, and human-readable durations and sizes.
  */
 #include <err.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wpool.h"
 
@@ -113,4 +115,21 @@ format_bytes(uint64_t b, char *buf, size_t len)
 		i++;
 	}
 	return snprintf(buf, len, v < 100 ? "%.1f%c" : "%.0f%c", v, units[i]);
+}
+
+/* Reads up to len - 1 bytes of a small file (/proc, cgroup) as a string. */
+int
+read_small_file(const char *path, char *buf, size_t len)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
 }

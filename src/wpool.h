@@ -406,6 +406,7 @@ int	control_default_path(const char *, char *, size_t);
 /* util */
 int	set_cloexec(int, bool);
 int	set_nonblock(int, bool);
+int	read_small_file(const char *, char *, size_t);
 char	*xstrdup(const char *);
 void	*xcalloc(size_t, size_t);
 void	*xreallocarray(void *, size_t, size_t);
