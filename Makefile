@@ -20,7 +20,8 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
 LDLIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 ifeq ($(SANITIZE),1)
-EXTRA_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+EXTRA_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -127,8 +128,14 @@ uninstall:
 		$(DESTDIR)$(INCDIR)/wpool-worker.h
 
 # libFuzzer targets (Debian's clang-14 and libclang-rt-14-dev), one per
-# parser of outside input.  FUZZ_SECONDS per target; CI runs them briefly.
+# parser of outside input.  FUZZ_SECONDS per target, at most FUZZ_RUNS
+# inputs (-1: no limit), mutations seeded by FUZZ_SEED (0: a random seed).
+# CI runs a fixed seed and a fixed number of inputs, so that its result is
+# the same on every run: a new finding shows up here, by `make fuzz`, and
+# not as a CI failure on an unrelated change.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_SEED ?= 0
 FUZZ_CC	?= clang
 FUZZ_TARGETS = listen conf control notify procfs
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
@@ -152,8 +159,9 @@ fuzz: deps-fuzz
 	$(MAKE) $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do \
 		work=$$(mktemp -d); \
-		echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
+		echo "fuzz_$$t: $(FUZZ_SECONDS)s, runs $(FUZZ_RUNS), seed $(FUZZ_SEED)"; \
 		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+			-runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED) \
 			-max_len=4096 -print_final_stats=1 \
 			-artifact_prefix=build/fuzz/$$t- $$work \
 			tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log || \

@@ -245,8 +245,13 @@ cmd_scale(struct pool *p, json_object *req)
 	if ((rn == 0) == (rd == 0))
 		return error_json("scale: give exactly one of \"workers\" "
 		    "(a number) or \"delta\" (+N or -N)");
-	if (rd == 0)
+	if (rd == 0) {
+		/* Bound the step before adding: the sum must not overflow. */
+		if (d < -WPOOL_MAX_WORKERS || d > WPOOL_MAX_WORKERS)
+			return error_json("scale: delta %lld: expected -%d to "
+			    "+%d", d, WPOOL_MAX_WORKERS, WPOOL_MAX_WORKERS);
 		n = prev + d;
+	}
 	if (n < 1 || n > WPOOL_MAX_WORKERS)
 		return error_json("scale: %lld workers: expected 1 to %d", n,
 		    WPOOL_MAX_WORKERS);
