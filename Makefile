@@ -100,7 +100,11 @@ unit: $(UNIT_BINS)
 bats: wpool test-bins
 	prove --exec tests/tap-run tests/bats/*.bats
 
-bench: deps-bench wpool test-bins
+# A plain build first, as for check: a tree left by SANITIZE=1 would
+# measure ASan's start-up and speed instead of wpool's.
+bench: deps-bench
+	$(MAKE) clean-objs
+	$(MAKE) wpool test-bins
 	@for b in bench/[0-9]*.sh; do bash $$b || exit 1; done
 
 demo: deps wpool examples/hello

@@ -250,6 +250,16 @@ finish() {
 preflight() {
 	[ -x "$WPOOL" ] || die "$WPOOL not built (make wpool)"
 	[ -x "$TESTSRV" ] || die "$TESTSRV not built (make test-bins)"
+	# A tree last built by `make check SANITIZE=1` holds ASan binaries,
+	# whose start-up and speed are not wpool's: refuse to measure them.
+	local b
+	for b in "$WPOOL" "$TESTSRV" "$ROOT"/tests/bin/bal_worker; do
+		[ -x "$b" ] || continue
+		if ldd "$b" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+			die "$b is a sanitizer build; rebuild plainly first:" \
+			    "make clean-objs && make wpool test-bins"
+		fi
+	done
 	echo "# $(basename "$0") on $(nproc) CPUs, $(uname -sr);" \
 	    "wpool: $("$WPOOL" --version 2>&1 | head -n1)"
 	echo "# TMP=$TMP (removed on exit)${QUICK:+; QUICK=1: short runs}"

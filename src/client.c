@@ -307,9 +307,15 @@ print_table(json_object *st)
 		if (json_object_object_get_ex(w, "draining", &le) && le)
 			status = "(draining)";
 		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-6s %-6s %-5s "
-		    "%-8lld %-9s ", jint(w, "id", 0), pid, state,
+		    "%-8lld ", jint(w, "id", 0), pid, state,
 		    jint(w, "generation", 0), up, idle, rss, cpu,
-		    jint(w, "restarts", 0), lexit[0] ? lexit : "-");
+		    jint(w, "restarts", 0));
+		/* No padding at the end of a row without STATUS text. */
+		if (*status == '\0') {
+			printf("%s\n", lexit[0] ? lexit : "-");
+			continue;
+		}
+		used += printf("%-9s ", lexit[0] ? lexit : "-");
 		left = width - used - 1;
 		if (left < 8)
 			left = 8;

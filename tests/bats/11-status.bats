@@ -105,7 +105,7 @@ EOF
 	# The table shows the slot without a pid, and when it comes back.
 	run_wp status
 	assert_success
-	assert_line --regexp '^1 +- +backoff +[0-9]+ +in [0-9.]+s +- +- +- +[0-9]+ +exit 3 '
+	assert_line --regexp '^1 +- +backoff +[0-9]+ +in [0-9.]+s +- +- +- +[0-9]+ +exit 3$'
 }
 
 @test "status table: pool line, listeners, header, a row per worker, at most 80 columns" {
@@ -139,6 +139,21 @@ EOF
 	done
 	# The full status text is in the JSON.
 	assert_equal "$(sj '.workers[0].status')" "worker 0: $long"
+}
+
+@test "status table: a row without STATUS text ends at LAST-EXIT, no trailing blanks" {
+	start_wpool -s "$CTL" -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	run_wp status
+	assert_success
+	local l rows=0
+	for l in "${lines[@]}"; do
+		[[ $l != *[[:space:]] ]] || fail "trailing blanks in: '$l'"
+		[[ $l =~ ^[0-9]+\ +[0-9]+\ +ready ]] || continue
+		rows=$((rows + 1))
+		assert_regex "$l" ' 0 +-$'
+	done
+	assert_equal "$rows" 2
 }
 
 @test "status --check: exit 0 and 'healthy' when every worker is ready" {
