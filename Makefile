@@ -134,9 +134,9 @@ uninstall:
 # libFuzzer targets (Debian's clang-14 and libclang-rt-14-dev), one per
 # parser of outside input.  FUZZ_SECONDS per target, at most FUZZ_RUNS
 # inputs (-1: no limit), mutations seeded by FUZZ_SEED (0: a random seed).
-# CI runs a fixed seed and a fixed number of inputs, so that its result is
-# the same on every run: a new finding shows up here, by `make fuzz`, and
-# not as a CI failure on an unrelated change.
+# CI runs a fixed seed and a fixed number of inputs, so that a run is all
+# but repeatable: open-ended searching belongs to `make fuzz` before a
+# release, not to CI on an unrelated change.
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= -1
 FUZZ_SEED ?= 0
