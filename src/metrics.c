@@ -28,6 +28,7 @@ struct hconn {
 	size_t	 in_len;
 	char	*out;
 	size_t	 out_len, out_off;
+	bool	 head;		/* a HEAD request: headers only */
 	struct timer timer;
 };
 
@@ -231,6 +232,8 @@ respond(struct hconn *c, int code, const char *reason, const char *type,
 	hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "%s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
 	    reason, type, blen);
+	if (c->head)
+		blen = 0;	/* the length a GET would get, and no body */
 	c->out = xreallocarray(NULL, (size_t)hl + blen, 1);
 	memcpy(c->out, head, (size_t)hl);
 	memcpy(c->out + hl, body, blen);
@@ -253,7 +256,8 @@ handle_request(struct hconn *c)
 		    12);
 		return;
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+	c->head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "GET") != 0 && !c->head) {
 		respond(c, 405, "Method Not Allowed", "text/plain",
 		    "only GET\n", 9);
 		return;

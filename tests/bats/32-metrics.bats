@@ -56,6 +56,32 @@ metrics_port() {
 	assert_output 405
 }
 
+@test "HEAD gets GET's status and headers, with no body" {
+	start_wpool -s "$BATS_TEST_TMPDIR/ctl.sock" -n 1 --metrics 127.0.0.1:0 \
+		-b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 1
+	local mp path len fd
+	mp=$(metrics_port)
+	for path in /metrics /status /nope; do
+		# Raw, so that a body sent after the headers would be seen
+		# (not fd 3: bats writes its results there).
+		exec {fd}<>"/dev/tcp/127.0.0.1/$mp"
+		printf 'HEAD %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&"$fd"
+		timeout 5 cat <&"$fd" >head.out
+		exec {fd}<&-
+		run cat head.out
+		case $path in
+		/nope) assert_line --index 0 $'HTTP/1.1 404 Not Found\r' ;;
+		*) assert_line --index 0 $'HTTP/1.1 200 OK\r' ;;
+		esac
+		len=$(sed -nE 's/^Content-Length: ([0-9]+)\r$/\1/p' head.out)
+		((len > 0)) || fail "HEAD $path: no Content-Length in: $output"
+		# Nothing after the blank line that ends the headers.
+		[[ $(tail -c 4 head.out | od -An -c | tr -d ' ') == '\r\n\r\n' ]] ||
+			fail "HEAD $path: a body after the headers: $output"
+	done
+}
+
 @test "a silent client is dropped and never delays others; an oversized request gets 431" {
 	start_wpool -s "$BATS_TEST_TMPDIR/ctl.sock" -n 1 --metrics 127.0.0.1:0 \
 		-b 127.0.0.1:0 -- "$TESTSRV"
