@@ -3,6 +3,7 @@
  * sockets.  Owns each listener's socket until the pool closes it.  Never
  * logs: errors go to the caller's buffer, and the caller decides.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <linux/filter.h>
+#include <linux/sockios.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -668,25 +670,79 @@ listener_expand_systemd(struct listener **ls, size_t *n, size_t at,
 	return (int)nfds;
 }
 
+#define STMT(code, k)	((struct sock_filter)BPF_STMT((code), (uint32_t)(k)))
+#define JUMP(code, k, jt, jf) \
+	((struct sock_filter)BPF_JUMP((code), (uint32_t)(k), (jt), (jf)))
+
+/*
+ * A <- a hash of the datagram's source address and port, read from its
+ * IPv4 or IPv6 header (an IPv4 datagram can reach an IPv6 socket); for
+ * IPv6 the UDP header is taken to follow the fixed header, as it does
+ * unless extension headers come between.  Returns the instructions added.
+ */
+static int
+steer_flow_hash(struct sock_filter *prog)
+{
+	int	 len = 0;
+
+	prog[len++] = STMT(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF);
+	prog[len++] = STMT(BPF_ALU | BPF_RSH | BPF_K, 4);
+	prog[len++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 9, 0);
+	/* IPv4: the source address at 12, the port after IHL words. */
+	prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 12);
+	prog[len++] = STMT(BPF_ST, 0);
+	prog[len++] = STMT(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF);
+	prog[len++] = STMT(BPF_ALU | BPF_AND | BPF_K, 0xf);
+	prog[len++] = STMT(BPF_ALU | BPF_LSH | BPF_K, 2);
+	prog[len++] = STMT(BPF_MISC | BPF_TAX, 0);
+	prog[len++] = STMT(BPF_LD | BPF_H | BPF_IND, SKF_NET_OFF);
+	prog[len++] = STMT(BPF_LDX | BPF_MEM, 0);
+	prog[len++] = JUMP(BPF_JMP | BPF_JA, 12, 0, 0);
+	/* IPv6: the four words of the source address at 8, the port at 40. */
+	prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 8);
+	prog[len++] = STMT(BPF_MISC | BPF_TAX, 0);
+	prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 12);
+	prog[len++] = STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+	prog[len++] = STMT(BPF_MISC | BPF_TAX, 0);
+	prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 16);
+	prog[len++] = STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+	prog[len++] = STMT(BPF_MISC | BPF_TAX, 0);
+	prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 20);
+	prog[len++] = STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+	prog[len++] = STMT(BPF_MISC | BPF_TAX, 0);
+	prog[len++] = STMT(BPF_LD | BPF_H | BPF_ABS, SKF_NET_OFF + 40);
+	/* Both: A = (port ^ address) * golden ratio, its high half. */
+	prog[len++] = STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+	prog[len++] = STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9e3779b1u);
+	prog[len++] = STMT(BPF_ALU | BPF_RSH | BPF_K, 16);
+	return len;
+}
+
 /*
  * Steers new connections of a SO_REUSEPORT group to the sockets at the
- * given positions of the group (the order they started listening), at
- * random, by a classic BPF program: rand % n, then a jump table.  The
- * kernel falls back to its own hash for an index out of range.
+ * given positions of the group (the order they started listening) by a
+ * classic BPF program: a number % n, then a jump table.  For TCP the
+ * number is random: each connection is placed once, in one accept queue.
+ * For UDP (by_flow) it is a hash of the source address and port, so that
+ * a client's datagrams keep going to one worker while the positions stay
+ * the same, as with the kernel's own reuseport hash.  The kernel falls
+ * back to that hash for an index out of range.
  */
 int
-listener_steer(int fd, const int *idx, int n)
+listener_steer(int fd, const int *idx, int n, bool by_flow)
 {
-	struct sock_filter prog[3 + 2 * 1024 + 1];
+	struct sock_filter prog[32 + 2 * 1024 + 1];
 	struct sock_fprog fp;
 	int	 i, len = 0;
 
 	if (n <= 0 || n > 1024)
 		return -EINVAL;
-	prog[len++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-	    (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM));
-	prog[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K,
-	    (uint32_t)n);
+	if (by_flow)
+		len = steer_flow_hash(prog);
+	else
+		prog[len++] = STMT(BPF_LD | BPF_W | BPF_ABS,
+		    SKF_AD_OFF + SKF_AD_RANDOM);
+	prog[len++] = STMT(BPF_ALU | BPF_MOD | BPF_K, n);
 	for (i = 0; i < n - 1; i++) {
 		/* if A == i return idx[i]: skip the next return if not. */
 		prog[len++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ |
@@ -702,6 +758,21 @@ listener_steer(int fd, const int *idx, int n)
 	    sizeof(fp)) < 0)
 		return -errno;
 	return 0;
+}
+
+/*
+ * Whether a datagram socket has a datagram waiting: 1 or 0, or -errno.
+ * (SIOCINQ gives the size of the next one, so a waiting empty datagram
+ * reads as none.)
+ */
+int
+listener_dgram_waiting(int fd)
+{
+	int	 n = 0;
+
+	if (ioctl(fd, SIOCINQ, &n) < 0)
+		return -errno;
+	return n > 0;
 }
 
 /* Connections waiting in a TCP listener's accept queue, or -errno. */

@@ -502,16 +502,24 @@ slot_close_fds(struct pool *p, struct slot *s)
 		}
 }
 
-/* Connections waiting in the accept queues of a slot's sockets. */
+/*
+ * Connections waiting in the accept queues of a slot's sockets, and one
+ * for each of its datagram sockets with a datagram waiting.
+ */
 static int
 slot_queued(struct pool *p, struct slot *s)
 {
 	size_t	 i;
 	int	 q = 0, n;
 
-	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
-		if ((n = listener_queue_len(s->fds[i])) > 0)
+	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++) {
+		if (p->conf->listeners[i].type == L_UDP)
+			n = listener_dgram_waiting(s->fds[i]);
+		else
+			n = listener_queue_len(s->fds[i]);
+		if (n > 0)
 			q += n;
+	}
 	return q;
 }
 
@@ -523,35 +531,50 @@ slot_serving(const struct slot *s)
 }
 
 /*
- * reuseport: new connections go only to the sockets of slots whose worker
- * is ready; a dead worker's queue waits for its successor, and gets no
- * more meanwhile.
+ * reuseport: new TCP connections go only to the sockets of slots whose
+ * worker is ready; a dead worker's queue waits for its successor, and gets
+ * no more meanwhile.  UDP datagrams go by a hash of their source to every
+ * slot that stays (not a draining one): a client's datagrams keep to one
+ * slot, and while its worker restarts they wait in the slot's socket for
+ * the successor, instead of moving to another worker and back.
  */
 static void
 pool_steer(struct pool *p)
 {
 	static bool warned;
-	int	 idx[2 * WPOOL_MAX_WORKERS], n = 0, pos, r;
+	int	 ready[WPOOL_MAX_WORKERS], kept[WPOOL_MAX_WORKERS];
+	int	 nready = 0, nkept = 0, pos, r;
 	size_t	 i;
+	bool	 udp;
 
-	if (p->conf->mode != MODE_REUSEPORT || p->ngroup == 0)
+	if (p->conf->mode != MODE_REUSEPORT || p->ngroup == 0 ||
+	    p->ngroup > WPOOL_MAX_WORKERS)
 		return;
-	for (pos = 0; pos < p->ngroup; pos++)
-		if (slot_serving(&p->slots[p->group[pos]]))
-			idx[n++] = pos;
-	for (pos = 0; n == 0 && pos < p->ngroup; pos++)
-		if (p->slots[p->group[pos]].wanted &&
-		    !p->slots[p->group[pos]].draining)
-			idx[n++] = pos;
-	if (n == 0 || n > WPOOL_MAX_WORKERS)
-		return;
-	for (i = 0; i < p->conf->nlisteners; i++)
-		if ((r = listener_steer(p->slots[p->group[0]].fds[i], idx,
-		    n)) < 0 && !warned) {
+	for (pos = 0; pos < p->ngroup; pos++) {
+		const struct slot *s = &p->slots[p->group[pos]];
+
+		if (slot_serving(s))
+			ready[nready++] = pos;
+		if (s->wanted && !s->draining)
+			kept[nkept++] = pos;
+	}
+	for (i = 0; i < p->conf->nlisteners; i++) {
+		udp = p->conf->listeners[i].type == L_UDP;
+		if (udp && nkept > 0)
+			r = listener_steer(p->slots[p->group[0]].fds[i], kept,
+			    nkept, true);
+		else if (nready > 0 || nkept > 0)
+			r = listener_steer(p->slots[p->group[0]].fds[i],
+			    nready > 0 ? ready : kept,
+			    nready > 0 ? nready : nkept, udp);
+		else
+			continue;
+		if (r < 0 && !warned) {
 			warned = true;
 			log_warnx("cannot steer connections between slots: %s",
 			    strerror(-r));
 		}
+	}
 }
 
 /* Slots with no worker left and not wanted give their sockets back. */

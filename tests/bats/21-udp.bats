@@ -135,6 +135,64 @@ EOF
 	echo "# $q bytes were queued on the killed worker's socket" >&3
 }
 
+@test "udp, reuseport mode: each client's datagrams keep to one worker" {
+	start_wpool -m reuseport -n 3 -b udp://127.0.0.1:0 -- python3 "$ECHO"
+	NO_HTTP=1 wait_for_workers 3
+	# 24 client sockets, 6 datagrams each, one after another: every
+	# answer to one client comes from the same pid (the kernel's own
+	# reuseport hash does this too; a random pick would not).
+	run python3 - "$PORT" <<'EOF'
+import socket, sys
+port = int(sys.argv[1])
+spread = set()
+for i in range(24):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("127.0.0.1", 0))
+    c.settimeout(5)
+    pids = set()
+    for k in range(6):
+        c.sendto(b"m%d.%d" % (i, k), ("127.0.0.1", port))
+        pids.add(c.recvfrom(2048)[0].split()[0])
+    if len(pids) != 1:
+        print("client %d answered by %s" % (i, sorted(pids)))
+    spread |= pids
+    c.close()
+print("workers=%d" % len(spread))
+EOF
+	assert_success
+	refute_output --partial "answered by"
+	# ... and the clients are spread over more than one worker.
+	assert_output --regexp '^workers=[23]$'
+}
+
+@test "udp, reuseport mode: scaling down serves the datagrams queued on the removed slot" {
+	start_wpool -m reuseport -n 2 -b udp://127.0.0.1:0 -- python3 "$ECHO"
+	NO_HTTP=1 wait_for_workers 2
+	local w1 q
+	for w1 in "${WORKERS[@]}"; do
+		[[ $(worker_env "$w1" WPOOL_WORKER_ID) == 1 ]] && break
+	done
+	kill -STOP "$w1"
+	udp_ask "$PORT" 40 2 15 >"$BATS_TEST_TMPDIR/ask.out" 3>&- &
+	local ask=$!
+	record_pid "$ask"
+	# Datagrams wait in the stopped worker's socket.
+	wait_until 5 eval '[[ $(udp_lines '"$PORT"' | grep "pid='"$w1"'," | awk "{print \$2}") -gt 0 ]]'
+	q=$(udp_lines "$PORT" | grep "pid=$w1," | awk '{print $2}')
+	run "$WPOOL" scale 1 3>&-
+	assert_success
+	sleep 0.3
+	# Still there: wpool waits for its socket to empty.
+	alive "$w1" || fail "slot 1's worker was stopped while datagrams waited on its socket"
+	kill -CONT "$w1"
+	wait_gone "$w1"
+	wait "$ask"
+	run cat "$BATS_TEST_TMPDIR/ask.out"
+	assert_line --index 0 answered=80
+	assert_line --regexp "^$w1 [0-9]+\$"
+	echo "# $q bytes were queued on the removed slot's socket" >&3
+}
+
 @test "udp and tcp listeners together in reuseport mode (testsrv answers both)" {
 	start_wpool -m reuseport -n 2 -b 127.0.0.1:0,name=web -b udp://127.0.0.1:0,name=dns -- "$TESTSRV"
 	wait_for_workers 2
