@@ -91,6 +91,32 @@ child_place_fds(const struct spawn_req *r, int lowest)
 }
 
 /*
+ * Closes every fd from 3 up but the n in keep (which it sorts), so that
+ * arranging the child's fds never needs numbers above the master's: a
+ * master near its open-files limit can still start workers.
+ */
+static void
+child_close_except(int *keep, int n)
+{
+	int	 i, j, t, from = 3;
+
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (i = 0; i < n; i++) {
+		if (keep[i] < from)
+			continue;
+		if (keep[i] > from)
+			close_range((unsigned)from, (unsigned)keep[i] - 1, 0);
+		from = keep[i] + 1;
+	}
+	closefrom(from);
+}
+
+/*
  * SIG_DFL for sig.  glibc's sigaction refuses the two real-time signals
  * it keeps for itself (32, 33), yet a parent may have left them ignored
  * and exec keeps that: the raw system call resets them too.
@@ -146,27 +172,29 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 	if (getppid() != parent)
 		_exit(1);
 
-	/* The status pipe goes above every fd the child keeps. */
+	/*
+	 * Only what the child keeps stays open; then the status pipe and a
+	 * copy of each kept fd go just above the fds the worker gets, and
+	 * the copies move down into place.
+	 */
 	{
-		int	 lowest = 3 + r->nfds, hi;
+		int	 keep[WPOOL_MAX_LISTENERS + 4], nkeep = 0;
+		int	 top = 3 + r->nfds, hi;
 
+		keep[nkeep++] = p[1];
+		keep[nkeep++] = r->stdin_fd;
+		keep[nkeep++] = r->stdout_fd;
+		keep[nkeep++] = r->stderr_fd;
 		for (i = 0; i < r->nfds; i++)
-			if (r->fds[i] >= lowest)
-				lowest = r->fds[i] + 1;
-		if (r->stdout_fd >= lowest)
-			lowest = r->stdout_fd + 1;
-		if (r->stderr_fd >= lowest)
-			lowest = r->stderr_fd + 1;
-		if (r->stdin_fd >= lowest)
-			lowest = r->stdin_fd + 1;
-		if ((hi = fcntl(p[1], F_DUPFD_CLOEXEC, lowest)) < 0)
+			keep[nkeep++] = r->fds[i];
+		child_close_except(keep, nkeep);
+		if ((hi = fcntl(p[1], F_DUPFD_CLOEXEC, top)) < 0)
 			child_fail(p[1], SPAWN_STAGE_FDS);
 		p[1] = hi;
-		if (child_place_fds(r, hi + 1) < 0)
+		if (child_place_fds(r, top) < 0)
 			child_fail(p[1], SPAWN_STAGE_FDS);
-		if (hi > 3 + r->nfds)
-			close_range((unsigned)(3 + r->nfds),
-			    (unsigned)hi - 1, 0);
+		if (hi > top)
+			close_range((unsigned)top, (unsigned)hi - 1, 0);
 		closefrom(hi + 1);
 	}
 	if (r->nofile != NULL)

@@ -66,10 +66,10 @@ ctl_status() {
 	wait_pool_settled 1 15
 }
 
-@test "open-files limit too low for any worker: wpool keeps retrying, it does not quit as if the command could not run" {
-	# 20 fds with an inherited one: the master's own fds leave no room
-	# for a child to arrange its fds (EMFILE before exec).  That is a
-	# shortage, not a command that cannot run: no exit 1/126/127.
+@test "open-files limit too low for most workers: wpool keeps retrying, it does not quit as if the command could not run" {
+	# 20 fds with an inherited one, and two pipes per worker: most forks
+	# fail for want of fds.  That is a shortage, not a command that
+	# cannot run: no exit 1/126/127.
 	WPOOL_PREFIX=(prlimit --nofile=20:20)
 	start_wpool -n 12 --log-prefix --max-restart-delay 1 -b 127.0.0.1:0 -- "$TESTSRV" 4>/dev/null
 	wait_for_log 'Too many open files'
@@ -80,6 +80,31 @@ ctl_status() {
 	kill -TERM "$WPOOL_PID"
 	wait_wpool_exit 5
 	assert_equal "$WPOOL_STATUS" 0
+}
+
+@test "open-files limit just above the master's own fds: a replaced worker still gets its fds" {
+	# reuseport, 12 slots, 2 listeners: 24 slot sockets in the master.
+	# Its limit is then lowered to 4 above the fds it has open.  A child
+	# must arrange its 5 fds without numbers above the master's highest
+	# (before, it copied them all above it first: EMFILE before exec).
+	start_wpool -m reuseport -n 12 --max-restart-delay 1 \
+		-b 127.0.0.1:0 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 12
+	local n lim round old new
+	n=$(ls "/proc/$WPOOL_PID/fd" | wc -l)
+	lim=$((n + 4))
+	prlimit --pid "$WPOOL_PID" --nofile="$lim:$lim"
+	for round in 1 2 3; do
+		# Slot 11 holds the master's newest sockets, so the highest fds.
+		old=$(without_fd3 "$WPOOL" status --json | jq -r '.workers[] | select(.id == 11) | .pid')
+		[[ $old =~ ^[0-9]+$ ]] || log_fail "no worker in slot 11"
+		kill -KILL "$old"
+		wait_until 10 eval 'new=$(without_fd3 "$WPOOL" status --json |
+			jq -r ".workers[] | select(.id == 11 and .state == \"ready\") | .pid");
+			[[ -n $new && $new != '"$old"' ]]'
+	done
+	refute grep -E 'cannot set up file descriptors' "$LOG"
+	echo "# master: $n fds open, limit $lim" >&3
 }
 
 @test "open-files limit, many clients (balance mode): accept pauses with a message; every client is served once fds are back" {
