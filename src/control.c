@@ -25,7 +25,7 @@
 /* A request must arrive whole within this long of the previous one. */
 #define CTL_TIMEOUT	5.0
 #define CTL_MAX_CLIENTS	4096
-#define CTL_MAX_OUT	(64u * 1024 * 1024)
+#define CTL_MAX_OUT	(8u * 1024 * 1024)
 
 struct client {
 	TAILQ_ENTRY(client) entry;
@@ -49,13 +49,14 @@ static char	 ctl_path[108];
 static struct pool *ctl_pool;
 static struct timer emfile_timer;
 static bool	 emfile_paused;
+static bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
 
 /* Out of fds: stop watching the socket a moment instead of spinning. */
 static void
 on_emfile_timer(void *arg)
 {
 	(void)arg;
-	if (ctl_fd >= 0)
+	if (ctl_fd >= 0 && !full_paused)
 		loop_mod(ctl_fd, EPOLLIN);
 }
 
@@ -87,6 +88,24 @@ client_close(struct client *c)
 	free(c->in);
 	free(c->out);
 	free(c);
+	if (full_paused) {
+		/* A place is free again: the waiting clients may come. */
+		full_paused = false;
+		if (ctl_fd >= 0 && !emfile_paused)
+			loop_mod(ctl_fd, EPOLLIN);
+	}
+}
+
+/*
+ * From now on the client only gets what is queued for it, then is closed:
+ * what it sends is no longer read, so the fd is watched for output only
+ * (watching input too would wake the loop for ever on unread bytes).
+ */
+static void
+client_set_closing(struct client *c)
+{
+	c->closing = true;
+	loop_mod(c->fd, EPOLLOUT);
 }
 
 static void
@@ -111,7 +130,8 @@ client_flush(struct client *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			loop_mod(c->fd, EPOLLIN | EPOLLOUT);
+			loop_mod(c->fd, c->closing ? EPOLLOUT :
+			    EPOLLIN | EPOLLOUT);
 			return 0;
 		}
 		if (n <= 0) {
@@ -135,7 +155,8 @@ client_send(struct client *c, const char *s)
 	size_t	 n = strlen(s);
 
 	if (c->out_len - c->out_off + n + 1 > CTL_MAX_OUT) {
-		c->closing = true;
+		/* It asks faster than it reads: it gets what is queued. */
+		client_set_closing(c);
 		return;
 	}
 	if (c->out_off > 0) {
@@ -305,6 +326,8 @@ cmd_signal(struct pool *p, json_object *req)
 		return error_json("signal: %d is not a signal", sig);
 	if ((r = get_int(req, "id", &id)) == -EINVAL)
 		return error_json("signal: \"id\" must be an integer");
+	if (r == 0 && (id < 0 || id >= WPOOL_MAX_WORKERS))
+		return error_json("signal: no worker %lld", id);
 	if ((n = pool_signal(p, sig, r == 0 ? (int)id : -1, err,
 	    sizeof(err))) < 0)
 		return error_json("%s", err);
@@ -453,7 +476,7 @@ client_event(int fd, uint32_t ev, void *arg)
 			    WPOOL_CTL_MAX_REQUEST / 1024);
 			client_send(c, resp);
 			free(resp);
-			c->closing = true;
+			client_set_closing(c);
 			shutdown(fd, SHUT_RD);
 			client_flush(c);
 			return;
@@ -467,8 +490,7 @@ client_event(int fd, uint32_t ev, void *arg)
 		if (n <= 0) {
 			/* The client is done sending; answer what it sent. */
 			if (c->out_len > c->out_off) {
-				c->closing = true;
-				loop_mod(fd, EPOLLOUT);
+				client_set_closing(c);
 			} else
 				client_close(c);
 			return;
@@ -496,6 +518,8 @@ client_event(int fd, uint32_t ev, void *arg)
 					    "wpool stop");
 					pool_stop(ctl_pool, false);
 				}
+				if (c->closing)
+					return;	/* no more requests read */
 			}
 			c->in_len -= used;
 			memmove(c->in, c->in + used, c->in_len);
@@ -514,7 +538,16 @@ control_accept(int fd, uint32_t ev, void *arg)
 
 	(void)ev;
 	(void)arg;
-	while (nclients < CTL_MAX_CLIENTS) {
+	for (;;) {
+		if (nclients >= CTL_MAX_CLIENTS) {
+			/* The rest wait in the backlog until a place frees. */
+			if (!full_paused)
+				log_warnx("control: %d clients connected; "
+				    "others wait", nclients);
+			full_paused = true;
+			loop_mod(fd, 0);
+			return;
+		}
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
@@ -571,20 +604,40 @@ control_accept(int fd, uint32_t ev, void *arg)
 	}
 }
 
+/*
+ * Makes the socket's directory if it is missing.  The default one
+ * (private) is wpool's own, in a place like /tmp that others can write
+ * to: it must be a real directory of this user that nobody else may
+ * write, or another user could put their socket in its place.
+ */
 static int
-mkdir_parent(const char *path, char *err, size_t len)
+mkdir_parent(const char *path, bool private, char *err, size_t len)
 {
 	char	 dir[PATH_MAX];
 	struct stat st;
 
 	strlcpy(dir, path, sizeof(dir));
 	strlcpy(dir, dirname(dir), sizeof(dir));
-	if (stat(dir, &st) == 0)
-		return 0;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (stat(dir, &st) < 0 && mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, len, "cannot create the control directory %s: "
 		    "%s", dir, strerror(errno));
 		return -errno;
+	}
+	if (!private)
+		return 0;
+	if (lstat(dir, &st) < 0) {
+		snprintf(err, len, "control directory %s: %s", dir,
+		    strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 022) != 0) {
+		snprintf(err, len, "the control directory %s is %s; remove it "
+		    "or give a socket path with -s PATH", dir,
+		    !S_ISDIR(st.st_mode) ? "not a directory (a link?)" :
+		    st.st_uid != geteuid() ? "owned by another user" :
+		    "writable by others");
+		return -EPERM;
 	}
 	return 0;
 }
@@ -593,7 +646,9 @@ int
 control_open(struct pool *p, const char *path, char *err, size_t len)
 {
 	struct sockaddr_un sun;
+	struct stat st;
 	mode_t	 old;
+	bool	 private;
 	int	 fd, r;
 
 	if (path != NULL)
@@ -604,8 +659,15 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    "one with -s PATH");
 		return -ENAMETOOLONG;
 	}
-	if ((r = mkdir_parent(ctl_path, err, len)) < 0)
+	private = path == NULL && (getenv("WPOOL_CONTROL") == NULL ||
+	    *getenv("WPOOL_CONTROL") == '\0');
+	if ((r = mkdir_parent(ctl_path, private, err, len)) < 0)
 		return r;
+	if (lstat(ctl_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		snprintf(err, len, "%s exists and is not a socket; not "
+		    "replacing it", ctl_path);
+		return -EEXIST;
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	strlcpy(sun.sun_path, ctl_path, sizeof(sun.sun_path));
@@ -621,7 +683,9 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 			    ctl_path);
 			return -EADDRINUSE;
 		}
-		if (errno == ECONNREFUSED)
+		/* Only a socket is removed: -s may name the wrong file. */
+		if (errno == ECONNREFUSED && lstat(ctl_path, &st) == 0 &&
+		    S_ISSOCK(st.st_mode))
 			unlink(ctl_path);
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,

@@ -34,6 +34,8 @@ struct hconn {
 
 static int	 metrics_fd = -1;
 static int	 nconns;
+static bool	 accept_paused;		/* at HTTP_MAX_CONNS, or out of fds */
+static struct timer resume_timer;
 static struct pool *metrics_pool;
 
 struct sbuf {
@@ -193,6 +195,35 @@ hconn_close(struct hconn *c)
 	free(c->out);
 	free(c);
 	nconns--;
+	if (accept_paused && metrics_fd >= 0) {
+		accept_paused = false;
+		timer_cancel(&resume_timer);
+		loop_mod(metrics_fd, EPOLLIN);
+	}
+}
+
+/*
+ * Stops watching the listening socket (its backlog holds the rest) until
+ * a connection closes or, out of fds, a moment has passed: a socket left
+ * readable that is not accepted from would wake the loop for ever.
+ */
+static void
+accept_pause(double retry)
+{
+	accept_paused = true;
+	loop_mod(metrics_fd, 0);
+	if (retry > 0)
+		timer_set(&resume_timer, retry);
+}
+
+static void
+on_resume_timer(void *arg)
+{
+	(void)arg;
+	if (accept_paused && metrics_fd >= 0) {
+		accept_paused = false;
+		loop_mod(metrics_fd, EPOLLIN);
+	}
 }
 
 static void
@@ -317,10 +348,18 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 
 	(void)ev;
 	(void)arg;
-	while (nconns < HTTP_MAX_CONNS) {
-		if ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK |
-		    SOCK_CLOEXEC)) < 0)
+	for (;;) {
+		if (nconns >= HTTP_MAX_CONNS) {
+			accept_pause(0);
 			return;
+		}
+		if ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK |
+		    SOCK_CLOEXEC)) < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(0.1);
+			return;
+		}
 		c = xcalloc(1, sizeof(*c));
 		c->fd = cfd;
 		timer_init(&c->timer, on_hconn_timeout, c);
@@ -358,6 +397,7 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 		else {
 			metrics_fd = l.fd;
 			metrics_pool = p;
+			timer_init(&resume_timer, on_resume_timer, NULL);
 			log_info("metrics on http://%s/metrics", l.address);
 		}
 	}
@@ -369,6 +409,7 @@ void
 metrics_close(void)
 {
 	if (metrics_fd >= 0) {
+		timer_cancel(&resume_timer);
 		loop_del(metrics_fd);
 		close(metrics_fd);
 	}

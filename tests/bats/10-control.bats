@@ -109,6 +109,48 @@ mode_of() {
 	assert_equal "$(mode_of "$CTL")" 600
 }
 
+@test "-s naming a file that is not a socket: refused, exit 1, the file is left alone" {
+	echo "precious data" >"$BATS_TEST_TMPDIR/important.txt"
+	run_wpool -1 -s "$BATS_TEST_TMPDIR/important.txt" -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	[[ $stderr == *"error: $BATS_TEST_TMPDIR/important.txt exists and is not a socket; not replacing it"* ]] ||
+		fail "unexpected stderr: $stderr"
+	[[ $stderr != *"worker 0 started"* ]] || fail "a worker was started: $stderr"
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/important.txt")" "precious data"
+}
+
+@test "the default /tmp/wpool-UID directory must be the user's own and private, or wpool refuses it" {
+	command -v setpriv >/dev/null || skip "machine lacks setpriv"
+	unset WPOOL_CONTROL XDG_RUNTIME_DIR
+	local uid=64998 dir=/tmp/wpool-64998 tmp=$BATS_TEST_TMPDIR/other
+	[[ ! -e $dir ]] || skip "machine lacks a free uid: $dir exists"
+	chmod 0755 "$BATS_TEST_TMPDIR"
+	# 1. Another user made it first (here: root, world-writable).
+	mkdir -m 0777 "$dir"
+	run timeout -k 1 5 setpriv --reuid=$uid --regid=$uid --clear-groups \
+		env --default-signal "$WPOOL" -n 1 -b 127.0.0.1:0 -- "$TESTSRV" 3>&-
+	rmdir "$dir"
+	assert_failure 1
+	assert_output --partial "the control directory $dir is owned by another user"
+	# 2. A link in its place.
+	mkdir -m 0700 "$tmp"
+	chown $uid "$tmp"
+	ln -s "$tmp" "$dir"
+	run timeout -k 1 5 setpriv --reuid=$uid --regid=$uid --clear-groups \
+		env --default-signal "$WPOOL" -n 1 -b 127.0.0.1:0 -- "$TESTSRV" 3>&-
+	rm -f "$dir"
+	assert_failure 1
+	assert_output --partial "the control directory $dir is not a directory (a link?)"
+	# 3. Its own, but writable by others.
+	mkdir -m 0777 "$dir"
+	chown $uid "$dir"
+	chmod 0777 "$dir"
+	run timeout -k 1 5 setpriv --reuid=$uid --regid=$uid --clear-groups \
+		env --default-signal "$WPOOL" -n 1 -b 127.0.0.1:0 -- "$TESTSRV" 3>&-
+	rmdir "$dir"
+	assert_failure 1
+	assert_output --partial "the control directory $dir is writable by others"
+}
+
 @test "another uid cannot even connect to the 0600 socket" {
 	command -v setpriv >/dev/null || skip "machine lacks setpriv"
 	(($(id -u) == 0)) || skip "machine lacks root (needed to act as nobody)"
@@ -205,6 +247,8 @@ sys.stdout.write(data.decode())' "$sock"
 		'{"cmd":"signal","signal":"USR1","id":"0"}'
 		'{"cmd":"signal","signal":999}'
 		'{"cmd":"signal","signal":"USR2","id":9}'
+		'{"cmd":"signal","signal":"CONT","id":-7}'
+		'{"cmd":"signal","signal":"CONT","id":4294967296}'
 		'{"cmd":"status"} {"cmd":"status"}'
 		'{"cmd":"status"}x'
 		'{"command":"worker:ack","pid":1}'

@@ -187,6 +187,68 @@ while time.time() < end and not os.path.exists(stop):
 	((waits <= 50)) || log_fail "$waits 'out of file descriptors' lines"
 }
 
+@test "control and --metrics clients beyond their limits wait in the backlog; the master does not spin" {
+	ulimit -n 12000
+	start_wpool -n 1 --metrics 127.0.0.1:0 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 1
+	local mp ms
+	mp=$(sed -nE 's|.*metrics on http://127\.0\.0\.1:([0-9]+)/metrics.*|\1|p' "$LOG" | head -1)
+	[[ -n $mp ]] || log_fail "no metrics port"
+	# 300 idle HTTP connections (the limit is 256) and 4200 idle control
+	# connections (the limit is 4096), held for 4 s.
+	python3 - "$mp" "$WPOOL_CONTROL" >"$BATS_TEST_TMPDIR/flood.out" 2>&1 3>&- <<'EOF' &
+import socket, sys, time
+held = []
+for i in range(300):
+    held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+for i in range(4200):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[2])
+    held.append(s)
+print("held", len(held), flush=True)
+time.sleep(4)
+EOF
+	record_pid $!
+	wait_until 15 grep -q '^held 4500' "$BATS_TEST_TMPDIR/flood.out"
+	sleep 0.3
+	ms=$(cpu_ms_over "$WPOOL_PID" 1)
+	((ms < 300)) || log_fail "the master used $ms ms of CPU in 1 s with clients over its limits"
+	wait_for_log 'control: 4096 clients connected; others wait'
+	# Once they are gone, both answer again.
+	wait_until 15 eval 'without_fd3 timeout 2 "$WPOOL" status >/dev/null'
+	run curl -sS --max-time 5 "http://127.0.0.1:$mp/metrics"
+	assert_success
+	assert_line --partial 'wpool_workers_ready{pool="wpool"} 1'
+}
+
+@test "a control client that asks faster than it reads is dropped; the master does not spin" {
+	start_wpool -n 4 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 4
+	local ms
+	# 3000 status requests it never reads (megabytes of answers wait in
+	# the master), then a line over 64 KiB: the master answers "too
+	# large" and stops reading.  Waiting to write, it must not keep
+	# waking up for the input it no longer reads.
+	python3 - "$WPOOL_CONTROL" >"$BATS_TEST_TMPDIR/greedy.out" 2>&1 3>&- <<'EOF' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.settimeout(3)
+try:
+    s.sendall(b'{"cmd":"status"}\n' * 3000 + b"x" * 70000)
+except (socket.timeout, OSError):
+    pass
+print("sent", flush=True)
+time.sleep(8)
+EOF
+	record_pid $!
+	wait_until 15 grep -q '^sent' "$BATS_TEST_TMPDIR/greedy.out"
+	sleep 0.5
+	ms=$(cpu_ms_over "$WPOOL_PID" 1)
+	((ms < 300)) || log_fail "the master used $ms ms of CPU in 1 s with a client that does not read"
+	ctl_status
+}
+
 @test "fork fails (pids cgroup limit): logged with the reason, retried with back-off, refilled when allowed" {
 	cgroup_create 4 || skip "machine lacks a writable pids cgroup controller"
 	# wpool + 3 workers fit; 6 are asked for.
