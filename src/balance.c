@@ -512,6 +512,7 @@ chan_event(int fd, uint32_t ev, void *arg)
 			w->active = 0;
 			w->chan_full = false;
 			timer_set(&w->chan_timer, CHAN_LOST_GRACE);
+			pool_worker_idle(B, w);
 			return;
 		}
 		/* Workers have no business sending fds: close them. */
@@ -546,8 +547,8 @@ chan_event(int fd, uint32_t ev, void *arg)
 			pool_worker_notify(B, w, "READY", "1");
 			balance_kick();
 		} else {
-			if (w->active > 0)
-				w->active--;
+			if (w->active > 0 && --w->active == 0)
+				pool_worker_idle(B, w);
 			balance_kick();
 		}
 	}

@@ -296,11 +296,21 @@ on_ready_timeout(void *arg)
 	kill(w->pid, SIGKILL);
 }
 
+static void	 worker_signal_stop(struct pool *, struct worker *);
+
 static void
 on_kill_timeout(void *arg)
 {
 	struct worker *w = arg;
 
+	if (w->stop_waiting) {
+		log_warnx("worker %d (pid %d) still has %ld open connection%s "
+		    "after %gs; sending %s", w->id, (int)w->pid, w->active,
+		    w->active == 1 ? "" : "s", the_pool->conf->stop_timeout,
+		    signal_name(the_pool->conf->stop_signal));
+		worker_signal_stop(the_pool, w);
+		return;
+	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
 	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
 	kill(w->pid, SIGKILL);
@@ -710,6 +720,21 @@ pool_worker_ready(struct pool *p, struct worker *w)
 }
 
 static void
+worker_signal_stop(struct pool *p, struct worker *w)
+{
+	w->stop_waiting = false;
+	kill(w->pid, p->conf->stop_signal);
+	timer_set(&w->kill_timer, p->conf->stop_timeout);
+}
+
+/*
+ * Asks a worker to stop.  In balance mode wpool knows which connections a
+ * worker still has open, and workers need not handle the stop signal
+ * gracefully: one that still has connections gets no new ones, and the
+ * signal waits until it reports the last one closed (pool_worker_idle),
+ * or --stop-timeout passes.
+ */
+static void
 worker_stop(struct pool *p, struct worker *w, const char *why)
 {
 	if (w->stop_sent)
@@ -718,11 +743,29 @@ worker_stop(struct pool *p, struct worker *w, const char *why)
 	w->state = W_STOPPING;
 	timer_cancel(&w->ready_timer);
 	timer_cancel(&w->watchdog_timer);
+	if (p->conf->mode == MODE_BALANCE && w->active > 0 &&
+	    w->chan_fd >= 0) {
+		w->stop_waiting = true;
+		log_info("worker %d (pid %d): %s; sending %s once its %ld open "
+		    "connection%s closed", w->id, (int)w->pid,
+		    why != NULL ? why : "replaced",
+		    signal_name(p->conf->stop_signal), w->active,
+		    w->active == 1 ? " is" : "s are");
+		timer_set(&w->kill_timer, p->conf->stop_timeout);
+		return;
+	}
 	if (why != NULL)
 		log_info("worker %d (pid %d): %s; sending %s", w->id,
 		    (int)w->pid, why, signal_name(p->conf->stop_signal));
-	kill(w->pid, p->conf->stop_signal);
-	timer_set(&w->kill_timer, p->conf->stop_timeout);
+	worker_signal_stop(p, w);
+}
+
+/* Balance mode: w has no open connection left (or lost its channel). */
+void
+pool_worker_idle(struct pool *p, struct worker *w)
+{
+	if (w->stop_waiting)
+		worker_signal_stop(p, w);
 }
 
 static bool
@@ -968,6 +1011,7 @@ pool_stop(struct pool *p, bool now)
 			    signal_name(p->conf->stop_signal));
 		TAILQ_FOREACH(w, &p->workers, entry) {
 			w->stop_sent = true;
+			w->stop_waiting = false;
 			w->state = W_STOPPING;
 			timer_cancel(&w->ready_timer);
 			timer_cancel(&w->kill_timer);

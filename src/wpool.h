@@ -37,7 +37,8 @@ void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_write_line(int, const char *, size_t);
+int	log_write_line(int, const char *, size_t);
+void	log_outputs_init(void);
 __attribute__((noreturn, format(printf, 2, 3)))
 void	fatalx(int, const char *, ...);
 
@@ -232,6 +233,7 @@ struct outbuf;
 int	output_open(int *, int *, int *, int *);
 struct outbuf *output_attach(int, int, const char *);
 void	output_detach(struct outbuf *);
+void	output_resume(void);
 
 /* pool.c: the worker table and its state machine; the only writer. */
 enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
@@ -248,6 +250,7 @@ struct worker {
 	double	 ready_mono;
 	int	 exec_fd;		/* status pipe until exec */
 	bool	 stop_sent;		/* wpool asked it to stop */
+	bool	 stop_waiting;		/* balance: signal once it is idle */
 	bool	 replaced;		/* a successor took its slot */
 	bool	 exec_failed;
 	struct spawn_error exec_error;
@@ -358,6 +361,7 @@ int	pool_restart(struct pool *, int, char *, size_t);
 int	pool_signal(struct pool *, int, int, char *, size_t);
 struct worker *pool_find_pid(struct pool *, pid_t);
 void	pool_worker_ready(struct pool *, struct worker *);
+void	pool_worker_idle(struct pool *, struct worker *);
 void	pool_worker_notify(struct pool *, struct worker *, const char *,
 	    const char *);
 void	pool_sample(struct pool *);

@@ -589,6 +589,37 @@ serve_until_recycled() {
 		log_fail "connections per worker: $counts (limit 5)"
 }
 
+@test "workers that die on TERM (the C example): --max-requests recycling resets no connection" {
+	start_wpool -m balance -n 2 --max-requests 3 -b 127.0.0.1:0 -- "$EXAMPLE_C"
+	wait_ready 2
+	run client get "$PORT" / -n 30
+	refute_output --partial ERR
+	# Each recycled worker got its stop signal only once it was idle.
+	refute grep -E 'still has [0-9]+ open connection' "$LOG"
+}
+
+@test "workers that die on TERM (the C example): a reload waits for the old worker's open connection" {
+	start_wpool -m balance -n 1 -b 127.0.0.1:0 -- "$EXAMPLE_C"
+	wait_ready 1
+	local fd old line
+	old=$(pid_of_slot 0)
+	# A connection the old worker holds, its request not sent yet.
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	HELD+=("$fd")
+	wait_st 5 "W[0]['connections'] == 1"
+	"$WPOOL" reload >"$BATS_TEST_TMPDIR/reload.out" 2>&1 3>&- &
+	record_pid $!
+	wait_for_log "worker 0 \\(pid $old\\): replaced; sending TERM once its 1 open connection is closed"
+	alive "$old" || fail "the old worker was stopped with a connection open"
+	# The request in one write: the example answers the first read.
+	python3 -c 'import os, sys; os.write(int(sys.argv[1]), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")' "$fd" ||
+		log_fail "the held connection was closed"
+	read -r -t 5 line <&"$fd" || log_fail "no answer on the held connection"
+	[[ $line == "HTTP/1.1 200"* ]] || log_fail "the held connection got: '$line'"
+	wait_gone "$old"
+	wait_st 10 "d['reload']['state'] == 'done' and d['ready'] == 1"
+}
+
 @test "stopping the pool while a recycled worker still drains: wpool exits 0 when the last one is gone" {
 	start_wpool -m balance -n 1 --max-requests 1 -b 127.0.0.1:0 -- "$BAL_WORKER"
 	wait_ready 1
