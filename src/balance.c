@@ -227,7 +227,7 @@ static void	 accept_resume(void);
 static int
 send_conn(struct worker *w, struct conn *c)
 {
-	char	 payload[256];
+	char	 payload[512];	/* a name of 255, a peer of 63, and the rest */
 	union {
 		struct cmsghdr align;
 		char	 buf[CMSG_SPACE(sizeof(int))];
@@ -240,6 +240,8 @@ send_conn(struct worker *w, struct conn *c)
 	n = snprintf(payload, sizeof(payload), "{\"id\":%lu,\"listener\":"
 	    "\"%s\",\"peer\":\"%s\"}", c->id,
 	    B->conf->listeners[c->listener].name, c->peer);
+	if (n < 0 || (size_t)n >= sizeof(payload))
+		return -EMSGSIZE;
 	memset(&msg, 0, sizeof(msg));
 	memset(&ctl, 0, sizeof(ctl));
 	iov.iov_base = payload;

@@ -28,6 +28,22 @@
 #define SPEC_FORMS "HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH, " \
 	"udp://HOST:PORT, fd:N or systemd"
 
+/*
+ * A listener name: it goes into LISTEN_FDNAMES (':'-separated), the log
+ * and balance mode's JSON messages, so only characters none of them
+ * quote or split.
+ */
+static bool
+name_ok(const char *v)
+{
+	const char *p;
+
+	for (p = v; *p; p++)
+		if (!isalnum((unsigned char)*p) && strchr("._-", *p) == NULL)
+			return false;
+	return p > v && p - v <= 255;
+}
+
 static int
 lerr(char *err, size_t len, const char *fmt, const char *a)
 {
@@ -96,16 +112,10 @@ parse_option(struct listener *l, const char *opt, char *err, size_t len)
 #define ONLY(cond, what) do { if (!(cond)) return lerr(err, len, \
 	"option '%s' applies only to " what " listeners", key); } while (0)
 	if (strcmp(key, "name") == 0) {
-		const char *p;
-
 		NEEDS_VALUE();
-		for (p = v; *p; p++)
-			if (!isalnum((unsigned char)*p) &&
-			    strchr("._-", *p) == NULL)
-				return lerr(err, len, "name '%s': use "
-				    "letters, digits, '.', '_', '-'", v);
-		if (strlen(v) > 255)
-			return lerr(err, len, "name '%s' is too long", v);
+		if (!name_ok(v))
+			return lerr(err, len, "name '%s': use up to 255 "
+			    "letters, digits, '.', '_', '-'", v);
 		free(l->name);
 		l->name = xstrdup(v);
 		return 0;
@@ -657,8 +667,14 @@ listener_expand_systemd(struct listener **ls, size_t *n, size_t at,
 		l->adopt_fd = 3 + (int)i;
 		xasprintf(&l->spec, "fd:%d", l->adopt_fd);
 		name = np != NULL ? strsep(&np, ":") : NULL;
-		if (name != NULL && *name != '\0' && strcmp(name, "unknown"))
-			l->name = xstrdup(name);
+		if (name != NULL && *name != '\0' && strcmp(name, "unknown")) {
+			if (name_ok(name))
+				l->name = xstrdup(name);
+			else
+				log_warnx("LISTEN_FDNAMES: fd %d: name '%.64s' "
+				    "is not letters, digits, '.', '_', '-' "
+				    "(up to 255): not used", l->adopt_fd, name);
+		}
 	}
 	free(namebuf);
 	free(*ls);

@@ -137,6 +137,21 @@ start_activated() {
 	assert_equal "$(jq_py '[l["name"] for l in j["listeners"]]' <<<"$output")" "$(printf 'web\nadmin')"
 }
 
+@test "a LISTEN_FDNAMES name wpool cannot pass on safely (a quote) is refused with a warning; the default name is used" {
+	local p1
+	p1=$(free_tcp_port)
+	start_activated -l "127.0.0.1:$p1" '--fdname=we"b' -- -n 1 -b systemd -- "$TESTSRV"
+	# systemd-socket-activate starts wpool at the first connection.
+	run http_get /id "$p1"
+	assert_success
+	wait_for_listeners 1
+	wait_for_workers 1
+	wait_for_log "warning: LISTEN_FDNAMES: fd 3: name 'we\"b' is not letters, digits"
+	local name
+	name=$(worker_env "${WORKERS[0]}" LISTEN_FDNAMES)
+	[[ $name != *'"'* && -n $name ]] || fail "the worker got LISTEN_FDNAMES='$name'"
+}
+
 @test "systemd-socket-activate --datagram: a UDP socket adopted with -b systemd" {
 	local port
 	port=$(python3 -c '

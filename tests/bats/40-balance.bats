@@ -81,6 +81,36 @@ takes_turns() {
 	assert_output --regexp "^pid=$p id=0 gen=0 conn=1 peer=127\.0\.0\.7:[0-9]+ active=1$"
 }
 
+@test "a listener name of 255 characters and an IPv6 peer fit the connection message, as valid JSON" {
+	local name script out=$BATS_TEST_TMPDIR/msgs
+	name=$(printf 'n%.0s' {1..255})
+	script=$BATS_TEST_TMPDIR/raw_worker.py
+	cat >"$script" <<'EOF'
+import json, os, socket
+ch = socket.socket(fileno=3)
+while True:
+    msg, fds, flags, addr = socket.recv_fds(ch, 4096, 1)
+    if not msg:
+        break
+    with open(os.environ["OUT"], "a") as f:
+        f.write(msg.decode() + "\n")
+    c = socket.socket(fileno=fds[0])
+    c.recv(4096)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()
+    ch.send(json.dumps({"type": "closed", "id": json.loads(msg)["id"]}).encode())
+EOF
+	start_wpool -m balance -n 1 -b "[::1]:0,name=$name" -- env OUT="$out" "$PY" "$script"
+	wait_ready 1
+	run curl -sS -g --max-time 5 "http://[::1]:$PORT/"
+	assert_success
+	assert_output ok
+	run jq -r '.listener, .peer' "$out"
+	assert_success
+	assert_line --index 0 "$name"
+	assert_line --index 1 --regexp '^\[::1\]:[0-9]+$'
+}
+
 @test "a unix listener works in balance mode; the peer is given as unix" {
 	local sock=$BATS_TEST_TMPDIR/b.sock
 	start_wpool -m balance -n 1 -b "unix:$sock,name=local" -- "$BAL_WORKER" --log "$BATS_TEST_TMPDIR/conns"
