@@ -268,7 +268,15 @@ balance_kick(void)
 	struct worker *w;
 	int	 r, tries;
 
-	if (B == NULL || B->conf->mode != MODE_BALANCE)
+	if (B == NULL)
+		return;
+	if (B->conf->mode == MODE_INETD) {
+		/* A larger limit (scale up) lets waiting connections in. */
+		if (!accepting && nichildren < B->target)
+			accept_resume();
+		return;
+	}
+	if (B->conf->mode != MODE_BALANCE)
 		return;
 	while ((c = TAILQ_FIRST(&queue)) != NULL) {
 		for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {

@@ -130,6 +130,22 @@ cat >/dev/null'
 	assert_equal "$(greets "$out")" 4
 }
 
+@test "scaling up at the limit lets the waiting connections in at once" {
+	handler hold.sh 'echo "greet $$"
+cat >/dev/null'
+	start_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./hold.sh
+	local out=$BATS_TEST_TMPDIR/hold.out rel=$BATS_TEST_TMPDIR/release
+	client_bg "$out" rawhold "$PORT" -n 3 --release "$rel" --timeout 20
+	wait_until 5 eval '(($(greets "$out") == 1))'
+	wait_st 5 "d['listeners'][0]['queue'] == 2"
+	# No connection process ends: the new limit alone must let them in.
+	run "$WPOOL" scale 3
+	assert_success
+	wait_until 5 eval '(($(greets "$out") == 3))'
+	touch "$rel"
+	wait "$BG"
+}
+
 @test "a command that cannot be run is refused at start: exit 127, one message, nothing bound" {
 	run_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./nope
 	assert_equal "$status" 127
