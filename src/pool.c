@@ -26,7 +26,12 @@ enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
 static struct {
 	enum replace_kind kind;
 	struct worker *old;	/* replaced, being stopped */
+	bool	 reload_next;	/* the reload's turn came while busy */
 } repl[WPOOL_MAX_WORKERS];
+
+static int	 replace_begin(struct pool *, struct slot *, enum replace_kind,
+		    unsigned);
+static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static void	 worker_spawn_slot(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
@@ -796,8 +801,8 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	struct spawn_error e;
 	double	 now = now_mono(), lived = now - w->started_mono, delay;
 	double	 min_uptime;
-	char	 how[64], after[32], when[96];
-	bool	 exec_failed, outside = false;
+	char	 how[64], after[32], when[96], repl_why[200];
+	bool	 exec_failed, outside = false, repl_failed;
 	int	 sig = 0;
 
 	exec_failed = worker_check_exec(p, w, &e);
@@ -882,6 +887,18 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		worker_free(p, w);
 		return;
 	}
+	/*
+	 * The new worker of a replacement in a slot that had none serving
+	 * (or whose old one died meanwhile) died before it was ready: that
+	 * replacement failed, as when an old one keeps serving.  Said once
+	 * the slot's own restart is arranged, which it may build on.
+	 */
+	repl_failed = repl[s->id].kind != REPLACE_NONE &&
+	    repl[s->id].old == NULL;
+	if (repl_failed)
+		snprintf(repl_why, sizeof(repl_why), "new worker %d (pid %d) "
+		    "%s%s after %s", w->id, (int)w->pid, w->ready_failed ?
+		    "was not ready in time and was " : "", how, after);
 	if (c->no_restart) {
 		log_info("worker %d (pid %d) %s after %s; not restarting "
 		    "(--no-restart)", w->id, (int)w->pid, how, after);
@@ -935,6 +952,8 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		worker_spawn_slot(p, s);
 	else
 		schedule_respawn(p, s, delay);
+	if (repl_failed)
+		replace_failed(p, s, repl_why);
 }
 
 static void
@@ -1128,12 +1147,45 @@ replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
 	return 0;
 }
 
+/*
+ * A slot whose turn in the reload came while it was being restarted or
+ * recycled: that replacement has ended (either way), so the reload's own
+ * starts now.  True when it did (or failed, which ends the reload).
+ */
+static bool
+reload_resume(struct pool *p, struct slot *s)
+{
+	char	 why[128];
+	int	 rc;
+
+	if (!repl[s->id].reload_next)
+		return false;
+	repl[s->id].reload_next = false;
+	if (!p->reload.active || !s->wanted) {
+		if (p->reload.active) {
+			p->reload.in_flight--;
+			reload_step(p);
+		}
+		return false;
+	}
+	if ((rc = replace_begin(p, s, REPLACE_RELOAD,
+	    p->reload.generation)) < 0) {
+		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
+		    s->id, strerror(-rc));
+		repl[s->id].kind = REPLACE_RELOAD;
+		replace_failed(p, s, why);
+	}
+	return true;
+}
+
 static void
 replace_done(struct pool *p, struct slot *s)
 {
 	enum replace_kind kind = repl[s->id].kind;
 
 	repl[s->id].kind = REPLACE_NONE;
+	if (reload_resume(p, s))
+		return;
 	if (s->cur != NULL && s->cur->recycle_pending)
 		pool_recycle(p, s->cur, "is due for recycling");
 	if (kind == REPLACE_RELOAD && p->reload.active) {
@@ -1149,6 +1201,8 @@ replace_failed(struct pool *p, struct slot *s, const char *why)
 	enum replace_kind kind = repl[s->id].kind;
 
 	repl[s->id].kind = REPLACE_NONE;
+	if (reload_resume(p, s))
+		return;
 	if (kind == REPLACE_RELOAD && p->reload.active) {
 		p->reload.in_flight--;
 		p->reload.active = false;
@@ -1172,7 +1226,16 @@ reload_step(struct pool *p)
 		s = &p->slots[r->next_slot++];
 		if (!s->wanted)
 			continue;
+		/* Started by a scale-up during the reload: already new. */
+		if (s->cur != NULL && s->cur->generation >= r->generation &&
+		    s->next == NULL && repl[s->id].kind == REPLACE_NONE)
+			continue;
 		r->in_flight++;
+		if (repl[s->id].kind != REPLACE_NONE) {
+			/* Being restarted or recycled: its turn comes after. */
+			repl[s->id].reload_next = true;
+			continue;
+		}
 		if ((rc = replace_begin(p, s, REPLACE_RELOAD,
 		    r->generation)) < 0) {
 			char	 why[128];

@@ -206,6 +206,60 @@ EOF
 	assert_equal "$(sj .ready)" 2
 }
 
+@test "a reload reaching a slot in crash back-off whose new worker also dies: the reload fails with the reason, it does not hang" {
+	local script flag=$BATS_TEST_TMPDIR/broken
+	script=$(make_script flaky.sh <<EOF
+#!/bin/sh
+[ -e "$flag" ] && exit 3
+exec "$TESTSRV" --notify
+EOF
+)
+	start_wpool -s "$CTL" -n 2 --ready notify --max-restart-delay 5 -b 127.0.0.1:0 -- "$script"
+	wait_status 10 '.ready == 2'
+	wait_for_workers 2
+	# Slot 0 now crashes at every start, and waits in back-off.
+	touch "$flag"
+	kill -KILL "$(sj '.workers[] | select(.id == 0) | .pid')"
+	wait_for_log 'worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s; restarting in'
+	RUN_TIMEOUT=10 run_wp reload
+	assert_failure 1
+	assert_regex "$stderr" 'reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3'
+	assert_equal "$(sj .reload.state)" failed
+	# Once the slot can start again, the next reload goes through.
+	rm -f "$flag"
+	wait_status 10 '.ready == 2'
+	RUN_TIMEOUT=20 run_wp reload
+	assert_success
+	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 2
+}
+
+@test "a reload while a slot is being restarted waits for that restart, then replaces the slot too" {
+	# Workers ignore TERM: a restarted one goes only at --stop-timeout.
+	start_wpool -s "$CTL" -n 2 --stop-timeout 1.5 -b 127.0.0.1:0 -- "$TESTSRV" --ignore-term
+	wait_for_workers 2
+	run_wp restart 0 --no-wait
+	assert_success
+	RUN_TIMEOUT=20 run_wp reload
+	assert_success
+	assert_line --regexp '^reloaded: 2 workers at generation 1 in [0-9.]+s$'
+	wait_status 10 '.ready == 2'
+	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 1
+}
+
+@test "slots added by a scale-up during a reload start new and are not replaced again" {
+	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$TESTSRV" --notify --delay-start 0.6
+	wait_status 10 '.ready == 1'
+	run_wp reload --no-wait
+	assert_success
+	run_wp scale 3
+	assert_success
+	wait_status 15 '.reload.state == "done" and .ready == 3'
+	# Slots 1 and 2 each started once, at generation 1.
+	assert_equal "$(grep -cE 'worker 1 started \(pid [0-9]+, generation 1\)' "$LOG")" 1
+	assert_equal "$(grep -cE 'worker 2 started \(pid [0-9]+, generation 1\)' "$LOG")" 1
+	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 1
+}
+
 @test "scale N, +N, -N: new slots take the lowest free ids, the highest go first" {
 	start_wpool -s "$CTL" -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 2
