@@ -186,6 +186,8 @@ run_pool(int argc, char **argv, bool check)
 		log_error("cannot start the event loop: %s", strerror(-r));
 		return 1;
 	}
+	/* From here on, a stalled log reader must not stall the master. */
+	log_outputs_init();
 	pool_init(&p, &c);
 	if (control_open(&p, c.control, err, sizeof(err)) < 0) {
 		log_error("%s", err);

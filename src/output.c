@@ -1,11 +1,16 @@
 /*
  * output.c: --log-prefix.  Worker stdout and stderr arrive through pipes
  * and are re-emitted one whole line at a time, each line prefixed with
- * [NAME.ID] and written with one write(2), so lines of different workers
- * never mix.  A line longer than the buffer is cut into bounded pieces.
- * Owns each pipe's read end and buffer from attach until EOF.
+ * [NAME.ID] and handed whole to log_write_line, so lines of different
+ * workers never mix.  A stalled log reader neither blocks the master nor
+ * costs lines: a pipe whose line log.c refuses is no longer read, so its
+ * worker blocks on its own write, until log.c calls output_resume().  A
+ * line longer than the buffer is cut into bounded pieces.  Owns each
+ * pipe's read end and buffer from attach until EOF, and the list of pipes
+ * it stopped reading.
  */
 #include <sys/epoll.h>
+#include <sys/queue.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,13 +28,21 @@
 struct outbuf {
 	int	 fd;
 	int	 dest;
+	bool	 paused;	/* out of the loop, on the paused list */
+	TAILQ_ENTRY(outbuf) entry;
 	char	 prefix[96];
 	size_t	 plen;
 	size_t	 len;
 	char	 buf[OUT_LINE_MAX];
 };
 
-static void
+/*
+ * Pipes whose line log.c refused, oldest first: not read until
+ * output_resume(), which serves them in that order.
+ */
+static TAILQ_HEAD(, outbuf) paused = TAILQ_HEAD_INITIALIZER(paused);
+
+static int
 emit(struct outbuf *o, const char *line, size_t len)
 {
 	char	 out[sizeof(o->prefix) + OUT_LINE_MAX + 1];
@@ -37,26 +50,48 @@ emit(struct outbuf *o, const char *line, size_t len)
 	memcpy(out, o->prefix, o->plen);
 	memcpy(out + o->plen, line, len);
 	out[o->plen + len] = '\n';
-	log_write_line(o->dest, out, o->plen + len + 1);
+	return log_write_line(o->dest, out, o->plen + len + 1);
 }
 
-static void
+/*
+ * Hands on the whole lines in o's buffer (all: the last partial one too).
+ * -EAGAIN when log.c refused one: it and what follows stay in the buffer.
+ */
+static int
 flush_lines(struct outbuf *o, bool all)
 {
 	char	*start = o->buf, *nl;
 	size_t	 left = o->len;
+	int	 rc = 0;
 
 	while (left > 0 && (nl = memchr(start, '\n', left)) != NULL) {
-		emit(o, start, (size_t)(nl - start));
+		if ((rc = emit(o, start, (size_t)(nl - start))) < 0)
+			goto out;
 		left -= (size_t)(nl - start) + 1;
 		start = nl + 1;
 	}
 	if (left == sizeof(o->buf) || (all && left > 0)) {
-		emit(o, start, left);
+		if ((rc = emit(o, start, left)) < 0)
+			goto out;
 		left = 0;
 	}
+out:
 	memmove(o->buf, start, left);
 	o->len = left;
+	return rc;
+}
+
+/*
+ * Stops reading o.  Out of the loop rather than loop_mod(fd, 0): epoll
+ * always reports EPOLLHUP, and a paused pipe whose worker has exited
+ * would wake the loop on every turn.  Its data waits in the pipe.
+ */
+static void
+output_pause(struct outbuf *o)
+{
+	loop_del(o->fd);
+	o->paused = true;
+	TAILQ_INSERT_TAIL(&paused, o, entry);
 }
 
 static void
@@ -74,14 +109,50 @@ output_read(int fd, uint32_t ev, void *arg)
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
-			/* Every writer is gone: the last partial line too. */
-			flush_lines(o, true);
-			output_detach(o);
+			/*
+			 * Every writer is gone: the last partial line too.
+			 * Refused, it waits with the pipe, which is still at
+			 * its end when read again.
+			 */
+			if (flush_lines(o, true) < 0)
+				output_pause(o);
+			else
+				output_detach(o);
 			return;
 		}
 		o->len += (size_t)n;
 		budget -= (size_t)n < budget ? (size_t)n : budget;
-		flush_lines(o, false);
+		if (flush_lines(o, false) < 0) {
+			output_pause(o);
+			return;
+		}
+	}
+}
+
+/*
+ * log.c has room again: every paused pipe hands on the lines it holds and
+ * is read again, or, refused once more, stays paused.  Called from the
+ * loop, never from inside log_write_line.
+ */
+void
+output_resume(void)
+{
+	TAILQ_HEAD(, outbuf) todo = TAILQ_HEAD_INITIALIZER(todo);
+	struct outbuf *o;
+
+	TAILQ_CONCAT(&todo, &paused, entry);
+	while ((o = TAILQ_FIRST(&todo)) != NULL) {
+		TAILQ_REMOVE(&todo, o, entry);
+		o->paused = false;
+		if (flush_lines(o, false) < 0) {
+			output_pause(o);
+			continue;
+		}
+		/* At EOF, the loop reports it and output_read detaches. */
+		if (loop_add(o->fd, EPOLLIN, output_read, o) < 0) {
+			flush_lines(o, true);
+			output_detach(o);
+		}
 	}
 }
 
@@ -131,7 +202,10 @@ output_detach(struct outbuf *o)
 {
 	if (o == NULL)
 		return;
-	loop_del(o->fd);
+	if (o->paused)
+		TAILQ_REMOVE(&paused, o, entry);
+	else
+		loop_del(o->fd);
 	close(o->fd);
 	free(o);
 }

@@ -92,3 +92,232 @@ load ../helpers
 	grep -q '^\[wpool\.0\] no newline at the end$' <<<"$stderr"$'\n'"$output" ||
 		fail "$(printf 'last line lost:\n%s\n%s' "$output" "$stderr")"
 }
+
+# --- a log reader that stops reading -----------------------------------------
+# The master's stdout and stderr are a FIFO that a cat copies to $LOG; the
+# tests stop the cat (kill -STOP), so that the FIFO fills up.  The master
+# must go on without blocking; the workers must wait, whether they write
+# to the FIFO themselves (without --log-prefix) or to their pipes to the
+# master (with it), and lose nothing.
+
+# start_wpool_on_fifo ARGS...: like start_wpool, with the FIFO as stdout
+# and stderr; READER_PID is the cat.
+start_wpool_on_fifo() {
+	FIFO=$BATS_TEST_TMPDIR/out.fifo
+	mkfifo "$FIFO"
+	cat <"$FIFO" >"$LOG" 3>&- &
+	READER_PID=$!
+	record_pid "$READER_PID"
+	"${WPOOL_PREFIX[@]}" env --default-signal "$WPOOL" \
+		-s "$BATS_TEST_TMPDIR/ctl.sock" "$@" </dev/null >"$FIFO" 2>&1 3>&- &
+	WPOOL_PID=$!
+	wait_for_log 'worker [0-9]+ started'
+}
+
+# A worker that waits (at most 10 s) for the file $0 to exist, writes $1
+# lines of 99 times the character $2, creates "$0.PID" and sleeps.
+FLOOD='i=0
+	while [ ! -e "$0" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done
+	head -c $(($1 * 99)) /dev/zero | tr "\0" "$2" | fold -w 99
+	: >"$0.$$"
+	exec sleep 60'
+
+# flooded PID [TIMEOUT]: true once worker PID has written all its lines.
+flooded() {
+	local deadline
+	deadline=$(deadline_in "${2:-10}")
+	until [[ -e $BATS_TEST_TMPDIR/go.$1 ]]; do
+		past "$deadline" && return 1
+		sleep 0.02
+	done
+}
+
+# fifo_full [SLACK]: true when the FIFO holds as much as it can, less
+# SLACK bytes (the master writes whole lines, so it may leave a gap).
+fifo_full() {
+	python3 - "$FIFO" "${1:-0}" <<'PY'
+import fcntl, os, struct, sys, termios
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+size = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+queued = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+sys.exit(0 if queued >= size - int(sys.argv[2]) else 1)
+PY
+}
+
+# status_answers: `wpool status` answers within 5 s; sets output.
+status_answers() {
+	run timeout 5 "$WPOOL" -s "$BATS_TEST_TMPDIR/ctl.sock" status
+	((status == 0)) ||
+		fail "wpool status exited $status (124: no answer within 5 s): $output"
+}
+
+# one_worker_but PID: true when wpool has one worker, not PID.
+one_worker_but() {
+	local w
+	w=$(worker_pids)
+	[[ -n $w && $w != *$'\n'* && $w != "$1" ]]
+}
+
+# pid_of_worker_id ID: the worker whose WPOOL_WORKER_ID is ID, without HTTP.
+pid_of_worker_id() {
+	local p
+	for p in $(worker_pids); do
+		[[ $(worker_env "$p" WPOOL_WORKER_ID) == "$1" ]] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# cpu_ticks PID: user and system time so far, in clock ticks.
+cpu_ticks() {
+	echo $(($(proc_stat_field "$1" 14) + $(proc_stat_field "$1" 15)))
+}
+
+rss_kb() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# fd_count PID: the open fds of PID.
+fd_count() {
+	ls "/proc/$1/fd" | wc -l
+}
+
+# worker_replaced ID OLDPID: true when a worker other than OLDPID has ID.
+worker_replaced() {
+	local p
+	p=$(pid_of_worker_id "$1") && [[ $p != "$2" ]]
+}
+
+# FLOOD, for workers 0 and 1 only; worker 2 sleeps.
+FLOOD01='[ "$WPOOL_WORKER_ID" = 2 ] && exec sleep 60
+	'"$FLOOD"
+
+# arrived N TIMEOUT: true once N worker lines are in $LOG (quietly: the
+# log is megabytes).
+arrived() {
+	local deadline
+	deadline=$(deadline_in "$2")
+	until (($(log_count '^\[wpool\.[01]\] a{99}$') >= $1)); do
+		past "$deadline" && return 1
+		sleep 0.05
+	done
+}
+
+# lines_whole N: every line of $LOG is the master's or one of the workers'
+# 99 a's, and each of workers 0 and 1 has exactly N of them.
+lines_whole() {
+	local bad id got
+	bad=$(grep -Ev '^(wpool: .*|\[wpool\.[01]\] a{99})$' "$LOG" | cut -c 1-120 | head -5)
+	[[ -z $bad ]] || fail "$(printf 'broken lines, e.g.:\n%s' "$bad")"
+	for id in 0 1; do
+		got=$(log_count "^\[wpool\.$id\] a{99}$")
+		((got == $1)) || fail "worker $id: $got of its $1 lines arrived"
+	done
+	! grep -q 'log lines dropped' "$LOG" || fail "$(grep 'log lines dropped' "$LOG")"
+}
+
+@test "a stalled log reader with --log-prefix: the workers wait, the master answers, reaps and spawns, without spinning or growing" {
+	start_wpool_on_fifo -n 3 --log-prefix -- \
+		sh -c "$FLOOD01" "$BATS_TEST_TMPDIR/go" 20000 a
+	wait_for_workers 3
+	local w0 w1 w2 rss0 rss1 fds0 fds1 t0 t1
+	w0=$(pid_of_worker_id 0)
+	w1=$(pid_of_worker_id 1)
+	w2=$(pid_of_worker_id 2)
+	rss0=$(rss_kb "$WPOOL_PID")
+	fds0=$(fd_count "$WPOOL_PID")
+	kill -STOP "$READER_PID"
+	touch "$BATS_TEST_TMPDIR/go"
+	wait_until 10 fifo_full 8192
+	# 2 MB each, through a FIFO that takes 64 KB: the master stops
+	# reading the workers' pipes rather than losing their lines, so the
+	# workers wait on their own writes.
+	! flooded "$w0" 2 || fail "worker 0 wrote all its lines into a stalled log"
+	! flooded "$w1" 0 || fail "worker 1 wrote all its lines into a stalled log"
+	status_answers
+	assert_output --partial "3/3 ready"
+	# A killed worker is reaped and replaced (the master's own lines about
+	# it go into its reserve).
+	kill -KILL "$w2"
+	wait_until 10 worker_replaced 2 "$w2"
+	status_answers
+	assert_output --partial "3/3 ready"
+	# What waits for the reader is bounded, the dead worker's pipes are
+	# closed, and nothing spins: idle for a second, the master uses
+	# (almost) no CPU.
+	rss1=$(rss_kb "$WPOOL_PID")
+	((rss1 - rss0 < 4096)) || fail "the master grew from ${rss0} kB to ${rss1} kB"
+	fds1=$(fd_count "$WPOOL_PID")
+	((fds1 <= fds0)) || fail "the master had $fds0 fds, now $fds1"
+	t0=$(cpu_ticks "$WPOOL_PID")
+	sleep 1
+	t1=$(cpu_ticks "$WPOOL_PID")
+	((t1 - t0 <= 10)) || fail "the master used $((t1 - t0)) ticks of CPU in 1 s stalled"
+	# The reader goes on: the workers finish, and every line arrives.
+	kill -CONT "$READER_PID"
+	flooded "$w0" 20 || fail "worker 0 did not finish once the reader went on"
+	flooded "$w1" 20 || fail "worker 1 did not finish once the reader went on"
+	arrived 40000 10 || true
+	kill -TERM "$WPOOL_PID"
+	wait_wpool_exit 10
+	assert_equal "$WPOOL_STATUS" 0
+	wait_gone "$READER_PID"
+	assert_equal "$(tail -n 1 "$LOG")" "wpool: stopped"
+	assert_equal "$(log_count '^wpool: worker 2 started')" 2
+	lines_whole 20000
+}
+
+@test "a log reader that stalls until the pool stops: the master still exits, its last lines arrive whole" {
+	start_wpool_on_fifo -n 1 --log-prefix -- \
+		sh -c "$FLOOD" "$BATS_TEST_TMPDIR/go" 40000 a
+	wait_for_workers 1
+	local w0=${WORKERS[0]} w1
+	kill -STOP "$READER_PID"
+	touch "$BATS_TEST_TMPDIR/go"
+	wait_until 10 fifo_full 8192
+	# Signals are handled: one worker more.
+	kill -TTIN "$WPOOL_PID"
+	wait_until 10 eval '(($(worker_pids | wc -l) == 2))'
+	w1=$(worker_pids | grep -vx "$w0")
+	# The pool stops while the reader still does not read; it resumes
+	# only once the master is on its way out, waiting (a bounded time)
+	# for its last lines to be taken.  What the workers wrote and the
+	# master had not read by then cannot arrive: only whole lines do.
+	kill -TERM "$WPOOL_PID"
+	wait_gone "$w0" "$w1"
+	kill -CONT "$READER_PID"
+	wait_wpool_exit 10
+	assert_equal "$WPOOL_STATUS" 0
+	wait_gone "$READER_PID"
+	assert_equal "$(tail -n 1 "$LOG")" "wpool: stopped"
+	grep -q '^wpool: stopping (SIGTERM)' "$LOG" || fail "no 'stopping' line"
+	local bad
+	bad=$(grep -Ev '^(wpool: .*|\[wpool\.[01]\] a{99})$' "$LOG" | cut -c 1-120 | head -5)
+	[[ -z $bad ]] || fail "$(printf 'broken lines, e.g.:\n%s' "$bad")"
+}
+
+@test "a stalled log reader without --log-prefix: workers' writes block, the master's do not" {
+	# Worker 0 writes to the FIFO itself and blocks there once it is full;
+	# its fd must stay blocking (O_NONBLOCK would make its writes fail).
+	start_wpool_on_fifo -n 2 -- sh -c '
+		[ "$WPOOL_WORKER_ID" = 0 ] || exec sleep 60
+		'"$FLOOD" "$BATS_TEST_TMPDIR/go" 2000 '#'
+	wait_for_workers 2
+	local w0 w1
+	w0=$(pid_of_worker_id 0)
+	w1=$(pid_of_worker_id 1)
+	kill -STOP "$READER_PID"
+	touch "$BATS_TEST_TMPDIR/go"
+	wait_until 10 fifo_full
+	# The master logs that worker 1 died and started again, into the full
+	# FIFO, and goes on.
+	kill -KILL "$w1"
+	status_answers
+	wait_until 10 eval '(($(worker_pids | grep -vcx "$w0") == 1)) && ! alive "$w1"'
+	status_answers
+	assert_output --partial "2/2 ready"
+	kill -CONT "$READER_PID"
+	flooded "$w0" || log_fail "worker 0 did not finish writing once the reader went on"
+	wait_for_log_count 'worker 1 started' 2
+	# Every byte worker 0 wrote arrived.
+	assert_equal "$(tr -cd '#' <"$LOG" | wc -c)" $((2000 * 99))
+}
