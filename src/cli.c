@@ -241,6 +241,12 @@ parse_duration(const char *s, double *out)
 	if (s == NULL || *s == '\0' || !(isdigit((unsigned char)*s) ||
 	    *s == '.'))
 		return -EINVAL;
+	/* Decimal only: strtod would also take 0x10 or 1e3. */
+	for (end = (char *)s; isdigit((unsigned char)*end) || *end == '.';
+	    end++)
+		;
+	if (*end == 'x' || *end == 'X' || *end == 'e' || *end == 'E')
+		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || !isfinite(v) || v < 0)
@@ -459,17 +465,17 @@ static const struct {
 	const char *accepted;
 } durations[] = {
 	{ "restart-delay", offsetof(struct conf, restart_delay), false,
-	    "seconds >= 0, such as 0.5, 500ms or 2s" },
+	    "seconds from 0 to a year, such as 0.5, 500ms or 2s" },
 	{ "max-restart-delay", offsetof(struct conf, max_restart_delay), false,
-	    "seconds >= 0, such as 30 or 1m" },
+	    "seconds from 0 to a year, such as 30 or 1m" },
 	{ "min-uptime", offsetof(struct conf, min_uptime), false,
-	    "seconds >= 0, such as 5 or 500ms" },
+	    "seconds from 0 to a year, such as 5 or 500ms" },
 	{ "stop-timeout", offsetof(struct conf, stop_timeout), false,
-	    "seconds >= 0, such as 10 or 2.5" },
+	    "seconds from 0 to a year, such as 10 or 2.5" },
 	{ "ready-timeout", offsetof(struct conf, ready_timeout), true,
-	    "seconds > 0, such as 60" },
+	    "seconds above 0, up to a year, such as 60" },
 	{ "watchdog", offsetof(struct conf, watchdog), true,
-	    "seconds > 0, such as 30" },
+	    "seconds above 0, up to a year, such as 30" },
 };
 
 /*

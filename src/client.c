@@ -225,10 +225,32 @@ static int
 term_width(void)
 {
 	struct winsize ws;
+	const char *c;
+	long	 n;
 
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40)
 		return ws.ws_col;
+	/* Not a terminal (a pipe to grep): $COLUMNS if set, else 80. */
+	if ((c = getenv("COLUMNS")) != NULL && (n = strtol(c, NULL, 10)) >= 40 &&
+	    n <= 4096)
+		return (int)n;
 	return 80;
+}
+
+/*
+ * A worker's STATUS= text, made safe for a terminal: control characters
+ * (escape sequences, tabs, newlines) become spaces.
+ */
+static const char *
+printable(const char *s, char *buf, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' :
+		    s[i];
+	buf[i] = '\0';
+	return buf;
 }
 
 static void
@@ -236,6 +258,7 @@ print_table(json_object *st)
 {
 	json_object *ws, *ls, *w, *le, *ro;
 	char	 up[32], idle[32], rss[32], cpu[16], lexit[24], pid[16];
+	char	 stext[512];
 	size_t	 i;
 	int	 width = term_width(), used, left;
 
@@ -303,7 +326,8 @@ print_table(json_object *st)
 				snprintf(lexit, sizeof(lexit), "exit %lld",
 				    jint(le, "code", 0));
 		}
-		status = jstr(w, "status", "");
+		status = printable(jstr(w, "status", ""), stext,
+		    sizeof(stext));
 		if (json_object_object_get_ex(w, "draining", &le) && le)
 			status = "(draining)";
 		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-6s %-6s %-5s "

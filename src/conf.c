@@ -470,10 +470,23 @@ print_word(FILE *f, const char *w)
 	fputc('\'', f);
 }
 
+/*
+ * Plain decimals, to the nanosecond, without trailing zeros: what
+ * parse_duration reads back as the same value (%g would write 1.23457e+06
+ * and lose digits).
+ */
 static void
 print_duration(FILE *f, const char *key, double v)
 {
-	fprintf(f, "%s = %g\n", key, v);
+	char	 buf[64];
+	size_t	 n;
+
+	n = (size_t)snprintf(buf, sizeof(buf), "%.9f", v);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+	fprintf(f, "%s = %s\n", key, buf);
 }
 
 /* `wpool check`: the effective configuration, in the file's own format. */

@@ -250,7 +250,9 @@ cpu_usable(struct cpu_info *ci, int fallback)
 		}
 	}
 	if (r == 0) {
-		n = (int)ceil(quota - 1e-9);
+		/* A quota of more CPUs than workers can be: no int overflow. */
+		n = quota >= WPOOL_MAX_WORKERS ? WPOOL_MAX_WORKERS :
+		    (int)ceil(quota - 1e-9);
 		if (n < 1)
 			n = 1;
 		if (aff > 0 && aff < n) {

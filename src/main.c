@@ -150,6 +150,10 @@ run_pool(int argc, char **argv, bool check)
 			if (errno == EEXIST)
 				log_error("another wpool (pid %d) holds the pid "
 				    "file %s", (int)other, c.pidfile);
+			else if (errno == EINVAL || errno == EAGAIN)
+				/* Locked, but its pid could not be read. */
+				log_error("another process holds the pid file "
+				    "%s (it is locked)", c.pidfile);
 			else
 				log_error("cannot open pid file %s: %s",
 				    c.pidfile, strerror(errno));

@@ -156,6 +156,29 @@ EOF
 	assert_equal "$rows" 2
 }
 
+@test "status table: control characters in STATUS text are shown as spaces; COLUMNS widens a piped table" {
+	command -v systemd-notify >/dev/null || skip "machine lacks systemd-notify"
+	local script
+	script=$(make_script esc.sh <<EOF
+#!/bin/sh
+systemd-notify --ready --status="\$(printf 'tab\there \033[31mred\033[0m and a long text that goes on past the eighty columns of a terminal, on and on')"
+exec "$TESTSRV"
+EOF
+)
+	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$script"
+	wait_for_workers 1
+	wait_status 5 '.ready == 1'
+	run_wp status
+	assert_success
+	local l
+	for l in "${lines[@]}"; do
+		((${#l} <= 80)) || fail "a line of ${#l} columns: $l"
+	done
+	COLUMNS=200 run_wp status
+	[[ $output != *$'\033'* && $output != *$'\t'* ]] || fail "control characters in: $output"
+	assert_output --partial 'tab here  [31mred [0m and a long text that goes on past the eighty columns of a terminal, on and on'
+}
+
 @test "status --check: exit 0 and 'healthy' when every worker is ready" {
 	start_wpool -s "$CTL" -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 2

@@ -287,6 +287,15 @@ test_usable(void)
 	usable("v2 1.5 CPUs, affinity 0-7 (path)", 0, 2,
 	    "/app.slice/web.service", NULL);
 
+	/* A quota far beyond any CPU count: the affinity mask decides. */
+	fixture();
+	status_file("0-7");
+	put("proc/self/cgroup", "0::/huge\n");
+	put("sys/fs/cgroup/cgroup.controllers", "cpu\n");
+	put("sys/fs/cgroup/huge/cpu.max", "9223372036854775807 1\n");
+	usable("v2 quota of 9.2e18 CPUs, affinity 0-7", 0, 8, "affinity",
+	    NULL);
+
 	/* Nested: the parent's quota is tighter. */
 	fixture();
 	status_file("0-7");
