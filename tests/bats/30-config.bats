@@ -44,6 +44,15 @@ EOF
 	assert_line APP_ENV=test
 }
 
+@test "an indented line is read like any other (no continuation lines), as wpool.conf(5) says" {
+	printf '[pool]\ncommand = true\n  workers = 3\n' >"$BATS_TEST_TMPDIR/a.ini"
+	run_wpool check -c "$BATS_TEST_TMPDIR/a.ini"
+	assert_line 'workers = 3'
+	printf '[pool]\nworkers = 3\n\t4\ncommand = true\n' >"$BATS_TEST_TMPDIR/b.ini"
+	run_wpool -64 check -c "$BATS_TEST_TMPDIR/b.ini"
+	[[ $stderr == *"b.ini:3: unknown key '4' in [pool]"* ]] || fail "unexpected: $stderr"
+}
+
 @test "-n on the command line beats workers = in the file" {
 	write_basic_conf
 	WAIT_LISTENERS=1 start_wpool -c pool.ini -n 3
