@@ -834,6 +834,8 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		p->fatal = true;
 		if (s->cur == w)
 			s->cur = NULL;
+		if (s->next == w)
+			s->next = NULL;
 		worker_free(p, w);
 		pool_stop(p, false);
 		return;
