@@ -134,6 +134,24 @@ run_pool(int argc, char **argv, bool check)
 	if (check) {
 		struct cpu_info ci;
 
+		/*
+		 * What a run finds out before binding, short of binding:
+		 * whether the command can be run, and whether adopted fds
+		 * are listening sockets.
+		 */
+		if (c.argv != NULL && (r = spawn_lookup(c.argv[0],
+		    c.chdir)) < 0) {
+			log_error("cannot run '%s': %s", c.argv[0],
+			    strerror(-r));
+			return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
+		}
+		for (i = 0; i < c.nlisteners; i++)
+			if (c.listeners[i].type == L_FD &&
+			    listener_open(&c.listeners[i], c.backlog, false,
+			    err, sizeof(err)) < 0) {
+				fprintf(stderr, "%s: %s\n", c.name, err);
+				return 1;
+			}
 		cpu_usable(&ci, c.fallback_cpus);
 		conf_print(stdout, &c, &ci);
 		return 0;

@@ -53,6 +53,21 @@ EOF
 	[[ $stderr == *"b.ini:3: unknown key '4' in [pool]"* ]] || fail "unexpected: $stderr"
 }
 
+@test "check finds what a run would before binding: a command that cannot run (127, 126), an fd that cannot be adopted (1)" {
+	run_wpool -127 check -- "$BATS_TEST_TMPDIR/nope"
+	[[ $stderr == *"error: cannot run '$BATS_TEST_TMPDIR/nope': No such file or directory"* ]] ||
+		fail "unexpected: $stderr"
+	printf 'not a program\n' >"$BATS_TEST_TMPDIR/text"
+	chmod 0644 "$BATS_TEST_TMPDIR/text"
+	run_wpool -126 check -m inetd -b 127.0.0.1:0 -- "$BATS_TEST_TMPDIR/text"
+	[[ $stderr == *"cannot run '$BATS_TEST_TMPDIR/text': Permission denied"* ]] ||
+		fail "unexpected: $stderr"
+	run_wpool -1 check -b fd:99 -- true
+	[[ $stderr == *"cannot adopt fd:99: Bad file descriptor"* ]] || fail "unexpected: $stderr"
+	run_wpool check -b 127.0.0.1:0 -- true
+	assert_success
+}
+
 @test "-n on the command line beats workers = in the file" {
 	write_basic_conf
 	WAIT_LISTENERS=1 start_wpool -c pool.ini -n 3
