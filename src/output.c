@@ -41,6 +41,22 @@ struct outbuf {
  * output_resume(), which serves them in that order.
  */
 static TAILQ_HEAD(, outbuf) paused = TAILQ_HEAD_INITIALIZER(paused);
+/*
+ * While a pipe is paused, it is also offered again every 100 ms: log.c's
+ * call is the fast way back, this one makes sure no pipe waits for a
+ * call that does not come.  Armed only while something is paused.
+ */
+static struct timer retry_timer;
+static bool	 retry_inited;
+
+static void
+on_retry(void *arg)
+{
+	(void)arg;
+	output_resume();
+	if (!TAILQ_EMPTY(&paused))
+		timer_set(&retry_timer, 0.1);
+}
 
 static int
 emit(struct outbuf *o, const char *line, size_t len)
@@ -92,6 +108,12 @@ output_pause(struct outbuf *o)
 	loop_del(o->fd);
 	o->paused = true;
 	TAILQ_INSERT_TAIL(&paused, o, entry);
+	if (!retry_inited) {
+		timer_init(&retry_timer, on_retry, NULL);
+		retry_inited = true;
+	}
+	if (!retry_timer.armed)
+		timer_set(&retry_timer, 0.1);
 }
 
 static void
