@@ -648,6 +648,7 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 	struct sockaddr_un sun;
 	struct stat st;
 	mode_t	 old;
+	const char *env;
 	bool	 private;
 	int	 fd, r;
 
@@ -659,8 +660,8 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    "one with -s PATH");
 		return -ENAMETOOLONG;
 	}
-	private = path == NULL && (getenv("WPOOL_CONTROL") == NULL ||
-	    *getenv("WPOOL_CONTROL") == '\0');
+	env = getenv("WPOOL_CONTROL");
+	private = path == NULL && (env == NULL || *env == '\0');
 	if ((r = mkdir_parent(ctl_path, private, err, len)) < 0)
 		return r;
 	if (lstat(ctl_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
