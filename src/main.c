@@ -240,6 +240,7 @@ run_pool(int argc, char **argv, bool check)
 		goto out;
 	}
 	status = pool_run(&p);
+	output_close_all();
 	log_info("stopped");
 out:
 	control_close();

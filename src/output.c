@@ -6,8 +6,10 @@
  * costs lines: a pipe whose line log.c refuses is no longer read, so its
  * worker blocks on its own write, until log.c calls output_resume().  A
  * line longer than the buffer is cut into bounded pieces.  Owns each
- * pipe's read end and buffer from attach until EOF, and the list of pipes
- * it stopped reading.
+ * pipe's read end and buffer from attach until EOF, the list of them, and
+ * the list of those it stopped reading.  A pool with no worker left calls
+ * output_flush_all() for their last lines, and is told through the idle
+ * callback when the log has taken what was held back.
  */
 #include <sys/epoll.h>
 #include <sys/queue.h>
@@ -29,7 +31,8 @@ struct outbuf {
 	int	 fd;
 	int	 dest;
 	bool	 paused;	/* out of the loop, on the paused list */
-	TAILQ_ENTRY(outbuf) entry;
+	TAILQ_ENTRY(outbuf) entry;	/* on the paused list */
+	TAILQ_ENTRY(outbuf) link;	/* on the list of all */
 	char	 prefix[96];
 	size_t	 plen;
 	size_t	 len;
@@ -41,6 +44,10 @@ struct outbuf {
  * output_resume(), which serves them in that order.
  */
 static TAILQ_HEAD(, outbuf) paused = TAILQ_HEAD_INITIALIZER(paused);
+static TAILQ_HEAD(, outbuf) pipes = TAILQ_HEAD_INITIALIZER(pipes);
+/* Told when no pipe is paused any more (see output_flush_all). */
+static void	(*idle_cb)(void *);
+static void	*idle_arg;
 /*
  * While a pipe is paused, it is also offered again every 100 ms: log.c's
  * call is the fast way back, this one makes sure no pipe waits for a
@@ -176,6 +183,83 @@ output_resume(void)
 			output_detach(o);
 		}
 	}
+	if (TAILQ_EMPTY(&paused) && idle_cb != NULL)
+		idle_cb(idle_arg);
+}
+
+/*
+ * Reads o until its pipe is empty or at its end, and hands on every whole
+ * line, and at the end the last partial one too.  false: a line was
+ * refused, o is paused.
+ */
+static bool
+drain(struct outbuf *o)
+{
+	ssize_t	 n;
+
+	for (;;) {
+		n = read(o->fd, o->buf + o->len, sizeof(o->buf) - o->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0) {
+			o->len += (size_t)n;
+			if (flush_lines(o, false) < 0)
+				break;
+			continue;
+		}
+		if (flush_lines(o, n == 0) < 0)
+			break;
+		if (n == 0 || errno != EAGAIN)
+			output_detach(o);
+		return true;
+	}
+	output_pause(o);
+	return false;
+}
+
+/*
+ * For a pool whose workers are all gone: what they wrote is in their
+ * pipes (a write to a pipe is done before its writer exits), so reading
+ * each pipe until it is empty gets it all, even when a worker's own child
+ * keeps the pipe open.  Returns how many pipes hold lines the log has not
+ * taken yet; the idle callback says when there are none.  A partial last
+ * line waits for the pipe's end, or for output_close_all().
+ */
+size_t
+output_flush_all(void)
+{
+	struct outbuf *o, *next;
+	size_t	 n = 0;
+
+	TAILQ_FOREACH_SAFE(o, &pipes, link, next)
+		if (!o->paused)
+			drain(o);
+	TAILQ_FOREACH(o, &paused, entry)
+		n++;
+	return n;
+}
+
+/*
+ * At exit: the partial last lines still held are handed on as they are
+ * (unless the log refuses them, its reader being stalled), and every pipe
+ * is closed.
+ */
+void
+output_close_all(void)
+{
+	struct outbuf *o;
+
+	while ((o = TAILQ_FIRST(&pipes)) != NULL) {
+		flush_lines(o, true);
+		output_detach(o);
+	}
+}
+
+void
+output_on_idle(void (*cb)(void *), void *arg)
+{
+	idle_cb = cb;
+	idle_arg = arg;
 }
 
 /* Two pipes: read ends nonblocking and close-on-exec, for the master. */
@@ -216,6 +300,7 @@ output_attach(int fd, int dest, const char *prefix)
 		free(o);
 		return NULL;
 	}
+	TAILQ_INSERT_TAIL(&pipes, o, link);
 	return o;
 }
 
@@ -228,6 +313,7 @@ output_detach(struct outbuf *o)
 		TAILQ_REMOVE(&paused, o, entry);
 	else
 		loop_del(o->fd);
+	TAILQ_REMOVE(&pipes, o, link);
 	close(o->fd);
 	free(o);
 }

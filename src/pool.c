@@ -22,6 +22,9 @@ extern char **environ;
 enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
     REPLACE_RECYCLE };
 
+/* How long a pool without workers waits for the log to take their lines. */
+#define OUTPUT_WAIT_SECS	2.0
+
 /* Per-slot replacement bookkeeping, beside struct slot's public part. */
 static struct {
 	enum replace_kind kind;
@@ -975,15 +978,41 @@ reap(struct pool *p)
 	pool_check_done(p);
 }
 
+/*
+ * Done once no worker is left and, with --log-prefix, their last lines
+ * are read from their pipes and taken by the log.  A log reader too slow
+ * to take them holds the exit back OUTPUT_WAIT_SECS at most.
+ */
 void
 pool_check_done(struct pool *p)
 {
 	if (p->nworkers > 0 || p->nconnections > 0)
 		return;
-	if (p->state == POOL_STOPPING || p->conf->no_restart) {
-		p->state = POOL_DONE;
-		loop_break();
+	if (p->state != POOL_STOPPING && !p->conf->no_restart)
+		return;
+	if (!p->output_waited && output_flush_all() > 0) {
+		if (!p->output_timer.armed)
+			timer_set(&p->output_timer, OUTPUT_WAIT_SECS);
+		return;
 	}
+	timer_cancel(&p->output_timer);
+	p->state = POOL_DONE;
+	loop_break();
+}
+
+static void
+on_output_timer(void *arg)
+{
+	struct pool *p = arg;
+
+	p->output_waited = true;
+	pool_check_done(p);
+}
+
+static void
+on_output_idle(void *arg)
+{
+	pool_check_done(arg);
 }
 
 static void
@@ -1537,6 +1566,8 @@ pool_init(struct pool *p, struct conf *c)
 	p->slots = xcalloc(WPOOL_MAX_WORKERS, sizeof(*p->slots));
 	timer_init(&p->stop_timer, on_stop_timeout, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
+	timer_init(&p->output_timer, on_output_timer, p);
+	output_on_idle(on_output_idle, p);
 	if (c->workers == 0) {
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)
 			log_warnx("cannot read how many CPUs are usable; using "

@@ -234,6 +234,9 @@ int	output_open(int *, int *, int *, int *);
 struct outbuf *output_attach(int, int, const char *);
 void	output_detach(struct outbuf *);
 void	output_resume(void);
+size_t	output_flush_all(void);
+void	output_close_all(void);
+void	output_on_idle(void (*)(void *), void *);
 
 /* pool.c: the worker table and its state machine; the only writer. */
 enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
@@ -337,6 +340,8 @@ struct pool {
 	struct reload_state reload;
 	struct timer stop_timer;
 	struct timer sample_timer;
+	struct timer output_timer;	/* done: bounds the wait for output */
+	bool	 output_waited;
 	int	 stop_requests;
 	char	**env_base;
 	size_t	 nenv_base;
