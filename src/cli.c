@@ -3,6 +3,7 @@
  * they share with the config file.  Owns struct conf's contents; never
  * opens a socket or starts a process.  Errors go to the caller's buffer.
  */
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <ctype.h>
@@ -44,9 +45,10 @@ static const char usage_text[] =
 "                              owner=, v6only, freebind, defer_accept, nodelay,\n"
 "                              rcvbuf=, sndbuf=\n"
 "  -m, --mode MODE             shared, reuseport, balance or inetd  [shared]\n"
-"      --balancer NAME         balance mode: least-conn, round-robin, ip-hash\n"
+"      --balancer NAME         balance mode: least-conn, round-robin or\n"
+"                              ip-hash  [least-conn]\n"
 "      --backlog N             listen backlog, capped by somaxconn  [1024]\n"
-"      --max-queue N           balance mode: accepted connections held [1000]\n"
+"      --max-queue N           balance mode: most connections queued  [1000]\n"
 "\n"
 "Supervision:\n"
 "      --restart-delay SEC     wait before respawning a dead worker  [0]\n"
@@ -708,10 +710,26 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 	return 0;
 }
 
+/* Why path is no directory wpool can change to, or NULL. */
+static const char *
+chdir_problem(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return strerror(errno);
+	if (!S_ISDIR(st.st_mode))
+		return "not a directory";
+	if (access(path, X_OK) != 0)
+		return strerror(errno);
+	return NULL;
+}
+
 /* Checks that hold across options; run after the file and the flags. */
 int
 cli_validate(struct conf *c, char *err, size_t len)
 {
+	const char *why;
 	size_t	 i, j;
 	int	 ngroups;
 
@@ -778,9 +796,9 @@ cli_validate(struct conf *c, char *err, size_t len)
 				return -EINVAL;
 			}
 	}
-	if (c->chdir != NULL && access(c->chdir, X_OK) != 0) {
+	if (c->chdir != NULL && (why = chdir_problem(c->chdir)) != NULL) {
 		snprintf(err, len, "-C/--chdir: invalid value '%s': %s: "
-		    "expected a directory", c->chdir, strerror(errno));
+		    "expected a directory", c->chdir, why);
 		return -EINVAL;
 	}
 	if (c->set_user) {

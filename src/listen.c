@@ -221,6 +221,14 @@ listener_parse(const char *spec, struct listener *l, char *err, size_t len)
 	    strncmp(s, "systemd,", 8) == 0) {
 		l->type = L_SYSTEMD;
 		addr = s + 7;
+	} else if ((opt = strstr(s, "://")) != NULL &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
+	    (size_t)(opt - s) && opt > s) {
+		*opt = '\0';
+		lerr(err, len, "unknown scheme '%s://': expected "
+		    SPEC_FORMS, s);
+		goto out;
 	} else
 		l->type = L_TCP;
 	if ((opts = strchr(addr, ',')) != NULL)

@@ -111,6 +111,22 @@ bad_value() {
 	bad_value -C/--chdir "$BATS_TEST_TMPDIR/nonexistent" -C "$BATS_TEST_TMPDIR/nonexistent"
 }
 
+@test "-C with a file is refused as not a directory" {
+	: >"$BATS_TEST_TMPDIR/file"
+	bad_value -C/--chdir "$BATS_TEST_TMPDIR/file" -C "$BATS_TEST_TMPDIR/file"
+	assert_equal "${stderr_lines[0]}" \
+		"wpool: -C/--chdir: invalid value '$BATS_TEST_TMPDIR/file': not a directory: expected a directory"
+}
+
+@test "-b with a URL scheme other than udp:// names the scheme" {
+	local spec
+	for spec in http://127.0.0.1:80 HTTPS://localhost:443; do
+		bad_value -b/--bind "$spec" -b "$spec"
+		[[ ${stderr_lines[0]} == *"unknown scheme '${spec%%://*}://': expected HOST:PORT,"* ]] ||
+			fail "not about the scheme: ${stderr_lines[0]}"
+	done
+}
+
 @test "--stop-signal accepts names with and without SIG, and numbers" {
 	# Each is valid: wpool gets as far as running the command.
 	local sig
