@@ -123,3 +123,17 @@ exit_status_of() {
 	wait_wpool_exit 5
 	assert_equal "$WPOOL_STATUS" 0
 }
+
+@test "--no-restart -n 3: after a stop signal, the first worker that died of it gives 143" {
+	start_wpool --no-restart -n 3 -- sleep 60
+	wait_for_workers 3
+	kill -TERM "$WPOOL_PID"
+	wait_wpool_exit 5
+	assert_equal "$WPOOL_STATUS" 143
+	# Workers that handle TERM and exit 0: 0.
+	start_wpool --no-restart -n 3 -- sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done'
+	wait_for_workers 3
+	kill -TERM "$WPOOL_PID"
+	wait_wpool_exit 5
+	assert_equal "$WPOOL_STATUS" 0
+}
