@@ -515,8 +515,8 @@ cmd_scale(struct cli_ctx *x, int argc, char **argv)
 	}
 	if ((r = call(x, req)) == NULL)
 		return 1;
-	printf("scaled from %lld to %lld workers\n", jint(r, "previous", 0),
-	    jint(r, "workers", 0));
+	printf("scaled from %lld to %lld worker%s\n", jint(r, "previous", 0),
+	    jint(r, "workers", 0), jint(r, "workers", 0) == 1 ? "" : "s");
 	json_object_put(r);
 	return 0;
 }

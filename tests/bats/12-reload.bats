@@ -296,7 +296,7 @@ EOF
 	assert_equal "$(sorted_ids)" "0 1 2 3 4"
 	run_wp scale 1
 	assert_success
-	assert_output 'scaled from 5 to 1 workers'
+	assert_output 'scaled from 5 to 1 worker'
 	wait_for_workers 1
 	assert_equal "$(sorted_ids)" 0
 	# Slot 0 and slot 1 kept their workers as long as they were wanted.
