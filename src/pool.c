@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,33 +96,51 @@ env_scrubbed(const char *e)
 	return false;
 }
 
+/* Sets NAME=VALUE in the base environment, replacing an earlier NAME. */
+static void
+env_base_set(struct pool *p, char *var)
+{
+	size_t	 klen = strcspn(var, "=") + 1, j;
+
+	for (j = 0; j < p->nenv_base; j++)
+		if (strncmp(p->env_base[j], var, klen) == 0)
+			break;
+	if (j < p->nenv_base)
+		free(p->env_base[j]);
+	else
+		j = p->nenv_base++;
+	p->env_base[j] = var;
+}
+
+/*
+ * The master's environment, scrubbed; with -u, the user's HOME, USER and
+ * LOGNAME, as systemd's User= and su give them; then -e NAME=VALUE.
+ */
 static void
 env_base_build(struct pool *p)
 {
 	struct conf *c = p->conf;
-	size_t	 n = 0, i, j, cap;
-	char	**e;
+	struct passwd *pw;
+	size_t	 n = 0, i, cap;
+	char	**e, *var;
 
 	for (e = environ; *e; e++)
 		n++;
-	cap = n + c->nenv + 1;
+	cap = n + c->nenv + 4;
 	p->env_base = xcalloc(cap, sizeof(char *));
 	for (e = environ; *e; e++)
 		if (!env_scrubbed(*e))
 			p->env_base[p->nenv_base++] = xstrdup(*e);
-	/* -e NAME=VALUE replaces an inherited NAME. */
-	for (i = 0; i < c->nenv; i++) {
-		size_t	 klen = strcspn(c->env[i], "=") + 1;
-
-		for (j = 0; j < p->nenv_base; j++)
-			if (strncmp(p->env_base[j], c->env[i], klen) == 0)
-				break;
-		if (j < p->nenv_base)
-			free(p->env_base[j]);
-		else
-			j = p->nenv_base++;
-		p->env_base[j] = xstrdup(c->env[i]);
+	if (c->set_user && (pw = getpwuid(c->uid)) != NULL) {
+		xasprintf(&var, "HOME=%s", pw->pw_dir);
+		env_base_set(p, var);
+		xasprintf(&var, "USER=%s", pw->pw_name);
+		env_base_set(p, var);
+		xasprintf(&var, "LOGNAME=%s", pw->pw_name);
+		env_base_set(p, var);
 	}
+	for (i = 0; i < c->nenv; i++)
+		env_base_set(p, xstrdup(c->env[i]));
 }
 
 struct envbuf {

@@ -69,6 +69,22 @@ require_root() {
 	assert_equal "$(groups_of "${WORKERS[0]}")" "$gid"
 }
 
+@test "-u nobody: HOME, USER and LOGNAME are nobody's, as with systemd's User=; -e still wins" {
+	require_root
+	local home
+	home=$(getent passwd nobody | cut -d: -f6)
+	HOME=/root USER=root LOGNAME=root run_wpool --no-restart -n 1 -u nobody -- \
+		sh -c 'echo "$HOME|$USER|$LOGNAME"'
+	assert_equal "$status" 0
+	assert_output "$home|nobody|nobody"
+	HOME=/root run_wpool --no-restart -n 1 -u nobody -e HOME=/tmp -- \
+		sh -c 'echo "$HOME|$USER"'
+	assert_output "/tmp|nobody"
+	# Without -u, the master's own.
+	HOME=/root USER=root run_wpool --no-restart -n 1 -- sh -c 'echo "$HOME|$USER"'
+	assert_output "/root|root"
+}
+
 @test "-u with an unknown user is a usage error (64), before anything starts" {
 	run_wpool -n 1 -u wpool-no-such-user -- sh -c 'touch "$0"' "$BATS_TEST_TMPDIR/ran"
 	assert_equal "$status" 64
