@@ -1519,6 +1519,11 @@ on_sample_timer(void *arg)
 	struct pool *p = arg;
 	struct worker *w;
 	char	 rss[16], lim[16];
+	double	 now = now_mono();
+	double	 min_uptime = p->conf->min_uptime > 0.1 ?
+		    p->conf->min_uptime : 0.1;
+	double	 cap = p->conf->max_restart_delay > 2.0 ?
+		    p->conf->max_restart_delay : 2.0;
 
 	pool_sample(p);
 	TAILQ_FOREACH(w, &p->workers, entry) {
@@ -1526,12 +1531,33 @@ on_sample_timer(void *arg)
 
 		if (w != s->cur || w->state != W_READY ||
 		    w->sample.rss_bytes <= p->conf->max_memory ||
-		    repl[s->id].kind != REPLACE_NONE || s->next != NULL)
+		    repl[s->id].kind != REPLACE_NONE || s->next != NULL ||
+		    now < s->mem_hold_until)
 			continue;
 		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
 		format_bytes(p->conf->max_memory, lim, sizeof(lim));
-		log_info("worker %d (pid %d) uses %s, over --max-memory %s; "
-		    "recycling it", w->id, (int)w->pid, rss, lim);
+		if (now - w->started_mono >= min_uptime) {
+			s->mem_backoff = 0;
+			log_info("worker %d (pid %d) uses %s, over "
+			    "--max-memory %s; recycling it", w->id,
+			    (int)w->pid, rss, lim);
+		} else {
+			/*
+			 * Over the limit this young, its successor will be
+			 * too: recycled at once, it would churn a process a
+			 * second.  Back off as for a crash.
+			 */
+			s->mem_backoff = s->mem_backoff > 0 ?
+			    s->mem_backoff * 2 : 2.0;
+			if (s->mem_backoff > cap)
+				s->mem_backoff = cap;
+			s->mem_hold_until = now + s->mem_backoff;
+			log_warnx("worker %d (pid %d) uses %s, over "
+			    "--max-memory %s, %.1fs after its start; "
+			    "recycling it, but not its successor for %.0fs "
+			    "(memory back-off)", w->id, (int)w->pid, rss, lim,
+			    now - w->started_mono, s->mem_backoff);
+		}
 		replace_begin(p, s, REPLACE_RECYCLE, p->generation);
 		break;
 	}

@@ -291,6 +291,8 @@ struct slot {
 	unsigned restarts;
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
+	double	 mem_backoff;		/* --max-memory: recycled young */
+	double	 mem_hold_until;	/* not recycled for memory before */
 	struct timer respawn_timer;
 	bool	 has_exit;
 	int	 last_code;		/* exit code, or -1 */
