@@ -253,6 +253,25 @@ printable(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/* inetd mode: a process per connection, not workers in slots. */
+static void
+print_connections(json_object *st)
+{
+	json_object *cs, *c;
+	char	 up[32];
+	size_t	 i;
+
+	printf("%-7s %-6s %-8s %s\n", "PID", "UPTIME", "LISTENER", "PEER");
+	if (!json_object_object_get_ex(st, "connections", &cs))
+		return;
+	for (i = 0; i < json_object_array_length(cs); i++) {
+		c = json_object_array_get_idx(cs, i);
+		format_duration(jdbl(c, "uptime_s"), up, sizeof(up));
+		printf("%-7lld %-6s %-8s %s\n", jint(c, "pid", 0), up,
+		    jstr(c, "listener", "?"), jstr(c, "peer", "?"));
+	}
+}
+
 static void
 print_table(json_object *st)
 {
@@ -261,12 +280,22 @@ print_table(json_object *st)
 	char	 stext[512];
 	size_t	 i;
 	int	 width = term_width(), used, left;
+	bool	 inetd;
 
 	format_duration(jdbl(st, "uptime_s"), up, sizeof(up));
-	printf("pool %s (pid %lld): %s mode, %lld/%lld ready, generation "
-	    "%lld, up %s\n", jstr(st, "name", "?"), jint(st, "pid", 0),
-	    jstr(st, "mode", "?"), jint(st, "ready", 0), jint(st, "target", 0),
-	    jint(st, "generation", 0), up);
+	inetd = strcmp(jstr(st, "mode", ""), "inetd") == 0;
+	if (inetd && json_object_object_get_ex(st, "connections", &ws))
+		printf("pool %s (pid %lld): inetd mode, %zu/%lld connections, "
+		    "%lld in all, up %s\n", jstr(st, "name", "?"),
+		    jint(st, "pid", 0), json_object_array_length(ws),
+		    jint(st, "target", 0), jint(st, "connections_total", 0),
+		    up);
+	else
+		printf("pool %s (pid %lld): %s mode, %lld/%lld ready, "
+		    "generation %lld, up %s\n", jstr(st, "name", "?"),
+		    jint(st, "pid", 0), jstr(st, "mode", "?"),
+		    jint(st, "ready", 0), jint(st, "target", 0),
+		    jint(st, "generation", 0), up);
 	printf("  %lld CPUs: %.*s\n", jint(st, "cpus", 0), term_width() - 12,
 	    jstr(st, "cpus_source", "?"));
 	if (json_object_object_get_ex(st, "listeners", &ls))
@@ -285,6 +314,10 @@ print_table(json_object *st)
 	else if (ro && strcmp(jstr(ro, "state", ""), "failed") == 0)
 		printf("  last reload (generation %lld) failed: %s\n",
 		    jint(ro, "generation", 0), jstr(ro, "error", "?"));
+	if (inetd) {
+		print_connections(st);
+		return;
+	}
 	printf("%-3s %-7s %-8s %-3s %-6s %-6s %-6s %-5s %-8s %-9s %s\n", "ID",
 	    "PID", "STATE", "GEN", "UPTIME", "IDLE", "RSS", "CPU%",
 	    "RESTARTS", "LAST-EXIT", "STATUS");
@@ -373,6 +406,9 @@ cmd_status(struct cli_ctx *x, int argc, char **argv)
 		if (json)
 			printf("%s\n", json_object_to_json_string_ext(st,
 			    JSON_C_TO_STRING_PLAIN));
+		else if (strcmp(jstr(st, "mode", ""), "inetd") == 0)
+			printf("%s: inetd mode, accepting connections\n",
+			    rc == 0 ? "healthy" : "unhealthy");
 		else
 			printf("%s: %lld/%lld workers ready\n", rc == 0 ?
 			    "healthy" : "unhealthy", ready, target);

@@ -81,7 +81,8 @@ cat >/dev/null'
 	assert_equal "$(st "(len(d['connections']), d['connections_total'], d['listeners'][0]['queue'])")" "(2, 2, 3)"
 	assert_equal "$(children_of "$WPOOL_PID" | wc -l)" 2
 	# Status lists each running process with its peer: the greeted ones.
-	local i port pid line
+	local i port pid line table
+	table=$("$WPOOL" status)
 	while read -r line; do
 		[[ $line =~ ^greet\ ([0-9]+)\ greet\ ([0-9]+)$ ]] || continue
 		i=${BASH_REMATCH[1]}
@@ -91,7 +92,17 @@ cat >/dev/null'
 			"127.0.0.1:$port"
 		assert_equal "$(st "[c['listener'] for c in d['connections'] if c['pid'] == $pid]")" l0
 		[[ $(proc_ppid "$pid") == "$WPOOL_PID" ]] || fail "pid $pid is not wpool's child"
+		# The table too: one row per connection, not worker slots.
+		grep -Eq "^$pid +[0-9.]+(ms|s) +l0 +127\.0\.0\.1:$port\$" <<<"$table" ||
+			fail "$(printf 'no row for pid %s:\n%s' "$pid" "$table")"
 	done <"$out"
+	run "$WPOOL" status
+	assert_line --index 0 --regexp '^pool wpool \(pid [0-9]+\): inetd mode, 2/2 connections, 2 in all, up '
+	assert_line --index 3 --regexp '^PID +UPTIME +LISTENER +PEER$'
+	assert_equal "${#lines[@]}" 6
+	run "$WPOOL" status --check
+	assert_success
+	assert_output "healthy: inetd mode, accepting connections"
 	# Clients leave one at a time: each leaves room for a waiting one.
 	touch "$rel"
 	wait "$BG"
