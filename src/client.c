@@ -438,8 +438,9 @@ sleep_ms(int ms)
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
-	json_object *st, *req, *ro, *rep;
+	json_object *st, *req, *ro, *rep, *lf = NULL;
 	char	 last[256] = "", line[256];
+	long long cur;
 	int	 rc = 1, off;
 	size_t	 i;
 
@@ -450,13 +451,40 @@ wait_reload(struct cli_ctx *x, long long gen)
 		if ((st = call(x, req)) == NULL)
 			return 1;
 		json_object_object_get_ex(st, "reload", &ro);
-		if (jint(ro, "generation", 0) > gen) {
-			printf("reloaded to generation %lld (a newer reload "
-			    "follows)\n", gen);
-			json_object_put(st);
-			return 0;
+		cur = jint(ro, "generation", 0);
+		if (cur > gen) {
+			/* Over, and a newer one runs: did ours fail? */
+			json_object_object_get_ex(ro, "last_failed", &lf);
+			if (lf != NULL && jint(lf, "generation", 0) == gen) {
+				fprintf(stderr, "wpool: reload to generation "
+				    "%lld failed: %s (a newer reload "
+				    "follows)\n", gen, jstr(lf, "error", "?"));
+				rc = 1;
+			} else {
+				printf("reloaded to generation %lld (a newer "
+				    "reload follows)\n", gen);
+				rc = 0;
+			}
+			break;
 		}
-		if (strcmp(jstr(ro, "state", ""), "running") == 0) {
+		if (cur < gen && strcmp(jstr(ro, "state", ""), "running") != 0) {
+			fprintf(stderr, "wpool: reload to generation %lld did "
+			    "not start\n", gen);
+			rc = 1;
+			break;
+		}
+		if (cur < gen) {
+			/* Queued behind the reload under way. */
+			snprintf(line, sizeof(line), "reload to generation %lld "
+			    "waits for the one to generation %lld: %lld/%lld "
+			    "workers replaced", gen, cur, jint(ro, "done", 0),
+			    jint(ro, "total", 0));
+			if (strcmp(line, last) != 0) {
+				printf("%s\n", line);
+				fflush(stdout);
+				strlcpy(last, line, sizeof(last));
+			}
+		} else if (strcmp(jstr(ro, "state", ""), "running") == 0) {
 			off = snprintf(line, sizeof(line), "reload to generation "
 			    "%lld: %lld/%lld workers replaced", gen,
 			    jint(ro, "done", 0), jint(ro, "total", 0));

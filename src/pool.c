@@ -1259,8 +1259,19 @@ replace_failed(struct pool *p, struct slot *s, const char *why)
 		p->reload.failed = true;
 		p->reload.finished_mono = now_mono();
 		snprintf(p->reload.error, sizeof(p->reload.error), "%s", why);
+		p->reload_failed_gen = p->reload.generation;
+		strlcpy(p->reload_failed_error, why,
+		    sizeof(p->reload_failed_error));
 		log_warnx("reload to generation %u failed: %s; the remaining "
 		    "old workers keep serving", p->reload.generation, why);
+		/*
+		 * A reload asked for meanwhile still runs: it may be the
+		 * one that brings the fix.
+		 */
+		if (p->reload.again) {
+			p->reload.again = false;
+			pool_reload(p, NULL, NULL, 0);
+		}
 	}
 }
 

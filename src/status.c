@@ -208,6 +208,16 @@ status_json(struct pool *p, double mono, double real, bool brief)
 	json_object_object_add(ro, "total", json_object_new_int(r->total));
 	json_object_object_add(ro, "error", r->failed ?
 	    json_object_new_string(r->error) : NULL);
+	if (p->reload_failed_gen > 0) {
+		json_object *lf = json_object_new_object();
+
+		json_object_object_add(lf, "generation",
+		    json_object_new_int64(p->reload_failed_gen));
+		json_object_object_add(lf, "error",
+		    json_object_new_string(p->reload_failed_error));
+		json_object_object_add(ro, "last_failed", lf);
+	} else
+		json_object_object_add(ro, "last_failed", NULL);
 	if (r->generation > 0)
 		json_object_object_add(ro, "seconds", dbl((r->active ? mono :
 		    r->finished_mono) - r->started_mono));

@@ -340,6 +340,8 @@ struct pool {
 	int	 exit_status;
 	bool	 exit_status_set;
 	struct reload_state reload;
+	unsigned reload_failed_gen;	/* the last reload that failed */
+	char	 reload_failed_error[256];
 	struct timer stop_timer;
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */

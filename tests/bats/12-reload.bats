@@ -143,6 +143,40 @@ sample_during_reload() {
 	wait_for_log 'reload to generation 2 done'
 }
 
+@test "a reload queued behind one that fails still runs, and each waiting client reports its own reload" {
+	# Generation 1's workers fail at start (the deploy was bad); the
+	# fix lands while that reload runs, and a second reload is asked for.
+	local script flag=$BATS_TEST_TMPDIR/bad
+	script=$(make_script gen.sh <<EOF
+#!/bin/sh
+[ -e "$flag" ] && { sleep 0.5; exit 3; }
+exec "$TESTSRV" --delay-start 0.3 --notify
+EOF
+)
+	start_wpool -s "$CTL" -n 2 --ready notify -b 127.0.0.1:0 -- "$script"
+	wait_status 10 '.ready == 2'
+	touch "$flag"
+	local out1=$BATS_TEST_TMPDIR/r1.out rc1
+	"$WPOOL" reload >"$out1" 2>&1 &
+	local r1=$!
+	record_pid "$r1"
+	wait_status 5 '.reload.generation == 1 and .reload.state == "running"'
+	wait_for_log 'worker 0 started \(pid [0-9]+, generation 1\)'
+	rm -f "$flag"
+	RUN_TIMEOUT=20 run_wp reload
+	assert_success
+	assert_line --index 0 --regexp '^reload to generation 2 waits for the one to generation 1: 0/2 workers replaced$'
+	assert_line --regexp '^reloaded: 2 workers at generation 2 in [0-9.]+s$'
+	refute_line --regexp '^reload to generation 2: .* 1/2 .*generation 1'
+	rc1=0
+	wait "$r1" || rc1=$?
+	assert_equal "$rc1" 1
+	run cat "$out1"
+	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s \(a newer reload follows\)$'
+	assert_equal "$(sj '.reload.last_failed.generation')" 1
+	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 2
+}
+
 @test "a new worker that is never ready (--ready-timeout) stops the reload; the old ones keep serving" {
 	local script
 	script=$(make_script gen.sh <<EOF
