@@ -18,7 +18,7 @@ require_ipv6() {
 	run http_get /listeners "$PORT" ::1
 	assert_output "3 stream [::1]:$PORT"
 	run http_get /env "$PORT" ::1
-	assert_line "SERVER_STARTER_PORT=[::1]:0=3"
+	assert_line "SERVER_STARTER_PORT=[::1]:$PORT=3"
 }
 
 @test ":0 listens on all addresses, IPv4 and IPv6 alike" {
