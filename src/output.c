@@ -26,10 +26,18 @@
 #define OUT_LINE_MAX	4096
 /* Bytes read from one pipe per wake-up, so a flood cannot starve others. */
 #define OUT_READ_BUDGET	(64 * 1024)
+/*
+ * Paused pipes of workers that have exited, kept for a stalled log reader
+ * at most: beyond, the oldest is dropped, so that a crash loop during a
+ * long stall cannot pile up pipes (and their data) in the master.
+ */
+#define OUT_MAX_ORPHANS	16
 
 struct outbuf {
 	int	 fd;
 	int	 dest;
+	pid_t	 pid;		/* the worker writing to it */
+	bool	 orphan;	/* that worker has exited */
 	bool	 paused;	/* out of the loop, on the paused list */
 	TAILQ_ENTRY(outbuf) entry;	/* on the paused list */
 	TAILQ_ENTRY(outbuf) link;	/* on the list of all */
@@ -104,6 +112,40 @@ out:
 	return rc;
 }
 
+/* At most OUT_MAX_ORPHANS paused pipes of exited workers; oldest go. */
+static void
+orphans_trim(void)
+{
+	struct outbuf *o;
+	size_t	 n = 0;
+
+	TAILQ_FOREACH(o, &paused, entry)
+		if (o->orphan)
+			n++;
+	for (; n > OUT_MAX_ORPHANS; n--) {
+		TAILQ_FOREACH(o, &paused, entry)
+			if (o->orphan)
+				break;
+		log_warnx("the log reader is stalled: dropping what exited "
+		    "worker pid %d left in its %s pipe (more than %d such "
+		    "pipes wait)", (int)o->pid, o->dest == STDERR_FILENO ?
+		    "stderr" : "stdout", OUT_MAX_ORPHANS);
+		output_detach(o);
+	}
+}
+
+/* Worker pid has exited: its pipes, if still open, are orphans. */
+void
+output_writer_gone(pid_t pid)
+{
+	struct outbuf *o;
+
+	TAILQ_FOREACH(o, &pipes, link)
+		if (o->pid == pid)
+			o->orphan = true;
+	orphans_trim();
+}
+
 /*
  * Stops reading o.  Out of the loop rather than loop_mod(fd, 0): epoll
  * always reports EPOLLHUP, and a paused pipe whose worker has exited
@@ -143,9 +185,10 @@ output_read(int fd, uint32_t ev, void *arg)
 			 * Refused, it waits with the pipe, which is still at
 			 * its end when read again.
 			 */
-			if (flush_lines(o, true) < 0)
+			if (flush_lines(o, true) < 0) {
 				output_pause(o);
-			else
+				orphans_trim();
+			} else
 				output_detach(o);
 			return;
 		}
@@ -153,6 +196,7 @@ output_read(int fd, uint32_t ev, void *arg)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (flush_lines(o, false) < 0) {
 			output_pause(o);
+			orphans_trim();
 			return;
 		}
 	}
@@ -183,6 +227,7 @@ output_resume(void)
 			output_detach(o);
 		}
 	}
+	orphans_trim();
 	if (TAILQ_EMPTY(&paused) && idle_cb != NULL)
 		idle_cb(idle_arg);
 }
@@ -234,6 +279,7 @@ output_flush_all(void)
 	TAILQ_FOREACH_SAFE(o, &pipes, link, next)
 		if (!o->paused)
 			drain(o);
+	orphans_trim();
 	TAILQ_FOREACH(o, &paused, entry)
 		n++;
 	return n;
@@ -287,12 +333,13 @@ output_open(int *out_r, int *out_w, int *err_r, int *err_w)
 }
 
 struct outbuf *
-output_attach(int fd, int dest, const char *prefix)
+output_attach(int fd, int dest, const char *prefix, pid_t pid)
 {
 	struct outbuf *o = xcalloc(1, sizeof(*o));
 
 	o->fd = fd;
 	o->dest = dest;
+	o->pid = pid;
 	snprintf(o->prefix, sizeof(o->prefix), "[%s] ", prefix);
 	o->plen = strlen(o->prefix);
 	if (loop_add(fd, EPOLLIN, output_read, o) < 0) {

@@ -286,6 +286,7 @@ worker_free(struct pool *p, struct worker *w)
 		close(w->exec_fd);
 	}
 	balance_worker_gone(w);
+	output_writer_gone(w->pid);
 	TAILQ_REMOVE(&p->workers, w, entry);
 	p->nworkers--;
 	free(w);
@@ -452,8 +453,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	}
 	if (out_r >= 0) {
 		snprintf(prefix, sizeof(prefix), "%s.%d", c->name, s->id);
-		output_attach(out_r, STDOUT_FILENO, prefix);
-		output_attach(err_r, STDERR_FILENO, prefix);
+		output_attach(out_r, STDOUT_FILENO, prefix, pid);
+		output_attach(err_r, STDERR_FILENO, prefix, pid);
 	}
 	w->pid = pid;
 	w->state = W_STARTING;

@@ -231,7 +231,8 @@ pid_t	procfs_ppid(pid_t);
 /* output.c: worker output through pipes, one whole line at a time. */
 struct outbuf;
 int	output_open(int *, int *, int *, int *);
-struct outbuf *output_attach(int, int, const char *);
+struct outbuf *output_attach(int, int, const char *, pid_t);
+void	output_writer_gone(pid_t);
 void	output_detach(struct outbuf *);
 void	output_resume(void);
 size_t	output_flush_all(void);

@@ -346,6 +346,36 @@ lines_whole() {
 	((got > 1500)) || fail "only $got worker lines arrived"
 }
 
+@test "a stalled log reader and a crash loop: the pipes exited workers left do not pile up in the master" {
+	# Each worker writes 50 KB (its pipe takes it all) and exits 1; with
+	# the reader stopped, each leaves a pipe the master cannot empty.
+	start_wpool_on_fifo -n 1 --log-prefix --max-restart-delay 0.1 -- sh -c '
+		i=0
+		while [ ! -e "$0" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done
+		{ head -c 49500 /dev/zero | tr "\0" b | fold -w 99; echo; }
+		exit 1' "$BATS_TEST_TMPDIR/go"
+	wait_for_workers 1
+	local fds0 restarts=0 fds
+	fds0=$(fd_count "$WPOOL_PID")
+	kill -STOP "$READER_PID"
+	touch "$BATS_TEST_TMPDIR/go"
+	# Some 40 workers come and go while the reader is stopped.
+	wait_until 30 eval '
+		restarts=$(timeout 5 "$WPOOL" -s "$BATS_TEST_TMPDIR/ctl.sock" status --json | jq .restarts)
+		((restarts >= 40))' ||
+		fail "only $restarts restarts"
+	fds=$(fd_count "$WPOOL_PID")
+	# 16 such pipes at most, and the live worker's two.
+	((fds <= fds0 + 16 + 2)) ||
+		fail "the master had $fds0 fds, now $fds after $restarts restarts"
+	kill -CONT "$READER_PID"
+	wait_for_log 'warning: the log reader is stalled: dropping what exited worker pid [0-9]+ left in its stdout pipe \(more than 16 such pipes wait\)'
+	# Whatever arrived is whole lines.
+	local bad
+	bad=$(grep -Ev '^(wpool: .*|\[wpool\.0\] b{99}|\[wpool\.0\] )$' "$LOG" | cut -c 1-120 | head -3)
+	[[ -z $bad ]] || fail "$(printf 'broken lines, e.g.:\n%s' "$bad")"
+}
+
 @test "a stalled log reader without --log-prefix: workers' writes block, the master's do not" {
 	# Worker 0 writes to the FIFO itself and blocks there once it is full;
 	# its fd must stay blocking (O_NONBLOCK would make its writes fail).
