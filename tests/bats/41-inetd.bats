@@ -158,11 +158,11 @@ cat >/dev/null'
 }
 
 @test "a command that cannot be run is refused at start: exit 127, one message, nothing bound" {
-	run_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./nope
+	run_wpool -127 -m inetd -n 1 -b 127.0.0.1:0 -- ./nope
 	assert_equal "$status" 127
 	assert_equal "$stderr" "wpool: error: cannot run './nope': No such file or directory"
 	printf 'not executable\n' >noexec.sh
-	run_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./noexec.sh
+	run_wpool -126 -m inetd -n 1 -b 127.0.0.1:0 -- ./noexec.sh
 	assert_equal "$status" 126
 }
 
