@@ -1417,7 +1417,8 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	if (n == old)
 		return 0;
 	log_info("scaling from %d to %d %s", old, n,
-	    p->conf->mode == MODE_INETD ? "connection processes at most" :
+	    p->conf->mode == MODE_INETD ? (n == 1 ? "connection process "
+	    "at most" : "connection processes at most") : n == 1 ? "worker" :
 	    "workers");
 	p->target = n;
 	if (p->conf->mode == MODE_INETD) {

@@ -124,7 +124,7 @@ for i in range(5000):
 	wait_pool_settled "" 20
 	local target steps
 	target=$(jget "$(pool_json)" 'j["target"]')
-	steps=$(sed -n 's/.*: scaling from \([0-9]*\) to \([0-9]*\) workers.*/\1 \2/p' "$LOG" |
+	steps=$(sed -n 's/.*: scaling from \([0-9]*\) to \([0-9]*\) workers\?.*/\1 \2/p' "$LOG" |
 		awk -v start=2 '
 			BEGIN { at = start }
 			$1 != at { printf "step from %s while at %s\n", $1, at; bad = 1 }
