@@ -435,10 +435,44 @@ sleep_ms(int ms)
 }
 
 /* Follows a reload through brief status requests until it ends. */
+/*
+ * The outcome of reload gen, which reload cur has overtaken: failed if it
+ * is among the pool's recent failures, unknown if that list no longer
+ * reaches back to it, else done.
+ */
+static int
+overtaken_outcome(json_object *ro, long long gen, long long cur)
+{
+	json_object *fl, *f;
+	size_t	 i, n = 0;
+
+	if (json_object_object_get_ex(ro, "recent_failures", &fl) &&
+	    json_object_is_type(fl, json_type_array))
+		n = json_object_array_length(fl);
+	for (i = 0; i < n; i++) {
+		f = json_object_array_get_idx(fl, i);
+		if (jint(f, "generation", 0) == gen) {
+			fprintf(stderr, "wpool: reload to generation %lld "
+			    "failed: %s (generation %lld followed)\n", gen,
+			    jstr(f, "error", "?"), cur);
+			return 1;
+		}
+	}
+	if (n >= RELOAD_FAILURES && jint(json_object_array_get_idx(fl, 0),
+	    "generation", 0) > gen) {
+		fprintf(stderr, "wpool: reload to generation %lld: outcome "
+		    "unknown, %zu failed reloads followed\n", gen, n);
+		return 1;
+	}
+	printf("reloaded to generation %lld (generation %lld followed)\n",
+	    gen, cur);
+	return 0;
+}
+
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
-	json_object *st, *req, *ro, *rep, *lf = NULL;
+	json_object *st, *req, *ro, *rep;
 	char	 last[256] = "", line[256];
 	long long cur;
 	int	 rc = 1, off;
@@ -453,18 +487,8 @@ wait_reload(struct cli_ctx *x, long long gen)
 		json_object_object_get_ex(st, "reload", &ro);
 		cur = jint(ro, "generation", 0);
 		if (cur > gen) {
-			/* Over, and a newer one runs: did ours fail? */
-			json_object_object_get_ex(ro, "last_failed", &lf);
-			if (lf != NULL && jint(lf, "generation", 0) == gen) {
-				fprintf(stderr, "wpool: reload to generation "
-				    "%lld failed: %s (a newer reload "
-				    "follows)\n", gen, jstr(lf, "error", "?"));
-				rc = 1;
-			} else {
-				printf("reloaded to generation %lld (a newer "
-				    "reload follows)\n", gen);
-				rc = 0;
-			}
+			/* Over, and a newer one came: did ours fail? */
+			rc = overtaken_outcome(ro, gen, cur);
 			break;
 		}
 		if (cur < gen && strcmp(jstr(ro, "state", ""), "running") != 0) {

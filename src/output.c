@@ -32,6 +32,8 @@
  * long stall cannot pile up pipes (and their data) in the master.
  */
 #define OUT_MAX_ORPHANS	16
+/* What a pipe can hold at most (/proc/sys/fs/pipe-max-size's default). */
+#define OUT_DRAIN_BUDGET	(1024 * 1024)
 
 struct outbuf {
 	int	 fd;
@@ -234,20 +236,26 @@ output_resume(void)
 
 /*
  * Reads o until its pipe is empty or at its end, and hands on every whole
- * line, and at the end the last partial one too.  false: a line was
- * refused, o is paused.
+ * line, and at the end the last partial one too.  No more than a pipe can
+ * hold, though: beyond that, a child of the worker is still writing, and
+ * what it writes is no worker's last lines (the loop goes on relaying it
+ * meanwhile).  false: a line was refused, o is paused.
  */
 static bool
 drain(struct outbuf *o)
 {
+	size_t	 budget = OUT_DRAIN_BUDGET;
 	ssize_t	 n;
 
 	for (;;) {
+		if (budget == 0)
+			return true;
 		n = read(o->fd, o->buf + o->len, sizeof(o->buf) - o->len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n > 0) {
 			o->len += (size_t)n;
+			budget -= (size_t)n < budget ? (size_t)n : budget;
 			if (flush_lines(o, false) < 0)
 				break;
 			continue;

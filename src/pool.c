@@ -112,6 +112,22 @@ env_base_set(struct pool *p, char *var)
 	p->env_base[j] = var;
 }
 
+/* Removes NAME from the base environment. */
+static void
+env_base_unset(struct pool *p, const char *name)
+{
+	size_t	 klen = strlen(name), j;
+
+	for (j = 0; j < p->nenv_base; j++)
+		if (strncmp(p->env_base[j], name, klen) == 0 &&
+		    p->env_base[j][klen] == '=') {
+			free(p->env_base[j]);
+			p->env_base[j] = p->env_base[--p->nenv_base];
+			p->env_base[p->nenv_base] = NULL;
+			return;
+		}
+}
+
 /*
  * The master's environment, scrubbed; with -u, the user's HOME, USER and
  * LOGNAME, as systemd's User= and su give them; then -e NAME=VALUE.
@@ -138,6 +154,11 @@ env_base_build(struct pool *p)
 		env_base_set(p, var);
 		xasprintf(&var, "LOGNAME=%s", pw->pw_name);
 		env_base_set(p, var);
+	} else if (c->set_user) {
+		/* A bare uid: no name, and no home but /, as systemd has. */
+		env_base_set(p, xstrdup("HOME=/"));
+		env_base_unset(p, "USER");
+		env_base_unset(p, "LOGNAME");
 	}
 	for (i = 0; i < c->nenv; i++)
 		env_base_set(p, xstrdup(c->env[i]));
@@ -1266,6 +1287,22 @@ replace_done(struct pool *p, struct slot *s)
 	}
 }
 
+/* Kept for the clients that follow a reload that a newer one overtook. */
+static void
+reload_failure_record(struct pool *p, unsigned gen, const char *why)
+{
+	struct reload_failure *f;
+
+	if (p->nreload_failures == RELOAD_FAILURES) {
+		memmove(p->reload_failures, p->reload_failures + 1,
+		    (RELOAD_FAILURES - 1) * sizeof(*f));
+		p->nreload_failures--;
+	}
+	f = &p->reload_failures[p->nreload_failures++];
+	f->generation = gen;
+	strlcpy(f->error, why, sizeof(f->error));
+}
+
 static void
 replace_failed(struct pool *p, struct slot *s, const char *why)
 {
@@ -1280,9 +1317,7 @@ replace_failed(struct pool *p, struct slot *s, const char *why)
 		p->reload.failed = true;
 		p->reload.finished_mono = now_mono();
 		snprintf(p->reload.error, sizeof(p->reload.error), "%s", why);
-		p->reload_failed_gen = p->reload.generation;
-		strlcpy(p->reload_failed_error, why,
-		    sizeof(p->reload_failed_error));
+		reload_failure_record(p, p->reload.generation, why);
 		log_warnx("reload to generation %u failed: %s; the remaining "
 		    "old workers keep serving", p->reload.generation, why);
 		/*
@@ -1561,22 +1596,32 @@ on_sample_timer(void *arg)
 	pool_sample(p);
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		struct slot *s = &p->slots[w->id];
+		double	 since;
 
-		if (w != s->cur || w->state != W_READY ||
-		    w->sample.rss_bytes <= p->conf->max_memory ||
-		    repl[s->id].kind != REPLACE_NONE || s->next != NULL ||
+		if (w != s->cur || w->state != W_READY)
+			continue;
+		/* Its age, counted from when the back-off let it be judged. */
+		since = now - (w->started_mono > s->mem_hold_until ?
+		    w->started_mono : s->mem_hold_until);
+		if (w->sample.rss_bytes <= p->conf->max_memory) {
+			/* Under the limit that long: the back-off is over. */
+			if (since >= min_uptime)
+				s->mem_backoff = 0;
+			continue;
+		}
+		if (repl[s->id].kind != REPLACE_NONE || s->next != NULL ||
 		    now < s->mem_hold_until)
 			continue;
 		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
 		format_bytes(p->conf->max_memory, lim, sizeof(lim));
-		if (now - w->started_mono >= min_uptime) {
+		if (since >= min_uptime) {
 			s->mem_backoff = 0;
 			log_info("worker %d (pid %d) uses %s, over "
 			    "--max-memory %s; recycling it", w->id,
 			    (int)w->pid, rss, lim);
 		} else {
 			/*
-			 * Over the limit this young, its successor will be
+			 * Over the limit this soon, its successor will be
 			 * too: recycled at once, it would churn a process a
 			 * second.  Back off as for a crash.
 			 */
@@ -1586,10 +1631,10 @@ on_sample_timer(void *arg)
 				s->mem_backoff = cap;
 			s->mem_hold_until = now + s->mem_backoff;
 			log_warnx("worker %d (pid %d) uses %s, over "
-			    "--max-memory %s, %.1fs after its start; "
-			    "recycling it, but not its successor for %.0fs "
-			    "(memory back-off)", w->id, (int)w->pid, rss, lim,
-			    now - w->started_mono, s->mem_backoff);
+			    "--max-memory %s within --min-uptime; recycling "
+			    "it, but not its successor for %.0fs (memory "
+			    "back-off)", w->id, (int)w->pid, rss, lim,
+			    s->mem_backoff);
 		}
 		replace_begin(p, s, REPLACE_RECYCLE, p->generation);
 		break;

@@ -141,7 +141,7 @@ status_json(struct pool *p, double mono, double real, bool brief)
 {
 	const struct conf *c = p->conf;
 	const struct reload_state *r = &p->reload;
-	json_object *o = json_object_new_object(), *ls, *ws, *ro;
+	json_object *o = json_object_new_object(), *ls, *ws, *ro, *fl;
 	const struct worker *w;
 	size_t	 i;
 	int	 id;
@@ -208,16 +208,17 @@ status_json(struct pool *p, double mono, double real, bool brief)
 	json_object_object_add(ro, "total", json_object_new_int(r->total));
 	json_object_object_add(ro, "error", r->failed ?
 	    json_object_new_string(r->error) : NULL);
-	if (p->reload_failed_gen > 0) {
-		json_object *lf = json_object_new_object();
+	fl = json_object_new_array();
+	for (i = 0; i < (size_t)p->nreload_failures; i++) {
+		json_object *f = json_object_new_object();
 
-		json_object_object_add(lf, "generation",
-		    json_object_new_int64(p->reload_failed_gen));
-		json_object_object_add(lf, "error",
-		    json_object_new_string(p->reload_failed_error));
-		json_object_object_add(ro, "last_failed", lf);
-	} else
-		json_object_object_add(ro, "last_failed", NULL);
+		json_object_object_add(f, "generation", json_object_new_int64(
+		    p->reload_failures[i].generation));
+		json_object_object_add(f, "error", json_object_new_string(
+		    p->reload_failures[i].error));
+		json_object_array_add(fl, f);
+	}
+	json_object_object_add(ro, "recent_failures", fl);
 	if (r->generation > 0)
 		json_object_object_add(ro, "seconds", dbl((r->active ? mono :
 		    r->finished_mono) - r->started_mono));

@@ -308,6 +308,8 @@ struct slot {
 
 enum pool_state { POOL_RUNNING, POOL_STOPPING, POOL_DONE };
 
+#define RELOAD_FAILURES	8
+
 struct reload_state {
 	bool	 active;
 	bool	 failed;
@@ -341,8 +343,12 @@ struct pool {
 	int	 exit_status;
 	bool	 exit_status_set;
 	struct reload_state reload;
-	unsigned reload_failed_gen;	/* the last reload that failed */
-	char	 reload_failed_error[256];
+	/* The last RELOAD_FAILURES failed reloads, oldest first. */
+	struct reload_failure {
+		unsigned generation;
+		char	 error[256];
+	} reload_failures[RELOAD_FAILURES];
+	int	 nreload_failures;
 	struct timer stop_timer;
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */

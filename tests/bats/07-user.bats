@@ -80,6 +80,11 @@ require_root() {
 	HOME=/root run_wpool --no-restart -n 1 -u nobody -e HOME=/tmp -- \
 		sh -c 'echo "$HOME|$USER"'
 	assert_output "/tmp|nobody"
+	# A uid with no passwd entry: HOME=/, and no name claimed.
+	getent passwd 54321 >/dev/null && skip "machine lacks a free uid (54321 is taken)"
+	HOME=/root USER=root LOGNAME=root run_wpool --no-restart -n 1 -u 54321 -- \
+		sh -c 'echo "$HOME|${USER-unset}|${LOGNAME-unset}"'
+	assert_output "/|unset|unset"
 	# Without -u, the master's own.
 	HOME=/root USER=root run_wpool --no-restart -n 1 -- sh -c 'echo "$HOME|$USER"'
 	assert_output "/root|root"

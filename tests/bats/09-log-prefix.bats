@@ -121,6 +121,21 @@ load ../helpers
 		fail "the master took $(((t1 - t0) / 1000000)) ms to stop"
 }
 
+@test "--log-prefix: a worker's child that writes without end does not hold the stop back" {
+	# On TERM the worker starts a child that ignores TERM and writes as
+	# fast as it can, then exits: its pipe never runs empty.  The master
+	# still stops (the child then dies of SIGPIPE).
+	start_wpool -s "$BATS_TEST_TMPDIR/ctl.sock" -n 1 --log-prefix -- sh -c '
+		trap "( trap \"\" TERM; exec yes ) & echo last; exit 0" TERM
+		echo up; sleep 60 & wait $!'
+	wait_for_log_count '^\[wpool\.0\] up$' 1
+	kill -TERM "$WPOOL_PID"
+	wait_wpool_exit 10
+	assert_equal "$WPOOL_STATUS" 0
+	grep -qx '\[wpool\.0\] last' "$LOG" || fail "the worker's last line is missing"
+	assert_equal "$(tail -n 1 "$LOG")" "wpool: stopped"
+}
+
 # --- a log reader that stops reading -----------------------------------------
 # The master's stdout and stderr are a FIFO that a cat copies to $LOG; the
 # tests stop the cat (kill -STOP), so that the FIFO fills up.  The master

@@ -172,9 +172,37 @@ EOF
 	wait "$r1" || rc1=$?
 	assert_equal "$rc1" 1
 	run cat "$out1"
-	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s \(a newer reload follows\)$'
-	assert_equal "$(sj '.reload.last_failed.generation')" 1
+	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s \(generation 2 followed\)$'
+	assert_equal "$(sj '[.reload.recent_failures[].generation] | join(" ")')" 1
 	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 2
+}
+
+@test "two queued reloads that both fail: each waiting client reports its own failure" {
+	# Generation 1 fails on worker 1; generation 2, queued behind it,
+	# fails at once on worker 0, before the first client looks again.
+	local script
+	script=$(make_script gen.sh <<EOF
+#!/bin/sh
+[ "\$WPOOL_GENERATION" -ge 2 ] && exit 4
+[ "\$WPOOL_GENERATION" = 1 ] && [ "\$WPOOL_WORKER_ID" = 1 ] && { sleep 0.3; exit 3; }
+exec "$TESTSRV" --delay-start 0.3 --notify
+EOF
+)
+	start_wpool -s "$CTL" -n 2 --ready notify -b 127.0.0.1:0 -- "$script"
+	wait_status 10 '.ready == 2'
+	local out1=$BATS_TEST_TMPDIR/r1.out rc1=0
+	"$WPOOL" reload >"$out1" 2>&1 &
+	local r1=$!
+	record_pid "$r1"
+	wait_status 5 '.reload.generation == 1 and .reload.state == "running"'
+	RUN_TIMEOUT=20 run_wp reload
+	assert_failure 1
+	assert_regex "$stderr" '^wpool: reload to generation 2 failed: new worker 0 \(pid [0-9]+\) exited with status 4'
+	wait "$r1" || rc1=$?
+	assert_equal "$rc1" 1
+	run cat "$out1"
+	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 1 \(pid [0-9]+\) exited with status 3 .*\(generation 2 followed\)$'
+	assert_equal "$(sj '[.reload.recent_failures[].generation] | join(" ")')" "1 2"
 }
 
 @test "a new worker that is never ready (--ready-timeout) stops the reload; the old ones keep serving" {
