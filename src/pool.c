@@ -393,7 +393,15 @@ on_watchdog_timeout(void *arg)
 	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
 	    "it (ABRT)", w->id, (int)w->pid, the_pool->conf->watchdog);
 	w->watchdog_fired = true;
+	/* No longer counted as ready: status --check fails until it is back. */
+	w->state = W_STOPPING;
+	w->stop_sent = true;
 	kill(w->pid, SIGABRT);
+	/*
+	 * A stopped process (SIGSTOP, a debugger gone) would hold a dumping
+	 * signal until --stop-timeout's KILL: wake it, as systemd does.
+	 */
+	kill(w->pid, SIGCONT);
 	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
 }
 

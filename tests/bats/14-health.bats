@@ -43,6 +43,33 @@ EOF
 	wait_status 5 '.workers[] | select(.id == 1) | .last_exit == {"signal":"ABRT"} and .restarts >= 1'
 }
 
+@test "--watchdog: a worker stopped with SIGSTOP is woken to die of ABRT at once, not left until --stop-timeout" {
+	write_notify_py
+	local script
+	script=$(make_script watchdog.sh <<EOF
+#!/bin/sh
+"$PY" "$NOTIFY_PY" WATCHDOG=1 --every 0.2 &
+exec "$TESTSRV"
+EOF
+)
+	ulimit -c 0
+	start_wpool -s "$CTL" -n 1 --watchdog 2 --stop-timeout 20 -b 127.0.0.1:0 -- "$script"
+	wait_for_workers 1
+	local p0 pinger
+	p0=$(pid_of_id 0)
+	pinger=$(children_of "$p0")
+	[[ -n $pinger ]] || fail "no pinger under worker $p0"
+	record_pid "$pinger"
+	# Both stop: the worker hangs as a whole.
+	kill -STOP "$pinger" "$p0"
+	wait_for_log "worker 0 \\(pid $p0\\) sent no WATCHDOG=1 for 2s; restarting it \\(ABRT\\)" 6
+	# Woken by SIGCONT, it dies of the ABRT at once; without, it stayed
+	# stopped until --stop-timeout's KILL, 20 s on.
+	wait_for_log "worker 0 \\(pid $p0\\) killed by signal ABRT" 5
+	wait_for_log_count 'worker 0 started' 2 5
+	kill -KILL "$pinger" 2>/dev/null || true
+}
+
 @test "--max-memory: a worker over the limit is replaced, the new one first, then the old one stopped" {
 	local script
 	# Only worker 0 grows past the limit.
