@@ -702,6 +702,16 @@ balance_reaped(pid_t pid, int status)
 	if (WIFEXITED(status) && WEXITSTATUS(status) >= 126)
 		log_warnx("connection from %s: '%s' exited with status %d",
 		    ch->peer, B->conf->argv[0], WEXITSTATUS(status));
+	else if (WIFSIGNALED(status) && !(B->state == POOL_STOPPING &&
+	    (WTERMSIG(status) == B->conf->stop_signal ||
+	    WTERMSIG(status) == SIGKILL))) {
+		char	 after[32];
+
+		format_duration(now_mono() - ch->started, after, sizeof(after));
+		log_warnx("connection from %s: '%s' (pid %d) killed by signal "
+		    "%s after %s", ch->peer, B->conf->argv[0], (int)pid,
+		    signal_name(WTERMSIG(status)), after);
+	}
 	TAILQ_REMOVE(&ichildren, ch, entry);
 	free(ch);
 	nichildren--;

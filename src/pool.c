@@ -1426,6 +1426,11 @@ pool_restart(struct pool *p, int id, char *err, size_t len)
 		snprintf(err, len, "the pool is stopping");
 		return -ESHUTDOWN;
 	}
+	if (p->conf->mode == MODE_INETD) {
+		snprintf(err, len, "inetd mode has no workers to restart: "
+		    "each connection has a process of its own");
+		return -ENOENT;
+	}
 	if (id < 0 || id >= p->target || !p->slots[id].wanted) {
 		snprintf(err, len, "no worker %d: ids are 0 to %d", id,
 		    p->target - 1);

@@ -158,7 +158,9 @@ status_json(struct pool *p, double mono, double real, bool brief)
 	json_object_object_add(o, "state", json_object_new_string(
 	    p->state == POOL_RUNNING ? "running" : "stopping"));
 	json_object_object_add(o, "target", json_object_new_int(p->target));
-	json_object_object_add(o, "alive", json_object_new_int(p->nworkers));
+	/* inetd mode: its live processes are the connections'. */
+	json_object_object_add(o, "alive", json_object_new_int(
+	    c->mode == MODE_INETD ? p->nconnections : p->nworkers));
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
 	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY) +

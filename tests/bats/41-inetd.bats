@@ -103,6 +103,11 @@ cat >/dev/null'
 	run "$WPOOL" status --check
 	assert_success
 	assert_output "healthy: inetd mode, accepting connections"
+	# Its live processes are the connections'; there are no workers.
+	assert_equal "$(st "d['alive']")" 2
+	run "$WPOOL" restart 0
+	assert_failure 1
+	assert_output --partial "inetd mode has no workers to restart"
 	# Clients leave one at a time: each leaves room for a waiting one.
 	touch "$rel"
 	wait "$BG"
@@ -195,4 +200,21 @@ cat >/dev/null'
 	# shellcheck disable=SC2086
 	wait_gone $pids --timeout 2
 	wait_for_log 'stopped'
+}
+
+@test "a connection process killed from outside is logged; one that the stop ends is not" {
+	handler hold.sh 'echo "greet $$"
+cat >/dev/null'
+	start_wpool -m inetd -n 2 -b 127.0.0.1:0 -- ./hold.sh
+	local out=$BATS_TEST_TMPDIR/hold.out pids p1
+	client_bg "$out" rawhold "$PORT" -n 2 --timeout 10
+	wait_until 5 eval '(($(greets "$out") == 2))'
+	pids=$(sed -nE 's/^greet [0-9]+ greet ([0-9]+)$/\1/p' "$out")
+	p1=$(head -n 1 <<<"$pids")
+	kill -KILL "$p1"
+	wait_for_log "warning: connection from 127\\.0\\.0\\.1:[0-9]+: '\\./hold\\.sh' \\(pid $p1\\) killed by signal KILL after [0-9.]+m?s"
+	run "$WPOOL" stop
+	assert_success
+	wait_wpool_exit 8
+	assert_equal "$(log_count 'killed by signal')" 1
 }
