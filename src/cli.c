@@ -534,6 +534,7 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 			return bad(err, len, opt, v,
 			    "least-conn, round-robin or ip-hash");
 		c->balancer = (enum balancer)i;
+		c->balance_opts = true;
 	} else if (strcmp(key, "backlog") == 0) {
 		if (parse_int(v, 1, 1 << 20, &n) < 0)
 			return bad(err, len, opt, v,
@@ -544,6 +545,7 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 			return bad(err, len, opt, v,
 			    "a number from 1 to 1000000");
 		c->max_queue = (int)n;
+		c->balance_opts = true;
 	} else if (strcmp(key, "no-restart") == 0) {
 		c->no_restart = true;
 	} else if (strcmp(key, "stop-signal") == 0) {
@@ -647,7 +649,7 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 {
 	const struct option *o;
 	char	 optname[64];
-	int	 ch, idx, r;
+	int	 ch, idx, r, loud = 0;
 
 	optind = 0;
 	opterr = 0;
@@ -661,10 +663,14 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 			printf("wpool %s\n", WPOOL_VERSION);
 			return 1;
 		case 'q':
-			c->log_level = LOG_WARN;
-			continue;
 		case 'v':
-			c->log_level = LOG_DEBUG;
+			if (loud != 0 && loud != ch) {
+				snprintf(err, len, "-q/--quiet and -v/--verbose: "
+				    "give one or the other");
+				return -EINVAL;
+			}
+			loud = ch;
+			c->log_level = ch == 'q' ? LOG_WARN : LOG_DEBUG;
 			continue;
 		case '?':
 			if (optopt > 0 && optopt < 256)
@@ -745,6 +751,12 @@ cli_validate(struct conf *c, char *err, size_t len)
 	if (c->max_requests_jitter > 0 && c->max_requests == 0) {
 		snprintf(err, len, "--max-requests-jitter: needs "
 		    "--max-requests");
+		return -EINVAL;
+	}
+	if (c->balance_opts && c->mode != MODE_BALANCE) {
+		snprintf(err, len, "--balancer and --max-queue: only in "
+		    "balance mode (-m balance), where wpool hands out the "
+		    "connections");
 		return -EINVAL;
 	}
 	if (c->max_requests > 0 && c->mode != MODE_BALANCE) {

@@ -21,6 +21,7 @@ struct conf_ctx {
 	char	*lname;		/* its name = */
 	char	*sname;		/* [listen.NAME]: the section's name */
 	bool	 in_listen;
+	int	 loud;		/* 'q' or 'v' once quiet or verbose is true */
 	char	 section[128];
 	char	**argv;		/* command = ..., split */
 	FILE	*f;
@@ -352,8 +353,16 @@ handler(void *user, const char *section, const char *key, const char *val)
 			    "'%s': expected true or false", key, val);
 			return 0;
 		}
-		if (b)
+		if (b && x->loud != 0 && x->loud != key[0]) {
+			snprintf(x->err, sizeof(x->err), "%s: 'quiet' and "
+			    "'verbose' are both true: give one or the other",
+			    key);
+			return 0;
+		}
+		if (b) {
+			x->loud = key[0];
 			x->c->log_level = key[0] == 'v' ? LOG_DEBUG : LOG_WARN;
+		}
 		return 1;
 	}
 	if (val == NULL) {

@@ -94,6 +94,7 @@ struct conf {
 	double	 max_restart_delay;
 	double	 min_uptime;
 	bool	 no_restart;
+	bool	 balance_opts;	/* --balancer or --max-queue was given */
 	int	 stop_signal;
 	double	 stop_timeout;
 	enum ready_mode ready;

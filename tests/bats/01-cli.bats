@@ -111,6 +111,24 @@ bad_value() {
 	bad_value -C/--chdir "$BATS_TEST_TMPDIR/nonexistent" -C "$BATS_TEST_TMPDIR/nonexistent"
 }
 
+@test "-q with -v is refused: one or the other" {
+	run_wpool -q -v -- "$TESTSRV" --exit 0
+	assert_equal "$status" 64
+	assert_equal "${stderr_lines[0]}" "wpool: -q/--quiet and -v/--verbose: give one or the other"
+}
+
+@test "--balancer and --max-queue outside balance mode are refused, as --max-requests is" {
+	local opt
+	for opt in "--balancer round-robin" "--max-queue 5"; do
+		# shellcheck disable=SC2086
+		run_wpool $opt -b 127.0.0.1:0 -- "$TESTSRV" --exit 0
+		assert_equal "$status" 64
+		assert_equal "${stderr_lines[0]}" "wpool: --balancer and --max-queue: only in balance mode (-m balance), where wpool hands out the connections"
+	done
+	run_wpool -127 -m balance --balancer round-robin --max-queue 5 -b 127.0.0.1:0 -- ./no-such-command
+	assert_equal "$status" 127
+}
+
 @test "-C with a file is refused as not a directory" {
 	: >"$BATS_TEST_TMPDIR/file"
 	bad_value -C/--chdir "$BATS_TEST_TMPDIR/file" -C "$BATS_TEST_TMPDIR/file"

@@ -291,6 +291,11 @@ EOF
 	conf_error bad.ini 3 "unknown key 'workerz' in \[pool\]"
 }
 
+@test "error: quiet and verbose both true, on the line of the second" {
+	printf '[pool]\nquiet = true\ncommand = true\nverbose = yes\n' >bad.ini
+	conf_error bad.ini 4 "verbose: 'quiet' and 'verbose' are both true: give one or the other"
+}
+
 @test "error: an unknown key in [listen]" {
 	printf '[pool]\ncommand = %s\n[listen]\nbind = 127.0.0.1:0\nnodelai = true\n' \
 		"$TESTSRV" >bad.ini
