@@ -467,17 +467,23 @@ static const struct {
 	const char *accepted;
 } durations[] = {
 	{ "restart-delay", offsetof(struct conf, restart_delay), false,
-	    "seconds from 0 to a year, such as 0.5, 500ms or 2s" },
+	    "seconds from 0 to a year, such as 0.5, or with a unit (us, ms, "
+	    "s, m, h), such as 500ms" },
 	{ "max-restart-delay", offsetof(struct conf, max_restart_delay), false,
-	    "seconds from 0 to a year, such as 30 or 1m" },
+	    "seconds from 0 to a year, such as 30, or with a unit (us, ms, "
+	    "s, m, h), such as 1m" },
 	{ "min-uptime", offsetof(struct conf, min_uptime), false,
-	    "seconds from 0 to a year, such as 5 or 500ms" },
+	    "seconds from 0 to a year, such as 5, or with a unit (us, ms, "
+	    "s, m, h), such as 500ms" },
 	{ "stop-timeout", offsetof(struct conf, stop_timeout), false,
-	    "seconds from 0 to a year, such as 10 or 2.5" },
+	    "seconds from 0 to a year, such as 10 or 2.5, or with a unit "
+	    "(us, ms, s, m, h), such as 1m" },
 	{ "ready-timeout", offsetof(struct conf, ready_timeout), true,
-	    "seconds above 0, up to a year, such as 60" },
+	    "seconds above 0, up to a year, such as 60, or with a unit "
+	    "(us, ms, s, m, h), such as 2m" },
 	{ "watchdog", offsetof(struct conf, watchdog), true,
-	    "seconds above 0, up to a year, such as 30" },
+	    "seconds above 0, up to a year, such as 30, or with a unit "
+	    "(us, ms, s, m, h), such as 500ms" },
 };
 
 /*
@@ -622,12 +628,12 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 		char	 lerr[256];
 
 		if (listener_parse(v, &l, lerr, sizeof(lerr)) < 0)
-			return bad(err, len, opt, v, "HOST:PORT, such as "
-			    "127.0.0.1:9100");
+			return bad(err, len, opt, v, "HOST:PORT with a port "
+			    "from 0 to 65535, such as 127.0.0.1:9100");
 		if (l.type != L_TCP) {
 			listener_free(&l);
-			return bad(err, len, opt, v, "HOST:PORT, such as "
-			    "127.0.0.1:9100");
+			return bad(err, len, opt, v, "HOST:PORT with a port "
+			    "from 0 to 65535, such as 127.0.0.1:9100");
 		}
 		listener_free(&l);
 		set_str(&c->metrics, v);
@@ -753,12 +759,6 @@ cli_validate(struct conf *c, char *err, size_t len)
 		    "--max-requests");
 		return -EINVAL;
 	}
-	if (c->balance_opts && c->mode != MODE_BALANCE) {
-		snprintf(err, len, "--balancer and --max-queue: only in "
-		    "balance mode (-m balance), where wpool hands out the "
-		    "connections");
-		return -EINVAL;
-	}
 	if (c->max_requests > 0 && c->mode != MODE_BALANCE) {
 		snprintf(err, len, "--max-requests: only in balance mode "
 		    "(-m balance), where wpool sees each connection");
@@ -807,6 +807,12 @@ cli_validate(struct conf *c, char *err, size_t len)
 				    l->name, c->listeners[j].spec);
 				return -EINVAL;
 			}
+	}
+	if (c->balance_opts && c->mode != MODE_BALANCE) {
+		snprintf(err, len, "--balancer and --max-queue: only in "
+		    "balance mode (-m balance), where wpool hands out the "
+		    "connections");
+		return -EINVAL;
 	}
 	if (c->chdir != NULL && (why = chdir_problem(c->chdir)) != NULL) {
 		snprintf(err, len, "-C/--chdir: invalid value '%s': %s: "

@@ -218,7 +218,7 @@ run_pool(int argc, char **argv, bool check)
 	}
 	if (c.metrics != NULL && metrics_open(&p, c.metrics, err,
 	    sizeof(err)) < 0) {
-		log_error("%s", err);
+		log_error("--metrics: %s", err);
 		status = 1;
 		goto out;
 	}

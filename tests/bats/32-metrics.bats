@@ -133,6 +133,6 @@ PY
 	hold_tcp_listener "$port"
 	run_wpool -n 1 --metrics "127.0.0.1:$port" -s "$BATS_TEST_TMPDIR/ctl.sock" -- "$TESTSRV"
 	assert_equal "$status" 1
-	[[ $stderr == *"cannot bind 127.0.0.1:$port"* ]] || fail "stderr: $stderr"
+	[[ $stderr == *"error: --metrics: cannot bind 127.0.0.1:$port"* ]] || fail "stderr: $stderr"
 	[[ $stderr != *started* ]] || fail "a worker was started: $stderr"
 }
