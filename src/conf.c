@@ -13,6 +13,14 @@
 
 #include "wpool.h"
 
+/* What [pool] takes, for the message about a key it does not. */
+#define POOL_KEYS "name, workers, fallback-cpus, mode, balancer, " \
+	"max-queue, backlog, restart-delay, max-restart-delay, min-uptime, " \
+	"no-restart, stop-signal, stop-timeout, ready, ready-timeout, " \
+	"reload-batch, watchdog, max-requests, max-requests-jitter, " \
+	"max-memory, user, chdir, pidfile, log-prefix, metrics, control, " \
+	"quiet, verbose or command"
+
 struct conf_ctx {
 	struct conf *c;
 	const char *file;
@@ -27,6 +35,7 @@ struct conf_ctx {
 	FILE	*f;
 	int	 lineno;	/* lines read so far */
 	int	 errline;	/* where the reader found an error */
+	int	 name_line;	/* where the listener being read got its name */
 };
 
 static bool
@@ -142,6 +151,28 @@ unterminated:
 	return -EINVAL;
 }
 
+/* The listener just added must not take an earlier one's name. */
+static int
+check_name_unique(struct conf_ctx *x)
+{
+	const struct listener *l = &x->c->listeners[x->c->nlisteners - 1];
+	size_t	 i;
+
+	if (l->name == NULL)
+		return 0;
+	for (i = 0; i + 1 < x->c->nlisteners; i++)
+		if (x->c->listeners[i].name != NULL &&
+		    strcmp(x->c->listeners[i].name, l->name) == 0) {
+			snprintf(x->err, sizeof(x->err), "name: '%s' is "
+			    "already the name of the listener '%s'", l->name,
+			    x->c->listeners[i].spec);
+			if (x->name_line > 0)
+				x->errline = x->name_line;
+			return -EINVAL;
+		}
+	return 0;
+}
+
 /* Ends the [listen] section being read: its spec becomes a listener. */
 static int
 flush_listener(struct conf_ctx *x)
@@ -162,7 +193,8 @@ flush_listener(struct conf_ctx *x)
 	if (cli_apply(x->c, "bind", x->spec, "bind", err, sizeof(err)) < 0) {
 		snprintf(x->err, sizeof(x->err), "%s", err);
 		r = -EINVAL;
-	}
+	} else
+		r = check_name_unique(x);
 	free(x->spec);
 	x->spec = NULL;
 	free(x->lname);
@@ -221,6 +253,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 			return 0;
 		}
 		x->spec = xstrdup(val);
+		x->name_line = x->lineno;
 		return check_spec(x, key);
 	}
 	if (x->spec == NULL) {
@@ -234,6 +267,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 
 		free(x->lname);
 		x->lname = xstrdup(val ? val : "");
+		x->name_line = x->lineno;
 		xasprintf(&x->spec, "%s,name=%s", saved, x->lname);
 		ok = check_spec(x, key);
 		free(x->spec);
@@ -284,8 +318,10 @@ handler(void *user, const char *section, const char *key, const char *val)
 		free(x->sname);
 		x->sname = NULL;
 		strlcpy(x->section, section, sizeof(x->section));
-		if (strncmp(section, "listen.", 7) == 0 && section[7] != '\0')
+		if (strncmp(section, "listen.", 7) == 0 &&
+		    section[7] != '\0') {
 			x->sname = xstrdup(section + 7);
+		}
 	}
 	if (section[0] == '\0') {
 		snprintf(x->err, sizeof(x->err), "%s: keys go inside a section "
@@ -374,7 +410,7 @@ handler(void *user, const char *section, const char *key, const char *val)
 		if (cli_apply(&scratch, key, "", key, probe, sizeof(probe)) ==
 		    -ENOENT)
 			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
-			    "[pool]", key);
+			    "[pool]: expected " POOL_KEYS, key);
 		else
 			snprintf(x->err, sizeof(x->err), "%s: a value is "
 			    "required (%s = VALUE)", key, key);
@@ -384,7 +420,7 @@ handler(void *user, const char *section, const char *key, const char *val)
 	if (cli_apply(x->c, key, val, key, err, sizeof(err)) < 0) {
 		if (strncmp(err, "unknown option", 14) == 0)
 			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
-			    "[pool]", key);
+			    "[pool]: expected " POOL_KEYS, key);
 		else
 			snprintf(x->err, sizeof(x->err), "%s", err);
 		return 0;
@@ -434,8 +470,11 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 	fclose(f);
 	if (x.errline > 0)
 		line = x.errline;
-	if (line == 0 && x.err[0] == '\0')
+	if (line == 0 && x.err[0] == '\0') {
 		flush_listener(&x);
+		if (x.errline > 0)
+			line = x.errline;
+	}
 	free(x.lname);
 	free(x.sname);
 	free(x.spec);

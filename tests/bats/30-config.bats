@@ -288,12 +288,19 @@ EOF
 
 @test "error: an unknown key in [pool]" {
 	printf '[pool]\nworkers = 2\nworkerz = 3\ncommand = %s\n' "$TESTSRV" >bad.ini
-	conf_error bad.ini 3 "unknown key 'workerz' in \[pool\]"
+	conf_error bad.ini 3 "unknown key 'workerz' in \[pool\]: expected name, workers, fallback-cpus, .* or command"
 }
 
 @test "error: quiet and verbose both true, on the line of the second" {
 	printf '[pool]\nquiet = true\ncommand = true\nverbose = yes\n' >bad.ini
 	conf_error bad.ini 4 "verbose: 'quiet' and 'verbose' are both true: give one or the other"
+}
+
+@test "error: two listeners of the file with one name, on the second one's line" {
+	printf '[pool]\ncommand = true\n[listen]\nbind = 127.0.0.1:0\nname = a\n[listen]\nbind = 127.0.0.1:0\nname = a\n' >bad.ini
+	conf_error bad.ini 8 "name: 'a' is already the name of the listener '127.0.0.1:0'"
+	printf '[pool]\ncommand = true\n[listen.x]\nbind = 127.0.0.1:0\n[listen.x]\nbind = 127.0.0.2:0\n[env]\nA = 1\n' >bad.ini
+	conf_error bad.ini 6 "name: 'x' is already the name of the listener '127.0.0.1:0'"
 }
 
 @test "error: an unknown key in [listen]" {
