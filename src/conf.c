@@ -5,6 +5,7 @@
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -508,14 +509,41 @@ print_word(FILE *f, const char *w)
 		fputs(w, f);
 		return;
 	}
+	/*
+	 * Single quotes, but ' and ; outside them: inih would end the value
+	 * at a blank followed by ';' even inside quotes.
+	 */
 	fputc('\'', f);
 	for (p = w; *p; p++) {
 		if (*p == '\'')
 			fputs("'\\''", f);
+		else if (*p == ';')
+			fputs("'\\;'", f);
 		else
 			fputc(*p, f);
 	}
 	fputc('\'', f);
+}
+
+/*
+ * A value inih reads back the same: no blank at either end (inih strips
+ * them), no blank followed by ';' (a comment).  Otherwise a warning.
+ */
+static void
+value_check(const char *key, int keylen, const char *v)
+{
+	size_t	 n = strlen(v);
+	const char *p;
+	bool	 bad = n > 0 && (isspace((unsigned char)v[0]) ||
+		    isspace((unsigned char)v[n - 1]));
+
+	for (p = v; !bad && *p; p++)
+		if (*p == ';' && p > v && isspace((unsigned char)p[-1]))
+			bad = true;
+	if (bad)
+		log_warnx("check: %.*s = '%s' cannot be written in "
+		    "wpool.conf so that it reads back the same (a blank at "
+		    "either end, or a blank before ';')", keylen, key, v);
 }
 
 /*
@@ -576,14 +604,22 @@ conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 	if (c->max_memory > 0)
 		fprintf(f, "max-memory = %llu\n",
 		    (unsigned long long)c->max_memory);
-	if (c->control != NULL)
+	if (c->control != NULL) {
+		value_check("control", -1, c->control);
 		fprintf(f, "control = %s\n", c->control);
-	if (c->user != NULL)
+	}
+	if (c->user != NULL) {
+		value_check("user", -1, c->user);
 		fprintf(f, "user = %s\n", c->user);
-	if (c->chdir != NULL)
+	}
+	if (c->chdir != NULL) {
+		value_check("chdir", -1, c->chdir);
 		fprintf(f, "chdir = %s\n", c->chdir);
-	if (c->pidfile != NULL)
+	}
+	if (c->pidfile != NULL) {
+		value_check("pidfile", -1, c->pidfile);
 		fprintf(f, "pidfile = %s\n", c->pidfile);
+	}
 	if (c->metrics != NULL)
 		fprintf(f, "metrics = %s\n", c->metrics);
 	fprintf(f, "log-prefix = %s\n", c->log_prefix ? "true" : "false");
@@ -620,8 +656,15 @@ conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 	if (c->nenv > 0) {
 		fprintf(f, "\n[env]\n");
 		for (i = 0; i < c->nenv; i++) {
-			size_t	 k = strcspn(c->env[i], "=");
+			size_t	 k = strcspn(c->env[i], "="), j;
 
+			/* Only the value that wins: the last of a name. */
+			for (j = i + 1; j < c->nenv; j++)
+				if (strncmp(c->env[j], c->env[i], k + 1) == 0)
+					break;
+			if (j < c->nenv)
+				continue;
+			value_check(c->env[i], (int)k, c->env[i] + k + 1);
 			fprintf(f, "%.*s = %s\n", (int)k, c->env[i],
 			    c->env[i] + k + 1);
 		}

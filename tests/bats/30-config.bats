@@ -68,6 +68,31 @@ EOF
 	assert_success
 }
 
+@test "check's output reads back the same with -c: a command with ' ;' and quotes; [env] keeps the winning value" {
+	write_basic_conf pool.ini
+	run_wpool check -c pool.ini -e APP_ENV=prod -e GREETING=hi -- \
+		printf '%s|' 'a ; b' "it's" x
+	assert_success
+	printf '%s\n' "$output" >again.ini
+	# One APP_ENV line: the one that wins.
+	assert_equal "$(grep -c '^APP_ENV = ' again.ini)" 1
+	assert_line 'APP_ENV = prod'
+	run_wpool check -c again.ini
+	assert_success
+	assert_equal "$output" "$(cat again.ini)"
+	# The command reads back as the same words.
+	run_wpool --no-restart -n 1 -b 127.0.0.1:0 -c again.ini
+	assert_success
+	assert_output "a ; b|it's|x|"
+}
+
+@test "check warns about a value that wpool.conf cannot hold as it is" {
+	run_wpool check -b 127.0.0.1:0 -e 'A=x ;y' -e 'B= lead' -- true
+	assert_success
+	assert_regex "$stderr" "warning: check: A = 'x ;y' cannot be written in wpool.conf"
+	assert_regex "$stderr" "warning: check: B = ' lead' cannot be written in wpool.conf"
+}
+
 @test "-n on the command line beats workers = in the file" {
 	write_basic_conf
 	WAIT_LISTENERS=1 start_wpool -c pool.ini -n 3
