@@ -280,7 +280,7 @@ print_table(json_object *st)
 	char	 stext[512];
 	size_t	 i;
 	int	 width = term_width(), used, left;
-	bool	 inetd;
+	bool	 inetd, balance;
 
 	format_duration(jdbl(st, "uptime_s"), up, sizeof(up));
 	inetd = strcmp(jstr(st, "mode", ""), "inetd") == 0;
@@ -318,9 +318,17 @@ print_table(json_object *st)
 		print_connections(st);
 		return;
 	}
-	printf("%-3s %-7s %-8s %-3s %-6s %-6s %-6s %-5s %-8s %-9s %s\n", "ID",
-	    "PID", "STATE", "GEN", "UPTIME", "IDLE", "RSS", "CPU%",
-	    "RESTARTS", "LAST-EXIT", "STATUS");
+	balance = strcmp(jstr(st, "mode", ""), "balance") == 0;
+	if (balance)
+		printf("  balancer %s: %lld connection%s queued, %lld in all\n",
+		    jstr(st, "balancer", "?"), jint(st, "queue", 0),
+		    jint(st, "queue", 0) == 1 ? "" : "s",
+		    jint(st, "connections_total", 0));
+	/* Balance mode: open/handled connections where IDLE would be. */
+	printf("%-3s %-7s %-8s %-3s %-6s %-*s %-6s %-5s %-8s %-9s %s\n", "ID",
+	    "PID", "STATE", "GEN", "UPTIME", balance ? 9 : 6,
+	    balance ? "CONNS" : "IDLE", "RSS", "CPU%", "RESTARTS", "LAST-EXIT",
+	    "STATUS");
 	if (!json_object_object_get_ex(st, "workers", &ws))
 		return;
 	for (i = 0; i < json_object_array_length(ws); i++) {
@@ -363,10 +371,13 @@ print_table(json_object *st)
 		    sizeof(stext));
 		if (json_object_object_get_ex(w, "draining", &le) && le)
 			status = "(draining)";
-		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-6s %-6s %-5s "
+		if (balance && jint(w, "pid", 0) > 0)
+			snprintf(idle, sizeof(idle), "%lld/%lld",
+			    jint(w, "connections", 0), jint(w, "requests", 0));
+		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-*s %-6s %-5s "
 		    "%-8lld ", jint(w, "id", 0), pid, state,
-		    jint(w, "generation", 0), up, idle, rss, cpu,
-		    jint(w, "restarts", 0));
+		    jint(w, "generation", 0), up, balance ? 9 : 6, idle, rss,
+		    cpu, jint(w, "restarts", 0));
 		/* No padding at the end of a row without STATUS text. */
 		if (*status == '\0') {
 			printf("%s\n", lexit[0] ? lexit : "-");

@@ -125,6 +125,16 @@ EOF
 	wait_ready 3
 	run takes_turns 3 4 < <(client get "$PORT" / -n 12 | ids_of)
 	assert_success
+	# The status table shows it: open/handled connections per worker.
+	wait_st 5 "sum(w['connections'] for w in d['workers']) == 0"
+	run "$WPOOL" status
+	assert_line --index 3 '  balancer round-robin: 0 connections queued, 12 in all'
+	assert_line --index 4 --regexp '^ID +PID +STATE +GEN +UPTIME +CONNS +RSS '
+	assert_equal "$(grep -cE '^[0-2] +[0-9]+ +ready +0 +[0-9.]+m?s +0/4 ' <<<"$output")" 3
+	local l
+	for l in "${lines[@]}"; do
+		((${#l} <= 80)) || fail "a line of ${#l} columns: $l"
+	done
 }
 
 @test "least-conn: idle workers take turns (ties rotate, never lowest id first)" {
