@@ -445,7 +445,6 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Follows a reload through brief status requests until it ends. */
 /*
  * The outcome of reload gen, which reload cur has overtaken: failed if it
  * is among the pool's recent failures, unknown if that list no longer
@@ -480,6 +479,7 @@ overtaken_outcome(json_object *ro, long long gen, long long cur)
 	return 0;
 }
 
+/* Follows a reload through brief status requests until it ends. */
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
