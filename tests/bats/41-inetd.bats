@@ -14,6 +14,15 @@ handler() {
 	chmod +x "$BATS_TEST_TMPDIR/$1"
 }
 
+# start_hold_pool N: an inetd pool of at most N processes of ./hold.sh,
+# which greets with its pid and holds the connection until the client
+# closes it.
+start_hold_pool() {
+	handler hold.sh 'echo "greet $$"
+cat >/dev/null'
+	start_wpool -m inetd -n "$1" -b 127.0.0.1:0 -- ./hold.sh
+}
+
 # greets FILE: how many `greet I ...` lines FILE has.
 greets() {
 	grep -c '^greet [0-9]* greet ' "$1" 2>/dev/null || true
@@ -67,9 +76,7 @@ echo "got $line"'
 }
 
 @test "at most N at once: the rest wait in the backlog (not accepted) and are served later" {
-	handler hold.sh 'echo "greet $$"
-cat >/dev/null'
-	start_wpool -m inetd -n 2 -b 127.0.0.1:0 -- ./hold.sh
+	start_hold_pool 2
 	local out=$BATS_TEST_TMPDIR/hold.out rel=$BATS_TEST_TMPDIR/release
 	client_bg "$out" rawhold "$PORT" -n 5 --release "$rel" --timeout 20
 	wait_for_file_line "$out" '^ready$'
@@ -131,9 +138,7 @@ cat >/dev/null'
 }
 
 @test "scale changes the limit of concurrent connection processes" {
-	handler hold.sh 'echo "greet $$"
-cat >/dev/null'
-	start_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./hold.sh
+	start_hold_pool 1
 	run "$WPOOL" scale 3
 	assert_success
 	local out=$BATS_TEST_TMPDIR/hold.out rel=$BATS_TEST_TMPDIR/release
@@ -147,9 +152,7 @@ cat >/dev/null'
 }
 
 @test "scaling up at the limit lets the waiting connections in at once" {
-	handler hold.sh 'echo "greet $$"
-cat >/dev/null'
-	start_wpool -m inetd -n 1 -b 127.0.0.1:0 -- ./hold.sh
+	start_hold_pool 1
 	local out=$BATS_TEST_TMPDIR/hold.out rel=$BATS_TEST_TMPDIR/release
 	client_bg "$out" rawhold "$PORT" -n 3 --release "$rel" --timeout 20
 	wait_until 5 eval '(($(greets "$out") == 1))'
@@ -186,9 +189,7 @@ cat >/dev/null'
 }
 
 @test "stop: connection processes get the stop signal, wpool exits 0" {
-	handler hold.sh 'echo "greet $$"
-cat >/dev/null'
-	start_wpool -m inetd -n 2 -b 127.0.0.1:0 -- ./hold.sh
+	start_hold_pool 2
 	local out=$BATS_TEST_TMPDIR/hold.out pids
 	client_bg "$out" rawhold "$PORT" -n 2 --timeout 10
 	wait_until 5 eval '(($(greets "$out") == 2))'
@@ -203,9 +204,7 @@ cat >/dev/null'
 }
 
 @test "a connection process killed from outside is logged; one that the stop ends is not" {
-	handler hold.sh 'echo "greet $$"
-cat >/dev/null'
-	start_wpool -m inetd -n 2 -b 127.0.0.1:0 -- ./hold.sh
+	start_hold_pool 2
 	local out=$BATS_TEST_TMPDIR/hold.out pids p1
 	client_bg "$out" rawhold "$PORT" -n 2 --timeout 10
 	wait_until 5 eval '(($(greets "$out") == 2))'
