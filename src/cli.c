@@ -459,31 +459,25 @@ static const char *const balancer_names[] = { "least-conn", "round-robin",
     "ip-hash" };
 static const char *const ready_names[] = { "exec", "notify" };
 
-/* The options that take seconds, and what each accepts. */
+/* The options that take seconds, and an example of each form. */
 static const struct {
 	const char *key;
 	size_t	 off;
 	bool	 positive;
-	const char *accepted;
+	const char *plain, *unit;	/* such as ... */
 } durations[] = {
 	{ "restart-delay", offsetof(struct conf, restart_delay), false,
-	    "seconds from 0 to a year, such as 0.5, or with a unit (us, ms, "
-	    "s, m, h), such as 500ms" },
+	    "0.5", "500ms" },
 	{ "max-restart-delay", offsetof(struct conf, max_restart_delay), false,
-	    "seconds from 0 to a year, such as 30, or with a unit (us, ms, "
-	    "s, m, h), such as 1m" },
+	    "30", "1m" },
 	{ "min-uptime", offsetof(struct conf, min_uptime), false,
-	    "seconds from 0 to a year, such as 5, or with a unit (us, ms, "
-	    "s, m, h), such as 500ms" },
+	    "5", "500ms" },
 	{ "stop-timeout", offsetof(struct conf, stop_timeout), false,
-	    "seconds from 0 to a year, such as 10 or 2.5, or with a unit "
-	    "(us, ms, s, m, h), such as 1m" },
+	    "10 or 2.5", "1m" },
 	{ "ready-timeout", offsetof(struct conf, ready_timeout), true,
-	    "seconds above 0, up to a year, such as 60, or with a unit "
-	    "(us, ms, s, m, h), such as 2m" },
+	    "60", "2m" },
 	{ "watchdog", offsetof(struct conf, watchdog), true,
-	    "seconds above 0, up to a year, such as 30, or with a unit "
-	    "(us, ms, s, m, h), such as 500ms" },
+	    "30", "500ms" },
 };
 
 /*
@@ -503,9 +497,17 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 	for (k = 0; k < sizeof(durations) / sizeof(durations[0]); k++)
 		if (strcmp(key, durations[k].key) == 0) {
 			if (parse_duration(v, &d) < 0 ||
-			    (durations[k].positive && d <= 0))
-				return bad(err, len, opt, v,
-				    durations[k].accepted);
+			    (durations[k].positive && d <= 0)) {
+				char	 what[160];
+
+				snprintf(what, sizeof(what), "seconds %s, such "
+				    "as %s, or with a unit (us, ms, s, m, h), "
+				    "such as %s", durations[k].positive ?
+				    "above 0, up to a year" :
+				    "from 0 to a year", durations[k].plain,
+				    durations[k].unit);
+				return bad(err, len, opt, v, what);
+			}
 			*(double *)(void *)((char *)c + durations[k].off) = d;
 			return 0;
 		}
