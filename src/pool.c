@@ -26,6 +26,22 @@ enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
 
+/*
+ * The next delay of a back-off: first, then twice the last; never below
+ * least, never above cap (or first, if cap is below it).
+ */
+static double
+backoff_next(double last, double first, double least, double cap)
+{
+	double	 d = last > 0 ? last * 2 : first;
+
+	if (d < least)
+		d = least;
+	if (cap < first)
+		cap = first;
+	return d > cap ? cap : d;
+}
+
 /* Per-slot replacement bookkeeping, beside struct slot's public part. */
 static struct {
 	enum replace_kind kind;
@@ -759,10 +775,8 @@ worker_spawn_slot(struct pool *p, struct slot *s)
 	if (slot_open_fds(p, s) < 0 ||
 	    (s->cur = worker_start(p, s, p->generation)) == NULL) {
 		/* fork failed (pids limit, memory): try again, backing off. */
-		s->backoff = s->backoff > 0 ? s->backoff * 2 : 0.1;
-		if (s->backoff > p->conf->max_restart_delay)
-			s->backoff = p->conf->max_restart_delay > 0.1 ?
-			    p->conf->max_restart_delay : 0.1;
+		s->backoff = backoff_next(s->backoff, 0.1, 0,
+		    p->conf->max_restart_delay);
 		log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
 		schedule_respawn(p, s, s->backoff);
 	}
@@ -993,14 +1007,8 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		delay = c->restart_delay;
 	} else {
 		/* Dying young of its own doing: a crash loop in the making. */
-		double	 cap = c->max_restart_delay > 0.1 ?
-		    c->max_restart_delay : 0.1;
-
-		s->backoff = s->backoff > 0 ? s->backoff * 2 : 0.1;
-		if (s->backoff < c->restart_delay)
-			s->backoff = c->restart_delay;
-		if (s->backoff > cap)
-			s->backoff = cap;
+		s->backoff = backoff_next(s->backoff, 0.1, c->restart_delay,
+		    c->max_restart_delay);
 		delay = s->backoff;
 	}
 	s->restarts++;
@@ -1603,8 +1611,6 @@ on_sample_timer(void *arg)
 	double	 now = now_mono();
 	double	 min_uptime = p->conf->min_uptime > 0.1 ?
 		    p->conf->min_uptime : 0.1;
-	double	 cap = p->conf->max_restart_delay > 2.0 ?
-		    p->conf->max_restart_delay : 2.0;
 
 	pool_sample(p);
 	TAILQ_FOREACH(w, &p->workers, entry) {
@@ -1638,10 +1644,8 @@ on_sample_timer(void *arg)
 			 * too: recycled at once, it would churn a process a
 			 * second.  Back off as for a crash.
 			 */
-			s->mem_backoff = s->mem_backoff > 0 ?
-			    s->mem_backoff * 2 : 2.0;
-			if (s->mem_backoff > cap)
-				s->mem_backoff = cap;
+			s->mem_backoff = backoff_next(s->mem_backoff, 2.0, 0,
+			    p->conf->max_restart_delay);
 			s->mem_hold_until = now + s->mem_backoff;
 			log_warnx("worker %d (pid %d) uses %s, over "
 			    "--max-memory %s within --min-uptime; recycling "
