@@ -425,6 +425,13 @@ int	client_main(int, char **, const char *, const char *);
 bool	client_is_command(const char *);
 int	control_default_path(const char *, char *, size_t);
 
+/* fdrecv.c: receiving from peers that may pass descriptors. */
+#define FDRECV_MAX_FDS	253	/* the kernel's SCM_MAX_FD */
+struct ucred;
+int	fdrecv_refuse(int);
+void	fdrecv_dispose(int);
+ssize_t	fdrecv_msg(int, void *, size_t, int, struct ucred *, bool *, int *);
+
 /* util */
 int	set_cloexec(int, bool);
 int	set_nonblock(int, bool);
