@@ -229,6 +229,13 @@ int	procfs_parse_statm(const char *, long, uint64_t *);
 int	procfs_sample(pid_t, struct proc_sample *);
 pid_t	procfs_ppid(pid_t);
 
+/* readyprobe.c: is a worker's tree waiting for connections on a listener? */
+int	readyprobe_parse_syscall(const char *, long *, unsigned long[6]);
+int	readyprobe_socket_inode(const char *, uint64_t *);
+int	readyprobe_parse_epoll(const char *, const uint64_t *, size_t);
+enum { READY_NOT_YET = 0, READY_WAITING = 1 };
+int	readyprobe_tree(pid_t, const uint64_t *, size_t);
+
 /* output.c: worker output through pipes, one whole line at a time. */
 struct outbuf;
 int	output_open(int *, int *, int *, int *);

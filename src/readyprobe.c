@@ -1,0 +1,372 @@
+/*
+ * readyprobe.c: is a worker, or a process of its tree, waiting for
+ * connections on one of the pool's listeners?  Seen from outside, with no
+ * change to the server: a thread blocked in accept() on the listener, or
+ * in poll()/select() with the listener in its read set, or an epoll set
+ * that holds the listener (whether a thread waits in it right now or not:
+ * an event loop that registered the listener is serving it).  Reads /proc
+ * and, for poll and select, the sets in the process's memory; owns nothing
+ * beyond a call.  The parsers take buffers and are unit-tested.
+ */
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wpool.h"
+
+#define PROBE_MAX_PROCS	64	/* processes of one tree looked at */
+#define PROBE_MAX_TASKS	256	/* threads of one process */
+#define PROBE_MAX_POLL	4096	/* pollfd entries read */
+#define PROBE_MAX_FD	65536	/* highest fd number looked at */
+
+/*
+ * /proc/PID/syscall: "NR ARG1 ... ARG6 SP PC" while the task is blocked
+ * in a system call, "running" while it runs, "-1 SP PC" while it is
+ * blocked elsewhere.  Returns 1 and fills nr and args for the first case,
+ * 0 for the others, -EINVAL for anything else.
+ */
+int
+readyprobe_parse_syscall(const char *buf, long *nr, unsigned long args[6])
+{
+	char	*end;
+	long	 n;
+	int	 i;
+
+	if (strncmp(buf, "running", 7) == 0)
+		return 0;
+	errno = 0;
+	n = strtol(buf, &end, 10);
+	if (end == buf || errno != 0)
+		return -EINVAL;
+	if (n < 0)
+		return 0;
+	for (i = 0; i < 6; i++) {
+		const char *p = end;
+
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, "0x", 2) != 0)
+			return -EINVAL;
+		errno = 0;
+		args[i] = strtoul(p + 2, &end, 16);
+		if (end == p + 2 || errno != 0)
+			return -EINVAL;
+	}
+	*nr = n;
+	return 1;
+}
+
+/* "socket:[12345]", as readlink(/proc/PID/fd/N) gives it. */
+int
+readyprobe_socket_inode(const char *link, uint64_t *ino)
+{
+	unsigned long long v;
+	char	 tail;
+
+	if (sscanf(link, "socket:[%llu%c", &v, &tail) != 2 || tail != ']')
+		return -EINVAL;
+	*ino = v;
+	return 0;
+}
+
+static bool
+ino_in(uint64_t ino, const uint64_t *set, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (set[i] == ino)
+			return true;
+	return false;
+}
+
+/*
+ * /proc/PID/fdinfo/EPFD of an epoll fd: a "tfd: N events: E data: D
+ * pos:P ino:HEX sdev:S" line per watched file.  1 when one of them is a
+ * listener (its inode is in the set) watched for input, 0 when none.
+ */
+int
+readyprobe_parse_epoll(const char *buf, const uint64_t *inos, size_t n)
+{
+	const char *p = buf;
+
+	while ((p = strstr(p, "tfd:")) != NULL) {
+		unsigned long long ino;
+		unsigned int ev;
+		const char *q;
+
+		p += 4;
+		if ((q = strstr(p, "events:")) == NULL ||
+		    sscanf(q + 7, "%x", &ev) != 1)
+			continue;
+		if ((q = strstr(p, "ino:")) == NULL ||
+		    sscanf(q + 4, "%llx", &ino) != 1)
+			continue;
+		if ((ev & POLLIN) && ino_in(ino, inos, n))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+proc_path(char *buf, size_t len, pid_t pid, const char *what)
+{
+	int	 r = snprintf(buf, len, "/proc/%d/%s", (int)pid, what);
+
+	return r < 0 || (size_t)r >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The listener inode behind PID's fd, or 0. */
+static uint64_t
+fd_inode(pid_t pid, long fd)
+{
+	char	 path[64], link[64];
+	uint64_t ino;
+	ssize_t	 n;
+
+	if (fd < 0 || fd >= PROBE_MAX_FD)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
+	if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+		return 0;
+	link[n] = '\0';
+	return readyprobe_socket_inode(link, &ino) == 0 ? ino : 0;
+}
+
+static bool
+fd_is_listener(pid_t pid, long fd, const uint64_t *inos, size_t n)
+{
+	uint64_t ino = fd_inode(pid, fd);
+
+	return ino != 0 && ino_in(ino, inos, n);
+}
+
+static int
+read_mem(pid_t pid, unsigned long addr, void *buf, size_t len)
+{
+	struct iovec local = { buf, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+
+	return process_vm_readv(pid, &local, 1, &remote, 1, 0) ==
+	    (ssize_t)len ? 0 : -EFAULT;
+}
+
+static bool
+poll_waits(pid_t pid, unsigned long addr, unsigned long nfds,
+    const uint64_t *inos, size_t n)
+{
+	struct pollfd *fds;
+	unsigned long i;
+	bool	 found = false;
+
+	if (nfds == 0 || nfds > PROBE_MAX_POLL ||
+	    (fds = calloc(nfds, sizeof(*fds))) == NULL)
+		return false;
+	if (read_mem(pid, addr, fds, nfds * sizeof(*fds)) == 0)
+		for (i = 0; i < nfds && !found; i++)
+			found = (fds[i].events & POLLIN) &&
+			    fd_is_listener(pid, fds[i].fd, inos, n);
+	free(fds);
+	return found;
+}
+
+static bool
+select_waits(pid_t pid, unsigned long nfds, unsigned long addr,
+    const uint64_t *inos, size_t n)
+{
+	unsigned char set[PROBE_MAX_FD / 8];
+	unsigned long fd;
+
+	if (addr == 0 || nfds == 0 || nfds > PROBE_MAX_FD)
+		return false;
+	if (read_mem(pid, addr, set, (nfds + 7) / 8) < 0)
+		return false;
+	for (fd = 0; fd < nfds; fd++)
+		if ((set[fd / 8] & (1u << (fd % 8))) &&
+		    fd_is_listener(pid, (long)fd, inos, n))
+			return true;
+	return false;
+}
+
+/* What one thread's system call says: 1 waiting on a listener, 0 not. */
+static int
+syscall_waits(pid_t pid, long nr, const unsigned long *a,
+    const uint64_t *inos, size_t n)
+{
+	switch (nr) {
+#ifdef SYS_accept
+	case SYS_accept:
+#endif
+	case SYS_accept4:
+		return fd_is_listener(pid, (long)a[0], inos, n);
+	case SYS_recvfrom:
+	case SYS_recvmsg:
+	case SYS_recvmmsg:
+	case SYS_read:
+		/* A datagram server blocked on its socket. */
+		return fd_is_listener(pid, (long)a[0], inos, n);
+#ifdef SYS_poll
+	case SYS_poll:
+#endif
+	case SYS_ppoll:
+		return poll_waits(pid, a[0], a[1], inos, n);
+#ifdef SYS_select
+	case SYS_select:
+#endif
+	case SYS_pselect6:
+		return select_waits(pid, a[0], a[1], inos, n);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The threads of PID: 1 when one waits on a listener, 0 when none does,
+ * -EACCES (or another -errno) when their system calls cannot be seen.
+ */
+static int
+tasks_wait(pid_t pid, const uint64_t *inos, size_t n)
+{
+	char	 path[96], buf[256];
+	struct dirent *de;
+	unsigned long args[6];
+	DIR	*d;
+	long	 nr;
+	int	 r, seen = 0, found = 0, err = 0;
+
+	if (proc_path(path, sizeof(path), pid, "task") < 0 ||
+	    (d = opendir(path)) == NULL)
+		return -errno;
+	while (!found && seen < PROBE_MAX_TASKS && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		seen++;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall",
+		    (int)pid, de->d_name);
+		if ((r = read_small_file(path, buf, sizeof(buf))) < 0) {
+			err = r;
+			continue;
+		}
+		if (readyprobe_parse_syscall(buf, &nr, args) == 1)
+			found = syscall_waits(pid, nr, args, inos, n);
+	}
+	closedir(d);
+	return found ? 1 : err ? err : 0;
+}
+
+/*
+ * PID's descriptors: 1 when one of its epoll sets watches a listener, 0
+ * when none does; *held is set when PID holds a listener itself.
+ */
+static int
+fds_watch(pid_t pid, const uint64_t *inos, size_t n, bool *held)
+{
+	char	 path[96], link[64], buf[8192];
+	struct dirent *de;
+	uint64_t ino;
+	DIR	*d;
+	ssize_t	 len;
+	int	 found = 0;
+
+	if (proc_path(path, sizeof(path), pid, "fd") < 0 ||
+	    (d = opendir(path)) == NULL)
+		return -errno;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid,
+		    de->d_name);
+		if ((len = readlink(path, link, sizeof(link) - 1)) < 0)
+			continue;
+		link[len] = '\0';
+		if (readyprobe_socket_inode(link, &ino) == 0) {
+			if (ino_in(ino, inos, n))
+				*held = true;
+			continue;
+		}
+		if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
+		    de->d_name);
+		if (read_small_file(path, buf, sizeof(buf)) >= 0)
+			found = readyprobe_parse_epoll(buf, inos, n);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Appends PID's children (of every thread) to the list, up to max. */
+static void
+add_children(pid_t pid, pid_t *list, size_t *count, size_t max)
+{
+	char	 path[96], buf[4096], *p, *end;
+	struct dirent *de;
+	DIR	*d;
+
+	if (proc_path(path, sizeof(path), pid, "task") < 0 ||
+	    (d = opendir(path)) == NULL)
+		return;
+	while (*count < max && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children",
+		    (int)pid, de->d_name);
+		if (read_small_file(path, buf, sizeof(buf)) < 0)
+			continue;
+		for (p = buf; *count < max; p = end) {
+			long	 c = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			if (c > 0)
+				list[(*count)++] = (pid_t)c;
+		}
+	}
+	closedir(d);
+}
+
+/*
+ * Is PID, or one of its descendants, waiting for connections (or
+ * datagrams) on one of the listeners whose socket inodes are given?
+ * READY_WAITING when one is; READY_NOT_YET when a process of the tree
+ * holds a listener but none waits on it (a server still loading its code
+ * holds the inherited socket from its exec on); -ENOENT when no process of
+ * the tree holds one (a server that opened sockets of its own: its
+ * readiness cannot be seen), and another -errno when the tree cannot be
+ * read at all.  The caller falls back to a grace period for the last two.
+ */
+int
+readyprobe_tree(pid_t pid, const uint64_t *inos, size_t n)
+{
+	pid_t	 list[PROBE_MAX_PROCS];
+	size_t	 count = 1, i;
+	bool	 held = false;
+	int	 r, err = 0;
+
+	if (n == 0)
+		return -ENOENT;
+	list[0] = pid;
+	for (i = 0; i < count; i++) {
+		if ((r = fds_watch(list[i], inos, n, &held)) == 1)
+			return READY_WAITING;
+		if (r < 0 && i == 0)
+			err = r;
+		if (held && tasks_wait(list[i], inos, n) == 1)
+			return READY_WAITING;
+		add_children(list[i], list, &count, PROBE_MAX_PROCS);
+	}
+	if (held)
+		return READY_NOT_YET;
+	return err ? err : -ENOENT;
+}
