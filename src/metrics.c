@@ -4,13 +4,16 @@
  * /status (the JSON of `wpool status --json`).  Owns its listening socket
  * and connections.  Anyone who can reach the port may be hostile, so
  * everything a client can make the master hold is bounded: a few
- * connections (the one that has made the least progress gives way to a
- * new one, so holding connections cannot lock a scraper out), a deadline
- * for the request and one for the answer, memory allocated as bytes
- * arrive, and a budget of work per wake-up.
+ * connections (at the limit one of the address that holds the most, the
+ * one that has made the least progress, gives way to a new one, so holding
+ * connections cannot lock a scraper out), a deadline for the request and
+ * one for the answer, memory allocated as bytes arrive, and a budget of
+ * work per wake-up.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
+
+#include <netinet/in.h>
 
 #include <json-c/json.h>
 
@@ -52,9 +55,19 @@ struct hconn {
 	size_t	 out_len, out_off;
 	size_t	 drained;	/* bytes read while lingering */
 	bool	 head;		/* a HEAD request: headers only */
+	int	 peer;		/* its address: index in M.peers */
 	struct timer timer;	/* the deadline of the phase */
 };
 TAILQ_HEAD(hconn_list, hconn);
+
+/*
+ * The addresses connections come from, with how many each holds: IPv4
+ * addresses whole, IPv6 by /64 (what one host usually has to itself).
+ */
+struct peer {
+	unsigned char key[16];
+	int	 n;		/* 0: a free entry */
+};
 
 static struct {
 	int	 fd;		/* the listening socket, or -1 */
@@ -68,6 +81,9 @@ static struct {
 	 */
 	struct hconn_list busy;
 	struct hconn_list lingering;
+	struct peer peers[HTTP_MAX_CONNS];
+	unsigned long evicted;	/* connections dropped for newer ones */
+	double	 evict_logged;	/* when that was last said */
 	bool	 accept_paused;	/* out of fds */
 	struct timer resume_timer;
 } M = {
@@ -224,9 +240,42 @@ metrics_text(struct pool *p, size_t *lenp)
 	return b.s;
 }
 
+/* A new connection's entry in M.peers (there is room: one per conn). */
+static int
+peer_ref(const struct sockaddr_storage *ss)
+{
+	unsigned char key[16];
+	int	 i, free_i = -1;
+
+	memset(key, 0, sizeof(key));
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;	/* as an IPv4-mapped address */
+		memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr,
+		    4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		memcpy(key, a, IN6_IS_ADDR_V4MAPPED(a) ? 16 : 8);
+	}
+	for (i = 0; i < HTTP_MAX_CONNS; i++) {
+		if (M.peers[i].n > 0 && memcmp(M.peers[i].key, key,
+		    sizeof(key)) == 0) {
+			M.peers[i].n++;
+			return i;
+		}
+		if (M.peers[i].n == 0 && free_i < 0)
+			free_i = i;
+	}
+	memcpy(M.peers[free_i].key, key, sizeof(key));
+	M.peers[free_i].n = 1;
+	return free_i;
+}
+
 static void
 hconn_close(struct hconn *c)
 {
+	M.peers[c->peer].n--;
 	timer_cancel(&c->timer);
 	TAILQ_REMOVE(c->phase == H_LINGER ? &M.lingering : &M.busy, c,
 	    entry);
@@ -249,19 +298,38 @@ hconn_touch(struct hconn *c)
 
 /*
  * Room for one more connection: one that already has its answer goes
- * first, then the one that has made the least progress for longest.  A
- * scraper sends its request at once and reads its answer at once, so an
- * attacker holding connections, idle or trickling, only pushes out its own.
+ * first; then, of the address that holds the most connections, the one
+ * that has made the least progress for longest.  A scraper sends its
+ * request and reads its answer at once, from an address of its own, so an
+ * attacker holding connections, idle or trickling, only pushes out its
+ * own; even from the scraper's address it has to open max_conns of them
+ * between the scraper's connect and its request.
  */
 static void
 hconn_evict(void)
 {
 	struct hconn *c;
+	int	 i, most = 0;
 
-	if ((c = TAILQ_FIRST(&M.lingering)) == NULL)
-		c = TAILQ_FIRST(&M.busy);
-	if (c != NULL)
-		hconn_close(c);
+	if ((c = TAILQ_FIRST(&M.lingering)) == NULL) {
+		for (i = 0; i < HTTP_MAX_CONNS; i++)
+			if (M.peers[i].n > most)
+				most = M.peers[i].n;
+		TAILQ_FOREACH(c, &M.busy, entry)
+			if (M.peers[c->peer].n == most)
+				break;
+	}
+	if (c == NULL)
+		return;
+	hconn_close(c);
+	/* Said once a minute at most: the flood must not flood the log. */
+	M.evicted++;
+	if (M.evict_logged == 0 || now_mono() - M.evict_logged >= 60) {
+		M.evict_logged = now_mono();
+		log_warnx("metrics: %d connections open, the most allowed: "
+		    "dropping the least active for new ones (%lu so far)",
+		    M.max_conns, M.evicted);
+	}
 }
 
 static void
@@ -523,14 +591,18 @@ on_resume_timer(void *arg)
 static void
 metrics_accept(int fd, uint32_t ev, void *arg)
 {
+	struct sockaddr_storage ss;
+	socklen_t sl;
 	struct hconn *c;
 	int	 cfd, i;
 
 	(void)ev;
 	(void)arg;
 	for (i = 0; i < HTTP_ACCEPT_BUDGET; i++) {
-		if ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK |
-		    SOCK_CLOEXEC)) < 0) {
+		sl = sizeof(ss);
+		memset(&ss, 0, sizeof(ss));
+		if ((cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno == EMFILE || errno == ENFILE ||
@@ -550,6 +622,7 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&M.busy, c, entry);
+		c->peer = peer_ref(&ss);
 		M.nconns++;
 		timer_set(&c->timer, HTTP_HEADER_TIMEOUT);
 		/*

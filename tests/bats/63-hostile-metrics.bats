@@ -55,10 +55,12 @@ wait_for_line() {
 }
 
 # flood_and_scrape ATTACK-OPTIONS...: runs the attack in the background
-# (held 3 s after its scrapes), notes the master's fds while it is held,
-# and leaves the attack's output in attack.out and FDS_HELD.
+# from 127.0.0.2 (the scraper, curl, is 127.0.0.1: another host, as an
+# attacker on the network is), held 3 s after its scrapes; notes the
+# master's fds while it is held; leaves the attack's output in attack.out
+# and FDS_HELD.
 flood_and_scrape() {
-	"${ATTACK[@]}" flood "$MP" "$@" --hold 3 >attack.out 2>&1 3>&- &
+	"${ATTACK[@]}" flood "$MP" --src 127.0.0.2 "$@" --hold 3 >attack.out 2>&1 3>&- &
 	ATTACK_PID=$!
 	wait_for_line attack.out '^holding$' 40 || return 1
 	FDS_HELD=$(master_fds)

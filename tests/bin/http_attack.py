@@ -5,6 +5,7 @@ Every wait is bounded; the figures are printed, never asserted here.
 
   flood PORT [--idle N] [--slow N] [--noread N] [--scrapes K]
         [--scrape-timeout T] [--settle S] [--gap G] [--path P]
+        [--src IP] [--hold H] [--release FILE]
       Opens the attack and keeps it up while K scrapes (`curl` of P, one
       after the other, each bounded by --max-time T) run:
         --idle N    N connections that never send anything;
@@ -12,8 +13,11 @@ Every wait is bounded; the figures are printed, never asserted here.
                     one byte every G seconds; reconnected when dropped;
         --noread N  N connections that send `GET P` and never read the
                     answer (a tiny receive buffer).
+      The attack comes from --src (e.g. 127.0.0.2: another host than the
+      scraper's 127.0.0.1), by default from the scraper's own address.
       Waits up to S seconds until no connect is pending any more (each
-      established, or closed by the server), then prints `attack idle=... established=... slow=... noread=...`,
+      established, or closed by the server) or none has completed for
+      0.5 s, then prints `attack idle=... established=... slow=... noread=...`,
       `scrape I CODE SECONDS` for each scrape (CODE 000: no answer) and
       `dropped N` (attack connections the server closed meanwhile).
       With --hold H, prints `holding` after the scrapes and keeps the
@@ -59,9 +63,12 @@ class Flood:
         self.slow_req = (b"GET " + a.path.encode() +
                          b" HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 65536)
         self.next_slow = 0.0
+        self.last_n, self.last_change = -1, 0.0
 
     def open(self, kind):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.a.src:
+            s.bind((self.a.src, 0))
         if kind == "noread":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
         s.setblocking(False)
@@ -136,6 +143,14 @@ class Flood:
                     self.event(key.fileobj, ev)
             self.trickle(time.monotonic())
 
+    def settled(self):
+        """No connect pending, or none completed for half a second (a
+        server that accepts no more leaves the rest in SYN retries)."""
+        now, n = time.monotonic(), self.established() + self.dropped
+        if n != self.last_n:
+            self.last_n, self.last_change = n, now
+        return self.connecting() == 0 or now - self.last_change >= 0.5
+
     def connecting(self):
         return sum(1 for st in self.conns.values() if not st[2])
 
@@ -148,8 +163,7 @@ class Flood:
                         ("noread", a.noread)):
             for _ in range(n):
                 self.open(kind)
-        self.spin(time.monotonic() + a.settle,
-                  lambda: self.connecting() == 0)
+        self.spin(time.monotonic() + a.settle, self.settled)
         print("attack idle=%d slow=%d noread=%d established=%d" %
               (a.idle, a.slow, a.noread, self.established()), flush=True)
         url = "http://%s:%d%s" % (HOST, a.port, a.path)
@@ -247,6 +261,7 @@ def main():
     f.add_argument("--gap", type=float, default=0.2)
     f.add_argument("--path", default="/metrics")
     f.add_argument("--hold", type=float, default=0)
+    f.add_argument("--src")
     f.add_argument("--release")
     g = sub.add_parser("get")
     g.add_argument("port", type=int)
