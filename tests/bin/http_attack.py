@@ -17,7 +17,7 @@ Every wait is bounded; the figures are printed, never asserted here.
       scraper's 127.0.0.1), by default from the scraper's own address.
       Waits up to S seconds until no connect is pending any more (each
       established, or closed by the server) or none has completed for
-      0.5 s, then prints `attack idle=... established=... slow=... noread=...`,
+      1.5 s, then prints `attack idle=... slow=... noread=... established=...`,
       `scrape I CODE SECONDS` for each scrape (CODE 000: no answer) and
       `dropped N` (attack connections the server closed meanwhile).
       With --hold H, prints `holding` after the scrapes and keeps the
@@ -144,12 +144,13 @@ class Flood:
             self.trickle(time.monotonic())
 
     def settled(self):
-        """No connect pending, or none completed for half a second (a
-        server that accepts no more leaves the rest in SYN retries)."""
+        """No connect pending, or none completed for 1.5 s (a
+        server that accepts no more leaves the rest in SYN retries,
+        and a SYN dropped at once is sent again after 1 s)."""
         now, n = time.monotonic(), self.established() + self.dropped
         if n != self.last_n:
             self.last_n, self.last_change = n, now
-        return self.connecting() == 0 or now - self.last_change >= 0.5
+        return self.connecting() == 0 or now - self.last_change >= 1.5
 
     def connecting(self):
         return sum(1 for st in self.conns.values() if not st[2])
