@@ -1,0 +1,118 @@
+#!/usr/bin/env bats
+# Files another user can reach (issue 10, items 2, 3 and 6): a unix socket
+# in a directory another uid writes, whose name is swapped for a symlink
+# between bind and chown; a pid file planted as a symlink; -c given a FIFO,
+# an unreadable "regular" file or NUL bytes.  The attacker is uid 65534.
+
+load '../helpers'
+
+ATTACKER=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+RACER_PID=
+
+setup() {
+	common_setup
+	HOSTILE_DIR=
+}
+
+teardown() {
+	common_teardown
+	[[ -n $RACER_PID ]] && kill "$RACER_PID" 2>/dev/null && wait "$RACER_PID"
+	[[ -z $HOSTILE_DIR ]] || rm -rf "$HOSTILE_DIR"
+	return 0
+}
+
+need_root() {
+	(($(id -u) == 0)) || skip "machine lacks root for the tests (they run an attacker of another uid)"
+}
+
+# hostile_dir MODE: HOSTILE_DIR, a directory of uid 65534 outside the test's
+# own (which only root may enter), and TARGET, a root file worth attacking.
+hostile_dir() {
+	HOSTILE_DIR=$(mktemp -d /tmp/wpool-hostile.XXXXXX)
+	chown 65534:65534 "$HOSTILE_DIR"
+	chmod "$1" "$HOSTILE_DIR"
+	TARGET=$BATS_TEST_TMPDIR/secret
+	echo "root's secret" >"$TARGET"
+	chmod 0600 "$TARGET"
+}
+
+target_intact() {
+	[[ $(stat -c '%u:%g %a' "$TARGET") == "0:0 600" ]] &&
+		[[ $(cat "$TARGET") == "root's secret" ]]
+}
+
+# start_racer NAME: tests/bin/swap_racer as uid 65534, swapping
+# HOSTILE_DIR/NAME for a symlink to TARGET whenever it is a socket.
+start_racer() {
+	"${ATTACKER[@]}" "$REPO_ROOT/tests/bin/swap_racer" "$HOSTILE_DIR/$1" \
+		"$TARGET" "$HOSTILE_DIR/stop" 90 \
+		>"$BATS_TEST_TMPDIR/racer.out" 2>&1 3>&- &
+	RACER_PID=$!
+	record_pid "$RACER_PID"
+	wait_for_file_line "$BATS_TEST_TMPDIR/racer.out" '^ready'
+}
+
+# stop_racer: SWAPS = how many times it swapped the socket away.
+stop_racer() {
+	touch "$HOSTILE_DIR/stop"
+	wait_for_file_line "$BATS_TEST_TMPDIR/racer.out" '^[0-9]+ swaps'
+	wait "$RACER_PID" 2>/dev/null || true
+	RACER_PID=
+	SWAPS=$(grep -Eo '^[0-9]+' "$BATS_TEST_TMPDIR/racer.out" | tail -1)
+}
+
+# --- item 2: -b unix:PATH,owner=,mode= ---------------------------------------
+
+# race_starts MAX SECONDS [PREFIX...]: starts and stops wpool as root with
+# -b unix:HOSTILE_DIR/s,owner=nobody:nogroup,mode=0666 while the racer
+# swaps the socket away, until MAX starts, SECONDS or a changed TARGET.
+race_starts() {
+	local max=$1 i deadline
+	deadline=$(deadline_in "$2")
+	shift 2
+	hostile_dir 0755
+	start_racer s
+	STARTS=0
+	# Each start binds, sets owner and mode, fails to exec and exits.
+	for ((i = 0; i < max; i++)); do
+		past "$deadline" && break
+		timeout -k 1 10 "$@" "$WPOOL" -n 1 -s "$BATS_TEST_TMPDIR/ctl.sock" \
+			-b "unix:$HOSTILE_DIR/s,owner=nobody:nogroup,mode=0666" \
+			-- /nonexistent/wpool-x >>"$LOG" 2>&1 3>&- || true
+		STARTS=$((STARTS + 1))
+		target_intact || break
+	done
+	stop_racer
+	target_intact || fail "after $STARTS starts and $SWAPS swaps, the target is now $(stat -c '%U:%G %a' "$TARGET")"
+	((SWAPS > 0)) || fail "the racer never found the socket in $STARTS starts"
+	((STARTS >= 30)) || fail "only $STARTS starts in $2 s"
+	echo "# $STARTS starts, $SWAPS swaps" >&3
+}
+
+@test "unix:PATH,owner=,mode= never changes a file swapped in for the socket by another uid" {
+	need_root
+	race_starts 300 60
+}
+
+@test "unix:PATH,owner=,mode= without CAP_NET_ADMIN: a swapped-in file is not changed either" {
+	need_root
+	race_starts 150 30 setpriv --bounding-set=-net_admin
+	# The racer won some of them: those starts failed, naming the socket.
+	grep -q "cannot chown unix:$HOSTILE_DIR/s" "$LOG" || echo "# (no start lost the race)" >&3
+}
+
+@test "unix:PATH,owner=,mode= still apply without CAP_NET_ADMIN (the path is checked instead)" {
+	need_root
+	local sock=$BATS_TEST_TMPDIR/web.sock
+	WPOOL_PREFIX=(setpriv --bounding-set=-net_admin)
+	start_wpool -n 1 -b "unix:$sock,owner=nobody:nogroup,mode=0640" -- "$TESTSRV"
+	assert_equal "$(stat -c '%U:%G %a' "$sock")" "nobody:nogroup 640"
+	run curl -sS --max-time 5 --unix-socket "$sock" http://x/id
+	assert_output 0
+}
+
+@test "unix:PATH,mode= above 0777 is a usage error naming the value" {
+	run_wpool -n 1 -b "unix:$BATS_TEST_TMPDIR/s,mode=04777" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"04777"*"0777"* ]] || fail "stderr: $stderr"
+}
