@@ -116,3 +116,54 @@ race_starts() {
 	assert_equal "$status" 64
 	[[ $stderr == *"04777"*"0777"* ]] || fail "stderr: $stderr"
 }
+# --- item 3: --pidfile ---------------------------------------------------------
+
+@test "--pidfile: a symlink planted by another uid is refused and its target untouched" {
+	need_root
+	hostile_dir 0755
+	"${ATTACKER[@]}" ln -s "$TARGET" "$HOSTILE_DIR/wpool.pid"
+	run_wpool -n 1 --pidfile "$HOSTILE_DIR/wpool.pid" \
+		-- sh -c 'touch "$0"' "$BATS_TEST_TMPDIR/ran"
+	assert_equal "$status" 64
+	[[ $stderr == *"--pidfile"*"$HOSTILE_DIR"* ]] || fail "stderr: $stderr"
+	target_intact || fail "the target is now $(stat -c '%U:%G %a' "$TARGET"): $(cat "$TARGET")"
+	[[ ! -e $BATS_TEST_TMPDIR/ran ]] || fail "a worker was started"
+}
+
+@test "--pidfile: a symlink in a directory only root writes is refused too" {
+	TARGET=$BATS_TEST_TMPDIR/secret
+	echo "root's secret" >"$TARGET"
+	chmod 0600 "$TARGET"
+	ln -s "$TARGET" "$BATS_TEST_TMPDIR/wpool.pid"
+	run_wpool -n 1 --pidfile "$BATS_TEST_TMPDIR/wpool.pid" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"--pidfile"*"wpool.pid"*"symlink"* ]] || fail "stderr: $stderr"
+	[[ $(cat "$TARGET") == "root's secret" ]] || fail "the target was written"
+}
+
+@test "--pidfile in a directory another uid can write is refused before it is opened" {
+	need_root
+	hostile_dir 0755
+	run_wpool -n 1 --pidfile "$HOSTILE_DIR/wpool.pid" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"--pidfile"*"$HOSTILE_DIR"*"uid 65534"* ]] || fail "stderr: $stderr"
+	[[ ! -e $HOSTILE_DIR/wpool.pid ]] || fail "the pid file was made"
+}
+
+@test "--pidfile in a sticky root directory works, and a file another uid planted there is refused" {
+	need_root
+	local d
+	d=$(mktemp -d /tmp/wpool-sticky.XXXXXX)
+	HOSTILE_DIR=$d
+	chmod 1777 "$d"
+	start_wpool -n 1 --pidfile "$d/ok.pid" -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_until 5 test -s "$d/ok.pid"
+	assert_equal "$(cat "$d/ok.pid")" "$WPOOL_PID"
+	stop_wpool
+	"${ATTACKER[@]}" sh -c 'echo 1 >"$0"' "$d/planted.pid"
+	run_wpool -n 1 --pidfile "$d/planted.pid" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"--pidfile"*"planted.pid"*"65534"* ]] || fail "stderr: $stderr"
+	assert_equal "$(cat "$d/planted.pid")" 1
+}
+
