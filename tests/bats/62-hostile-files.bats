@@ -167,3 +167,51 @@ race_starts() {
 	assert_equal "$(cat "$d/planted.pid")" 1
 }
 
+# --- item 6: -c FILE -------------------------------------------------------------
+
+@test "-c FIFO is refused at once, not read" {
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	RUN_TIMEOUT=5 run_wpool -c "$BATS_TEST_TMPDIR/fifo" -- true
+	((status != 124)) || fail "wpool hung on the FIFO"
+	assert_equal "$status" 64
+	[[ $stderr == *"-c/--config"*"fifo"*"not a regular file"* ]] || fail "stderr: $stderr"
+}
+
+@test "-c /proc/self/mem: a read error is an error, not an empty file" {
+	RUN_TIMEOUT=5 run_wpool -c /proc/self/mem -b 127.0.0.1:0 \
+		-- sh -c 'touch "$0"' "$BATS_TEST_TMPDIR/ran"
+	((status != 124)) || fail "the pool started: $stderr"
+	assert_equal "$status" 64
+	[[ $stderr == *"-c/--config"*"cannot read"*"/proc/self/mem"* ]] || fail "stderr: $stderr"
+	[[ ! -e $BATS_TEST_TMPDIR/ran ]] || fail "a worker was started"
+}
+
+@test "-c FILE of NUL bytes is refused, naming the line" {
+	head -c 64 /dev/zero >"$BATS_TEST_TMPDIR/nul.conf"
+	RUN_TIMEOUT=5 run_wpool -c "$BATS_TEST_TMPDIR/nul.conf" -- true
+	((status != 124)) || fail "the pool started: $stderr"
+	assert_equal "$status" 64
+	[[ $stderr == *"-c/--config"*"nul.conf"*"NUL byte"* ]] || fail "stderr: $stderr"
+}
+
+@test "-c FILE with a NUL byte after a good line is refused" {
+	printf 'workers = 2\nx\0y = 1\n' >"$BATS_TEST_TMPDIR/mid.conf"
+	RUN_TIMEOUT=5 run_wpool -c "$BATS_TEST_TMPDIR/mid.conf" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"mid.conf"*"NUL byte"*"line 2"* ]] || fail "stderr: $stderr"
+}
+
+@test "-c through a symlink to a good file still works" {
+	printf '[pool]\nworkers = 3\n' >"$BATS_TEST_TMPDIR/real.conf"
+	ln -s real.conf "$BATS_TEST_TMPDIR/link.conf"
+	RUN_TIMEOUT=5 run_wpool check -c "$BATS_TEST_TMPDIR/link.conf" -- true
+	assert_success
+	[[ $output == *"workers = 3"* ]] || fail "output: $output"
+}
+
+@test "-c FILE larger than 4 MiB is refused, not read to the end" {
+	yes '; a comment' | head -c $((5 << 20)) >"$BATS_TEST_TMPDIR/big.conf"
+	RUN_TIMEOUT=5 run_wpool -c "$BATS_TEST_TMPDIR/big.conf" -- true
+	assert_equal "$status" 64
+	[[ $stderr == *"-c/--config"*"big.conf"*"larger than 4 MiB"* ]] || fail "stderr: $stderr"
+}
