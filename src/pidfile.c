@@ -199,10 +199,12 @@ pid_file_write(int fd, pid_t pid)
 	char	 buf[24];
 	int	 n;
 
+	ssize_t	 w;
+
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+	if (ftruncate(fd, 0) < 0 || (w = pwrite(fd, buf, (size_t)n, 0)) < 0)
 		return -errno;
-	return 0;
+	return w == n ? 0 : -EIO;
 }
 
 /* Removed while still locked, so that no second master sees it free. */
