@@ -7,10 +7,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wpool.h"
 
@@ -429,6 +431,81 @@ handler(void *user, const char *section, const char *key, const char *val)
 	return 1;
 }
 
+#define CONF_MAX_SIZE	(4 << 20)
+
+/*
+ * Reads FILE whole into *bufp.  A symlinked config is normal, so the path
+ * is followed, but the type is that of the file opened, and O_NONBLOCK
+ * keeps the open of a FIFO from waiting for a writer.  A read error midway
+ * is an error, not the end of the file, and a NUL byte is not text.
+ */
+static int
+conf_load(const char *file, char **bufp, size_t *np, char *err, size_t len)
+{
+	struct stat st;
+	char	*buf = NULL, *nul;
+	size_t	 n = 0, cap = 0;
+	ssize_t	 got;
+	int	 fd, r = 0;
+
+	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		r = -errno;
+		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
+		    strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, len, "-c/--config: '%s' is not a regular file",
+		    file);
+		r = -EINVAL;
+		goto out;
+	}
+	/* Grown as it fills, up to one byte more than a file may hold. */
+	while (n <= CONF_MAX_SIZE) {
+		if (n == cap) {
+			cap = cap == 0 ? 16384 : 2 * cap;
+			if (cap > CONF_MAX_SIZE + 1)
+				cap = CONF_MAX_SIZE + 1;
+			if ((buf = realloc(buf, cap)) == NULL)
+				fatalx(1, "-c/--config: out of memory");
+		}
+		if ((got = read(fd, buf + n, cap - n)) < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = -errno;
+			snprintf(err, len, "-c/--config: cannot read '%s': %s",
+			    file, strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (n > CONF_MAX_SIZE) {
+		snprintf(err, len, "-c/--config: '%s' is larger than %d MiB",
+		    file, CONF_MAX_SIZE >> 20);
+		r = -EFBIG;
+	} else if ((nul = memchr(buf, '\0', n)) != NULL) {
+		int	 line = 1;
+		char	*p;
+
+		for (p = buf; p < nul; p++)
+			line += *p == '\n';
+		snprintf(err, len, "-c/--config: '%s' has a NUL byte on line "
+		    "%d: expected a text file", file, line);
+		r = -EINVAL;
+	}
+out:
+	close(fd);
+	if (r < 0)
+		free(buf);
+	else {
+		*bufp = buf;
+		*np = n;
+	}
+	return r;
+}
+
 /*
  * Reads FILE into c (which holds the defaults).  On error, err reads
  * "FILE:LINE: message".  *argv gets the file's command, if any.
@@ -439,7 +516,9 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 {
 	struct conf_ctx x;
 	FILE	*f;
-	int	 line;
+	char	*buf = NULL;
+	size_t	 n = 0;
+	int	 line, r;
 
 	memset(&x, 0, sizeof(x));
 	x.c = c;
@@ -451,24 +530,19 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 	ini_allow_no_value = true;
 	/* An indented line is a key like any other, not a continuation. */
 	ini_allow_multiline = false;
-	if ((f = fopen(file, "re")) == NULL) {
+	if ((r = conf_load(file, &buf, &n, err, len)) < 0)
+		return r;
+	if ((f = fmemopen(buf, n, "r")) == NULL) {
+		r = -errno;
 		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
 		    strerror(errno));
-		return -errno;
-	}
-	{
-		struct stat st;
-
-		if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-			fclose(f);
-			snprintf(err, len, "-c/--config: '%s' is not a regular "
-			    "file", file);
-			return -EINVAL;
-		}
+		free(buf);
+		return r;
 	}
 	x.f = f;
 	line = ini_parse_stream(conf_reader, &x, handler, &x);
 	fclose(f);
+	free(buf);
 	if (x.errline > 0)
 		line = x.errline;
 	if (line == 0 && x.err[0] == '\0') {

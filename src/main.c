@@ -50,7 +50,7 @@ run_pool(int argc, char **argv, bool check)
 	/* Static: they live until exit, and leak checkers can see them. */
 	static struct conf c;
 	static struct pool p;
-	struct pidfh *pfh = NULL;
+	int	 pidfd = -1;
 	char	 err[1024];
 	size_t	 i;
 	pid_t	 other;
@@ -162,21 +162,19 @@ run_pool(int argc, char **argv, bool check)
 		log_error("cannot run '%s': %s", c.argv[0], strerror(-r));
 		return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
 	}
-	if (c.pidfile != NULL) {
-		pfh = pidfile_open(c.pidfile, 0644, &other);
-		if (pfh == NULL) {
-			if (errno == EEXIST)
-				log_error("another wpool (pid %d) holds the pid "
-				    "file %s", (int)other, c.pidfile);
-			else if (errno == EINVAL || errno == EAGAIN)
-				/* Locked, but its pid could not be read. */
-				log_error("another process holds the pid file "
-				    "%s (it is locked)", c.pidfile);
-			else
-				log_error("cannot open pid file %s: %s",
-				    c.pidfile, strerror(errno));
-			return 1;
-		}
+	if (c.pidfile != NULL && (r = pid_file_open(c.pidfile, &pidfd,
+	    &other, err, sizeof(err))) < 0) {
+		if (r == -EEXIST && other > 0)
+			log_error("another wpool (pid %d) holds the pid "
+			    "file %s", (int)other, c.pidfile);
+		else if (r == -EEXIST)
+			/* Locked, but its pid could not be read. */
+			log_error("another process holds the pid file "
+			    "%s (it is locked)", c.pidfile);
+		else
+			log_error("%s", err);
+		/* A pid file in a place another user controls is a bad value. */
+		return r == -EPERM ? EXIT_USAGE : 1;
 	}
 
 	/* Every listener is bound before anything is started. */
@@ -191,8 +189,8 @@ run_pool(int argc, char **argv, bool check)
 					unlink(c.listeners[i].path);
 				listener_close(&c.listeners[i]);
 			}
-			if (pfh != NULL)
-				pidfile_remove(pfh);
+			if (pidfd >= 0)
+				pid_file_remove(pidfd, c.pidfile);
 			return 1;
 		}
 		log_info("listening on %s (%s, fd %zu)", l->address, l->name,
@@ -202,8 +200,9 @@ run_pool(int argc, char **argv, bool check)
 	/* Orphans of workers come back to us to be reaped, as under PID 1. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
-	if (pfh != NULL)
-		pidfile_write(pfh);
+	if (pidfd >= 0 && (r = pid_file_write(pidfd, getpid())) < 0)
+		log_warnx("cannot write pid file %s: %s", c.pidfile,
+		    strerror(-r));
 	if ((r = loop_init()) < 0) {
 		log_error("cannot start the event loop: %s", strerror(-r));
 		return 1;
@@ -251,8 +250,8 @@ out:
 			unlink(c.listeners[i].path);
 		listener_close(&c.listeners[i]);
 	}
-	if (pfh != NULL)
-		pidfile_remove(pfh);
+	if (pidfd >= 0)
+		pid_file_remove(pidfd, c.pidfile);
 	return status;
 }
 

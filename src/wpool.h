@@ -138,6 +138,11 @@ int	parse_workers(const char *, int *);
 int	parse_int(const char *, long long, long long, long long *);
 int	parse_user(const char *, uid_t *, gid_t *, bool *);
 
+/* pidfile.c: the --pidfile, made safely and locked. */
+int	pid_file_open(const char *, int *, pid_t *, char *, size_t);
+int	pid_file_write(int, pid_t);
+void	pid_file_remove(int, const char *);
+
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
