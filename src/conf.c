@@ -224,20 +224,6 @@ static const char *const listen_values[] = { "backlog", "mode", "owner",
     "rcvbuf", "sndbuf" };
 
 static int
-bool_value(const char *v, bool *out)
-{
-	if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
-	    strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
-		*out = true;
-	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
-	    strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
-		*out = false;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-static int
 handle_listen(struct conf_ctx *x, const char *key, const char *val)
 {
 	size_t	 i;
@@ -277,7 +263,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 	}
 	for (i = 0; i < sizeof(listen_flags) / sizeof(listen_flags[0]); i++)
 		if (strcmp(key, listen_flags[i]) == 0) {
-			if (bool_value(val, &b) < 0) {
+			if (parse_bool(val, &b) < 0) {
 				snprintf(x->err, sizeof(x->err), "%s: invalid "
 				    "value '%s': expected true or false", key,
 				    val);
@@ -373,7 +359,7 @@ handler(void *user, const char *section, const char *key, const char *val)
 		return 0;
 	}
 	if (strcmp(key, "no-restart") == 0 || strcmp(key, "log-prefix") == 0) {
-		if (bool_value(val, &b) < 0) {
+		if (parse_bool(val, &b) < 0) {
 			snprintf(x->err, sizeof(x->err), "%s: invalid value "
 			    "'%s': expected true or false", key, val);
 			return 0;
@@ -385,7 +371,7 @@ handler(void *user, const char *section, const char *key, const char *val)
 		return 1;
 	}
 	if (strcmp(key, "verbose") == 0 || strcmp(key, "quiet") == 0) {
-		if (bool_value(val, &b) < 0) {
+		if (parse_bool(val, &b) < 0) {
 			snprintf(x->err, sizeof(x->err), "%s: invalid value "
 			    "'%s': expected true or false", key, val);
 			return 0;
@@ -569,10 +555,6 @@ print_duration(FILE *f, const char *key, double v)
 void
 conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 {
-	static const char *const modes[] = { "shared", "reuseport", "balance",
-	    "inetd" };
-	static const char *const balancers[] = { "least-conn", "round-robin",
-	    "ip-hash" };
 	char	**a;
 	size_t	 i;
 
@@ -582,10 +564,10 @@ conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 	else
 		fprintf(f, "workers = %d\n", c->workers);
 	fprintf(f, "fallback-cpus = %d\n", c->fallback_cpus);
-	fprintf(f, "mode = %s\n", modes[c->mode]);
+	fprintf(f, "mode = %s\n", mode_names[c->mode]);
 	if (c->mode == MODE_BALANCE)
 		fprintf(f, "balancer = %s\nmax-queue = %d\n",
-		    balancers[c->balancer], c->max_queue);
+		    balancer_names[c->balancer], c->max_queue);
 	fprintf(f, "backlog = %d\n", c->backlog);
 	print_duration(f, "restart-delay", c->restart_delay);
 	print_duration(f, "max-restart-delay", c->max_restart_delay);

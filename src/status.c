@@ -11,11 +11,6 @@
 
 #include "wpool.h"
 
-static const char *const mode_names[] = { "shared", "reuseport", "balance",
-    "inetd" };
-static const char *const balancer_names[] = { "least-conn", "round-robin",
-    "ip-hash" };
-
 static json_object *
 iso_time(double t)
 {

@@ -76,7 +76,21 @@ int	listener_dgram_waiting(int);
 int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
 	    size_t);
 
-/* cli.c: options to struct conf, and the value parsers. */
+/* parse.c: the value parsers, and the names of the enums below. */
+int	parse_duration(const char *, double *);
+int	parse_size(const char *, uint64_t *);
+int	parse_signal(const char *, int *);
+const char *signal_name(int);
+int	parse_workers(const char *, int *);
+int	parse_int(const char *, long long, long long, long long *);
+int	parse_user(const char *, uid_t *, gid_t *, bool *);
+int	parse_bool(const char *, bool *);
+int	parse_name(const char *, const char *const *);
+extern const char *const mode_names[];
+extern const char *const balancer_names[];
+extern const char *const ready_names[];
+
+/* cli.c: the run options' table; argv to struct conf. */
 enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
 enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
 enum ready_mode { READY_EXEC, READY_NOTIFY };
@@ -130,13 +144,6 @@ int	cli_apply(struct conf *, const char *, const char *, const char *,
 	    char *, size_t);
 int	cli_validate(struct conf *, char *, size_t);
 void	cli_usage(int);
-int	parse_duration(const char *, double *);
-int	parse_size(const char *, uint64_t *);
-int	parse_signal(const char *, int *);
-const char *signal_name(int);
-int	parse_workers(const char *, int *);
-int	parse_int(const char *, long long, long long, long long *);
-int	parse_user(const char *, uid_t *, gid_t *, bool *);
 
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);

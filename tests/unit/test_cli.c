@@ -1,6 +1,6 @@
 /*
- * test_cli.c: the value parsers (durations, sizes, signals, worker counts,
- * integers) and the command line into struct conf: cli_parse, then
+ * test_cli.c: parse.c's value parsers (durations, sizes, signals, worker
+ * counts, integers, users, booleans, names) and the command line into struct conf: cli_parse, then
  * cli_validate.  Each parser returns 0 or -errno and writes its output
  * only on success, so every refusal also checks the output is untouched.
  */
@@ -306,6 +306,40 @@ test_parse_int(void)
 	errno = 0;
 	is_int(parse_int("11", 1, 10, &v), -ERANGE, "out of range with errno "
 	    "0 beforehand: -ERANGE");
+}
+
+/* parse_user and parse_bool: the output only on success, too. */
+static void
+test_parse_user_bool(void)
+{
+	uid_t	 uid = 4242;
+	gid_t	 gid = 4343;
+	bool	 found = true, b;
+
+	is_int(parse_user("0:0", &uid, &gid, &found), 0, "parse_user(0:0)");
+	ok(uid == 0 && gid == 0 && found, "0:0 is uid 0, gid 0");
+	uid = 4242;
+	gid = 4343;
+	is_int(parse_user("0:no-such-group-wpool-unit", &uid, &gid, &found),
+	    -ESRCH, "parse_user with an unknown group: -ESRCH");
+	ok(uid == 4242 && gid == 4343 && !found, "and uid and gid are left "
+	    "as they were (%u, %u)", (unsigned)uid, (unsigned)gid);
+	is_int(parse_user("no-such-user-wpool-unit", &uid, &gid, &found),
+	    -ENOENT, "parse_user with an unknown user: -ENOENT");
+	ok(uid == 4242 && gid == 4343, "and uid and gid are left");
+
+	b = false;
+	is_int(parse_bool(NULL, &b), 0, "parse_bool(NULL): a bare key");
+	ok(b, "a bare key is true");
+	is_int(parse_bool("off", &b), 0, "parse_bool(off)");
+	ok(!b, "off is false");
+	b = true;
+	is_int(parse_bool("maybe", &b), -EINVAL, "parse_bool(maybe) refused");
+	ok(b, "and leaves the output");
+	is_int(parse_name("inetd", mode_names), MODE_INETD, "mode inetd");
+	is_int(parse_name("ip-hash", balancer_names), BAL_IP_HASH,
+	    "balancer ip-hash");
+	is_int(parse_name("SHARED", mode_names), -EINVAL, "names are exact");
 }
 
 /* ---- cli_parse and cli_validate ---- */
@@ -773,6 +807,7 @@ main(void)
 	test_parse_signal();
 	test_parse_workers();
 	test_parse_int();
+	test_parse_user_bool();
 	test_defaults();
 	test_full_command_line();
 	test_validate_ok();
