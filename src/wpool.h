@@ -108,7 +108,6 @@ struct conf {
 	double	 max_restart_delay;
 	double	 min_uptime;
 	bool	 no_restart;
-	bool	 balance_opts;	/* --balancer or --max-queue was given */
 	int	 stop_signal;
 	double	 stop_timeout;
 	enum ready_mode ready;
@@ -135,20 +134,66 @@ struct conf {
 	char	*metrics;
 	int	 log_level;
 	char	**argv;		/* the command */
+	uint64_t given;		/* bit i: cli_opts[i] was set */
 };
+
+/* One run option: see cli_opts[] in cli.c. */
+enum opt_kind { OPT_FLAG, OPT_INT, OPT_DURATION, OPT_SIZE, OPT_SIGNAL,
+    OPT_ENUM, OPT_STRING, OPT_LIST, OPT_COMMAND };
+enum opt_section { SEC_NONE, SEC_POOL, SEC_SUPERVISION, SEC_WORKERS,
+    SEC_MASTER };
+
+#define OPT_CLI		0x01	/* a command-line option */
+#define OPT_FILE	0x02	/* a [pool] key */
+#define OPT_OFF0	0x04	/* 0 means off: `wpool check` leaves it out */
+#define OPT_ABOVE0	0x08	/* a duration or size of 0 is refused */
+#define OPT_ONE_OF	0x10	/* flags on one field: one or the other */
+#define MODE_BIT(m)	(1u << (m))
+
+struct cpu_info;
+struct opt {
+	const char *name;	/* --NAME, and the [pool] key */
+	char	 letter;	/* -L, or 0 */
+	enum opt_kind kind;
+	unsigned flags;		/* OPT_* */
+	unsigned modes;		/* MODE_BIT()s it works in; 0: every mode */
+	const char *mode_why;	/* why only there, for the error */
+	size_t	 off, size;	/* its field of struct conf */
+	long long min, max;	/* int: the range; a flag on an int: its value */
+	const char *const *values;	/* enum: the names, NULL-terminated */
+	const char *word;	/* int: a word that stands for 0 ("auto") */
+	const char *ex[2];	/* duration: examples for the error */
+	const char *accepted;	/* string: the error's "expected ..." */
+	bool	(*valid)(const char *);	/* string: NULL takes any */
+	int	(*set)(struct conf *, const struct opt *, const char *,
+		    const char *, char *, size_t);	/* NULL: by kind */
+	const char *dflt;	/* set by conf_defaults, shown by --help */
+	enum opt_section section;	/* of --help */
+	const char *arg;	/* --help's placeholder; %s: the values */
+	const char *help;	/* --help's text; %s: the values */
+	const char *file_hint;	/* not a [pool] key: where it goes instead */
+};
+
+extern const struct opt cli_opts[];
+extern const size_t cli_nopts;
 
 void	conf_defaults(struct conf *);
 void	conf_free(struct conf *);
 int	cli_parse(int, char **, struct conf *, char *, size_t);
 int	cli_apply(struct conf *, const char *, const char *, const char *,
 	    char *, size_t);
+const struct opt *opt_find(const char *);
+int	opt_apply(struct conf *, const struct opt *, const char *,
+	    const char *, char *, size_t);
+int	opt_format(const struct opt *, const struct conf *, char *, size_t);
+void	opt_cli_name(const struct opt *, char *, size_t);
+void	opt_peers(const struct opt *, bool, char *, size_t);
 int	cli_validate(struct conf *, char *, size_t);
 void	cli_usage(int);
 
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
-struct cpu_info;
 void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
 
 /* cpu.c: how many CPUs the pool may use. */
