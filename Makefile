@@ -13,6 +13,7 @@ DESTDIR	?=
 CC	?= cc
 PKGS	 = libbsd-overlay inih json-c
 WARN	 = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wredundant-decls \
 	   -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \

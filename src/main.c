@@ -7,7 +7,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
-#include <err.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -259,7 +258,7 @@ open_services(struct master *m)
 		log_error("--metrics: %s", err);
 		return 1;
 	}
-	if (notify_open(p, err, sizeof(err), NULL, 0) < 0)
+	if (notify_open(p, err, sizeof(err)) < 0)
 		log_warnx("%s; workers get no NOTIFY_SOCKET", err);
 	if (m->conf.ready == READY_NOTIFY && p->notify_path == NULL) {
 		log_error("--ready notify needs the notify socket");
@@ -355,8 +354,6 @@ run_pool(int argc, char **argv, bool check)
 	close_master(&m);
 	return status;
 }
-
-extern char **environ;
 
 int
 main(int argc, char **argv)

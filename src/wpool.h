@@ -30,8 +30,6 @@
 /* log.c */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 void	log_init(const char *, int);
-void	log_set_level(int);
-int	log_get_level(void);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -39,8 +37,6 @@ void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_write_line(int, const char *, size_t);
 void	log_outputs_init(void);
-__attribute__((noreturn, format(printf, 2, 3)))
-void	fatalx(int, const char *, ...);
 
 /* listen.c: listener specs; parsing and socket code never log. */
 enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
@@ -233,7 +229,6 @@ void	timer_set(struct timer *, double);
 void	timer_cancel(struct timer *);
 double	now_mono(void);
 double	now_real(void);
-unsigned long loop_wakeups(void);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -453,7 +448,7 @@ void	balance_ring_build(int);
 int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
-int	notify_open(struct pool *, char *, size_t, char *, size_t);
+int	notify_open(struct pool *, char *, size_t);
 void	notify_close(void);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
@@ -469,8 +464,7 @@ void	metrics_close(void);
 char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
-struct json_object;
-struct json_object *status_json(struct pool *, double, double, bool);
+struct json_object *status_json(struct pool *, double, bool);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);
