@@ -976,26 +976,12 @@ chdir_problem(const char *path)
 	return NULL;
 }
 
-/* Checks that hold across options; run after the file and the flags. */
-int
-cli_validate(struct conf *c, char *err, size_t len)
+/* The listeners against the mode and against each other. */
+static int
+validate_listeners(struct conf *c, char *err, size_t len)
 {
-	const char *why;
 	size_t	 i, j;
-	int	 ngroups;
 
-	if (c->argv == NULL || c->argv[0] == NULL || c->argv[0][0] == '\0') {
-		snprintf(err, len, "no command given: wpool [OPTIONS] [--] "
-		    "COMMAND [ARG...]");
-		return -EINVAL;
-	}
-	if (c->max_restart_delay < c->restart_delay)
-		c->max_restart_delay = c->restart_delay;
-	if (c->max_requests_jitter > 0 && c->max_requests == 0) {
-		snprintf(err, len, "--max-requests-jitter: needs "
-		    "--max-requests");
-		return -EINVAL;
-	}
 	if (c->mode == MODE_REUSEPORT && c->nlisteners == 0) {
 		snprintf(err, len, "--mode: reuseport needs at least one "
 		    "-b/--bind listener");
@@ -1040,6 +1026,57 @@ cli_validate(struct conf *c, char *err, size_t len)
 				return -EINVAL;
 			}
 	}
+	return 0;
+}
+
+/* -u: the user's groups, and whether wpool may switch to it. */
+static int
+validate_user(struct conf *c, char *err, size_t len)
+{
+	struct passwd *pw = getpwuid(c->uid);
+	int	 ngroups = 0;
+
+	if (pw != NULL) {
+		getgrouplist(pw->pw_name, c->gid, NULL, &ngroups);
+		c->groups = xcalloc((size_t)ngroups + 1, sizeof(gid_t));
+		if (getgrouplist(pw->pw_name, c->gid, c->groups, &ngroups) < 0)
+			ngroups = 0;
+	} else {
+		c->groups = xcalloc(1, sizeof(gid_t));
+		c->groups[0] = c->gid;
+		ngroups = 1;
+	}
+	c->ngroups = ngroups;
+	if (geteuid() != 0 && c->uid != geteuid()) {
+		snprintf(err, len, "-u/--user: '%s': only root can run workers "
+		    "as another user", c->user);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Checks that hold across options; run after the file and the flags. */
+int
+cli_validate(struct conf *c, char *err, size_t len)
+{
+	const char *why;
+	size_t	 i;
+	int	 r;
+
+	if (c->argv == NULL || c->argv[0] == NULL || c->argv[0][0] == '\0') {
+		snprintf(err, len, "no command given: wpool [OPTIONS] [--] "
+		    "COMMAND [ARG...]");
+		return -EINVAL;
+	}
+	if (c->max_restart_delay < c->restart_delay)
+		c->max_restart_delay = c->restart_delay;
+	if (c->max_requests_jitter > 0 && c->max_requests == 0) {
+		snprintf(err, len, "--max-requests-jitter: needs "
+		    "--max-requests");
+		return -EINVAL;
+	}
+	if ((r = validate_listeners(c, err, len)) < 0)
+		return r;
 	/* After the listeners: their errors name the mode too. */
 	for (i = 0; i < cli_nopts; i++)
 		if (cli_opts[i].modes != 0 &&
@@ -1051,28 +1088,5 @@ cli_validate(struct conf *c, char *err, size_t len)
 		    "expected a directory", c->chdir, why);
 		return -EINVAL;
 	}
-	if (c->set_user) {
-		struct passwd *pw = getpwuid(c->uid);
-
-		ngroups = 0;
-		if (pw != NULL) {
-			getgrouplist(pw->pw_name, c->gid, NULL, &ngroups);
-			c->groups = xcalloc((size_t)ngroups + 1,
-			    sizeof(gid_t));
-			if (getgrouplist(pw->pw_name, c->gid, c->groups,
-			    &ngroups) < 0)
-				ngroups = 0;
-		} else {
-			c->groups = xcalloc(1, sizeof(gid_t));
-			c->groups[0] = c->gid;
-			ngroups = 1;
-		}
-		c->ngroups = ngroups;
-		if (geteuid() != 0 && c->uid != geteuid()) {
-			snprintf(err, len, "-u/--user: '%s': only root can run "
-			    "workers as another user", c->user);
-			return -EPERM;
-		}
-	}
-	return 0;
+	return c->set_user ? validate_user(c, err, len) : 0;
 }
