@@ -388,35 +388,41 @@ opt_cli_name(const struct opt *o, char *buf, size_t len)
 		snprintf(buf, len, "--%s", o->name);
 }
 
+/* Whether p shares o's restriction: one field, or one reason for a mode. */
+static bool
+opt_peer(const struct opt *o, const struct opt *p)
+{
+	if (o->flags & OPT_ONE_OF)
+		return (p->flags & OPT_ONE_OF) && p->off == o->off;
+	return o->mode_why != NULL && p->mode_why != NULL &&
+	    strcmp(p->mode_why, o->mode_why) == 0;
+}
+
+#define MAX_PEERS	8
+
 /*
  * The options that share o's restriction, for one error about them all:
- * those of one field (OPT_ONE_OF), or of one reason to be mode-only.
  * "-q/--quiet and -v/--verbose", or "'quiet' and 'verbose'" for the file.
  */
 void
 opt_peers(const struct opt *o, bool file, char *buf, size_t len)
 {
-	const char *v[8];
-	char	 names[8][64];
+	const char *v[MAX_PEERS + 1];
+	char	 names[MAX_PEERS][64];
 	size_t	 i, n = 0;
 
-	for (i = 0; i < cli_nopts && n < 8; i++) {
-		const struct opt *p = &cli_opts[i];
-
-		if ((o->flags & OPT_ONE_OF) ? !(p->flags & OPT_ONE_OF) ||
-		    p->off != o->off : p->mode_why == NULL ||
-		    strcmp(p->mode_why, o->mode_why) != 0)
+	for (i = 0; i < cli_nopts && n < MAX_PEERS; i++) {
+		if (!opt_peer(o, &cli_opts[i]))
 			continue;
 		if (file)
-			snprintf(names[n], sizeof(names[n]), "'%s'", p->name);
+			snprintf(names[n], sizeof(names[n]), "'%s'",
+			    cli_opts[i].name);
 		else
-			opt_cli_name(p, names[n], sizeof(names[n]));
+			opt_cli_name(&cli_opts[i], names[n], sizeof(names[n]));
 		v[n] = names[n];
 		n++;
 	}
 	v[n] = NULL;
-	if (n == 8)
-		v[7] = NULL;
 	join_names(buf, len, v, ", ", " and ");
 }
 
