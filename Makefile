@@ -13,6 +13,7 @@ DESTDIR	?=
 CC	?= cc
 PKGS	 = libbsd-overlay inih json-c
 WARN	 = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wredundant-decls \
 	   -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
@@ -55,6 +56,10 @@ wpool: src/main.o libwpool.a
 	$(CC) $(LDFLAGS) -o $@ src/main.o libwpool.a $(LDLIBS)
 
 tests/unit/test_%: tests/unit/test_%.c tests/unit/tap.h libwpool.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
+
+# The docs test's view of cli.c's option table: it links the library.
+tests/bin/opt_table: tests/bin/opt_table.c libwpool.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
 
 tests/bin/%: tests/bin/%.c

@@ -50,12 +50,6 @@ now_real(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-unsigned long
-loop_wakeups(void)
-{
-	return wakeups;
-}
-
 static void
 timers_arm(void)
 {

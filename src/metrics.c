@@ -450,7 +450,7 @@ handle_request(struct hconn *c)
 		const char *s;
 
 		pool_sample(M.pool);
-		o = status_json(M.pool, now_mono(), now_real(), false);
+		o = status_json(M.pool, now_mono(), false);
 		json_object_object_del(o, "ok");
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		respond(c, 200, "OK", "application/json", s, strlen(s));

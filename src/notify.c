@@ -147,15 +147,12 @@ notify_read(int fd, uint32_t ev, void *arg)
  * workers running as another user (-u) can reach it.
  */
 int
-notify_open(struct pool *p, char *err, size_t len, char *unused,
-    size_t ulen)
+notify_open(struct pool *p, char *err, size_t len)
 {
 	struct sockaddr_un sun;
 	socklen_t sl;
 	int	 one = 1, fd, r;
 
-	(void)unused;
-	(void)ulen;
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0) {
 		snprintf(err, len, "cannot open the notify socket: %s",

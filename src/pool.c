@@ -18,8 +18,6 @@
 
 #include "wpool.h"
 
-extern char **environ;
-
 enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
     REPLACE_RECYCLE };
 
@@ -56,9 +54,7 @@ static void	 replace_failed(struct pool *, struct slot *, const char *);
 static void	 worker_spawn_slot(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
 static void	 reload_step(struct pool *);
-void		 pool_recycle(struct pool *, struct worker *, const char *);
 static void	 replace_done(struct pool *, struct slot *);
-static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static struct pool *the_pool;	/* for timer callbacks that get a slot */
 

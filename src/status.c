@@ -1,7 +1,7 @@
 /*
  * status.c: the pool as a json-c object, for `wpool status --json`, the
- * control socket and /status.  Pure: it reads struct pool and the clock
- * values it is given, and changes nothing.
+ * control socket and /status.  Pure: it reads struct pool and the monotonic
+ * time it is given, and changes nothing.
  */
 #include <json-c/json.h>
 
@@ -10,11 +10,6 @@
 #include <time.h>
 
 #include "wpool.h"
-
-static const char *const mode_names[] = { "shared", "reuseport", "balance",
-    "inetd" };
-static const char *const balancer_names[] = { "least-conn", "round-robin",
-    "ip-hash" };
 
 static json_object *
 iso_time(double t)
@@ -56,14 +51,12 @@ last_exit(const struct slot *s)
 }
 
 static json_object *
-worker_json(const struct pool *p, const struct worker *w, double mono,
-    double real)
+worker_json(const struct pool *p, const struct worker *w, double mono)
 {
 	const struct slot *s = &p->slots[w->id];
 	json_object *o = json_object_new_object();
 	double	 idle;
 
-	(void)real;
 	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
@@ -137,7 +130,7 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 
 /* The whole status; with brief, the pool without its workers. */
 json_object *
-status_json(struct pool *p, double mono, double real, bool brief)
+status_json(struct pool *p, double mono, bool brief)
 {
 	const struct conf *c = p->conf;
 	const struct reload_state *r = &p->reload;
@@ -253,7 +246,7 @@ status_json(struct pool *p, double mono, double real, bool brief)
 		TAILQ_FOREACH(w, &p->workers, entry)
 			if (w->id == id) {
 				json_object_array_add(ws,
-				    worker_json(p, w, mono, real));
+				    worker_json(p, w, mono));
 				any = true;
 			}
 		if (!any && s->wanted && p->state == POOL_RUNNING)

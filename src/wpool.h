@@ -30,8 +30,6 @@
 /* log.c */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 void	log_init(const char *, int);
-void	log_set_level(int);
-int	log_get_level(void);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -39,8 +37,6 @@ void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_write_line(int, const char *, size_t);
 void	log_outputs_init(void);
-__attribute__((noreturn, format(printf, 2, 3)))
-void	fatalx(int, const char *, ...);
 
 /* listen.c: listener specs; parsing and socket code never log. */
 enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
@@ -76,7 +72,21 @@ int	listener_dgram_waiting(int);
 int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
 	    size_t);
 
-/* cli.c: options to struct conf, and the value parsers. */
+/* parse.c: the value parsers, and the names of the enums below. */
+int	parse_duration(const char *, double *);
+int	parse_size(const char *, uint64_t *);
+int	parse_signal(const char *, int *);
+const char *signal_name(int);
+int	parse_workers(const char *, int *);
+int	parse_int(const char *, long long, long long, long long *);
+int	parse_user(const char *, uid_t *, gid_t *, bool *);
+int	parse_bool(const char *, bool *);
+int	parse_name(const char *, const char *const *);
+extern const char *const mode_names[];
+extern const char *const balancer_names[];
+extern const char *const ready_names[];
+
+/* cli.c: the run options' table; argv to struct conf. */
 enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
 enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
 enum ready_mode { READY_EXEC, READY_NOTIFY };
@@ -94,7 +104,6 @@ struct conf {
 	double	 max_restart_delay;
 	double	 min_uptime;
 	bool	 no_restart;
-	bool	 balance_opts;	/* --balancer or --max-queue was given */
 	int	 stop_signal;
 	double	 stop_timeout;
 	enum ready_mode ready;
@@ -121,22 +130,62 @@ struct conf {
 	char	*metrics;
 	int	 log_level;
 	char	**argv;		/* the command */
+	uint64_t given;		/* bit i: cli_opts[i] was set */
 };
+
+/* One run option: see cli_opts[] in cli.c. */
+enum opt_kind { OPT_FLAG, OPT_INT, OPT_DURATION, OPT_SIZE, OPT_SIGNAL,
+    OPT_ENUM, OPT_STRING, OPT_LIST, OPT_COMMAND };
+enum opt_section { SEC_NONE, SEC_POOL, SEC_SUPERVISION, SEC_WORKERS,
+    SEC_MASTER };
+
+#define OPT_CLI		0x01	/* a command-line option */
+#define OPT_FILE	0x02	/* a [pool] key */
+#define OPT_OFF0	0x04	/* 0 means off: `wpool check` leaves it out */
+#define OPT_ABOVE0	0x08	/* a duration or size of 0 is refused */
+#define OPT_ONE_OF	0x10	/* flags on one field: one or the other */
+#define MODE_BIT(m)	(1u << (m))
+
+struct cpu_info;
+struct opt {
+	const char *name;	/* --NAME, and the [pool] key */
+	char	 letter;	/* -L, or 0 */
+	enum opt_kind kind;
+	unsigned flags;		/* OPT_* */
+	unsigned modes;		/* MODE_BIT()s it works in; 0: every mode */
+	const char *mode_why;	/* why only there, for the error */
+	size_t	 off, size;	/* its field of struct conf */
+	long long min, max;	/* int: the range; a flag on an int: its value */
+	const char *const *values;	/* enum: the names, NULL-terminated */
+	const char *word;	/* int: a word that stands for 0 ("auto") */
+	const char *ex[2];	/* duration: examples for the error */
+	const char *accepted;	/* string: the error's "expected ..." */
+	bool	(*valid)(const char *);	/* string: NULL takes any */
+	int	(*set)(struct conf *, const struct opt *, const char *,
+		    const char *, char *, size_t);	/* NULL: by kind */
+	const char *dflt;	/* set by conf_defaults, shown by --help */
+	enum opt_section section;	/* of --help */
+	const char *arg;	/* --help's placeholder; %s: the values */
+	const char *help;	/* --help's text; %s: the values */
+	const char *file_hint;	/* not a [pool] key: where it goes instead */
+};
+
+extern const struct opt cli_opts[];
+extern const size_t cli_nopts;
 
 void	conf_defaults(struct conf *);
 void	conf_free(struct conf *);
 int	cli_parse(int, char **, struct conf *, char *, size_t);
 int	cli_apply(struct conf *, const char *, const char *, const char *,
 	    char *, size_t);
+const struct opt *opt_find(const char *);
+int	opt_apply(struct conf *, const struct opt *, const char *,
+	    const char *, char *, size_t);
+int	opt_format(const struct opt *, const struct conf *, char *, size_t);
+void	opt_cli_name(const struct opt *, char *, size_t);
+void	opt_peers(const struct opt *, bool, char *, size_t);
 int	cli_validate(struct conf *, char *, size_t);
 void	cli_usage(int);
-int	parse_duration(const char *, double *);
-int	parse_size(const char *, uint64_t *);
-int	parse_signal(const char *, int *);
-const char *signal_name(int);
-int	parse_workers(const char *, int *);
-int	parse_int(const char *, long long, long long, long long *);
-int	parse_user(const char *, uid_t *, gid_t *, bool *);
 
 /* pidfile.c: the --pidfile, made safely and locked. */
 int	pid_file_open(const char *, int *, pid_t *, char *, size_t);
@@ -146,7 +195,6 @@ void	pid_file_remove(int, const char *);
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
-struct cpu_info;
 void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
 
 /* cpu.c: how many CPUs the pool may use. */
@@ -186,7 +234,6 @@ void	timer_set(struct timer *, double);
 void	timer_cancel(struct timer *);
 double	now_mono(void);
 double	now_real(void);
-unsigned long loop_wakeups(void);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -406,7 +453,7 @@ void	balance_ring_build(int);
 int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
-int	notify_open(struct pool *, char *, size_t, char *, size_t);
+int	notify_open(struct pool *, char *, size_t);
 void	notify_close(void);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
@@ -422,8 +469,7 @@ void	metrics_close(void);
 char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
-struct json_object;
-struct json_object *status_json(struct pool *, double, double, bool);
+struct json_object *status_json(struct pool *, double, bool);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);
