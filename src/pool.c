@@ -378,7 +378,7 @@ on_ready_timeout(void *arg)
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
 	    (int)w->pid, the_pool->conf->ready_timeout);
 	w->ready_failed = true;
-	kill(w->pid, SIGKILL);
+	sys_kill(w->pid, SIGKILL);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -398,7 +398,7 @@ on_kill_timeout(void *arg)
 	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
 	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
-	kill(w->pid, SIGKILL);
+	sys_kill(w->pid, SIGKILL);
 }
 
 static void
@@ -412,12 +412,12 @@ on_watchdog_timeout(void *arg)
 	/* No longer counted as ready: status --check fails until it is back. */
 	w->state = W_STOPPING;
 	w->stop_sent = true;
-	kill(w->pid, SIGABRT);
+	sys_kill(w->pid, SIGABRT);
 	/*
 	 * A stopped process (SIGSTOP, a debugger gone) would hold a dumping
 	 * signal until --stop-timeout's KILL: wake it, as systemd does.
 	 */
-	kill(w->pid, SIGCONT);
+	sys_kill(w->pid, SIGCONT);
 	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
 }
 
@@ -477,7 +477,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 		req.stdout_fd = out_w;
 		req.stderr_fd = err_w;
 	}
-	pid = spawn_child(&req, &status_fd);
+	pid = sys_spawn(&req, &status_fd);
 	env_free(&env, p->nenv_base);
 	if (chan >= 0)
 		close(chan);
@@ -507,8 +507,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	w->started_real = now_real();
 	w->cpu_changed_mono = w->started_mono;
 	w->exec_fd = status_fd;
-	set_nonblock(status_fd, true);
-	if (loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0) {
+	if (status_fd >= 0 && (set_nonblock(status_fd, true),
+	    loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0)) {
 		/* Without the pipe, EOF cannot be seen: assume exec. */
 		close(status_fd);
 		w->exec_fd = -1;
@@ -619,7 +619,7 @@ slot_queued(struct pool *p, struct slot *s)
 		if (p->conf->listeners[i].type == L_UDP)
 			n = listener_dgram_waiting(s->fds[i]);
 		else
-			n = listener_queue_len(s->fds[i]);
+			n = sys_queue_len(s->fds[i]);
 		if (n > 0)
 			q += n;
 	}
@@ -814,7 +814,7 @@ static void
 worker_signal_stop(struct pool *p, struct worker *w)
 {
 	w->stop_waiting = false;
-	kill(w->pid, p->conf->stop_signal);
+	sys_kill(w->pid, p->conf->stop_signal);
 	timer_set(&w->kill_timer, p->conf->stop_timeout);
 }
 
@@ -1045,7 +1045,7 @@ reap(struct pool *p)
 	int	 status;
 	pid_t	 pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	while ((pid = sys_reap(&status)) > 0) {
 		if ((w = pool_find_pid(p, pid)) != NULL)
 			worker_exited(p, w, status);
 		else if (!balance_reaped(pid, status))
@@ -1101,7 +1101,7 @@ on_stop_timeout(void *arg)
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		log_warnx("worker %d (pid %d) did not stop within %gs; "
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
-		kill(w->pid, SIGKILL);
+		sys_kill(w->pid, SIGKILL);
 	}
 	balance_stop(SIGKILL);
 }
@@ -1143,7 +1143,7 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->ready_timer);
 			timer_cancel(&w->kill_timer);
 			timer_cancel(&w->watchdog_timer);
-			kill(w->pid, p->conf->stop_signal);
+			sys_kill(w->pid, p->conf->stop_signal);
 		}
 		balance_stop(p->conf->stop_signal);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
@@ -1152,7 +1152,7 @@ pool_stop(struct pool *p, bool now)
 		log_info("stopping at once: sending KILL to %d worker%s",
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
-			kill(w->pid, SIGKILL);
+			sys_kill(w->pid, SIGKILL);
 		balance_stop(SIGKILL);
 	}
 	pool_check_done(p);
@@ -1169,7 +1169,7 @@ forward_signal(struct pool *p, int sig)
 
 	TAILQ_FOREACH(w, &p->workers, entry)
 		if (w->state == W_READY || w->state == W_BUSY)
-			kill(w->pid, sig);
+			sys_kill(w->pid, sig);
 }
 
 static void
@@ -1556,7 +1556,7 @@ pool_signal(struct pool *p, int sig, int id, char *err, size_t len)
 
 	TAILQ_FOREACH(w, &p->workers, entry)
 		if (id < 0 || w->id == id) {
-			if (kill(w->pid, sig) == 0)
+			if (sys_kill(w->pid, sig) == 0)
 				n++;
 		}
 	if (n == 0 && id >= 0) {
@@ -1577,17 +1577,17 @@ pool_sample(struct pool *p)
 
 	for (i = 0; i < p->conf->nlisteners; i++)
 		p->lqueue[i] = p->conf->listeners[i].fd >= 0 ?
-		    listener_queue_len(p->conf->listeners[i].fd) : -1;
+		    sys_queue_len(p->conf->listeners[i].fd) : -1;
 	for (id = 0; id < WPOOL_MAX_WORKERS; id++)
 		for (i = 0; p->slots[id].fds != NULL &&
 		    i < p->conf->nlisteners; i++)
 			p->slots[id].queue[i] =
-			    listener_queue_len(p->slots[id].fds[i]);
+			    sys_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		/* Back-to-back requests reuse a sample: /proc reads add up. */
 		if (w->sample_mono > 0 && now - w->sample_mono < 0.25)
 			continue;
-		if (procfs_sample(w->pid, &s) < 0)
+		if (sys_sample(w->pid, &s) < 0)
 			continue;
 		if (w->sample_mono > 0 && now > w->sample_mono)
 			w->cpu_percent = 100.0 * (s.cpu_seconds -

@@ -179,9 +179,10 @@ void	loop_break(void);
 void	timer_init(struct timer *, timer_cb, void *);
 void	timer_set(struct timer *, double);
 void	timer_cancel(struct timer *);
-double	now_mono(void);
-double	now_real(void);
 unsigned long loop_wakeups(void);
+void	loop_fire_timers(void);
+double	loop_next_deadline(void);
+void	loop_deliver_signal(int, pid_t);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -215,6 +216,27 @@ int	spawn_read_status(int, struct spawn_error *);
 const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
+
+/* sys.c: the seam to the kernel that unit tests replace with a fake. */
+struct proc_sample;
+struct sys_ops {
+	pid_t	(*spawn)(const struct spawn_req *, int *);
+	int	(*kill)(pid_t, int);		/* 0 or -errno */
+	pid_t	(*reap)(int *);			/* WNOHANG: 0 when none */
+	double	(*mono)(void);
+	double	(*real)(void);
+	int	(*sample)(pid_t, struct proc_sample *);
+	int	(*queue_len)(int);
+};
+
+void	sys_set(const struct sys_ops *);
+pid_t	sys_spawn(const struct spawn_req *, int *);
+int	sys_kill(pid_t, int);
+pid_t	sys_reap(int *);
+int	sys_sample(pid_t, struct proc_sample *);
+int	sys_queue_len(int);
+double	now_mono(void);
+double	now_real(void);
 
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
