@@ -47,14 +47,26 @@ static struct {
 	enum replace_kind kind;
 	struct worker *old;	/* replaced, being stopped */
 	bool	 reload_next;	/* the reload's turn came while busy */
+	unsigned gen;		/* the successor's generation */
+	int	 forks_failed;	/* its forks that failed, for give-up */
+	bool	 new_is_cur;	/* none served: the successor is s->cur */
 } repl[WPOOL_MAX_WORKERS];
+
+/*
+ * A reload or restart whose successor cannot be forked this many times in
+ * a row fails (its client waits for it); a recycle keeps trying, since
+ * the worker it replaces gets no more work.
+ */
+#define REPLACE_FORK_TRIES	3
 
 static int	 replace_begin(struct pool *, struct slot *, enum replace_kind,
 		    unsigned);
 static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static void	 worker_spawn_slot(struct pool *, struct slot *);
+static void	 replace_start(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
+static void	 schedule_respawn(struct pool *, struct slot *, double);
 static void	 reload_step(struct pool *);
 void		 pool_recycle(struct pool *, struct worker *, const char *);
 static void	 replace_done(struct pool *, struct slot *);
@@ -421,9 +433,13 @@ on_watchdog_timeout(void *arg)
 	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
 }
 
-/* Starts one worker for slot s; NULL (logged) if fork failed. */
-static struct worker *
-worker_start(struct pool *p, struct slot *s, unsigned gen)
+/*
+ * Starts one worker for slot s in *wp: -errno (logged) if it could not be
+ * forked.  Its role in the slot is the caller's to give, before
+ * worker_exec_seen tells whether it counts as ready already.
+ */
+static int
+worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 {
 	struct conf *c = p->conf;
 	struct spawn_req req;
@@ -454,7 +470,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 			log_warnx("worker %d: cannot create its channel",
 			    s->id);
 			free(w);
-			return NULL;
+			return -EMFILE;
 		}
 		fds[0] = chan;
 		req.nfds = 1;
@@ -494,7 +510,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 		}
 		balance_worker_gone(w);
 		free(w);
-		return NULL;
+		return (int)pid;
 	}
 	if (out_r >= 0) {
 		snprintf(prefix, sizeof(prefix), "%s.%d", c->name, s->id);
@@ -518,9 +534,31 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	p->nworkers++;
 	log_info("worker %d started (pid %d, generation %u)", s->id, (int)pid,
 	    gen);
-	if (w->exec_fd < 0 && c->ready == READY_EXEC)
+	*wp = w;
+	return 0;
+}
+
+/* With no status pipe to wait for, --ready exec is met at once. */
+static void
+worker_exec_seen(struct pool *p, struct worker *w)
+{
+	if (w->exec_fd < 0 && p->conf->ready == READY_EXEC)
 		pool_worker_ready(p, w);
-	return w;
+}
+
+/*
+ * fork failed for slot s, whatever it was starting: its worker, the
+ * successor of a replacement (reload, restart, recycle) or a worker to
+ * drain its queue.  One event with one answer: the slot backs off as for
+ * a crash, and its respawn timer retries the same thing.
+ */
+static void
+slot_fork_failed(struct pool *p, struct slot *s)
+{
+	s->backoff = backoff_next(s->backoff, 0.1, 0,
+	    p->conf->max_restart_delay);
+	log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
+	schedule_respawn(p, s, s->backoff);
 }
 
 static void
@@ -530,17 +568,13 @@ on_respawn(void *arg)
 	struct pool *p = the_pool;
 
 	s->respawn_at = 0;
-	if (p->state != POOL_RUNNING || !s->wanted || s->cur != NULL)
+	if (p->state != POOL_RUNNING || !s->wanted)
 		return;
-	worker_spawn_slot(p, s);
-}
-
-static void
-schedule_respawn(struct pool *p, struct slot *s, double delay)
-{
-	s->respawn_at = now_mono() + delay;
-	timer_set(&s->respawn_timer, delay);
-	(void)p;
+	if (s->cur == NULL)
+		worker_spawn_slot(p, s);
+	else if (repl[s->id].kind != REPLACE_NONE && s->next == NULL &&
+	    repl[s->id].old == NULL)
+		replace_start(p, s);
 }
 
 /* reuseport: a slot's own sockets, opened once, kept across restarts. */
@@ -770,16 +804,26 @@ slot_prepare(struct pool *p, int id)
 }
 
 static void
+schedule_respawn(struct pool *p, struct slot *s, double delay)
+{
+	s->respawn_at = now_mono() + delay;
+	timer_set(&s->respawn_timer, delay);
+	(void)p;
+}
+
+static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
+	struct worker *w;
+
 	if (slot_open_fds(p, s) < 0 ||
-	    (s->cur = worker_start(p, s, p->generation)) == NULL) {
+	    worker_start(p, s, p->generation, &w) < 0) {
 		/* fork failed (pids limit, memory): try again, backing off. */
-		s->backoff = backoff_next(s->backoff, 0.1, 0,
-		    p->conf->max_restart_delay);
-		log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
-		schedule_respawn(p, s, s->backoff);
+		slot_fork_failed(p, s);
+		return;
 	}
+	s->cur = w;
+	worker_exec_seen(p, w);
 }
 
 void
@@ -982,7 +1026,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	 * the slot's own restart is arranged, which it may build on.
 	 */
 	repl_failed = repl[s->id].kind != REPLACE_NONE &&
-	    repl[s->id].old == NULL;
+	    repl[s->id].old == NULL && repl[s->id].new_is_cur;
 	if (repl_failed)
 		snprintf(repl_why, sizeof(repl_why), "new worker %d (pid %d) "
 		    "%s%s after %s", w->id, (int)w->pid, w->ready_failed ?
@@ -1223,36 +1267,51 @@ static int
 replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
     unsigned gen)
 {
-	struct worker *w;
-
 	if (s->next != NULL || repl[s->id].kind != REPLACE_NONE)
 		return -EBUSY;
 	repl[s->id].kind = kind;
-	if (s->cur == NULL) {
-		/* Nothing serves in this slot: just start the new one now. */
-		timer_cancel(&s->respawn_timer);
-		s->respawn_at = 0;
-		worker_spawn_slot(p, s);
-		if (s->cur == NULL) {
-			repl[s->id].kind = REPLACE_NONE;
-			return -EAGAIN;
-		}
-		if (s->cur->state == W_READY)
-			replace_done(p, s);
-		return 0;
-	}
-	if ((w = worker_start(p, s, gen)) == NULL) {
-		repl[s->id].kind = REPLACE_NONE;
-		return -EAGAIN;
-	}
-	/* worker_start may have found it ready at once: keep the order. */
-	if (w->state == W_READY) {
-		s->next = w;
-		w->state = W_STARTING;
-		pool_worker_ready(p, w);
-	} else
-		s->next = w;
+	repl[s->id].gen = gen;
+	repl[s->id].forks_failed = 0;
+	repl[s->id].new_is_cur = false;
+	/* A slot waiting to respawn starts its new worker now. */
+	timer_cancel(&s->respawn_timer);
+	s->respawn_at = 0;
+	replace_start(p, s);
 	return 0;
+}
+
+/*
+ * Starts the successor of the replacement under way in s (again, after a
+ * fork that failed).  Nothing serving in the slot: the new worker simply
+ * becomes the slot's, and the replacement is done when it is ready.
+ */
+static void
+replace_start(struct pool *p, struct slot *s)
+{
+	struct worker *w;
+	char	 why[128];
+	int	 rc;
+
+	if (s->cur == NULL) {
+		repl[s->id].new_is_cur = true;
+		worker_spawn_slot(p, s);
+		return;
+	}
+	if ((rc = worker_start(p, s, repl[s->id].gen, &w)) == 0) {
+		s->next = w;
+		worker_exec_seen(p, w);
+		return;
+	}
+	if (repl[s->id].kind != REPLACE_RECYCLE &&
+	    ++repl[s->id].forks_failed >= REPLACE_FORK_TRIES) {
+		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
+		    s->id, strerror(-rc));
+		log_warnx("worker %d: %s; the old worker keeps serving", s->id,
+		    why);
+		replace_failed(p, s, why);
+		return;
+	}
+	slot_fork_failed(p, s);
 }
 
 /*
