@@ -20,9 +20,6 @@
 
 extern char **environ;
 
-enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
-    REPLACE_RECYCLE };
-
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
 
@@ -41,16 +38,6 @@ backoff_next(double last, double first, double least, double cap)
 		cap = first;
 	return d > cap ? cap : d;
 }
-
-/* Per-slot replacement bookkeeping, beside struct slot's public part. */
-static struct {
-	enum replace_kind kind;
-	struct worker *old;	/* replaced, being stopped */
-	bool	 reload_next;	/* the reload's turn came while busy */
-	unsigned gen;		/* the successor's generation */
-	int	 forks_failed;	/* its forks that failed, for give-up */
-	bool	 new_is_cur;	/* none served: the successor is s->cur */
-} repl[WPOOL_MAX_WORKERS];
 
 /*
  * A reload or restart whose successor cannot be forked this many times in
@@ -77,11 +64,19 @@ static struct pool *the_pool;	/* for timer callbacks that get a slot */
 const char *
 worker_state_name(enum worker_state s)
 {
-	static const char *const names[] = { "starting", "ready", "busy",
-	    "stopping", "stopped", "failed" };
+	static const char *const names[] = { "starting", "ready",
+	    "stopping", "failed" };
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] :
 	    "unknown";
+}
+
+/* The state status shows: a ready worker with connections is busy. */
+const char *
+worker_shown_state(const struct worker *w)
+{
+	return w->state == W_READY && w->active > 0 ? "busy" :
+	    worker_state_name(w->state);
 }
 
 int
@@ -572,8 +567,8 @@ on_respawn(void *arg)
 		return;
 	if (s->cur == NULL)
 		worker_spawn_slot(p, s);
-	else if (repl[s->id].kind != REPLACE_NONE && s->next == NULL &&
-	    repl[s->id].old == NULL)
+	else if (s->repl.kind != REPLACE_NONE && s->next == NULL &&
+	    s->repl.old == NULL)
 		replace_start(p, s);
 }
 
@@ -839,16 +834,15 @@ pool_worker_ready(struct pool *p, struct worker *w)
 	log_debug("worker %d ready (pid %d)", w->id, (int)w->pid);
 	if (w == s->next) {
 		/* The successor serves; now ask its predecessor to go. */
-		repl[s->id].old = s->cur;
+		s->repl.old = s->cur;
 		s->cur = w;
 		s->next = NULL;
-		if (repl[s->id].old != NULL) {
-			repl[s->id].old->replaced = true;
-			worker_stop(p, repl[s->id].old, NULL);
+		if (s->repl.old != NULL) {
+			worker_stop(p, s->repl.old, NULL);
 		} else
 			replace_done(p, s);
-	} else if (w == s->cur && repl[s->id].kind != REPLACE_NONE &&
-	    s->next == NULL && repl[s->id].old == NULL)
+	} else if (w == s->cur && s->repl.kind != REPLACE_NONE &&
+	    s->next == NULL && s->repl.old == NULL)
 		replace_done(p, s);
 	pool_steer(p);
 	balance_kick();
@@ -923,130 +917,140 @@ record_exit_status(struct pool *p, int status)
 	}
 }
 
-static void
-worker_exited(struct pool *p, struct worker *w, int status)
-{
-	struct conf *c = p->conf;
-	struct slot *s = &p->slots[w->id];
+/* How a worker ended, said once for every path of worker_exited. */
+struct exit_info {
+	int	 status;
+	int	 sig;			/* 0: it exited */
+	double	 lived;
+	bool	 exec_failed;
 	struct spawn_error e;
-	double	 now = now_mono(), lived = now - w->started_mono, delay;
-	double	 min_uptime;
-	char	 how[64], after[32], when[96], repl_why[200];
-	bool	 exec_failed, outside = false, repl_failed;
-	int	 sig = 0;
+	bool	 outside;		/* killed by someone else, not a crash */
+	char	 how[64];
+	char	 after[32];
+};
 
-	exec_failed = worker_check_exec(p, w, &e);
-	if (exec_failed)
-		e = w->exec_error;
+static void
+exit_info_fill(struct pool *p, struct worker *w, int status,
+    struct exit_info *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->status = status;
+	x->lived = now_mono() - w->started_mono;
+	x->exec_failed = worker_check_exec(p, w, &x->e);
+	if (x->exec_failed)
+		x->e = w->exec_error;
 	if (WIFSIGNALED(status)) {
-		sig = WTERMSIG(status);
-		snprintf(how, sizeof(how), "killed by signal %s",
-		    signal_name(sig));
-		outside = !crash_signal(sig) && !w->stop_sent &&
+		x->sig = WTERMSIG(status);
+		snprintf(x->how, sizeof(x->how), "killed by signal %s",
+		    signal_name(x->sig));
+		x->outside = !crash_signal(x->sig) && !w->stop_sent &&
 		    !w->watchdog_fired && !w->ready_failed;
 	} else
-		snprintf(how, sizeof(how), "exited with status %d",
+		snprintf(x->how, sizeof(x->how), "exited with status %d",
 		    WEXITSTATUS(status));
-	format_duration(lived, after, sizeof(after));
-	s->has_exit = true;
-	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	s->last_signal = sig;
+	format_duration(x->lived, x->after, sizeof(x->after));
+}
 
-	/* Out of fds or memory in the child is passing, not fatal. */
-	if (exec_failed && !p->ever_started && p->state == POOL_RUNNING &&
-	    !(e.stage == SPAWN_STAGE_FDS && (e.err == EMFILE ||
-	    e.err == ENFILE || e.err == ENOMEM))) {
-		/* The command can never run: say so once and give up. */
-		log_error("cannot %s '%s': %s", spawn_stage_name(e.stage),
-		    c->argv[0], strerror(e.err));
-		p->exit_status = spawn_exit_status(&e);
-		p->exit_status_set = true;
-		p->fatal = true;
-		if (s->cur == w)
-			s->cur = NULL;
-		if (s->next == w)
-			s->next = NULL;
-		worker_free(p, w);
-		pool_stop(p, false);
-		return;
-	}
-	if (w == repl[s->id].old) {
+/* The new worker of a replacement died: why, for the replacement. */
+static void
+exit_replace_why(const struct worker *w, const struct exit_info *x,
+    char *buf, size_t len)
+{
+	snprintf(buf, len, "new worker %d (pid %d) %s%s after %s", w->id,
+	    (int)w->pid, w->ready_failed ? "was not ready in time and was " :
+	    "", x->how, x->after);
+}
+
+/*
+ * The first worker could not exec, for a reason that will not pass: the
+ * command can never run, so the pool says so once and stops.  Out of fds
+ * or memory in the child is passing, not fatal.
+ */
+static bool
+exit_fatal(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	const struct spawn_error *e = &x->e;
+
+	if (!x->exec_failed || p->ever_started || p->state != POOL_RUNNING ||
+	    (e->stage == SPAWN_STAGE_FDS && (e->err == EMFILE ||
+	    e->err == ENFILE || e->err == ENOMEM)))
+		return false;
+	log_error("cannot %s '%s': %s", spawn_stage_name(e->stage),
+	    p->conf->argv[0], strerror(e->err));
+	p->exit_status = spawn_exit_status(e);
+	p->exit_status_set = true;
+	p->fatal = true;
+	if (s->cur == w)
+		s->cur = NULL;
+	if (s->next == w)
+		s->next = NULL;
+	worker_free(p, w);
+	pool_stop(p, false);
+	return true;
+}
+
+/*
+ * A worker that is not the slot's serving one ended: the old one of a
+ * replacement, the successor, or one of a stopping pool or removed slot.
+ * True when that was its role (and it is handled).
+ */
+static bool
+exit_by_role(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	char	 why[200];
+
+	if (w == s->repl.old) {
 		log_info("worker %d (pid %d, generation %u) %s after %s; "
-		    "replaced", w->id, (int)w->pid, w->generation, how, after);
-		repl[s->id].old = NULL;
+		    "replaced", w->id, (int)w->pid, w->generation, x->how,
+		    x->after);
+		s->repl.old = NULL;
 		worker_free(p, w);
 		replace_done(p, s);
-		return;
+		return true;
 	}
 	if (w == s->next) {
-		char	 why[200];
-
-		snprintf(why, sizeof(why), "new worker %d (pid %d) %s%s "
-		    "after %s", w->id, (int)w->pid, w->ready_failed ?
-		    "was not ready in time and was " : "", how, after);
+		exit_replace_why(w, x, why, sizeof(why));
 		log_warnx("%s; the old worker keeps serving", why);
 		s->next = NULL;
 		worker_free(p, w);
 		replace_failed(p, s, why);
-		return;
+		return true;
 	}
-	if (w != s->cur || p->state != POOL_RUNNING || !s->wanted) {
-		if (p->fatal)
-			log_debug("worker %d (pid %d) %s", w->id, (int)w->pid,
-			    how);
-		else
-			log_info("worker %d (pid %d) %s after %s", w->id,
-			    (int)w->pid, how, after);
-		if (w == s->cur)
-			s->cur = NULL;
-		if (c->no_restart)
-			record_exit_status(p, status);
-		worker_free(p, w);
-		slot_release(p, s);
-		pool_check_done(p);
-		return;
-	}
+	if (w == s->cur && p->state == POOL_RUNNING && s->wanted)
+		return false;
+	if (p->fatal)
+		log_debug("worker %d (pid %d) %s", w->id, (int)w->pid, x->how);
+	else
+		log_info("worker %d (pid %d) %s after %s", w->id, (int)w->pid,
+		    x->how, x->after);
+	if (w == s->cur)
+		s->cur = NULL;
+	if (p->conf->no_restart)
+		record_exit_status(p, x->status);
+	worker_free(p, w);
+	slot_release(p, s);
+	pool_check_done(p);
+	return true;
+}
 
-	s->cur = NULL;
-	pool_steer(p);
-	if (s->next != NULL) {
-		/* The successor was on its way: it takes the slot now. */
-		log_info("worker %d (pid %d) %s after %s; its successor "
-		    "(pid %d) takes over", w->id, (int)w->pid, how, after,
-		    (int)s->next->pid);
-		s->cur = s->next;
-		s->next = NULL;
-		worker_free(p, w);
-		return;
-	}
-	/*
-	 * The new worker of a replacement in a slot that had none serving
-	 * (or whose old one died meanwhile) died before it was ready: that
-	 * replacement failed, as when an old one keeps serving.  Said once
-	 * the slot's own restart is arranged, which it may build on.
-	 */
-	repl_failed = repl[s->id].kind != REPLACE_NONE &&
-	    repl[s->id].old == NULL && repl[s->id].new_is_cur;
-	if (repl_failed)
-		snprintf(repl_why, sizeof(repl_why), "new worker %d (pid %d) "
-		    "%s%s after %s", w->id, (int)w->pid, w->ready_failed ?
-		    "was not ready in time and was " : "", how, after);
-	if (c->no_restart) {
-		log_info("worker %d (pid %d) %s after %s; not restarting "
-		    "(--no-restart)", w->id, (int)w->pid, how, after);
-		record_exit_status(p, status);
-		worker_free(p, w);
-		pool_check_done(p);
-		return;
-	}
+/*
+ * The slot's serving worker died: when to start the next.  Below 0.1 s a
+ * worker never counts as having lived, whatever --min-uptime says: a
+ * command that fails at once must not spin.
+ */
+static double
+exit_restart_delay(struct pool *p, struct slot *s, const struct exit_info *x,
+    char *when, size_t len)
+{
+	struct conf *c = p->conf;
+	double	 min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+	double	 delay;
+	bool	 young = x->lived < min_uptime;
 
-	/*
-	 * Below 0.1 s a worker never counts as having lived, whatever
-	 * --min-uptime says: a command that fails at once must not spin.
-	 */
-	min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
-	if (lived >= min_uptime || outside) {
-		if (lived >= min_uptime)
+	if (!young || x->outside) {
+		if (!young)
 			s->backoff = 0;
 		delay = c->restart_delay;
 	} else {
@@ -1055,29 +1059,88 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		    c->max_restart_delay);
 		delay = s->backoff;
 	}
+	if (delay <= 0)
+		snprintf(when, len, "restarting now");
+	else
+		snprintf(when, len, "restarting in %.1fs%s", delay,
+		    s->backoff > 0 && delay == s->backoff && !x->outside &&
+		    young ? " (crash back-off)" : "");
+	return delay;
+}
+
+static void
+exit_restart(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	struct conf *c = p->conf;
+	char	 when[96];
+	double	 delay, min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+
+	delay = exit_restart_delay(p, s, x, when, sizeof(when));
 	s->restarts++;
 	p->restarts++;
-	if (delay <= 0)
-		snprintf(when, sizeof(when), "restarting now");
-	else
-		snprintf(when, sizeof(when), "restarting in %.1fs%s", delay,
-		    s->backoff > 0 && delay == s->backoff && !outside &&
-		    lived < min_uptime ? " (crash back-off)" : "");
-	if (exec_failed)
+	if (x->exec_failed)
 		log_warnx("worker %d (pid %d): cannot %s '%s': %s; %s", w->id,
-		    (int)w->pid, spawn_stage_name(e.stage), c->argv[0],
-		    strerror(e.err), when);
-	else if (outside || lived >= min_uptime)
+		    (int)w->pid, spawn_stage_name(x->e.stage), c->argv[0],
+		    strerror(x->e.err), when);
+	else if (x->outside || x->lived >= min_uptime)
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, how, after, when);
+		    (int)w->pid, x->how, x->after, when);
 	else
 		log_warnx("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, how, after, when);
+		    (int)w->pid, x->how, x->after, when);
 	worker_free(p, w);
 	if (delay <= 0)
 		worker_spawn_slot(p, s);
 	else
 		schedule_respawn(p, s, delay);
+}
+
+static void
+worker_exited(struct pool *p, struct worker *w, int status)
+{
+	struct slot *s = &p->slots[w->id];
+	struct exit_info x;
+	char	 repl_why[200];
+	bool	 repl_failed;
+
+	exit_info_fill(p, w, status, &x);
+	s->has_exit = true;
+	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	s->last_signal = x.sig;
+	if (exit_fatal(p, w, s, &x) || exit_by_role(p, w, s, &x))
+		return;
+	s->cur = NULL;
+	pool_steer(p);
+	if (s->next != NULL) {
+		/* The successor was on its way: it takes the slot now. */
+		log_info("worker %d (pid %d) %s after %s; its successor "
+		    "(pid %d) takes over", w->id, (int)w->pid, x.how, x.after,
+		    (int)s->next->pid);
+		s->cur = s->next;
+		s->next = NULL;
+		worker_free(p, w);
+		return;
+	}
+	/*
+	 * The new worker of a replacement in a slot that had none serving
+	 * died before it was ready: that replacement failed, as when an old
+	 * one keeps serving.  Said once the slot's own restart is arranged,
+	 * which it may build on.
+	 */
+	repl_failed = s->repl.kind != REPLACE_NONE && s->repl.old == NULL &&
+	    s->repl.new_is_cur;
+	if (repl_failed)
+		exit_replace_why(w, &x, repl_why, sizeof(repl_why));
+	if (p->conf->no_restart) {
+		log_info("worker %d (pid %d) %s after %s; not restarting "
+		    "(--no-restart)", w->id, (int)w->pid, x.how, x.after);
+		record_exit_status(p, status);
+		worker_free(p, w);
+		pool_check_done(p);
+		return;
+	}
+	exit_restart(p, w, s, &x);
 	if (repl_failed)
 		replace_failed(p, s, repl_why);
 }
@@ -1212,7 +1275,7 @@ forward_signal(struct pool *p, int sig)
 	struct worker *w;
 
 	TAILQ_FOREACH(w, &p->workers, entry)
-		if (w->state == W_READY || w->state == W_BUSY)
+		if (w->state == W_READY)
 			sys_kill(w->pid, sig);
 }
 
@@ -1267,12 +1330,12 @@ static int
 replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
     unsigned gen)
 {
-	if (s->next != NULL || repl[s->id].kind != REPLACE_NONE)
+	if (s->next != NULL || s->repl.kind != REPLACE_NONE)
 		return -EBUSY;
-	repl[s->id].kind = kind;
-	repl[s->id].gen = gen;
-	repl[s->id].forks_failed = 0;
-	repl[s->id].new_is_cur = false;
+	s->repl.kind = kind;
+	s->repl.gen = gen;
+	s->repl.forks_failed = 0;
+	s->repl.new_is_cur = false;
 	/* A slot waiting to respawn starts its new worker now. */
 	timer_cancel(&s->respawn_timer);
 	s->respawn_at = 0;
@@ -1293,17 +1356,17 @@ replace_start(struct pool *p, struct slot *s)
 	int	 rc;
 
 	if (s->cur == NULL) {
-		repl[s->id].new_is_cur = true;
+		s->repl.new_is_cur = true;
 		worker_spawn_slot(p, s);
 		return;
 	}
-	if ((rc = worker_start(p, s, repl[s->id].gen, &w)) == 0) {
+	if ((rc = worker_start(p, s, s->repl.gen, &w)) == 0) {
 		s->next = w;
 		worker_exec_seen(p, w);
 		return;
 	}
-	if (repl[s->id].kind != REPLACE_RECYCLE &&
-	    ++repl[s->id].forks_failed >= REPLACE_FORK_TRIES) {
+	if (s->repl.kind != REPLACE_RECYCLE &&
+	    ++s->repl.forks_failed >= REPLACE_FORK_TRIES) {
 		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
 		    s->id, strerror(-rc));
 		log_warnx("worker %d: %s; the old worker keeps serving", s->id,
@@ -1325,9 +1388,9 @@ reload_resume(struct pool *p, struct slot *s)
 	char	 why[128];
 	int	 rc;
 
-	if (!repl[s->id].reload_next)
+	if (!s->repl.reload_next)
 		return false;
-	repl[s->id].reload_next = false;
+	s->repl.reload_next = false;
 	if (!p->reload.active || !s->wanted) {
 		if (p->reload.active) {
 			p->reload.in_flight--;
@@ -1339,7 +1402,7 @@ reload_resume(struct pool *p, struct slot *s)
 	    p->reload.generation)) < 0) {
 		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
 		    s->id, strerror(-rc));
-		repl[s->id].kind = REPLACE_RELOAD;
+		s->repl.kind = REPLACE_RELOAD;
 		replace_failed(p, s, why);
 	}
 	return true;
@@ -1348,9 +1411,9 @@ reload_resume(struct pool *p, struct slot *s)
 static void
 replace_done(struct pool *p, struct slot *s)
 {
-	enum replace_kind kind = repl[s->id].kind;
+	enum replace_kind kind = s->repl.kind;
 
-	repl[s->id].kind = REPLACE_NONE;
+	s->repl.kind = REPLACE_NONE;
 	if (reload_resume(p, s))
 		return;
 	if (s->cur != NULL && s->cur->recycle_pending)
@@ -1381,9 +1444,9 @@ reload_failure_record(struct pool *p, unsigned gen, const char *why)
 static void
 replace_failed(struct pool *p, struct slot *s, const char *why)
 {
-	enum replace_kind kind = repl[s->id].kind;
+	enum replace_kind kind = s->repl.kind;
 
-	repl[s->id].kind = REPLACE_NONE;
+	s->repl.kind = REPLACE_NONE;
 	if (reload_resume(p, s))
 		return;
 	if (kind == REPLACE_RELOAD && p->reload.active) {
@@ -1420,12 +1483,12 @@ reload_step(struct pool *p)
 			continue;
 		/* Started by a scale-up during the reload: already new. */
 		if (s->cur != NULL && s->cur->generation >= r->generation &&
-		    s->next == NULL && repl[s->id].kind == REPLACE_NONE)
+		    s->next == NULL && s->repl.kind == REPLACE_NONE)
 			continue;
 		r->in_flight++;
-		if (repl[s->id].kind != REPLACE_NONE) {
+		if (s->repl.kind != REPLACE_NONE) {
 			/* Being restarted or recycled: its turn comes after. */
-			repl[s->id].reload_next = true;
+			s->repl.reload_next = true;
 			continue;
 		}
 		if ((rc = replace_begin(p, s, REPLACE_RELOAD,
@@ -1434,7 +1497,7 @@ reload_step(struct pool *p)
 
 			snprintf(why, sizeof(why), "cannot start a new worker "
 			    "%d: %s", s->id, strerror(-rc));
-			repl[s->id].kind = REPLACE_RELOAD;
+			s->repl.kind = REPLACE_RELOAD;
 			replace_failed(p, s, why);
 			return;
 		}
@@ -1547,13 +1610,13 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		s->wanted = false;
 		timer_cancel(&s->respawn_timer);
 		s->respawn_at = 0;
-		if (repl[i].kind == REPLACE_RELOAD && p->reload.active) {
+		if (p->slots[i].repl.kind == REPLACE_RELOAD && p->reload.active) {
 			/* The slot goes: its step of the reload is over. */
 			p->reload.in_flight--;
 			reload_kick = true;
 		}
-		repl[i].kind = REPLACE_NONE;
-		repl[i].old = NULL;
+		p->slots[i].repl.kind = REPLACE_NONE;
+		p->slots[i].repl.old = NULL;
 		s->drain_started = now_mono();
 		s->drain_spawns = 0;
 		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
@@ -1596,7 +1659,7 @@ pool_recycle(struct pool *p, struct worker *w, const char *why)
 		worker_stop(p, w, why);
 		return;
 	}
-	if (repl[s->id].kind != REPLACE_NONE || s->next != NULL) {
+	if (s->repl.kind != REPLACE_NONE || s->next != NULL) {
 		/* After the replacement under way, this one goes too. */
 		w->recycle_pending = true;
 		return;
@@ -1687,7 +1750,7 @@ on_sample_timer(void *arg)
 				s->mem_backoff = 0;
 			continue;
 		}
-		if (repl[s->id].kind != REPLACE_NONE || s->next != NULL ||
+		if (s->repl.kind != REPLACE_NONE || s->next != NULL ||
 		    now < s->mem_hold_until)
 			continue;
 		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
@@ -1737,7 +1800,6 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 		log_debug("worker %d (pid %d) is reloading", w->id,
 		    (int)w->pid);
 	} else if (strcmp(key, "WATCHDOG") == 0 && strcmp(val, "1") == 0) {
-		w->last_watchdog = now_mono();
 		if (p->conf->watchdog > 0 && !w->stop_sent)
 			timer_set(&w->watchdog_timer, p->conf->watchdog);
 	} else if (strcmp(key, "MAINPID") == 0) {

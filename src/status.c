@@ -68,8 +68,7 @@ worker_json(const struct pool *p, const struct worker *w, double mono,
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
 	json_object_object_add(o, "state", json_object_new_string(
-	    worker_state_name(w->state == W_READY && w->active > 0 ? W_BUSY :
-	    w->state)));
+	    worker_shown_state(w)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(w->generation));
 	json_object_object_add(o, "started_at", iso_time(w->started_real));
@@ -163,8 +162,7 @@ status_json(struct pool *p, double mono, double real, bool brief)
 	    c->mode == MODE_INETD ? p->nconnections : p->nworkers));
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
-	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY) +
-	    pool_count(p, W_BUSY)));
+	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY)));
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
 	    json_object_new_string(p->cpus.source));

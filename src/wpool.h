@@ -263,8 +263,11 @@ void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
 
 /* pool.c: the worker table and its state machine; the only writer. */
-enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
-    W_FAILED };
+/*
+ * A worker's state as pool.c's machine keeps it (and status, --json and
+ * /metrics show it); "busy" is a ready worker with open connections.
+ */
+enum worker_state { W_STARTING, W_READY, W_STOPPING, W_FAILED };
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
@@ -278,7 +281,6 @@ struct worker {
 	int	 exec_fd;		/* status pipe until exec */
 	bool	 stop_sent;		/* wpool asked it to stop */
 	bool	 stop_waiting;		/* balance: signal once it is idle */
-	bool	 replaced;		/* a successor took its slot */
 	bool	 exec_failed;
 	struct spawn_error exec_error;
 	bool	 ready_failed;		/* killed for --ready-timeout */
@@ -289,7 +291,6 @@ struct worker {
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
-	double	 last_watchdog;
 	char	 status_text[256];	/* sd_notify STATUS= */
 	pid_t	 main_pid;		/* sd_notify MAINPID= */
 	struct proc_sample sample;
@@ -306,12 +307,26 @@ struct worker {
 };
 TAILQ_HEAD(worker_list, worker);
 
+/* A replacement under way in a slot: why, and the roles of its workers. */
+enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
+    REPLACE_RECYCLE };
+
+struct replacement {
+	enum replace_kind kind;
+	struct worker *old;	/* replaced, being stopped */
+	bool	 reload_next;	/* the reload's turn came while busy */
+	unsigned gen;		/* the successor's generation */
+	int	 forks_failed;	/* its forks that failed, for give-up */
+	bool	 new_is_cur;	/* none served: the successor is cur */
+};
+
 struct slot {
 	int	 id;
 	bool	 inited;
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
+	struct replacement repl;
 	unsigned restarts;
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
@@ -376,7 +391,6 @@ struct pool {
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
-	int	 stop_requests;
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
@@ -408,6 +422,7 @@ int	pool_count(const struct pool *, enum worker_state);
 void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
+const char *worker_shown_state(const struct worker *);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
