@@ -3,6 +3,27 @@
  * changes a worker's or a slot's state, starts or signals workers, and
  * decides when a dead one comes back.  Others read struct pool and ask
  * through the pool_* functions.
+ *
+ * A slot's state is that of its roles: cur (the worker that serves, or
+ * starts to), next (its successor in a replacement: reload, restart or
+ * recycle) and repl.old (the predecessor being stopped).  Every event from
+ * outside (a worker ready, dead, timed out; a timer; a request) is one
+ * transition, recorded and checked against slot_table below:
+ *
+ *            START, TIMER                READY
+ *   EMPTY ----------------> STARTING -----------> SERVING <---------+
+ *     ^  ^                   |  ^ fork failed        | REPLACE      |
+ *     |  | STOP, REMOVE      |  |                    v              |
+ *     |  +---- BACKOFF <-----+  +----------- REPLACING --READY--> RETIRING
+ *     |         (EXIT young, fork failed)     | ^  next EXIT:       | old
+ *     |                                       v |  failed, cur      | EXIT
+ *     +--- STOPPING <-- WATCHDOG, STOP   REPLACE_WAIT  serves on    |
+ *          (EXIT)       NOTIFY_STOPPING  (fork failed, TIMER        |
+ *                                         retries)        SERVING <-+
+ *
+ * An EXIT of cur goes to BACKOFF (young), STARTING (restarted at once) or
+ * EMPTY (--no-restart, stopping); of next back to cur's state.  Events on
+ * a slot raised while another is in progress on it are part of that one.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -22,6 +43,226 @@ extern char **environ;
 
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
+
+#define BIT(st)	(1u << (st))
+#define SPAWNED	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_BACKOFF))
+#define CUR	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_STOPPING))
+
+/*
+ * The states each event may lead to from each state (staying put is
+ * always allowed: an event may change nothing).  An empty cell is an
+ * event that state never sees; test_lifecycle walks the table.
+ */
+static const unsigned slot_table[SL_NSTATES][EV_NEVENTS] = {
+	[SL_EMPTY] = {
+		[EV_START] = SPAWNED,
+		[EV_EXIT] = SPAWNED,		/* a drain worker */
+		[EV_REPLACE] = SPAWNED,
+		[EV_REMOVE] = SPAWNED,
+		[EV_DRAIN] = SPAWNED,
+		[EV_STOP] = 0,
+		[EV_ENDED] = SPAWNED,
+	},
+	[SL_BACKOFF] = {
+		/* a new cur while the old one of a replacement stops */
+		[EV_TIMER] = SPAWNED | BIT(SL_EMPTY) | BIT(SL_RETIRING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = SPAWNED,
+		[EV_REMOVE] = BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_EMPTY),
+		[EV_ENDED] = SPAWNED,
+	},
+	[SL_STARTING] = {
+		[EV_READY] = BIT(SL_SERVING) | BIT(SL_REPLACING) |
+		    BIT(SL_REPLACE_WAIT) | BIT(SL_RETIRING),
+		[EV_READY_TIMEOUT] = 0,
+		[EV_WATCHDOG] = BIT(SL_STOPPING),
+		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+	},
+	[SL_SERVING] = {
+		[EV_WATCHDOG] = BIT(SL_STOPPING),
+		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+		/* a reload's turn, or a recycle that waited */
+		[EV_ENDED] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+	},
+	[SL_STOPPING] = {
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+	[SL_REPLACING] = {
+		[EV_READY] = BIT(SL_RETIRING) | BIT(SL_SERVING),
+		[EV_READY_TIMEOUT] = 0,
+		[EV_WATCHDOG] = 0,
+		/* cur died (next takes over), next died, or stopping */
+		[EV_EXIT] = CUR | BIT(SL_REPLACE_WAIT) | BIT(SL_EMPTY) |
+		    BIT(SL_BACKOFF),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+	[SL_REPLACE_WAIT] = {
+		[EV_TIMER] = CUR | BIT(SL_REPLACING) | BIT(SL_RETIRING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+	},
+	[SL_RETIRING] = {
+		[EV_EXIT] = CUR | BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_BACKOFF) | BIT(SL_EMPTY),
+		[EV_WATCHDOG] = 0,
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+};
+
+/*
+ * The cells a state sees: those listed above, even with no way out but
+ * staying put ("= 0" marks one).  Kept apart so that the walk in
+ * test_lifecycle knows which cells must be exercised.
+ */
+static const unsigned slot_seen[SL_NSTATES] = {
+	[SL_EMPTY] = BIT(EV_START) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_DRAIN) | BIT(EV_STOP) | BIT(EV_ENDED),
+	[SL_BACKOFF] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REPLACE) |
+	    BIT(EV_REMOVE) | BIT(EV_STOP) | BIT(EV_ENDED),
+	[SL_STARTING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
+	    BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_DRAIN) | BIT(EV_STOP),
+	[SL_SERVING] = BIT(EV_WATCHDOG) | BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) |
+	    BIT(EV_REPLACE) | BIT(EV_REMOVE) | BIT(EV_DRAIN) | BIT(EV_STOP) |
+	    BIT(EV_ENDED),
+	[SL_STOPPING] = BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+	[SL_REPLACING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
+	    BIT(EV_EXIT) | BIT(EV_REMOVE) | BIT(EV_STOP),
+	[SL_REPLACE_WAIT] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+	[SL_RETIRING] = BIT(EV_EXIT) | BIT(EV_WATCHDOG) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+};
+
+const char *
+slot_state_name(enum slot_state st)
+{
+	static const char *const names[SL_NSTATES] = { "stopped", "backoff",
+	    "starting", "serving", "stopping", "replacing", "replace-wait",
+	    "retiring" };
+
+	return (unsigned)st < SL_NSTATES ? names[st] : "unknown";
+}
+
+const char *
+slot_event_name(enum slot_event ev)
+{
+	static const char *const names[EV_NEVENTS] = { "start", "timer",
+	    "ready", "ready-timeout", "watchdog", "notify-stopping", "exit",
+	    "replace", "remove", "drain", "stop", "replace-ended" };
+
+	return (unsigned)ev < EV_NEVENTS ? names[ev] : "unknown";
+}
+
+/*
+ * The states ev may lead to from st, with st itself; 0 for a cell the
+ * table does not list (an event that state never sees).
+ */
+unsigned
+slot_transitions(enum slot_state st, enum slot_event ev)
+{
+	if ((unsigned)st >= SL_NSTATES || (unsigned)ev >= EV_NEVENTS ||
+	    !(slot_seen[st] & BIT(ev)))
+		return 0;
+	return slot_table[st][ev] | BIT(st);
+}
+
+/*
+ * What w is to its slot: the one place that compares the slot's role
+ * pointers; ROLE_NONE is a worker stopping after its slot let it go
+ * (scaled down, or the pool stopping before a replacement ended).
+ */
+enum worker_role
+worker_role(const struct pool *p, const struct worker *w)
+{
+	const struct slot *s = &p->slots[w->id];
+
+	if (w == s->cur)
+		return ROLE_CUR;
+	if (w == s->next)
+		return ROLE_NEXT;
+	if (w == s->repl.old)
+		return ROLE_OLD;
+	return ROLE_NONE;
+}
+
+/* The state of a slot's roles. */
+static enum slot_state
+slot_state_of(const struct slot *s)
+{
+	if (s->cur == NULL)
+		return s->respawn_at > 0 ? SL_BACKOFF : SL_EMPTY;
+	if (s->repl.old != NULL)
+		return SL_RETIRING;
+	if (s->next != NULL)
+		return SL_REPLACING;
+	if (s->repl.kind != REPLACE_NONE && !s->repl.ending &&
+	    s->respawn_at > 0)
+		return SL_REPLACE_WAIT;
+	switch (s->cur->state) {
+	case W_STARTING:
+		return SL_STARTING;
+	case W_READY:
+		return SL_SERVING;
+	default:
+		return SL_STOPPING;
+	}
+}
+
+/* An event begins on s: the state it started from is kept. */
+static void
+slot_enter(struct slot *s)
+{
+	if (s->ev_depth++ == 0)
+		s->ev_from = s->state;
+}
+
+/*
+ * The event ends: the one transition function.  The slot takes the state
+ * of its roles; a move the table does not allow is counted and logged,
+ * since it means the table or the code is wrong.
+ */
+static void
+slot_leave(struct pool *p, struct slot *s, enum slot_event ev)
+{
+	enum slot_state to;
+
+	if (--s->ev_depth > 0)
+		return;
+	to = slot_state_of(s);
+	p->transitions[s->ev_from][ev]++;
+	if (!(slot_transitions(s->ev_from, ev) & BIT(to))) {
+		p->bad_transitions++;
+		log_debug("worker %d: %s in state %s led to %s, which the "
+		    "state table does not allow", s->id, slot_event_name(ev),
+		    slot_state_name(s->ev_from), slot_state_name(to));
+	}
+	s->state = to;
+}
+
+#undef CUR
 
 /*
  * The next delay of a back-off: first, then twice the last; never below
@@ -384,8 +625,10 @@ on_ready_timeout(void *arg)
 
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
 	    (int)w->pid, the_pool->conf->ready_timeout);
+	slot_enter(&the_pool->slots[w->id]);
 	w->ready_failed = true;
 	sys_kill(w->pid, SIGKILL);
+	slot_leave(the_pool, &the_pool->slots[w->id], EV_READY_TIMEOUT);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -415,6 +658,7 @@ on_watchdog_timeout(void *arg)
 
 	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
 	    "it (ABRT)", w->id, (int)w->pid, the_pool->conf->watchdog);
+	slot_enter(&the_pool->slots[w->id]);
 	w->watchdog_fired = true;
 	/* No longer counted as ready: status --check fails until it is back. */
 	w->state = W_STOPPING;
@@ -426,6 +670,7 @@ on_watchdog_timeout(void *arg)
 	 */
 	sys_kill(w->pid, SIGCONT);
 	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
+	slot_leave(the_pool, &the_pool->slots[w->id], EV_WATCHDOG);
 }
 
 /*
@@ -545,13 +790,19 @@ worker_exec_seen(struct pool *p, struct worker *w)
  * fork failed for slot s, whatever it was starting: its worker, the
  * successor of a replacement (reload, restart, recycle) or a worker to
  * drain its queue.  One event with one answer: the slot backs off as for
- * a crash, and its respawn timer retries the same thing.
+ * a crash, and its respawn timer retries the same thing; a removed slot's
+ * drain timer retries its drain worker (a few times at most).
  */
 static void
 slot_fork_failed(struct pool *p, struct slot *s)
 {
 	s->backoff = backoff_next(s->backoff, 0.1, 0,
 	    p->conf->max_restart_delay);
+	if (!s->wanted) {
+		log_warnx("worker %d: cannot start a worker to drain its "
+		    "queue", s->id);
+		return;
+	}
 	log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
 	schedule_respawn(p, s, s->backoff);
 }
@@ -562,14 +813,16 @@ on_respawn(void *arg)
 	struct slot *s = arg;
 	struct pool *p = the_pool;
 
+	slot_enter(s);
 	s->respawn_at = 0;
 	if (p->state != POOL_RUNNING || !s->wanted)
-		return;
-	if (s->cur == NULL)
+		;
+	else if (s->cur == NULL)
 		worker_spawn_slot(p, s);
-	else if (s->repl.kind != REPLACE_NONE && s->next == NULL &&
-	    s->repl.old == NULL)
+	else if (s->repl.kind != REPLACE_NONE && !s->repl.ending &&
+	    s->next == NULL && s->repl.old == NULL)
 		replace_start(p, s);
+	slot_leave(p, s, EV_TIMER);
 }
 
 /* reuseport: a slot's own sockets, opened once, kept across restarts. */
@@ -758,15 +1011,26 @@ slot_stop(struct pool *p, struct slot *s)
 	slot_release(p, s);
 }
 
+static void	 on_drain(struct pool *, struct slot *);
+
 static void
 on_drain_timer(void *arg)
 {
 	struct slot *s = arg;
 	struct pool *p = the_pool;
-	int	 q;
 
 	if (!s->draining)
 		return;
+	slot_enter(s);
+	on_drain(p, s);
+	slot_leave(p, s, EV_DRAIN);
+}
+
+static void
+on_drain(struct pool *p, struct slot *s)
+{
+	int	 q;
+
 	q = slot_queued(p, s);
 	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
 	    (s->cur != NULL || s->drain_spawns < 3)) {
@@ -825,14 +1089,17 @@ void
 pool_worker_ready(struct pool *p, struct worker *w)
 {
 	struct slot *s = &p->slots[w->id];
+	enum worker_role role;
 
 	if (w->state != W_STARTING)
 		return;
+	slot_enter(s);
 	w->state = W_READY;
 	w->ready_mono = now_mono();
 	timer_cancel(&w->ready_timer);
 	log_debug("worker %d ready (pid %d)", w->id, (int)w->pid);
-	if (w == s->next) {
+	role = worker_role(p, w);
+	if (role == ROLE_NEXT) {
 		/* The successor serves; now ask its predecessor to go. */
 		s->repl.old = s->cur;
 		s->cur = w;
@@ -841,9 +1108,10 @@ pool_worker_ready(struct pool *p, struct worker *w)
 			worker_stop(p, s->repl.old, NULL);
 		} else
 			replace_done(p, s);
-	} else if (w == s->cur && s->repl.kind != REPLACE_NONE &&
+	} else if (role == ROLE_CUR && s->repl.kind != REPLACE_NONE &&
 	    s->next == NULL && s->repl.old == NULL)
 		replace_done(p, s);
+	slot_leave(p, s, EV_READY);
 	pool_steer(p);
 	balance_kick();
 }
@@ -981,9 +1249,9 @@ exit_fatal(struct pool *p, struct worker *w, struct slot *s,
 	p->exit_status = spawn_exit_status(e);
 	p->exit_status_set = true;
 	p->fatal = true;
-	if (s->cur == w)
+	if (worker_role(p, w) == ROLE_CUR)
 		s->cur = NULL;
-	if (s->next == w)
+	else if (worker_role(p, w) == ROLE_NEXT)
 		s->next = NULL;
 	worker_free(p, w);
 	pool_stop(p, false);
@@ -999,9 +1267,10 @@ static bool
 exit_by_role(struct pool *p, struct worker *w, struct slot *s,
     const struct exit_info *x)
 {
+	enum worker_role role = worker_role(p, w);
 	char	 why[200];
 
-	if (w == s->repl.old) {
+	if (role == ROLE_OLD) {
 		log_info("worker %d (pid %d, generation %u) %s after %s; "
 		    "replaced", w->id, (int)w->pid, w->generation, x->how,
 		    x->after);
@@ -1010,7 +1279,7 @@ exit_by_role(struct pool *p, struct worker *w, struct slot *s,
 		replace_done(p, s);
 		return true;
 	}
-	if (w == s->next) {
+	if (role == ROLE_NEXT) {
 		exit_replace_why(w, x, why, sizeof(why));
 		log_warnx("%s; the old worker keeps serving", why);
 		s->next = NULL;
@@ -1018,14 +1287,14 @@ exit_by_role(struct pool *p, struct worker *w, struct slot *s,
 		replace_failed(p, s, why);
 		return true;
 	}
-	if (w == s->cur && p->state == POOL_RUNNING && s->wanted)
+	if (role == ROLE_CUR && p->state == POOL_RUNNING && s->wanted)
 		return false;
 	if (p->fatal)
 		log_debug("worker %d (pid %d) %s", w->id, (int)w->pid, x->how);
 	else
 		log_info("worker %d (pid %d) %s after %s", w->id, (int)w->pid,
 		    x->how, x->after);
-	if (w == s->cur)
+	if (role == ROLE_CUR)
 		s->cur = NULL;
 	if (p->conf->no_restart)
 		record_exit_status(p, x->status);
@@ -1097,9 +1366,9 @@ exit_restart(struct pool *p, struct worker *w, struct slot *s,
 }
 
 static void
-worker_exited(struct pool *p, struct worker *w, int status)
+worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
+    int status)
 {
-	struct slot *s = &p->slots[w->id];
 	struct exit_info x;
 	char	 repl_why[200];
 	bool	 repl_failed;
@@ -1143,6 +1412,16 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	exit_restart(p, w, s, &x);
 	if (repl_failed)
 		replace_failed(p, s, repl_why);
+}
+
+static void
+worker_exited(struct pool *p, struct worker *w, int status)
+{
+	struct slot *s = &p->slots[w->id];
+
+	slot_enter(s);
+	worker_exit_handle(p, w, s, status);
+	slot_leave(p, s, EV_EXIT);
 }
 
 static void
@@ -1232,7 +1511,9 @@ pool_stop(struct pool *p, bool now)
 		}
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
 			if (p->slots[i].inited) {
+				slot_enter(&p->slots[i]);
 				timer_cancel(&p->slots[i].respawn_timer);
+				p->slots[i].respawn_at = 0;
 				timer_cancel(&p->slots[i].drain_timer);
 			}
 		timer_cancel(&p->sample_timer);
@@ -1254,6 +1535,9 @@ pool_stop(struct pool *p, bool now)
 		}
 		balance_stop(p->conf->stop_signal);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			if (p->slots[i].inited)
+				slot_leave(p, &p->slots[i], EV_STOP);
 	}
 	if (now) {
 		log_info("stopping at once: sending KILL to %d worker%s",
@@ -1336,10 +1620,12 @@ replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
 	s->repl.gen = gen;
 	s->repl.forks_failed = 0;
 	s->repl.new_is_cur = false;
+	slot_enter(s);
 	/* A slot waiting to respawn starts its new worker now. */
 	timer_cancel(&s->respawn_timer);
 	s->respawn_at = 0;
 	replace_start(p, s);
+	slot_leave(p, s, EV_REPLACE);
 	return 0;
 }
 
@@ -1408,8 +1694,39 @@ reload_resume(struct pool *p, struct slot *s)
 	return true;
 }
 
+/*
+ * A replacement ended, well or not (why): what follows from it (the
+ * reload's next step, a recycle that waited its turn, a queued reload)
+ * is a transition of its own, run after the current event from the
+ * pool's deferred queue, never from inside it.
+ */
+static void
+replace_end(struct pool *p, struct slot *s, const char *why)
+{
+	if (s->repl.ending || s->repl.kind == REPLACE_NONE)
+		return;
+	s->repl.ending = true;
+	s->repl.end_failed = why != NULL;
+	strlcpy(s->repl.why, why != NULL ? why : "", sizeof(s->repl.why));
+	p->deferred[p->ndeferred++] = s->id;
+	if (!p->defer_timer.armed)
+		timer_set(&p->defer_timer, 0);
+}
+
 static void
 replace_done(struct pool *p, struct slot *s)
+{
+	replace_end(p, s, NULL);
+}
+
+static void
+replace_failed(struct pool *p, struct slot *s, const char *why)
+{
+	replace_end(p, s, why);
+}
+
+static void
+replace_done_now(struct pool *p, struct slot *s)
 {
 	enum replace_kind kind = s->repl.kind;
 
@@ -1442,7 +1759,7 @@ reload_failure_record(struct pool *p, unsigned gen, const char *why)
 }
 
 static void
-replace_failed(struct pool *p, struct slot *s, const char *why)
+replace_failed_now(struct pool *p, struct slot *s, const char *why)
 {
 	enum replace_kind kind = s->repl.kind;
 
@@ -1466,6 +1783,31 @@ replace_failed(struct pool *p, struct slot *s, const char *why)
 			p->reload.again = false;
 			pool_reload(p, NULL, NULL, 0);
 		}
+	}
+}
+
+/* The deferred queue: each ended replacement's follow-up, in order. */
+static void
+on_deferred(void *arg)
+{
+	struct pool *p = arg;
+	struct slot *s;
+	char	 why[sizeof(s->repl.why)];
+
+	while (p->ndeferred > 0) {
+		s = &p->slots[p->deferred[0]];
+		memmove(p->deferred, p->deferred + 1,
+		    (size_t)--p->ndeferred * sizeof(p->deferred[0]));
+		if (!s->repl.ending)
+			continue;	/* the slot was scaled away */
+		s->repl.ending = false;
+		slot_enter(s);
+		if (s->repl.end_failed) {
+			strlcpy(why, s->repl.why, sizeof(why));
+			replace_failed_now(p, s, why);
+		} else
+			replace_done_now(p, s);
+		slot_leave(p, s, EV_ENDED);
 	}
 }
 
@@ -1607,6 +1949,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	for (i = n; i < old; i++) {
 		/* Highest ids go first; they drain in the background. */
 		s = &p->slots[i];
+		slot_enter(s);
 		s->wanted = false;
 		timer_cancel(&s->respawn_timer);
 		s->respawn_at = 0;
@@ -1617,15 +1960,16 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		}
 		p->slots[i].repl.kind = REPLACE_NONE;
 		p->slots[i].repl.old = NULL;
+		p->slots[i].repl.ending = false;
 		s->drain_started = now_mono();
 		s->drain_spawns = 0;
 		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
 			/* Steer new connections away, serve the queue, stop. */
 			s->draining = true;
 			timer_set(&s->drain_timer, 0.02);
-			continue;
-		}
-		slot_stop(p, s);
+		} else
+			slot_stop(p, s);
+		slot_leave(p, s, EV_REMOVE);
 	}
 	for (i = old; i < n; i++) {
 		s = slot_prepare(p, i);
@@ -1636,8 +1980,11 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			s->draining = false;
 			timer_cancel(&s->drain_timer);
 		}
-		if (s->cur == NULL)
+		if (s->cur == NULL) {
+			slot_enter(s);
 			worker_spawn_slot(p, s);
+			slot_leave(p, s, EV_START);
+		}
 	}
 	pool_steer(p);
 	if (p->conf->mode == MODE_BALANCE)
@@ -1655,7 +2002,7 @@ pool_recycle(struct pool *p, struct worker *w, const char *why)
 
 	if (p->state != POOL_RUNNING || w->stop_sent)
 		return;
-	if (w != s->cur || !s->wanted) {
+	if (worker_role(p, w) != ROLE_CUR || !s->wanted) {
 		worker_stop(p, w, why);
 		return;
 	}
@@ -1739,7 +2086,7 @@ on_sample_timer(void *arg)
 		struct slot *s = &p->slots[w->id];
 		double	 since;
 
-		if (w != s->cur || w->state != W_READY)
+		if (worker_role(p, w) != ROLE_CUR || w->state != W_READY)
 			continue;
 		/* Its age, counted from when the back-off let it be judged. */
 		since = now - (w->started_mono > s->mem_hold_until ?
@@ -1794,8 +2141,10 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 	} else if (strcmp(key, "STATUS") == 0) {
 		strlcpy(w->status_text, val, sizeof(w->status_text));
 	} else if (strcmp(key, "STOPPING") == 0 && strcmp(val, "1") == 0) {
+		slot_enter(&p->slots[w->id]);
 		if (w->state != W_STOPPING)
 			w->state = W_STOPPING;
+		slot_leave(p, &p->slots[w->id], EV_NOTIFY_STOPPING);
 	} else if (strcmp(key, "RELOADING") == 0 && strcmp(val, "1") == 0) {
 		log_debug("worker %d (pid %d) is reloading", w->id,
 		    (int)w->pid);
@@ -1828,6 +2177,7 @@ pool_init(struct pool *p, struct conf *c)
 	timer_init(&p->stop_timer, on_stop_timeout, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	timer_init(&p->output_timer, on_output_timer, p);
+	timer_init(&p->defer_timer, on_deferred, p);
 	output_on_idle(on_output_idle, p);
 	if (c->workers == 0) {
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)
@@ -1855,6 +2205,27 @@ pool_init(struct pool *p, struct conf *c)
 	return 0;
 }
 
+/*
+ * What pool_init allocated, once the pool is done: the master exits
+ * instead, but a test makes many pools in one process.
+ */
+void
+pool_free(struct pool *p)
+{
+	size_t	 i;
+	int	 id;
+
+	for (id = 0; id < WPOOL_MAX_WORKERS; id++)
+		slot_close_fds(p, &p->slots[id]);
+	for (i = 0; i < p->nenv_base; i++)
+		free(p->env_base[i]);
+	free(p->env_base);
+	free(p->slots);
+	p->env_base = NULL;
+	p->nenv_base = 0;
+	p->slots = NULL;
+}
+
 int
 pool_start(struct pool *p)
 {
@@ -1880,7 +2251,9 @@ pool_start(struct pool *p)
 	}
 	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
 		slot_prepare(p, i)->wanted = true;
+		slot_enter(&p->slots[i]);
 		worker_spawn_slot(p, &p->slots[i]);
+		slot_leave(p, &p->slots[i], EV_START);
 	}
 	if (p->conf->max_memory > 0)
 		timer_set(&p->sample_timer, 1.0);

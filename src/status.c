@@ -83,7 +83,8 @@ worker_json(const struct pool *p, const struct worker *w, double mono,
 	json_object_object_add(o, "last_exit", last_exit(s));
 	json_object_object_add(o, "status", w->status_text[0] ?
 	    json_object_new_string(w->status_text) : NULL);
-	if ((w != s->cur && w != s->next) || s->draining)
+	if (worker_role(p, w) == ROLE_NONE || worker_role(p, w) == ROLE_OLD ||
+	    s->draining)
 		json_object_object_add(o, "draining",
 		    json_object_new_boolean(1));
 	if (s->fds != NULL) {
@@ -122,7 +123,7 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	json_object_object_add(o, "id", json_object_new_int(s->id));
 	json_object_object_add(o, "pid", NULL);
 	json_object_object_add(o, "state", json_object_new_string(
-	    s->respawn_at > 0 ? "backoff" : "stopped"));
+	    slot_state_name(s->state)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(p->generation));
 	if (s->respawn_at > 0)

@@ -318,11 +318,29 @@ struct replacement {
 	unsigned gen;		/* the successor's generation */
 	int	 forks_failed;	/* its forks that failed, for give-up */
 	bool	 new_is_cur;	/* none served: the successor is cur */
+	bool	 ending;	/* ended: what follows runs deferred */
+	bool	 end_failed;
+	char	 why[200];	/* why it failed */
 };
+
+/*
+ * A slot's state and the events that move it, as pool.c's machine keeps
+ * them (its diagram and table open pool.c).  The state is that of the
+ * slot's roles: the serving worker (cur), its successor (next) and the
+ * predecessor being stopped (repl.old).
+ */
+enum slot_state { SL_EMPTY, SL_BACKOFF, SL_STARTING, SL_SERVING,
+    SL_STOPPING, SL_REPLACING, SL_REPLACE_WAIT, SL_RETIRING, SL_NSTATES };
+enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
+    EV_WATCHDOG, EV_NOTIFY_STOPPING, EV_EXIT, EV_REPLACE, EV_REMOVE,
+    EV_DRAIN, EV_STOP, EV_ENDED, EV_NEVENTS };
 
 struct slot {
 	int	 id;
 	bool	 inited;
+	enum slot_state state;
+	int	 ev_depth;		/* events in progress on it */
+	enum slot_state ev_from;	/* the state the outermost began in */
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
@@ -402,9 +420,17 @@ struct pool {
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
 	struct rlimit nofile;
+	/* Replacements that ended, in order: their follow-up runs deferred. */
+	struct timer defer_timer;
+	int	 deferred[WPOOL_MAX_WORKERS];
+	int	 ndeferred;
+	/* Transitions taken, by state and event; those the table refuses. */
+	unsigned long transitions[SL_NSTATES][EV_NEVENTS];
+	unsigned long bad_transitions;
 };
 
 int	pool_init(struct pool *, struct conf *);
+void	pool_free(struct pool *);
 int	pool_start(struct pool *);
 int	pool_run(struct pool *);
 void	pool_stop(struct pool *, bool);
@@ -423,6 +449,12 @@ void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
 const char *worker_shown_state(const struct worker *);
+/* A worker's role in its slot. */
+enum worker_role { ROLE_NONE, ROLE_CUR, ROLE_NEXT, ROLE_OLD };
+enum worker_role worker_role(const struct pool *, const struct worker *);
+const char *slot_state_name(enum slot_state);
+const char *slot_event_name(enum slot_event);
+unsigned slot_transitions(enum slot_state, enum slot_event);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;

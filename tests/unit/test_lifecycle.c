@@ -133,11 +133,13 @@ fake_sample(pid_t pid, struct proc_sample *s)
 	return 0;
 }
 
+static int queued;	/* connections in every socket's accept queue */
+
 static int
 fake_queue_len(int fd)
 {
 	(void)fd;
-	return 0;
+	return queued;
 }
 
 static const struct sys_ops fake_ops = {
@@ -178,6 +180,8 @@ advance(double dt)
 }
 
 static char *fake_argv[] = { "fake-server", NULL };
+/* Every test's transitions, for the walk of the table at the end. */
+static unsigned long hits[SL_NSTATES][EV_NEVENTS], bad;
 static struct conf C;
 static struct pool P;
 
@@ -204,11 +208,21 @@ pool_new(int n, void (*tune)(struct conf *))
 static void
 pool_end(struct pool *p, const char *name)
 {
+	int	 st, ev;
+
 	pool_stop(p, true);
 	settle();
+	for (st = 0; st < SL_NSTATES; st++)
+		for (ev = 0; ev < EV_NEVENTS; ev++)
+			hits[st][ev] += p->transitions[st][ev];
+	is_int(p->bad_transitions, 0, "%s: every transition is in the table",
+	    name);
+	bad += p->bad_transitions;
+	pool_free(p);
 	timer_cancel(&p->stop_timer);
 	timer_cancel(&p->sample_timer);
 	timer_cancel(&p->output_timer);
+	timer_cancel(&p->defer_timer);
 	ok(p->state == POOL_DONE && p->nworkers == 0 &&
 	    loop_next_deadline() < 0, "%s: the pool ends clean", name);
 }
@@ -593,10 +607,237 @@ test_stop_mixed(void)
 	pool_end(p, "stop");
 }
 
+static void
+notify_watchdog(struct conf *c)
+{
+	notify_mode(c);
+	c->watchdog = 1;
+	c->ready_timeout = 10;
+}
+
+/*
+ * Scaled down in every state: starting, serving, back-off, stopping,
+ * replacing, waiting to retry a fork, retiring.  Each slot goes, its
+ * workers are stopped, and nothing comes back.
+ */
+static void
+test_scale_down_states(void)
+{
+	struct pool *p = pool_new(8, notify_mode);
+	char	 err[128];
+	int	 i;
+
+	F.obey_term = false;
+	ready(p, cur(p, 0));
+	for (i = 2; i < 8; i++)
+		ready(p, cur(p, i));
+	fake_exit(cur_pid(p, 3), EXITED(1));		/* 3: back-off */
+	settle();
+	pool_worker_notify(p, cur(p, 4), "STOPPING", "1");	/* 4 */
+	pool_restart(p, 5, err, sizeof(err));		/* 5: replacing */
+	F.fail_forks = 1;
+	pool_restart(p, 6, err, sizeof(err));		/* 6: fork retry */
+	pool_restart(p, 7, err, sizeof(err));		/* 7: retiring */
+	ready(p, p->slots[7].next);
+	is_str(slot_state_name(p->slots[1].state), "starting", "remove: 1");
+	is_str(slot_state_name(p->slots[2].state), "serving", "remove: 2");
+	is_str(slot_state_name(p->slots[3].state), "backoff", "remove: 3");
+	is_str(slot_state_name(p->slots[4].state), "stopping", "remove: 4");
+	is_str(slot_state_name(p->slots[5].state), "replacing", "remove: 5");
+	is_str(slot_state_name(p->slots[6].state), "replace-wait",
+	    "remove: 6");
+	is_str(slot_state_name(p->slots[7].state), "retiring", "remove: 7");
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "remove: scaled to 1");
+	settle();
+	for (i = 1; i < 8; i++)
+		ok(p->slots[i].state == SL_EMPTY && cur(p, i) == NULL &&
+		    p->slots[i].next == NULL, "remove: slot %d empty", i);
+	F.obey_term = true;
+	advance(C.stop_timeout + 1);
+	is_int(p->nworkers, 1, "remove: only worker 0 is left");
+	/*
+	 * With --no-restart, a worker that exits leaves its slot empty: it
+	 * is restarted on request, scaled away, and the pool stops with it.
+	 */
+	is_int(pool_scale(p, 2, err, sizeof(err)), 0, "remove: back to 2");
+	C.no_restart = true;
+	fake_exit(cur_pid(p, 1), EXITED(0));
+	settle();
+	ok(p->slots[1].state == SL_EMPTY, "no-restart: slot 1 empty");
+	is_int(pool_restart(p, 1, err, sizeof(err)), 0, "no-restart: restart");
+	ok(cur(p, 1) != NULL, "no-restart: slot 1 started again");
+	fake_exit(cur_pid(p, 1), EXITED(0));
+	settle();
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "no-restart: scale 1");
+	pool_end(p, "remove");
+}
+
+/* Events in the states the cases above do not reach. */
+static void
+test_more_cells(void)
+{
+	struct pool *p = pool_new(4, notify_watchdog);
+	char	 err[128];
+	pid_t	 pid;
+
+	/* A starting worker: its watchdog fires; it says STOPPING=1. */
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");
+	ok(p->slots[1].state == SL_STOPPING, "cells: STOPPING=1 stops it");
+	/* A restart of a starting worker, and of a stopping one. */
+	is_int(pool_restart(p, 2, err, sizeof(err)), 0, "cells: restart 2");
+	ok(p->slots[2].state == SL_REPLACING, "cells: starting -> replacing");
+	is_int(pool_restart(p, 1, err, sizeof(err)), 0, "cells: restart 1");
+	ok(p->slots[1].state == SL_REPLACING, "cells: stopping -> replacing");
+	/* Serving, then STOPPING=1. */
+	ready(p, cur(p, 3));
+	pool_worker_notify(p, cur(p, 3), "STOPPING", "1");
+	ok(p->slots[3].state == SL_STOPPING, "cells: serving -> stopping");
+	advance(1.0);
+	ok(p->slots[0].state == SL_STOPPING || p->slots[0].state ==
+	    SL_BACKOFF, "cells: the watchdog stopped a starting worker");
+	pool_end(p, "cells 1");
+
+	p = pool_new(3, notify_watchdog);
+	F.obey_term = false;
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	/* Replacing: the old worker's watchdog fires. */
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_restart(p, 0, err, sizeof(err));
+	/* Retiring: the new worker's watchdog fires. */
+	pool_restart(p, 1, err, sizeof(err));
+	ready(p, p->slots[1].next);
+	pool_worker_notify(p, cur(p, 1), "WATCHDOG", "1");
+	ok(p->slots[1].state == SL_RETIRING, "cells: retiring");
+	advance(1.0);
+	ok(p->slots[0].state == SL_STARTING, "cells: the old one's watchdog "
+	    "fired while replacing: its successor takes over");
+	/* Slot 1's new worker died young while its old one stops. */
+	ok(p->slots[1].state == SL_BACKOFF && p->slots[1].repl.old != NULL,
+	    "cells: back-off with the old worker still stopping");
+	fake_exit(p->slots[1].repl.old->pid, KILLED(SIGTERM));
+	settle();
+	ok(p->slots[1].state == SL_BACKOFF && p->slots[1].repl.old == NULL,
+	    "cells: the old one gone, still in back-off");
+	advance(0.2);
+	ok(p->slots[1].state == SL_STARTING, "cells: then restarted");
+	/* A slot in back-off restarted: it starts at once. */
+	fake_exit(cur_pid(p, 2), EXITED(1));
+	settle();
+	ok(p->slots[2].state == SL_BACKOFF, "cells: back-off");
+	pool_restart(p, 2, err, sizeof(err));
+	ok(p->slots[2].state == SL_STARTING, "cells: restarted from back-off");
+	/* Its new worker dies young: the restart failed, back-off again. */
+	fake_exit(cur_pid(p, 2), EXITED(1));
+	settle();
+	ok(p->slots[2].state == SL_BACKOFF && p->slots[2].repl.kind ==
+	    REPLACE_NONE, "cells: a failed restart from back-off backs off");
+	advance(0.5);
+	/* A stop with a stopping worker. */
+	pool_worker_notify(p, cur(p, 2), "STOPPING", "1");
+	pool_end(p, "cells 2");
+
+	p = pool_new(2, notify_mode);
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	/* Waiting to retry a fork: the worker dies; the pool stops. */
+	F.fail_forks = 2;
+	pool_restart(p, 0, err, sizeof(err));
+	pool_restart(p, 1, err, sizeof(err));
+	ok(p->slots[0].state == SL_REPLACE_WAIT &&
+	    p->slots[1].state == SL_REPLACE_WAIT, "cells: both wait");
+	pid = cur_pid(p, 0);
+	fake_exit(pid, EXITED(1));
+	settle();
+	ok(cur_pid(p, 0) != pid, "cells: its slot restarted");
+	pool_end(p, "cells 3");
+}
+
+static struct listener rp_listener;
+
+static void
+reuseport(struct conf *c)
+{
+	memset(&rp_listener, 0, sizeof(rp_listener));
+	rp_listener.type = L_TCP;
+	rp_listener.spec = "127.0.0.1:0";
+	rp_listener.name = "l0";
+	rp_listener.host = "127.0.0.1";
+	rp_listener.port = "0";
+	rp_listener.fd = -1;
+	rp_listener.mode = -1;
+	c->listeners = &rp_listener;
+	c->nlisteners = 1;
+	c->mode = MODE_REUSEPORT;
+	c->min_uptime = 1;
+	c->ready = READY_NOTIFY;
+	c->ready_timeout = 10;
+}
+
+/*
+ * reuseport, scaled down with connections queued on the slot's socket:
+ * its worker serves them first; when it dies meanwhile, one is started
+ * just to drain them; the slot goes once its queue is empty.
+ */
+static void
+test_drain(void)
+{
+	struct pool *p = pool_new(2, reuseport);
+	char	 err[128];
+	pid_t	 pid;
+
+	ok(p->slots[1].fds != NULL, "drain: slot 1 has its own socket");
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	queued = 5;
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "drain: scale to 1");
+	advance(0.05);
+	ok(p->slots[1].draining && p->slots[1].state == SL_SERVING,
+	    "drain: slot 1 serves its queue");
+	pid = cur_pid(p, 1);
+	F.fail_forks = 1;
+	fake_exit(pid, EXITED(1));
+	settle();
+	ok(cur(p, 1) == NULL && p->slots[1].state == SL_EMPTY,
+	    "drain: its drain worker could not be forked");
+	advance(0.05);
+	ok(cur(p, 1) != NULL && cur_pid(p, 1) != pid,
+	    "drain: a worker started to drain it");
+	advance(0.05);
+	ok(p->slots[1].state == SL_STARTING, "drain: it starts, and drains");
+	ready(p, cur(p, 1));
+	queued = 0;
+	advance(0.05);
+	ok(!p->slots[1].draining && p->slots[1].fds == NULL &&
+	    p->slots[1].state == SL_EMPTY, "drain: then the slot goes");
+	pool_end(p, "drain");
+}
+
+/* Every cell of the slot table was taken by some test above. */
+static void
+test_table_walk(void)
+{
+	int	 st, ev, cells = 0, missed = 0;
+
+	for (st = 0; st < SL_NSTATES; st++)
+		for (ev = 0; ev < EV_NEVENTS; ev++) {
+			if (slot_transitions(st, ev) == 0)
+				continue;
+			cells++;
+			if (hits[st][ev] == 0) {
+				missed++;
+				printf("# not exercised: %s in state %s\n",
+				    slot_event_name(ev), slot_state_name(st));
+			}
+		}
+	is_int(missed, 0, "table walk: all %d cells exercised", cells);
+}
+
 int
 main(void)
 {
-	log_init("test", LOG_ERROR);
+	log_init("test", getenv("DEBUG") ? LOG_DEBUG : LOG_ERROR);
 	sys_set(&fake_ops);
 	if (loop_init() < 0)
 		return 1;
@@ -618,5 +859,9 @@ main(void)
 	test_watchdog();
 	test_ready_timeout();
 	test_stop_mixed();
+	test_scale_down_states();
+	test_more_cells();
+	test_drain();
+	test_table_walk();
 	return done_testing();
 }
