@@ -10,20 +10,26 @@
  * outside (a worker ready, dead, timed out; a timer; a request) is one
  * transition, recorded and checked against slot_table below:
  *
- *            START, TIMER                READY
- *   EMPTY ----------------> STARTING -----------> SERVING <---------+
- *     ^  ^                   |  ^ fork failed        | REPLACE      |
- *     |  | STOP, REMOVE      |  |                    v              |
- *     |  +---- BACKOFF <-----+  +----------- REPLACING --READY--> RETIRING
- *     |         (EXIT young, fork failed)     | ^  next EXIT:       | old
- *     |                                       v |  failed, cur      | EXIT
- *     +--- STOPPING <-- WATCHDOG, STOP   REPLACE_WAIT  serves on    |
- *          (EXIT)       NOTIFY_STOPPING  (fork failed, TIMER        |
- *                                         retries)        SERVING <-+
+ *                START, TIMER              READY
+ *   EMPTY -----------------------> STARTING -------> SERVING <-----------+
+ *    ^  \ fork failed                |  EXIT            | REPLACE         |
+ *    |   +-------> BACKOFF <---------+  (young)         v                 |
+ *    |              TIMER: start again              REPLACING             |
+ *    |                                   (next starts; its fork failed:   |
+ *    |                                    REPLACE_WAIT, TIMER retries;    |
+ *    |                                    next EXIT: cur serves on)       |
+ *    |  EXIT (--no-restart,                          | next READY         |
+ *    |        stopping)                              v                    |
+ *    +----------- STOPPING <-- WATCHDOG,          RETIRING --old EXIT-----+
+ *                              STOP, STOPPING=1   (old stopping)
  *
  * An EXIT of cur goes to BACKOFF (young), STARTING (restarted at once) or
  * EMPTY (--no-restart, stopping); of next back to cur's state.  Events on
  * a slot raised while another is in progress on it are part of that one.
+ * What follows the end of a replacement (the reload's next step, a
+ * recycle that waited, a queued reload) is an event of its own,
+ * replace-ended, run from the pool's deferred queue after the current
+ * callback, never from inside the transition that ended it.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
