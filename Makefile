@@ -32,6 +32,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 TEST_BINS = $(patsubst %.c,%,$(wildcard tests/bin/*.c))
 EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
+# LD_PRELOAD shims the bats tests load into wpool (fault injection).
+TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
@@ -65,6 +67,9 @@ tests/bin/opt_table: tests/bin/opt_table.c libwpool.a
 tests/bin/%: tests/bin/%.c
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
+tests/shim/%.so: tests/shim/%.c
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
+
 examples/%: examples/%.c
 	$(CC) $(ALL_CFLAGS) -Iinclude $(LDFLAGS) -o $@ $<
 
@@ -91,7 +96,7 @@ deps-test: deps
 deps-bench: deps-test
 	$(call apt_install,$(DEPS_BENCH))
 
-test-bins: $(TEST_BINS) $(EXAMPLE_BINS)
+test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS)
 
 # -Werror here, not in a user's plain `make`.
 check: deps-test
@@ -182,7 +187,8 @@ fuzz: deps-fuzz
 
 .PHONY: clean-objs fuzz deps-fuzz
 clean-objs:
-	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS)
+	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS) \
+		$(TEST_SHIMS)
 
 clean: clean-objs
 	rm -rf build

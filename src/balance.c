@@ -145,7 +145,7 @@ balance_ring_lookup(uint32_t key, bool (*ok)(int, void *), void *arg)
 static bool
 eligible(const struct worker *w)
 {
-	return w != NULL && (w->state == W_READY || w->state == W_BUSY) &&
+	return w != NULL && w->state == W_READY &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending &&
 	    (B->conf->max_requests == 0 || w->requests < w->max_requests);

@@ -184,7 +184,7 @@ metrics_text(struct pool *p, size_t *lenp)
 	    p->nworkers);
 	metric_head(&b, "wpool_workers_ready", "gauge", "Ready workers.");
 	sb_printf(&b, "wpool_workers_ready{pool=\"%s\"} %d\n", name,
-	    pool_count(p, W_READY) + pool_count(p, W_BUSY));
+	    pool_count(p, W_READY));
 	metric_head(&b, "wpool_reloads_total", "counter",
 	    "Reloads started (the generation).");
 	sb_printf(&b, "wpool_reloads_total{pool=\"%s\"} %u\n", name,

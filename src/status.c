@@ -61,8 +61,7 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
 	json_object_object_add(o, "state", json_object_new_string(
-	    worker_state_name(w->state == W_READY && w->active > 0 ? W_BUSY :
-	    w->state)));
+	    worker_shown_state(w)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(w->generation));
 	json_object_object_add(o, "started_at", iso_time(w->started_real));
@@ -77,7 +76,8 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	json_object_object_add(o, "last_exit", last_exit(s));
 	json_object_object_add(o, "status", w->status_text[0] ?
 	    json_object_new_string(w->status_text) : NULL);
-	if ((w != s->cur && w != s->next) || s->draining)
+	if (worker_role(p, w) == ROLE_NONE || worker_role(p, w) == ROLE_OLD ||
+	    s->draining)
 		json_object_object_add(o, "draining",
 		    json_object_new_boolean(1));
 	if (s->fds != NULL) {
@@ -116,7 +116,7 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	json_object_object_add(o, "id", json_object_new_int(s->id));
 	json_object_object_add(o, "pid", NULL);
 	json_object_object_add(o, "state", json_object_new_string(
-	    s->respawn_at > 0 ? "backoff" : "stopped"));
+	    slot_state_name(s->state)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(p->generation));
 	if (s->respawn_at > 0)
@@ -156,8 +156,7 @@ status_json(struct pool *p, double mono, bool brief)
 	    c->mode == MODE_INETD ? p->nconnections : p->nworkers));
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
-	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY) +
-	    pool_count(p, W_BUSY)));
+	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY)));
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
 	    json_object_new_string(p->cpus.source));

@@ -232,8 +232,9 @@ void	loop_break(void);
 void	timer_init(struct timer *, timer_cb, void *);
 void	timer_set(struct timer *, double);
 void	timer_cancel(struct timer *);
-double	now_mono(void);
-double	now_real(void);
+void	loop_fire_timers(void);
+double	loop_next_deadline(void);
+void	loop_deliver_signal(int, pid_t);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -268,6 +269,27 @@ const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
 
+/* sys.c: the seam to the kernel that unit tests replace with a fake. */
+struct proc_sample;
+struct sys_ops {
+	pid_t	(*spawn)(const struct spawn_req *, int *);
+	int	(*kill)(pid_t, int);		/* 0 or -errno */
+	pid_t	(*reap)(int *);			/* WNOHANG: 0 when none */
+	double	(*mono)(void);
+	double	(*real)(void);
+	int	(*sample)(pid_t, struct proc_sample *);
+	int	(*queue_len)(int);
+};
+
+void	sys_set(const struct sys_ops *);
+pid_t	sys_spawn(const struct spawn_req *, int *);
+int	sys_kill(pid_t, int);
+pid_t	sys_reap(int *);
+int	sys_sample(pid_t, struct proc_sample *);
+int	sys_queue_len(int);
+double	now_mono(void);
+double	now_real(void);
+
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
 	uint64_t rss_pages;
@@ -293,8 +315,11 @@ void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
 
 /* pool.c: the worker table and its state machine; the only writer. */
-enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
-    W_FAILED };
+/*
+ * A worker's state as pool.c's machine keeps it (and status, --json and
+ * /metrics show it); "busy" is a ready worker with open connections.
+ */
+enum worker_state { W_STARTING, W_READY, W_STOPPING, W_FAILED };
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
@@ -308,7 +333,6 @@ struct worker {
 	int	 exec_fd;		/* status pipe until exec */
 	bool	 stop_sent;		/* wpool asked it to stop */
 	bool	 stop_waiting;		/* balance: signal once it is idle */
-	bool	 replaced;		/* a successor took its slot */
 	bool	 exec_failed;
 	struct spawn_error exec_error;
 	bool	 ready_failed;		/* killed for --ready-timeout */
@@ -319,7 +343,6 @@ struct worker {
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
-	double	 last_watchdog;
 	char	 status_text[256];	/* sd_notify STATUS= */
 	pid_t	 main_pid;		/* sd_notify MAINPID= */
 	struct proc_sample sample;
@@ -336,12 +359,44 @@ struct worker {
 };
 TAILQ_HEAD(worker_list, worker);
 
+/* A replacement under way in a slot: why, and the roles of its workers. */
+enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
+    REPLACE_RECYCLE };
+
+struct replacement {
+	enum replace_kind kind;
+	struct worker *old;	/* replaced, being stopped */
+	bool	 reload_next;	/* the reload's turn came while busy */
+	unsigned gen;		/* the successor's generation */
+	int	 forks_failed;	/* its forks that failed, for give-up */
+	bool	 new_is_cur;	/* none served: the successor is cur */
+	bool	 ending;	/* ended: what follows runs deferred */
+	bool	 end_failed;
+	char	 why[200];	/* why it failed */
+};
+
+/*
+ * A slot's state and the events that move it, as pool.c's machine keeps
+ * them (its diagram and table open pool.c).  The state is that of the
+ * slot's roles: the serving worker (cur), its successor (next) and the
+ * predecessor being stopped (repl.old).
+ */
+enum slot_state { SL_EMPTY, SL_BACKOFF, SL_STARTING, SL_SERVING,
+    SL_STOPPING, SL_REPLACING, SL_REPLACE_WAIT, SL_RETIRING, SL_NSTATES };
+enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
+    EV_WATCHDOG, EV_NOTIFY_STOPPING, EV_EXIT, EV_REPLACE, EV_REMOVE,
+    EV_DRAIN, EV_STOP, EV_ENDED, EV_NEVENTS };
+
 struct slot {
 	int	 id;
 	bool	 inited;
+	enum slot_state state;
+	int	 ev_depth;		/* events in progress on it */
+	enum slot_state ev_from;	/* the state the outermost began in */
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
+	struct replacement repl;
 	unsigned restarts;
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
@@ -406,7 +461,6 @@ struct pool {
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
-	int	 stop_requests;
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
@@ -418,9 +472,17 @@ struct pool {
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
 	struct rlimit nofile;
+	/* Replacements that ended, in order: their follow-up runs deferred. */
+	struct timer defer_timer;
+	int	 deferred[WPOOL_MAX_WORKERS];
+	int	 ndeferred;
+	/* Transitions taken, by state and event; those the table refuses. */
+	unsigned long transitions[SL_NSTATES][EV_NEVENTS];
+	unsigned long bad_transitions;
 };
 
 int	pool_init(struct pool *, struct conf *);
+void	pool_free(struct pool *);
 int	pool_start(struct pool *);
 int	pool_run(struct pool *);
 void	pool_stop(struct pool *, bool);
@@ -438,6 +500,13 @@ int	pool_count(const struct pool *, enum worker_state);
 void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
+const char *worker_shown_state(const struct worker *);
+/* A worker's role in its slot. */
+enum worker_role { ROLE_NONE, ROLE_CUR, ROLE_NEXT, ROLE_OLD };
+enum worker_role worker_role(const struct pool *, const struct worker *);
+const char *slot_state_name(enum slot_state);
+const char *slot_event_name(enum slot_event);
+unsigned slot_transitions(enum slot_state, enum slot_event);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
