@@ -26,6 +26,9 @@ enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
 
+/* Below this a worker never counts as having lived: it died young. */
+#define YOUNG_SECS		0.1
+
 /*
  * The next delay of a back-off: first, then twice the last; never below
  * least, never above cap (or first, if cap is below it).
@@ -859,6 +862,33 @@ pool_worker_idle(struct pool *p, struct worker *w)
 		worker_signal_stop(p, w);
 }
 
+/*
+ * Counts the slot's young deaths in a row, and says whether they make a
+ * loop: from the second one on, a death that looks like an outside kill
+ * (the OOM killer in a cgroup smaller than the worker's start-up, a
+ * wrapper that kills itself) backs off like a crash, since replacing it
+ * at once would spin.  One kill of a worker that had lived is still
+ * replaced at once.
+ */
+static bool
+slot_dies_young(struct slot *s, double lived)
+{
+	if (lived >= YOUNG_SECS) {
+		s->young_deaths = 0;
+		return false;
+	}
+	s->young_deaths++;
+	return s->young_deaths >= 2;
+}
+
+/* "; OOM? 3 young deaths in a row" for the log, or "". */
+static void
+young_hint(const struct slot *s, int sig, char *buf, size_t len)
+{
+	snprintf(buf, len, "; %s%u young deaths in a row",
+	    sig == SIGKILL ? "OOM? " : "", s->young_deaths);
+}
+
 static bool
 crash_signal(int sig)
 {
@@ -887,7 +917,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	struct spawn_error e;
 	double	 now = now_mono(), lived = now - w->started_mono, delay;
 	double	 min_uptime;
-	char	 how[64], after[32], when[96], repl_why[200];
+	char	 how[64], after[32], when[96], repl_why[200], hint[64] = "";
 	bool	 exec_failed, outside = false, repl_failed;
 	int	 sig = 0;
 
@@ -997,10 +1027,15 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	}
 
 	/*
-	 * Below 0.1 s a worker never counts as having lived, whatever
-	 * --min-uptime says: a command that fails at once must not spin.
+	 * Below YOUNG_SECS a worker never counts as having lived, whatever
+	 * --min-uptime says: a command that fails at once must not spin,
+	 * even if what ends it looks like a kill from outside.
 	 */
-	min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+	min_uptime = c->min_uptime > YOUNG_SECS ? c->min_uptime : YOUNG_SECS;
+	if (slot_dies_young(s, lived) && outside) {
+		outside = false;
+		young_hint(s, sig, hint, sizeof(hint));
+	}
 	if (lived >= min_uptime || outside) {
 		if (lived >= min_uptime)
 			s->backoff = 0;
@@ -1027,8 +1062,8 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
 		    (int)w->pid, how, after, when);
 	else
-		log_warnx("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, how, after, when);
+		log_warnx("worker %d (pid %d) %s after %s%s; %s", w->id,
+		    (int)w->pid, how, after, hint, when);
 	worker_free(p, w);
 	if (delay <= 0)
 		worker_spawn_slot(p, s);

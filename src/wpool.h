@@ -291,6 +291,7 @@ struct slot {
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
 	unsigned restarts;
+	unsigned young_deaths;		/* in a row, each under 0.1 s */
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
 	double	 mem_backoff;		/* --max-memory: recycled young */
