@@ -29,6 +29,9 @@ enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
 /* Below this a worker never counts as having lived: it died young. */
 #define YOUNG_SECS		0.1
 
+/* How often a stopping pool looks for what its workers left behind. */
+#define LEFTOVER_POLL_SECS	0.1
+
 /*
  * The next delay of a back-off: first, then twice the last; never below
  * least, never above cap (or first, if cap is below it).
@@ -58,6 +61,7 @@ static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static void	 worker_spawn_slot(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
+static void	 worker_kill(struct worker *, int);
 static void	 reload_step(struct pool *);
 void		 pool_recycle(struct pool *, struct worker *, const char *);
 static void	 replace_done(struct pool *, struct slot *);
@@ -381,7 +385,7 @@ on_ready_timeout(void *arg)
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
 	    (int)w->pid, the_pool->conf->ready_timeout);
 	w->ready_failed = true;
-	kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -401,7 +405,7 @@ on_kill_timeout(void *arg)
 	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
 	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
-	kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
 }
 
 static void
@@ -817,7 +821,7 @@ static void
 worker_signal_stop(struct pool *p, struct worker *w)
 {
 	w->stop_waiting = false;
-	kill(w->pid, p->conf->stop_signal);
+	worker_kill(w, p->conf->stop_signal);
 	timer_set(&w->kill_timer, p->conf->stop_timeout);
 }
 
@@ -1073,6 +1077,92 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		replace_failed(p, s, repl_why);
 }
 
+/*
+ * The workers' whole trees stop with the pool (issue 11).  Each worker
+ * leads a process group (spawn.c) that gets the stop signal and KILL; what
+ * left its group (a daemon that did setsid, the children of a worker
+ * that died) was adopted by the master as subreaper, and gets them as a
+ * child of the master.  The master is done only once it has no child.
+ */
+
+/* sig to w's whole process group: the worker and what it started. */
+static void
+worker_kill(struct worker *w, int sig)
+{
+	tree_signal_group(w->pid, sig);
+}
+
+/* Workers and inetd's connection processes are signalled as such. */
+static bool
+is_worker_pid(pid_t pid, void *arg)
+{
+	return pool_find_pid(arg, pid) != NULL || balance_has_child(pid);
+}
+
+/* The stop signal to the children that are not workers, once. */
+static void
+leftovers_stop(struct pool *p)
+{
+	int	 n;
+
+	if (p->leftovers.asked)
+		return;
+	p->leftovers.asked = true;
+	if ((n = tree_signal_children(p->conf->stop_signal, is_worker_pid,
+	    p)) > 0)
+		log_info("sending %s to %d process%s the workers left behind",
+		    signal_name(p->conf->stop_signal), n, n == 1 ? "" : "es");
+}
+
+/* KILL to them, now and at every poll until none is left. */
+static void
+leftovers_kill(struct pool *p)
+{
+	int	 n;
+
+	if (!p->leftovers.kill && (n = tree_signal_children(SIGKILL,
+	    is_worker_pid, p)) > 0)
+		log_warnx("%d process%s the workers left behind did not stop "
+		    "within %gs; sending KILL", n, n == 1 ? "" : "es",
+		    p->conf->stop_timeout);
+	p->leftovers.kill = true;
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+}
+
+static void
+on_leftovers_timer(void *arg)
+{
+	struct pool *p = arg;
+
+	if (p->leftovers.kill)
+		tree_signal_children(SIGKILL, is_worker_pid, p);
+	pool_check_done(p);
+}
+
+/*
+ * Whether the master, its workers gone, must still wait for children:
+ * they get the stop signal (with --no-restart, nobody sent it yet), KILL
+ * after --stop-timeout, and a poll sees them go, since a process adopted
+ * from deeper in a tree says nothing when it arrives.
+ */
+static bool
+leftovers_pending(struct pool *p)
+{
+	if (tree_signal_children(0, NULL, NULL) <= 0) {
+		timer_cancel(&p->leftovers.timer);
+		return false;
+	}
+	if (!p->leftovers.asked) {
+		leftovers_stop(p);
+		if (!p->stop_timer.armed && !p->leftovers.kill)
+			timer_set(&p->stop_timer, p->conf->stop_timeout);
+	}
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+	return true;
+}
+
 static void
 reap(struct pool *p)
 {
@@ -1101,6 +1191,8 @@ pool_check_done(struct pool *p)
 	if (p->nworkers > 0 || p->nconnections > 0)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
+		return;
+	if (leftovers_pending(p))
 		return;
 	if (!p->output_waited && output_flush_all() > 0) {
 		if (!p->output_timer.armed)
@@ -1136,9 +1228,10 @@ on_stop_timeout(void *arg)
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		log_warnx("worker %d (pid %d) did not stop within %gs; "
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
-		kill(w->pid, SIGKILL);
+		worker_kill(w, SIGKILL);
 	}
 	balance_stop(SIGKILL);
+	leftovers_kill(p);
 }
 
 void
@@ -1178,17 +1271,19 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->ready_timer);
 			timer_cancel(&w->kill_timer);
 			timer_cancel(&w->watchdog_timer);
-			kill(w->pid, p->conf->stop_signal);
+			worker_kill(w, p->conf->stop_signal);
 		}
 		balance_stop(p->conf->stop_signal);
+		leftovers_stop(p);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
 	}
 	if (now) {
 		log_info("stopping at once: sending KILL to %d worker%s",
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
-			kill(w->pid, SIGKILL);
+			worker_kill(w, SIGKILL);
 		balance_stop(SIGKILL);
+		leftovers_kill(p);
 	}
 	pool_check_done(p);
 }
@@ -1742,6 +1837,7 @@ pool_init(struct pool *p, struct conf *c)
 	timer_init(&p->stop_timer, on_stop_timeout, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	timer_init(&p->output_timer, on_output_timer, p);
+	timer_init(&p->leftovers.timer, on_leftovers_timer, p);
 	output_on_idle(on_output_idle, p);
 	if (c->workers == 0) {
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)

@@ -2,7 +2,8 @@
  * spawn.c: everything between fork and exec.  The child places the
  * listeners at fds 3.., drops privileges, execs, and on failure reports
  * the stage and errno through a close-on-exec pipe whose EOF means the
- * exec succeeded.  Owns nothing after spawn_child returns.
+ * exec succeeded.  Each child leads a process group of its own.  Owns
+ * nothing after spawn_child returns.
  */
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -173,10 +174,20 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 		return -e;
 	}
 	if (pid > 0) {
+		/* Also here, so that no signal to the group can miss it. */
+		setpgid(pid, pid);
 		close(p[1]);
 		*status_fd = p[0];
 		return pid;
 	}
+
+	/*
+	 * Its own process group, whose id is its pid: the master signals the
+	 * worker's whole tree (sh -c 'a & b', nginx's master and workers)
+	 * with kill(-pid), and a terminal's Ctrl-C reaches the master only,
+	 * which stops the workers its own way.
+	 */
+	setpgid(0, 0);
 
 	/* Child: a clean signal state, as if started from a shell. */
 	for (sig = 1; sig < NSIG; sig++)

@@ -355,6 +355,11 @@ struct pool {
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
+	struct {
+		struct timer timer;	/* polls until none is left */
+		bool	 asked;		/* they got the stop signal */
+		bool	 kill;		/* --stop-timeout passed: KILL them */
+	} leftovers;			/* children that are not workers */
 	int	 stop_requests;
 	char	**env_base;
 	size_t	 nenv_base;
@@ -388,6 +393,11 @@ void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
 
+/* tree.c: the workers' process groups and the master's adopted children. */
+int	tree_signal_group(pid_t, int);
+int	tree_children(pid_t *, int);
+int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
+
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
 int	balance_init(struct pool *, char *, size_t);
@@ -395,6 +405,7 @@ int	balance_worker_channel(struct worker *, int *);
 void	balance_worker_gone(struct worker *);
 void	balance_kick(void);
 bool	balance_reaped(pid_t, int);
+bool	balance_has_child(pid_t);
 int	balance_stop(int);
 struct json_object *balance_status_json(double);
 int	balance_parse_message(const char *, size_t, long long *);
