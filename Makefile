@@ -39,7 +39,7 @@ TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
 DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux \
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
-	     valgrind jq wrk prometheus
+	     valgrind jq wrk prometheus nginx
 DEPS_BENCH = wrk
 
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \

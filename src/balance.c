@@ -688,6 +688,18 @@ inetd_spawn(struct conn *c)
 	conn_free(c);
 }
 
+/* Whether pid is one of inetd's connection processes. */
+bool
+balance_has_child(pid_t pid)
+{
+	struct ichild *ch;
+
+	TAILQ_FOREACH(ch, &ichildren, entry)
+		if (ch->pid == pid)
+			return true;
+	return false;
+}
+
 /* Called for every reaped pid that is not a worker. */
 bool
 balance_reaped(pid_t pid, int status)

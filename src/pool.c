@@ -49,6 +49,12 @@
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
 
+/* Below this a worker never counts as having lived: it died young. */
+#define YOUNG_SECS		0.1
+
+/* How often a stopping pool looks for what its workers left behind. */
+#define LEFTOVER_POLL_SECS	0.1
+
 #define BIT(st)	(1u << (st))
 #define SPAWNED	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_BACKOFF))
 #define CUR	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_STOPPING))
@@ -300,6 +306,7 @@ static void	 worker_spawn_slot(struct pool *, struct slot *);
 static void	 replace_start(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
 static void	 schedule_respawn(struct pool *, struct slot *, double);
+static void	 worker_kill(struct worker *, int);
 static void	 reload_step(struct pool *);
 static void	 replace_done(struct pool *, struct slot *);
 
@@ -630,7 +637,7 @@ on_ready_timeout(void *arg)
 	    (int)w->pid, the_pool->conf->ready_timeout);
 	slot_enter(&the_pool->slots[w->id]);
 	w->ready_failed = true;
-	sys_kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
 	slot_leave(the_pool, &the_pool->slots[w->id], EV_READY_TIMEOUT);
 }
 
@@ -651,7 +658,7 @@ on_kill_timeout(void *arg)
 	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
 	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
-	sys_kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
 }
 
 static void
@@ -1123,7 +1130,7 @@ static void
 worker_signal_stop(struct pool *p, struct worker *w)
 {
 	w->stop_waiting = false;
-	sys_kill(w->pid, p->conf->stop_signal);
+	worker_kill(w, p->conf->stop_signal);
 	timer_set(&w->kill_timer, p->conf->stop_timeout);
 }
 
@@ -1168,6 +1175,33 @@ pool_worker_idle(struct pool *p, struct worker *w)
 		worker_signal_stop(p, w);
 }
 
+/*
+ * Counts the slot's young deaths in a row, and says whether they make a
+ * loop: from the second one on, a death that looks like an outside kill
+ * (the OOM killer in a cgroup smaller than the worker's start-up, a
+ * wrapper that kills itself) backs off like a crash, since replacing it
+ * at once would spin.  One kill of a worker that had lived is still
+ * replaced at once.
+ */
+static bool
+slot_dies_young(struct slot *s, double lived)
+{
+	if (lived >= YOUNG_SECS) {
+		s->young_deaths = 0;
+		return false;
+	}
+	s->young_deaths++;
+	return s->young_deaths >= 2;
+}
+
+/* "; OOM? 3 young deaths in a row" for the log, or "". */
+static void
+young_hint(const struct slot *s, int sig, char *buf, size_t len)
+{
+	snprintf(buf, len, "; %s%u young deaths in a row",
+	    sig == SIGKILL ? "OOM? " : "", s->young_deaths);
+}
+
 static bool
 crash_signal(int sig)
 {
@@ -1198,6 +1232,7 @@ struct exit_info {
 	bool	 outside;		/* killed by someone else, not a crash */
 	char	 how[64];
 	char	 after[32];
+	char	 hint[64];		/* "; OOM? 2 young deaths in a row" */
 };
 
 static void
@@ -1313,14 +1348,24 @@ exit_by_role(struct pool *p, struct worker *w, struct slot *s,
  * command that fails at once must not spin.
  */
 static double
-exit_restart_delay(struct pool *p, struct slot *s, const struct exit_info *x,
+exit_restart_delay(struct pool *p, struct slot *s, struct exit_info *x,
     char *when, size_t len)
 {
 	struct conf *c = p->conf;
-	double	 min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+	double	 min_uptime = c->min_uptime > YOUNG_SECS ? c->min_uptime :
+	    YOUNG_SECS;
 	double	 delay;
 	bool	 young = x->lived < min_uptime;
 
+	/*
+	 * A second young death in a row that looks like a kill from outside
+	 * (the OOM killer in a cgroup smaller than the worker's start-up, a
+	 * wrapper that kills itself) is a crash loop too: it backs off.
+	 */
+	if (slot_dies_young(s, x->lived) && x->outside) {
+		x->outside = false;
+		young_hint(s, x->sig, x->hint, sizeof(x->hint));
+	}
 	if (!young || x->outside) {
 		if (!young)
 			s->backoff = 0;
@@ -1342,11 +1387,12 @@ exit_restart_delay(struct pool *p, struct slot *s, const struct exit_info *x,
 
 static void
 exit_restart(struct pool *p, struct worker *w, struct slot *s,
-    const struct exit_info *x)
+    struct exit_info *x)
 {
 	struct conf *c = p->conf;
 	char	 when[96];
-	double	 delay, min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
+	double	 delay, min_uptime = c->min_uptime > YOUNG_SECS ?
+	    c->min_uptime : YOUNG_SECS;
 
 	delay = exit_restart_delay(p, s, x, when, sizeof(when));
 	s->restarts++;
@@ -1359,8 +1405,8 @@ exit_restart(struct pool *p, struct worker *w, struct slot *s,
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
 		    (int)w->pid, x->how, x->after, when);
 	else
-		log_warnx("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, x->how, x->after, when);
+		log_warnx("worker %d (pid %d) %s after %s%s; %s", w->id,
+		    (int)w->pid, x->how, x->after, x->hint, when);
 	worker_free(p, w);
 	if (delay <= 0)
 		worker_spawn_slot(p, s);
@@ -1417,6 +1463,92 @@ worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
 		replace_failed(p, s, repl_why);
 }
 
+/*
+ * The workers' whole trees stop with the pool (issue 11).  Each worker
+ * leads a process group (spawn.c) that gets the stop signal and KILL; what
+ * left its group (a daemon that did setsid, the children of a worker
+ * that died) was adopted by the master as subreaper, and gets them as a
+ * child of the master.  The master is done only once it has no child.
+ */
+
+/* sig to w's whole process group: the worker and what it started. */
+static void
+worker_kill(struct worker *w, int sig)
+{
+	sys_kill_group(w->pid, sig);
+}
+
+/* Workers and inetd's connection processes are signalled as such. */
+static bool
+is_worker_pid(pid_t pid, void *arg)
+{
+	return pool_find_pid(arg, pid) != NULL || balance_has_child(pid);
+}
+
+/* The stop signal to the children that are not workers, once. */
+static void
+leftovers_stop(struct pool *p)
+{
+	int	 n;
+
+	if (p->leftovers.asked)
+		return;
+	p->leftovers.asked = true;
+	if ((n = sys_signal_children(p->conf->stop_signal, is_worker_pid,
+	    p)) > 0)
+		log_info("sending %s to %d process%s the workers left behind",
+		    signal_name(p->conf->stop_signal), n, n == 1 ? "" : "es");
+}
+
+/* KILL to them, now and at every poll until none is left. */
+static void
+leftovers_kill(struct pool *p)
+{
+	int	 n;
+
+	if (!p->leftovers.kill && (n = sys_signal_children(SIGKILL,
+	    is_worker_pid, p)) > 0)
+		log_warnx("%d process%s the workers left behind did not stop "
+		    "within %gs; sending KILL", n, n == 1 ? "" : "es",
+		    p->conf->stop_timeout);
+	p->leftovers.kill = true;
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+}
+
+static void
+on_leftovers_timer(void *arg)
+{
+	struct pool *p = arg;
+
+	if (p->leftovers.kill)
+		sys_signal_children(SIGKILL, is_worker_pid, p);
+	pool_check_done(p);
+}
+
+/*
+ * Whether the master, its workers gone, must still wait for children:
+ * they get the stop signal (with --no-restart, nobody sent it yet), KILL
+ * after --stop-timeout, and a poll sees them go, since a process adopted
+ * from deeper in a tree says nothing when it arrives.
+ */
+static bool
+leftovers_pending(struct pool *p)
+{
+	if (sys_signal_children(0, NULL, NULL) <= 0) {
+		timer_cancel(&p->leftovers.timer);
+		return false;
+	}
+	if (!p->leftovers.asked) {
+		leftovers_stop(p);
+		if (!p->stop_timer.armed && !p->leftovers.kill)
+			timer_set(&p->stop_timer, p->conf->stop_timeout);
+	}
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+	return true;
+}
+
 static void
 worker_exited(struct pool *p, struct worker *w, int status)
 {
@@ -1456,6 +1588,8 @@ pool_check_done(struct pool *p)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
 		return;
+	if (leftovers_pending(p))
+		return;
 	if (!p->output_waited && output_flush_all() > 0) {
 		if (!p->output_timer.armed)
 			timer_set(&p->output_timer, OUTPUT_WAIT_SECS);
@@ -1490,9 +1624,10 @@ on_stop_timeout(void *arg)
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		log_warnx("worker %d (pid %d) did not stop within %gs; "
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
-		sys_kill(w->pid, SIGKILL);
+		worker_kill(w, SIGKILL);
 	}
 	balance_stop(SIGKILL);
+	leftovers_kill(p);
 }
 
 void
@@ -1534,9 +1669,10 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->ready_timer);
 			timer_cancel(&w->kill_timer);
 			timer_cancel(&w->watchdog_timer);
-			sys_kill(w->pid, p->conf->stop_signal);
+			worker_kill(w, p->conf->stop_signal);
 		}
 		balance_stop(p->conf->stop_signal);
+		leftovers_stop(p);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
 			if (p->slots[i].inited)
@@ -1546,8 +1682,9 @@ pool_stop(struct pool *p, bool now)
 		log_info("stopping at once: sending KILL to %d worker%s",
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
-			sys_kill(w->pid, SIGKILL);
+			worker_kill(w, SIGKILL);
 		balance_stop(SIGKILL);
+		leftovers_kill(p);
 	}
 	pool_check_done(p);
 }
@@ -2181,6 +2318,7 @@ pool_init(struct pool *p, struct conf *c)
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	timer_init(&p->output_timer, on_output_timer, p);
 	timer_init(&p->defer_timer, on_deferred, p);
+	timer_init(&p->leftovers.timer, on_leftovers_timer, p);
 	output_on_idle(on_output_idle, p);
 	if (c->workers == 0) {
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)

@@ -54,6 +54,8 @@ static const struct sys_ops real_ops = {
 	.real = real_real,
 	.sample = procfs_sample,
 	.queue_len = listener_queue_len,
+	.kill_group = tree_signal_group,
+	.signal_children = tree_signal_children,
 };
 
 static const struct sys_ops *ops = &real_ops;
@@ -93,6 +95,22 @@ int
 sys_queue_len(int fd)
 {
 	return ops->queue_len(fd);
+}
+
+/* sig to the process group a worker leads (spawn.c makes one each). */
+int
+sys_kill_group(pid_t leader, int sig)
+{
+	return ops->kill_group != NULL ? ops->kill_group(leader, sig) :
+	    ops->kill(leader, sig);
+}
+
+/* sig to the master's children that skip says are not workers. */
+int
+sys_signal_children(int sig, bool (*skip)(pid_t, void *), void *arg)
+{
+	return ops->signal_children != NULL ?
+	    ops->signal_children(sig, skip, arg) : 0;
 }
 
 double

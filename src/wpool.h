@@ -279,6 +279,10 @@ struct sys_ops {
 	double	(*real)(void);
 	int	(*sample)(pid_t, struct proc_sample *);
 	int	(*queue_len)(int);
+	/* Optional: a fake without them signals the leader alone, and
+	 * has no children outside its workers. */
+	int	(*kill_group)(pid_t, int);	/* tree_signal_group */
+	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
 };
 
 void	sys_set(const struct sys_ops *);
@@ -287,6 +291,8 @@ int	sys_kill(pid_t, int);
 pid_t	sys_reap(int *);
 int	sys_sample(pid_t, struct proc_sample *);
 int	sys_queue_len(int);
+int	sys_kill_group(pid_t, int);
+int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
 double	now_mono(void);
 double	now_real(void);
 
@@ -398,6 +404,7 @@ struct slot {
 	struct worker *next;		/* successor during a replace */
 	struct replacement repl;
 	unsigned restarts;
+	unsigned young_deaths;		/* in a row, each under 0.1 s */
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
 	double	 mem_backoff;		/* --max-memory: recycled young */
@@ -461,6 +468,11 @@ struct pool {
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
+	struct {
+		struct timer timer;	/* polls until none is left */
+		bool	 asked;		/* they got the stop signal */
+		bool	 kill;		/* --stop-timeout passed: KILL them */
+	} leftovers;			/* children that are not workers */
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
@@ -508,6 +520,11 @@ const char *slot_state_name(enum slot_state);
 const char *slot_event_name(enum slot_event);
 unsigned slot_transitions(enum slot_state, enum slot_event);
 
+/* tree.c: the workers' process groups and the master's adopted children. */
+int	tree_signal_group(pid_t, int);
+int	tree_children(pid_t *, int);
+int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
+
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
 int	balance_init(struct pool *, char *, size_t);
@@ -515,6 +532,7 @@ int	balance_worker_channel(struct worker *, int *);
 void	balance_worker_gone(struct worker *);
 void	balance_kick(void);
 bool	balance_reaped(pid_t, int);
+bool	balance_has_child(pid_t);
 int	balance_stop(int);
 struct json_object *balance_status_json(double);
 int	balance_parse_message(const char *, size_t, long long *);
