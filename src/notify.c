@@ -36,18 +36,20 @@
 
 /*
  * Helpers: at most HELPERS_MAX at a time, each killed HELPER_DEADLINE
- * after it started (which ends any close it waits in).  When half of them
- * are busy, or more than HELPER_RATE start in a second, the socket refuses
- * descriptors (SO_PASSRIGHTS: the sender's sendmsg fails with EPERM) until
- * none is left and REFUSE_MIN has passed.  Refusing, rather than dropping
+ * after it started (which ends any close it waits in).  A helper lives a
+ * millisecond when the descriptors close at once (a barrier's pipe), so
+ * a burst of workers starting does not come near the limits.  When half
+ * of them are busy, or more than HELPER_RATE start in a second, the socket
+ * refuses descriptors (SO_PASSRIGHTS: the sender's sendmsg fails with
+ * EPERM) until none is left and REFUSE_MIN has passed.  Refusing, rather than dropping
  * the datagram, is the choice: a datagram with descriptors cannot be
  * dropped without the kernel closing them in the master, and refusing
  * keeps the queue free for the messages that carry none (READY=1 and the
  * like still work; only a BARRIER=1 sent meanwhile fails, with EPERM).
  */
-#define HELPERS_MAX	4
+#define HELPERS_MAX	8
 #define HELPER_DEADLINE	2.0
-#define HELPER_RATE	10
+#define HELPER_RATE	50
 #define REFUSE_MIN	1.0
 
 /*
@@ -58,6 +60,18 @@
  * costs a lookup per datagram, not a walk of /proc.  The whole cache is
  * dropped when the workers (or their MAINPID=) change.
  */
+/*
+ * A wakeup that found at least FLOOD_MIN datagrams and none of them a
+ * worker's is a flood (the kernel queues only max_dgram_qlen, 10 by
+ * default, from senders that are not connected): the socket is left
+ * alone for FLOOD_PAUSE, so that a stranger's flood costs the master a
+ * few wakeups a second instead of one per datagram or two.  Workers'
+ * messages wait at most that long, and none is lost: their senders block
+ * (or get EAGAIN) like the stranger's.
+ */
+#define FLOOD_MIN	8
+#define FLOOD_PAUSE	0.005
+
 #define ACACHE_SIZE	1024	/* a power of two */
 #define NEG_TTL		1.0
 #define WALK_DEPTH	64
@@ -101,7 +115,8 @@ static struct helper helpers[HELPERS_MAX];
 static int	 nhelpers;
 static int	 consume_fd = -1;	/* the consuming helper's count pipe */
 static int	 consume_want, consume_got;
-static struct timer helper_timer;
+static struct timer helper_timer, flood_timer;
+static bool	 flood_paused;
 static bool	 refusing, paused;
 static double	 refused_at, rate_window;
 static int	 rate_count;
@@ -280,21 +295,23 @@ msg_cred(const struct msghdr *h, struct ucred *cred)
 	return false;
 }
 
-static void
+/* Returns whether the message was a worker's. */
+static bool
 handle(struct pool *p, const struct msghdr *h, size_t len, double now)
 {
 	struct ucred cred;
 	struct notify_msg m;
 
 	if ((h->msg_flags & MSG_TRUNC) || !msg_cred(h, &cred))
-		return;
+		return false;
 	m.p = p;
 	if ((m.w = attribute(p, &cred, now)) == NULL) {
 		log_debug("notify message from pid %d, not a worker: ignored",
 		    (int)cred.pid);
-		return;
+		return false;
 	}
 	notify_parse(h->msg_iov->iov_base, len, on_pair, &m);
+	return true;
 }
 
 /* --- helpers ------------------------------------------------------------- */
@@ -345,7 +362,7 @@ helpers_tick(void *arg)
 static void
 resume(void)
 {
-	if (notify_fd >= 0 && consume_fd < 0) {
+	if (notify_fd >= 0 && consume_fd < 0 && !flood_paused) {
 		paused = false;
 		loop_mod(notify_fd, EPOLLIN);
 		notify_read(notify_fd, EPOLLIN, NULL);
@@ -430,7 +447,7 @@ helper_start(int want, const struct ucred *sender)
 		rate_window = now;
 		rate_count = 0;
 	}
-	if (h == NULL || nhelpers + 1 >= HELPERS_MAX / 2 ||
+	if (h == NULL || nhelpers + 1 > HELPERS_MAX / 2 ||
 	    rate_count + 1 > HELPER_RATE)
 		set_refusing(true, sender->pid, sender->uid);
 	if (h == NULL)
@@ -511,16 +528,25 @@ consume(int fd, int n)
 }
 
 static void
+on_flood_timer(void *arg)
+{
+	(void)arg;
+	flood_paused = false;
+	if (!paused)
+		resume();
+}
+
+static void
 notify_read(int fd, uint32_t ev, void *arg)
 {
 	struct pool *p = notify_pool;
 	uint64_t print;
 	double	 now = now_mono();
-	int	 round, n, k, i, got;
+	int	 round, n, k, i, got, seen = 0, workers = 0;
 
 	(void)ev;
 	(void)arg;
-	if (consume_fd >= 0)
+	if (consume_fd >= 0 || flood_paused)
 		return;
 	if ((print = workers_print(p)) != acache_print) {
 		memset(acache, 0, sizeof(acache));
@@ -528,7 +554,7 @@ notify_read(int fd, uint32_t ev, void *arg)
 	}
 	for (round = 0; round < NOTIFY_ROUNDS; round++) {
 		if ((n = peek_batch(fd)) <= 0)
-			return;
+			break;
 		/*
 		 * The leading datagrams without descriptors (MSG_CTRUNC:
 		 * there were some and no room); after a truncated one the
@@ -561,13 +587,20 @@ notify_read(int fd, uint32_t ev, void *arg)
 			return;
 		}
 		if ((got = consume(fd, k)) <= 0)
-			return;
+			break;
 		for (i = 0; i < got; i++)
-			handle(p, &peekv[i].msg_hdr, peekv[i].msg_len, now);
+			workers += handle(p, &peekv[i].msg_hdr,
+			    peekv[i].msg_len, now);
+		seen += got;
 		if ((print = workers_print(p)) != acache_print) {
 			memset(acache, 0, sizeof(acache));
 			acache_print = print;
 		}
+	}
+	if (seen >= FLOOD_MIN && workers == 0) {
+		flood_paused = true;
+		loop_mod(fd, 0);
+		timer_set(&flood_timer, FLOOD_PAUSE);
 	}
 }
 
@@ -620,6 +653,7 @@ notify_open(struct pool *p, char *err, size_t len, char *unused,
 	for (i = 0; i < HELPERS_MAX; i++)
 		helpers[i].pidfd = -1;
 	timer_init(&helper_timer, helpers_tick, NULL);
+	timer_init(&flood_timer, on_flood_timer, NULL);
 	notify_fd = fd;
 	notify_pool = p;
 	xasprintf(&p->notify_path, "@%s", notify_name);
@@ -652,4 +686,5 @@ notify_close(void)
 		}
 	nhelpers = 0;
 	timer_cancel(&helper_timer);
+	timer_cancel(&flood_timer);
 }

@@ -247,7 +247,7 @@ EOF
 	start_wpool -s "$CTL" -n 2 --ready notify -b 127.0.0.1:0 -- "$script"
 	local nfd0 nfd1
 	nfd0=$(ls "/proc/$WPOOL_PID/fd" | wc -l)
-	hostile pipes 5 400
+	hostile pipes 5 1500
 	wait_for_file_line "$HOSTILE_OUT" '^closed' 15
 	cat "$HOSTILE_OUT"
 	local eperm closed of
