@@ -129,6 +129,8 @@ void
 fdrecv_holder_mode(void)
 {
 	hold_here = true;
+	/* The parent's, closed in this child: not to count against it. */
+	npending = 0;
 }
 
 static bool

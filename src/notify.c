@@ -493,6 +493,7 @@ helper_start(int want, const struct ucred *sender)
 static int
 peek_batch(int fd)
 {
+	static bool one_at_a_time;
 	int	 i, zero = 0;
 
 	for (i = 0; i < NOTIFY_BATCH; i++) {
@@ -504,11 +505,15 @@ peek_batch(int fd)
 		peekv[i].msg_hdr.msg_control = peek_ctl[i].buf;
 		peekv[i].msg_hdr.msg_controllen = sizeof(peek_ctl[i].buf);
 	}
-	/* Each peek starts past the one before: SO_PEEK_OFF from 0. */
-	if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0)
-		return -1;
-	return recvmmsg(fd, peekv, NOTIFY_BATCH, MSG_PEEK | MSG_DONTWAIT,
-	    NULL);
+	/*
+	 * Each peek starts past the one before: SO_PEEK_OFF from 0.  A
+	 * kernel without it for this socket peeks the head only.
+	 */
+	if (!one_at_a_time && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero,
+	    sizeof(zero)) < 0)
+		one_at_a_time = true;
+	return recvmmsg(fd, peekv, one_at_a_time ? 1 : NOTIFY_BATCH,
+	    MSG_PEEK | MSG_DONTWAIT, NULL);
 }
 
 /* Takes n datagrams that carry no descriptor. */
