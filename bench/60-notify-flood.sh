@@ -6,8 +6,12 @@
 # sends COUNT datagrams (default 1e6, at most SECS seconds, default 20)
 # as fast as the socket takes them.  The figure: the master's CPU
 # (utime + stime from /proc/PID/stat) over the flood's wall time, in % of
-# one core.  The messages must be ignored: the pool's STATUS texts stay
-# empty, which is checked (a broken setup exits non-zero).
+# one core, and per datagram.  The messages must be ignored: the pool's
+# STATUS texts stay empty, which is checked (a broken setup exits
+# non-zero).  wpool reads a stranger's flood a batch at a time (a pause
+# of 5 ms after a batch that held no worker's message), so the flood
+# itself goes slower: the sender is blocked by the full queue, as any
+# sender is; both runs then stop at SECS.
 #
 # Baseline in the same run: with BASE_WPOOL=PATH (e.g. a build of the
 # commit before, see below) the same flood against that binary first.
@@ -105,7 +109,8 @@ flood() {
 	sent=${sent%% *}
 	wall=${out##*wall=}
 	PCT=$(calc "100 * ($t1 - $t0) / $hz / $wall")
-	echo "$label: $sent datagrams in ${wall}s ($(calc "$sent / $wall / 1000") k/s), master CPU $PCT % of a core"
+	echo "$label: $sent datagrams in ${wall}s ($(calc "$sent / $wall / 1000") k/s), master CPU $PCT % of a core," \
+		"$(calc "1e6 * ($t1 - $t0) / $hz / ($sent + 1)") us of master CPU a datagram"
 	st=$(status_json "$TMP/$label.sock")
 	case $st in
 	*flooded*) die "$label: a stranger's STATUS= reached the pool: $st" ;;
