@@ -319,9 +319,16 @@ handle(struct pool *p, const struct msghdr *h, size_t len, double now)
 static void	 notify_read(int, uint32_t, void *);
 static void	 resume(void);
 
+/* Said at most once a minute: a stranger may start an episode a second. */
+#define REFUSE_LOG_EVERY 60.0
+
 static void
 set_refusing(bool on, pid_t sender, uid_t uid)
 {
+	static double logged_at = -REFUSE_LOG_EVERY;
+	static unsigned long logged_total;
+	static bool told;
+
 	if (on == refusing)
 		return;
 	if (on && fdrecv_refuse(notify_fd) < 0)
@@ -332,10 +339,18 @@ set_refusing(bool on, pid_t sender, uid_t uid)
 	if (on) {
 		refused_at = now_mono();
 		refused_total++;
-		log_warnx("notify socket: refusing descriptors for now: too "
-		    "many sent with messages (the last by pid %d, uid %d)",
-		    (int)sender, (int)uid);
-	} else
+		told = refused_at - logged_at >= REFUSE_LOG_EVERY;
+		if (told) {
+			log_warnx("notify socket: refusing descriptors for "
+			    "now: too many sent with messages (the last by "
+			    "pid %d, uid %d; %lu time%s since the last "
+			    "warning)", (int)sender, (int)uid,
+			    refused_total - logged_total,
+			    refused_total - logged_total == 1 ? "" : "s");
+			logged_at = refused_at;
+			logged_total = refused_total;
+		}
+	} else if (told)
 		log_info("notify socket: accepting descriptors again");
 }
 
