@@ -13,12 +13,12 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,39 +40,18 @@
 #define HOLD_DEADLINE	10.0	/* then a holder is killed: its close ends */
 
 /*
- * File systems whose close cannot wait on anything but the local kernel.
- * Anything else (NFS, CIFS, FUSE, 9p, ceph, cluster file systems, ...) may
- * wait for a server or a daemon in ->flush() or ->release().  overlayfs is
- * here because containers run on it; its close is its upper file's.
+ * File systems whose close cannot wait on anything but the local kernel,
+ * by the name /proc/self/mountinfo gives.  Anything else (NFS, CIFS,
+ * FUSE, 9p, ceph, cluster file systems, ...) may wait for a server or a
+ * daemon in ->flush() or ->release().  overlayfs is here because
+ * containers run on it; its close is its upper file's.
  */
-static const unsigned long local_fs[] = {
-	0x09041934,	/* anon_inodefs: eventfd, signalfd, timerfd, epoll */
-	0x50495045,	/* pipefs */
-	0x534f434b,	/* sockfs */
-	0x01021994,	/* tmpfs, shmem: memfd */
-	0x958458f6,	/* hugetlbfs */
-	0x858458f6,	/* ramfs */
-	0x0000ef53,	/* ext2, ext3, ext4 */
-	0x58465342,	/* xfs */
-	0x9123683e,	/* btrfs */
-	0xf2f52010,	/* f2fs */
-	0x2fc12fc1,	/* zfs */
-	0x00004d44,	/* vfat */
-	0x2011bab0,	/* exfat */
-	0x73717368,	/* squashfs */
-	0x794c7630,	/* overlayfs */
-	0x00009fa0,	/* proc */
-	0x62656572,	/* sysfs */
-	0x63677270,	/* cgroup2 */
-	0x0027e0eb,	/* cgroup */
-	0x6e736673,	/* nsfs */
-	0x50494446,	/* pidfs */
-	0xcafe4a11,	/* bpf */
-	0x19800202,	/* mqueue */
-	0x444d4142,	/* dma-buf */
-	0x5345434d,	/* secretmem */
-	0xa10a10a1,	/* aio */
-	0x00001cd1,	/* devpts: the mode decides, below */
+static const char *const local_fs[] = {
+	"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "vfat",
+	"exfat", "squashfs", "iso9660", "overlay", "tmpfs", "ramfs",
+	"hugetlbfs", "devtmpfs", "devpts", "proc", "sysfs", "cgroup",
+	"cgroup2", "mqueue", "bpf", "tracefs", "debugfs", "securityfs",
+	"pstore", "configfs", "efivarfs", "nsfs",
 };
 
 enum fd_kind { FD_QUICK, FD_SOCKET, FD_RISKY };
@@ -133,48 +112,100 @@ fdrecv_holder_mode(void)
 	npending = 0;
 }
 
+/*
+ * Whether the mount mnt_id (statx's) is of a local file system.  A mount
+ * this process cannot see (another mount namespace: a user's own FUSE
+ * mount in a user namespace) is not.  /proc/self/mountinfo is read at
+ * most once a second; reading it never waits on a file system.
+ */
 static bool
-fs_is_local(unsigned long type)
+mount_is_local(uint64_t mnt_id)
 {
-	size_t	 i;
+	static char	*buf;
+	static size_t	 len;
+	static double	 read_at = -1;
+	char	 key[32], *line, *nl, *dash, *type, *end;
+	double	 now = now_mono();
+	size_t	 i, klen;
 
-	for (i = 0; i < sizeof(local_fs) / sizeof(local_fs[0]); i++)
-		if (local_fs[i] == type)
-			return true;
+	if (buf == NULL || now - read_at >= 1.0) {
+		FILE	*f = fopen("/proc/self/mountinfo", "re");
+		size_t	 cap = 0;
+
+		free(buf);
+		buf = NULL;
+		len = 0;
+		if (f == NULL || getdelim(&buf, &cap, '\0', f) < 0) {
+			if (f)
+				fclose(f);
+			free(buf);
+			buf = NULL;
+			return false;
+		}
+		len = strlen(buf);
+		fclose(f);
+		read_at = now;
+	}
+	klen = (size_t)snprintf(key, sizeof(key), "%llu ",
+	    (unsigned long long)mnt_id);
+	for (line = buf; line < buf + len; line = nl + 1) {
+		if ((nl = strchr(line, '\n')) == NULL)
+			nl = buf + len;
+		if ((size_t)(nl - line) <= klen || strncmp(line, key, klen) != 0)
+			continue;
+		if ((dash = strstr(line, " - ")) == NULL || dash > nl)
+			return false;
+		type = dash + 3;
+		if ((end = strchr(type, ' ')) == NULL || end > nl)
+			end = nl;
+		for (i = 0; i < sizeof(local_fs) / sizeof(local_fs[0]); i++)
+			if (strlen(local_fs[i]) == (size_t)(end - type) &&
+			    strncmp(local_fs[i], type, (size_t)(end - type)) == 0)
+				return true;
+		return false;
+	}
 	return false;
 }
 
 /*
  * Whether closing fd can wait.  Sockets are reset first (a TCP socket
  * with SO_LINGER, unsent data and a peer that never reads holds its close
- * otherwise); pipes, FIFOs, anonymous inodes, memfds, O_PATH descriptors,
- * /dev/null and the like, and files on local file systems close at once.
- * A terminal waits for its output to drain, a block device may write back,
- * a file on a network or FUSE file system waits for its server or daemon,
- * and a device we do not know may do anything: those are risky.
+ * otherwise); pipes, FIFOs, anonymous inodes (eventfd, timerfd, epoll...),
+ * memfds, O_PATH descriptors, /dev/null and the like, and files on local
+ * file systems close at once.  A terminal waits for its output to drain, a
+ * block device may write back, a file on a network or FUSE file system
+ * waits for its server or daemon, and a device we do not know may do
+ * anything: those are risky.  Asking must not wait either: statx with
+ * AT_STATX_DONT_SYNC takes what the kernel has cached (a plain fstat of
+ * a FUSE file asks its daemon, and fstatfs always does).
  */
 static enum fd_kind
 fd_kind(int fd)
 {
-	struct stat st;
-	struct statfs sf;
+	struct statx sx;
 	int	 fl;
 
-	if (fstat(fd, &st) < 0)
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE |
+	    STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_TYPE))
 		return FD_RISKY;
-	if (S_ISSOCK(st.st_mode))
+	switch (sx.stx_mode & S_IFMT) {
+	case S_IFSOCK:
 		return FD_SOCKET;
+	case S_IFIFO:
+	case 0:			/* an anonymous inode */
+		return FD_QUICK;
+	case S_IFCHR:
+		return sx.stx_rdev_major == 1 ? FD_QUICK : FD_RISKY;
+	case S_IFBLK:
+		return FD_RISKY;
+	}
 	if ((fl = fcntl(fd, F_GETFL)) >= 0 && (fl & O_PATH))
 		return FD_QUICK;
-	if (S_ISFIFO(st.st_mode))
+	/* Seals are shmem's only: a memfd, on a mount no one can see. */
+	if (fcntl(fd, F_GET_SEALS) >= 0)
 		return FD_QUICK;
-	if (S_ISCHR(st.st_mode))
-		return major(st.st_rdev) == 1 ? FD_QUICK : FD_RISKY;
-	if (S_ISBLK(st.st_mode))
-		return FD_RISKY;
-	if (fstatfs(fd, &sf) < 0)
-		return FD_RISKY;
-	return fs_is_local((unsigned long)sf.f_type) ? FD_QUICK : FD_RISKY;
+	return (sx.stx_mask & STATX_MNT_ID) && mount_is_local(sx.stx_mnt_id) ?
+	    FD_QUICK : FD_RISKY;
 }
 
 static void
