@@ -12,8 +12,8 @@ load ../control_helpers
 
 # write_hostile_py: $HOSTILE_PY (in a directory uid 65534 can read), run as
 #   setpriv ... $PY $HOSTILE_PY MASTERPID KIND HOLD [COUNT]
-# It finds the master's notify socket in /proc/net/unix and sends a
-# datagram carrying a hostile descriptor (closing its own copy first), prints "sent", and holds its
+# It finds the master's notify socket in /proc/net/unix and sends
+# datagrams carrying a hostile descriptor (closing its own copy first), prints "sent", and holds its
 # end for HOLD seconds.  KIND:
 #   tcp   a TCP socket with SO_LINGER {1, 3600} and unsent data, connected
 #         to a listener that never accepts nor reads (small buffers)
@@ -45,28 +45,38 @@ def send(fd, msg=b"STATUS=hostile"):
                        struct.pack("i", fd))], 0, addr)
 
 if kind == "tcp":
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
     lst = socket.socket()
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     lst.bind(("127.0.0.1", 0))
-    lst.listen(1)
-    c = socket.socket()
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    c.connect(lst.getsockname())
-    c.setblocking(False)
-    try:
-        while True:
-            c.send(b"x" * 65536)
-    except BlockingIOError:
-        pass
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
-    # Whoever closes the socket last waits for the linger.  Messages in
-    # front keep the receiver busy while this process closes its copy
-    # first, so that the receiver's close is the last one.
-    for i in range(9):
-        d.sendto(b"STATUS=padding", addr)
-    fd = c.detach()
-    send(fd)
-    os.close(fd)
+    lst.listen(8)
+    # Whoever closes the socket last waits for the linger, so the sender
+    # must close its copy before the receiver does: messages in front
+    # keep the receiver busy meanwhile.  A loaded machine may still run
+    # the receiver first: three tries, each in a child of its own (which
+    # dies with this process if its own close is the one that waits).
+    for attempt in range(3):
+        if os.fork() == 0:
+            libc.prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            c.connect(lst.getsockname())
+            c.setblocking(False)
+            try:
+                while True:
+                    c.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack("ii", 1, 3600))
+            for i in range(9):
+                d.sendto(b"STATUS=padding", addr)
+            fd = c.detach()
+            send(fd)
+            os.close(fd)
+            os._exit(0)
+        time.sleep(0.3)
     print("sent", flush=True)
     time.sleep(hold)
 elif kind == "tty":
