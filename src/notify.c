@@ -166,6 +166,18 @@ workers_print(struct pool *p)
 	return h;
 }
 
+/* Drops every verdict once the workers changed. */
+static void
+acache_check(struct pool *p)
+{
+	uint64_t print = workers_print(p);
+
+	if (print != acache_print) {
+		memset(acache, 0, sizeof(acache));
+		acache_print = print;
+	}
+}
+
 static struct worker *
 worker_of_pid(struct pool *p, pid_t pid)
 {
@@ -237,16 +249,13 @@ attribute(struct pool *p, const struct ucred *cred, double now)
 static bool
 mainpid_allowed(struct pool *p, struct worker *w, pid_t pid)
 {
-	struct worker *o;
 	pid_t	 pp;
 	int	 depth;
 
 	for (depth = 0; depth < WALK_DEPTH && pid > 1; depth++) {
 		if (pid == w->pid)
 			return true;
-		if (pid == p->pid)
-			return false;
-		if ((o = pool_find_pid(p, pid)) != NULL)
+		if (pid == p->pid || pool_find_pid(p, pid) != NULL)
 			return false;
 		if ((pp = procfs_ppid(pid)) < 0)
 			return false;
@@ -420,6 +429,7 @@ on_consumed(int fd, uint32_t ev, void *arg)
 	if (consume_got > consume_want)
 		consume_got = consume_want;
 	/* Those it took are gone from the queue: handle them, once. */
+	acache_check(notify_pool);
 	for (i = 0; i < consume_got; i++)
 		handle(notify_pool, &peekv[i].msg_hdr, peekv[i].msg_len, now);
 	resume();
@@ -560,7 +570,6 @@ static void
 notify_read(int fd, uint32_t ev, void *arg)
 {
 	struct pool *p = notify_pool;
-	uint64_t print;
 	double	 now = now_mono();
 	int	 round, n, k, i, got, seen = 0, workers = 0;
 
@@ -568,10 +577,7 @@ notify_read(int fd, uint32_t ev, void *arg)
 	(void)arg;
 	if (consume_fd >= 0 || flood_paused)
 		return;
-	if ((print = workers_print(p)) != acache_print) {
-		memset(acache, 0, sizeof(acache));
-		acache_print = print;
-	}
+	acache_check(p);
 	for (round = 0; round < NOTIFY_ROUNDS; round++) {
 		if ((n = peek_batch(fd)) <= 0)
 			break;
@@ -612,10 +618,7 @@ notify_read(int fd, uint32_t ev, void *arg)
 			workers += handle(p, &peekv[i].msg_hdr,
 			    peekv[i].msg_len, now);
 		seen += got;
-		if ((print = workers_print(p)) != acache_print) {
-			memset(acache, 0, sizeof(acache));
-			acache_print = print;
-		}
+		acache_check(p);
 	}
 	if (seen >= FLOOD_MIN && workers == 0) {
 		flood_paused = true;
