@@ -168,16 +168,18 @@ mount_is_local(uint64_t mnt_id)
 }
 
 /*
- * Whether closing fd can wait.  Sockets are reset first (a TCP socket
- * with SO_LINGER, unsent data and a peer that never reads holds its close
- * otherwise); pipes, FIFOs, anonymous inodes (eventfd, timerfd, epoll...),
- * memfds, O_PATH descriptors, /dev/null and the like, and files on local
- * file systems close at once.  A terminal waits for its output to drain, a
- * block device may write back, a file on a network or FUSE file system
- * waits for its server or daemon, and a device we do not know may do
- * anything: those are risky.  Asking must not wait either: statx with
- * AT_STATX_DONT_SYNC takes what the kernel has cached (a plain fstat of
- * a FUSE file asks its daemon, and fstatfs always does).
+ * Whether closing fd can wait.  Sockets other than Unix ones are reset
+ * first (a TCP socket with SO_LINGER, unsent data and a peer that never
+ * reads holds its close otherwise); pipes, FIFOs, anonymous inodes
+ * (eventfd, timerfd, epoll...), memfds, O_PATH descriptors, /dev/null and
+ * the like, and files on local file systems close at once.  A terminal
+ * waits for its output to drain, a Unix socket for the descriptors in
+ * flight in its queue, a block device may write back, a file on a
+ * network or FUSE file system waits for its server or daemon, and a
+ * device we do not know may do anything: those are risky.  Asking must
+ * not wait either: statx with AT_STATX_DONT_SYNC takes what the kernel
+ * has cached (a plain fstat of a FUSE file asks its daemon, and fstatfs
+ * always does).
  */
 static enum fd_kind
 fd_kind(int fd)
@@ -190,6 +192,14 @@ fd_kind(int fd)
 		return FD_RISKY;
 	switch (sx.stx_mode & S_IFMT) {
 	case S_IFSOCK:
+		/*
+		 * A Unix socket's queue may hold descriptors in flight (a
+		 * lingering TCP socket): its close drops their last
+		 * references, and so may wait for any of them.
+		 */
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &fl,
+		    &(socklen_t){ sizeof(fl) }) < 0 || fl == AF_UNIX)
+			return FD_RISKY;
 		return FD_SOCKET;
 	case S_IFIFO:
 	case 0:			/* an anonymous inode */

@@ -17,6 +17,7 @@ load ../control_helpers
 # end for HOLD seconds.  KIND:
 #   tcp   a TCP socket with SO_LINGER {1, 3600} and unsent data, connected
 #         to a listener that never accepts nor reads (small buffers)
+#   nested  a Unix socket with such a TCP socket in flight in its queue
 #   tty   the slave of a pty whose output is full, nobody reading; prints
 #         "released" once every copy of it is closed (read gives EIO)
 #   pipes COUNT datagrams, each with the write end of a pipe; prints
@@ -44,7 +45,21 @@ def send(fd, msg=b"STATUS=hostile"):
     d.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                        struct.pack("i", fd))], 0, addr)
 
-if kind == "tcp":
+def lingering(lst):
+    """A TCP socket with SO_LINGER {1, 3600} and unsent data."""
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    c.connect(lst.getsockname())
+    c.setblocking(False)
+    try:
+        while True:
+            c.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3600))
+    return c.detach()
+
+if kind in ("tcp", "nested"):
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     lst = socket.socket()
@@ -56,27 +71,26 @@ if kind == "tcp":
     # keep the receiver busy meanwhile.  A loaded machine may still run
     # the receiver first: three tries, each in a child of its own (which
     # dies with this process if its own close is the one that waits).
+    # nested: the TCP socket is in flight in a Unix socket's queue, and
+    # that Unix socket is what is sent; its last close drops the TCP one.
     for attempt in range(3):
+        if attempt:
+            time.sleep(0.3)
         if os.fork() == 0:
             libc.prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
-            c = socket.socket()
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            c.connect(lst.getsockname())
-            c.setblocking(False)
-            try:
-                while True:
-                    c.send(b"x" * 65536)
-            except BlockingIOError:
-                pass
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                         struct.pack("ii", 1, 3600))
+            fd = lingering(lst)
+            if kind == "nested":
+                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+                a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    struct.pack("i", fd))])
+                os.close(fd)
+                a.close()
+                fd = b.detach()
             for i in range(9):
                 d.sendto(b"STATUS=padding", addr)
-            fd = c.detach()
             send(fd)
             os.close(fd)
             os._exit(0)
-        time.sleep(0.3)
     print("sent", flush=True)
     time.sleep(hold)
 elif kind == "tty":
@@ -154,6 +168,17 @@ answers_and_replaces() {
 	assert_success
 }
 
+# answers_and_replaces_one: the same with one worker.
+answers_and_replaces_one() {
+	RUN_TIMEOUT=5 run_wp status
+	[[ $status == 0 ]] || log_fail "status did not answer within 5 s (exit $status): $output $stderr"
+	local victim=${WORKERS[0]}
+	kill -KILL "$victim"
+	wait_gone "$victim" --timeout 10
+	NO_HTTP=1 wait_for_workers 1
+	[[ ${WORKERS[0]} != "$victim" ]] || log_fail "worker $victim was not replaced"
+}
+
 # no_stray_children: the master's only children are its workers (helpers
 # gone and reaped: no zombie), and no warning about an unknown pid.
 no_stray_children() {
@@ -172,6 +197,35 @@ no_stray_children() {
 	wait_for_file_line "$HOSTILE_OUT" '^sent'
 	answers_and_replaces
 	no_stray_children
+}
+
+@test "a stranger's Unix socket with a lingering TCP socket in its queue stalls neither the master nor the notify socket" {
+	command -v systemd-notify >/dev/null || fail "systemd-notify missing (the systemd package)"
+	write_hostile_py
+	local script rc t1 t0
+	script=$(make_script notify.sh <<EOF
+#!/bin/bash
+while [ ! -e "$BATS_TEST_TMPDIR/go" ]; do sleep 0.02; done
+t0=\$EPOCHREALTIME
+systemd-notify --ready --status="ready behind the stranger"
+echo "\$? \$EPOCHREALTIME \$t0" >"$BATS_TEST_TMPDIR/took"
+exec "$TESTSRV"
+EOF
+)
+	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$script"
+	hostile nested 30
+	wait_for_file_line "$HOSTILE_OUT" '^sent'
+	touch "$BATS_TEST_TMPDIR/go"
+	RUN_TIMEOUT=5 wait_status 5 '.ready == 1 and .workers[0].status == "ready behind the stranger"'
+	wait_for_file_line "$BATS_TEST_TMPDIR/took" .
+	read -r rc t1 t0 <"$BATS_TEST_TMPDIR/took"
+	assert_equal "$rc" 0
+	# Its READY=1 and BARRIER=1 came right after the stranger's socket:
+	# handled at once, not once a helper stuck closing it was killed (2 s).
+	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 1) }' ||
+		fail "systemd-notify took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')s"
+	NO_HTTP=1 wait_for_workers 1
+	answers_and_replaces_one
 }
 
 @test "a stranger's filled terminal is closed out of the master, and released" {

@@ -1,8 +1,9 @@
 /*
  * test_fdrecv.c: fdrecv_dispose() closes at once only what cannot block
- * (sockets after a reset, pipes, anonymous inodes, memfds, local files,
- * /dev/null), and hands a terminal, whose close may wait for its output to
- * drain, to a holder child: the master's copy goes, the last one is the
+ * (TCP sockets after a reset, pipes, anonymous inodes, memfds, local
+ * files, /dev/null), and hands a terminal, whose close may wait for its
+ * output to drain, and a Unix socket, which may hold descriptors in
+ * flight, to a holder child: the master's copy goes, the last one is the
  * child's, and once the child has exited no copy is left anywhere.
  */
 #include <sys/eventfd.h>
@@ -47,17 +48,16 @@ run_loop(double sec)
 static void
 test_quick(void)
 {
-	int	 p[2], sv[2], ev, mfd, dn, f;
+	int	 p[2], sv[1], ev, mfd, dn, f;
 	char	 path[] = "/tmp/wpool-unit-fdrecv.XXXXXX";
 
 	ok(pipe(p) == 0, "a pipe");
 	fdrecv_dispose(p[1]);
 	ok(!is_open(p[1]), "a pipe's end is closed at once");
 	close(p[0]);
-	ok(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "a socket pair");
+	ok((sv[0] = socket(AF_INET, SOCK_STREAM, 0)) >= 0, "a TCP socket");
 	fdrecv_dispose(sv[0]);
-	ok(!is_open(sv[0]), "a socket is closed at once");
-	close(sv[1]);
+	ok(!is_open(sv[0]), "a TCP socket is closed at once");
 	ev = eventfd(0, 0);
 	fdrecv_dispose(ev);
 	ok(!is_open(ev), "an eventfd is closed at once");
@@ -74,11 +74,11 @@ test_quick(void)
 }
 
 static void
-test_tty(void)
+test_held(void)
 {
 	struct pollfd pfd;
 	char	 buf[4096];
-	int	 m, s, status, eio = 0;
+	int	 m, s, sv[2], status, eio = 0;
 	pid_t	 pid;
 	ssize_t	 n;
 
@@ -92,8 +92,14 @@ test_tty(void)
 		;
 	fdrecv_dispose(s);
 	ok(is_open(s), "a terminal is not closed in place");
+	/* Its queue could hold descriptors in flight. */
+	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+	    "a Unix socket pair");
+	fdrecv_dispose(sv[0]);
+	ok(is_open(sv[0]), "a Unix socket is not closed in place");
 	run_loop(0.3);
-	ok(!is_open(s), "the master's copy is gone after a turn of the loop");
+	ok(!is_open(s) && !is_open(sv[0]), "the master's copies are gone "
+	    "after a turn of the loop");
 	pid = waitpid(-1, &status, 0);
 	ok(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "the holder exited by itself");
@@ -108,6 +114,8 @@ test_tty(void)
 	}
 	ok(eio, "every copy of the terminal is closed");
 	close(m);
+	ok(read(sv[1], buf, 1) == 0, "and of the Unix socket: its peer reads EOF");
+	close(sv[1]);
 }
 
 int
@@ -117,6 +125,6 @@ main(void)
 	if (loop_init() < 0)
 		return 1;
 	test_quick();
-	test_tty();
+	test_held();
 	return done_testing();
 }
