@@ -308,6 +308,7 @@ int	procfs_parse_stat(const char *, long, struct proc_sample *);
 int	procfs_parse_statm(const char *, long, uint64_t *);
 int	procfs_sample(pid_t, struct proc_sample *);
 pid_t	procfs_ppid(pid_t);
+int	procfs_ident(pid_t, pid_t *, unsigned long long *);
 
 /* output.c: worker output through pipes, one whole line at a time. */
 struct outbuf;
@@ -567,7 +568,10 @@ int	control_default_path(const char *, char *, size_t);
 #define FDRECV_MAX_FDS	253	/* the kernel's SCM_MAX_FD */
 struct ucred;
 int	fdrecv_refuse(int);
+int	fdrecv_allow(int);
 void	fdrecv_dispose(int);
+void	fdrecv_holder_mode(void);
+pid_t	fdrecv_fork_child(int *, int);
 ssize_t	fdrecv_msg(int, void *, size_t, int, struct ucred *, bool *, int *);
 
 /* util */
