@@ -13,6 +13,7 @@ DESTDIR	?=
 CC	?= cc
 PKGS	 = libbsd-overlay inih json-c
 WARN	 = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wredundant-decls \
 	   -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
@@ -31,12 +32,14 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 TEST_BINS = $(patsubst %.c,%,$(wildcard tests/bin/*.c))
 EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
+# LD_PRELOAD shims the bats tests load into wpool (fault injection).
+TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
 DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux \
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
-	     valgrind jq wrk prometheus
+	     valgrind jq wrk prometheus nginx
 DEPS_BENCH = wrk
 
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \
@@ -57,12 +60,16 @@ wpool: src/main.o libwpool.a
 tests/unit/test_%: tests/unit/test_%.c tests/unit/tap.h libwpool.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
 
-# The probe's command-line front, for the tests on real servers.
-tests/bin/readyprobe: tests/bin/readyprobe.c libwpool.a
+# Test programs that link the library: the docs test's view of cli.c's
+# option table, and the readiness probe's command-line front.
+tests/bin/opt_table tests/bin/readyprobe: %: %.c libwpool.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
 
 tests/bin/%: tests/bin/%.c
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+tests/shim/%.so: tests/shim/%.c
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
 
 examples/%: examples/%.c
 	$(CC) $(ALL_CFLAGS) -Iinclude $(LDFLAGS) -o $@ $<
@@ -90,7 +97,7 @@ deps-test: deps
 deps-bench: deps-test
 	$(call apt_install,$(DEPS_BENCH))
 
-test-bins: $(TEST_BINS) $(EXAMPLE_BINS)
+test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS)
 
 # -Werror here, not in a user's plain `make`.
 check: deps-test
@@ -181,7 +188,8 @@ fuzz: deps-fuzz
 
 .PHONY: clean-objs fuzz deps-fuzz
 clean-objs:
-	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS)
+	rm -f src/*.o libwpool.a wpool $(UNIT_BINS) $(TEST_BINS) $(EXAMPLE_BINS) \
+		$(TEST_SHIMS)
 
 clean: clean-objs
 	rm -rf build

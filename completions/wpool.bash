@@ -6,8 +6,9 @@
 
 _wpool_subcommands='run check status reload scale restart signal stop'
 
-# Run options that take a value, and those that do not.  Keep in sync
-# with `wpool --help` (tests/bats/90-docs.bats checks).
+# Run options that take a value, and those that do not.  Keep in step
+# with the table of run options in src/cli.c (tests/bats/90-docs.bats
+# checks).
 _wpool_opts_value='-n --workers -b --bind -m --mode --balancer --backlog
 	--max-queue --restart-delay --max-restart-delay --min-uptime
 	--stop-signal --stop-timeout --ready --ready-timeout --reload-batch

@@ -1,6 +1,7 @@
 # fish completion for wpool(1).  Install as
 # /usr/share/fish/vendor_completions.d/wpool.fish.  Keep the options in
-# sync with `wpool --help` (tests/bats/90-docs.bats checks).
+# step with the table of run options in src/cli.c (tests/bats/90-docs.bats
+# checks).
 
 set -l __wpool_signals HUP INT QUIT ILL TRAP ABRT IOT BUS FPE KILL USR1 SEGV \
     USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ \

@@ -145,7 +145,7 @@ balance_ring_lookup(uint32_t key, bool (*ok)(int, void *), void *arg)
 static bool
 eligible(const struct worker *w)
 {
-	return w != NULL && (w->state == W_READY || w->state == W_BUSY) &&
+	return w != NULL && w->state == W_READY &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending &&
 	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
@@ -686,6 +686,18 @@ inetd_spawn(struct conn *c)
 	B->nconnections = nichildren;
 	log_debug("connection from %s: pid %d", c->peer, (int)pid);
 	conn_free(c);
+}
+
+/* Whether pid is one of inetd's connection processes. */
+bool
+balance_has_child(pid_t pid)
+{
+	struct ichild *ch;
+
+	TAILQ_FOREACH(ch, &ichildren, entry)
+		if (ch->pid == pid)
+			return true;
+	return false;
 }
 
 /* Called for every reaped pid that is not a worker. */

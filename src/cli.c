@@ -1,7 +1,10 @@
 /*
- * cli.c: the run options, from argv to struct conf, and the value parsers
- * they share with the config file.  Owns struct conf's contents; never
- * opens a socket or starts a process.  Errors go to the caller's buffer.
+ * cli.c: the run options: one table, cli_opts[], from which getopt's
+ * options, --help, the config file's [pool] keys and their error, `wpool
+ * check`'s output and the docs test are all built; and argv to struct
+ * conf through it.  Owns struct conf's contents; never opens a socket or
+ * starts a process.  Errors go to the caller's buffer.  The value parsers
+ * are parse.c's.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -11,9 +14,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
-#include <math.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,197 @@
 
 #include "wpool.h"
 
-static const char usage_text[] =
+#define HELP_COL	30	/* where --help's descriptions start */
+#define HELP_WIDTH	80
+
+/* The field of struct conf an option sets. */
+#define F(field)	.off = offsetof(struct conf, field), \
+			.size = sizeof(((struct conf *)0)->field)
+
+static int set_bind(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
+static int set_env(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
+static int set_user(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
+static int show_help(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
+static int show_version(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
+static bool name_ok(const char *);
+static bool control_ok(const char *);
+static bool nonempty_ok(const char *);
+static bool metrics_ok(const char *);
+
+/*
+ * Every run option, in the order of the config file's keys (which
+ * `wpool check` prints and the "unknown key" error lists); --help shows
+ * them section by section in this order.  A new option is one entry here
+ * and its field in struct conf (plus a setter if no kind fits), and its
+ * lines in the man pages and completions, which tests/bats/90-docs.bats
+ * checks against this table.
+ */
+const struct opt cli_opts[] = {
+	{ .name = "name", .kind = OPT_STRING, .flags = OPT_CLI | OPT_FILE,
+	  F(name), .valid = name_ok, .accepted = "1 to 64 letters, digits, "
+	  "'.', '_' or '-', not starting with '.'", .dflt = "wpool",
+	  .section = SEC_MASTER, .arg = "NAME",
+	  .help = "pool name: control socket, log prefix" },
+	{ .name = "workers", .letter = 'n', .kind = OPT_INT,
+	  .flags = OPT_CLI | OPT_FILE, F(workers), .min = 1,
+	  .max = WPOOL_MAX_WORKERS, .word = "auto", .dflt = "auto",
+	  .section = SEC_POOL, .arg = "N|auto",
+	  .help = "number of workers, 1..1024; auto = usable CPUs\n"
+	  "(affinity and cgroup quota)" },
+	{ .name = "fallback-cpus", .kind = OPT_INT, .flags = OPT_CLI | OPT_FILE,
+	  F(fallback_cpus), .min = 1, .max = WPOOL_MAX_WORKERS, .dflt = "4",
+	  .section = SEC_POOL, .arg = "N",
+	  .help = "workers for auto if no CPU count can be read" },
+	{ .name = "bind", .letter = 'b', .kind = OPT_LIST, .flags = OPT_CLI,
+	  .set = set_bind, .file_hint = "a [listen] section",
+	  .section = SEC_POOL, .arg = "SPEC",
+	  .help = "a listener, repeatable: HOST:PORT, [::1]:PORT,\n"
+	  ":PORT, unix:PATH, udp://HOST:PORT, fd:N, systemd;\n"
+	  "options after commas: name=, backlog=, mode=,\n"
+	  "owner=, v6only, freebind, defer_accept, nodelay,\n"
+	  "rcvbuf=, sndbuf=" },
+	{ .name = "mode", .letter = 'm', .kind = OPT_ENUM,
+	  .flags = OPT_CLI | OPT_FILE, F(mode), .values = mode_names,
+	  .dflt = "shared", .section = SEC_POOL, .arg = "MODE", .help = "%s" },
+	{ .name = "balancer", .kind = OPT_ENUM, .flags = OPT_CLI | OPT_FILE,
+	  F(balancer), .values = balancer_names, .dflt = "least-conn",
+	  .modes = MODE_BIT(MODE_BALANCE),
+	  .mode_why = "where wpool hands out the connections",
+	  .section = SEC_POOL, .arg = "NAME", .help = "balance mode: %s" },
+	{ .name = "backlog", .kind = OPT_INT, .flags = OPT_CLI | OPT_FILE,
+	  F(backlog), .min = 1, .max = 1 << 20, .dflt = "1024",
+	  .section = SEC_POOL, .arg = "N",
+	  .help = "listen backlog, capped by somaxconn" },
+	{ .name = "max-queue", .kind = OPT_INT, .flags = OPT_CLI | OPT_FILE,
+	  F(max_queue), .min = 1, .max = 1000000, .dflt = "1000",
+	  .modes = MODE_BIT(MODE_BALANCE),
+	  .mode_why = "where wpool hands out the connections",
+	  .section = SEC_POOL, .arg = "N",
+	  .help = "balance mode: most connections queued" },
+	{ .name = "restart-delay", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE, F(restart_delay),
+	  .ex = { "0.5", "500ms" }, .dflt = "0", .section = SEC_SUPERVISION,
+	  .arg = "SEC", .help = "wait before respawning a dead worker" },
+	{ .name = "max-restart-delay", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE, F(max_restart_delay),
+	  .ex = { "30", "1m" }, .dflt = "30", .section = SEC_SUPERVISION,
+	  .arg = "SEC", .help = "cap of the crash back-off" },
+	{ .name = "min-uptime", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE, F(min_uptime), .ex = { "5", "500ms" },
+	  .dflt = "5", .section = SEC_SUPERVISION, .arg = "SEC",
+	  .help = "a worker that lived this long resets its\nslot's back-off" },
+	{ .name = "no-restart", .kind = OPT_FLAG, .flags = OPT_CLI | OPT_FILE,
+	  F(no_restart), .section = SEC_SUPERVISION,
+	  .help = "do not respawn; exit when the last worker exits" },
+	{ .name = "stop-signal", .kind = OPT_SIGNAL,
+	  .flags = OPT_CLI | OPT_FILE, F(stop_signal), .dflt = "TERM",
+	  .section = SEC_SUPERVISION, .arg = "SIG",
+	  .help = "signal that asks a worker to stop" },
+	{ .name = "stop-timeout", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE, F(stop_timeout),
+	  .ex = { "10 or 2.5", "1m" }, .dflt = "10",
+	  .section = SEC_SUPERVISION, .arg = "SEC",
+	  .help = "then KILL after this long" },
+	{ .name = "ready", .kind = OPT_ENUM, .flags = OPT_CLI | OPT_FILE,
+	  F(ready), .values = ready_names, .dflt = "exec",
+	  .section = SEC_SUPERVISION, .arg = "%s",
+	  .help = "when a new worker counts as ready" },
+	{ .name = "ready-timeout", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0, F(ready_timeout),
+	  .ex = { "60", "2m" }, .dflt = "60", .section = SEC_SUPERVISION,
+	  .arg = "SEC", .help = "kill a worker not ready by then" },
+	{ .name = "reload-batch", .kind = OPT_INT, .flags = OPT_CLI | OPT_FILE,
+	  F(reload_batch), .min = 1, .max = WPOOL_MAX_WORKERS, .dflt = "1",
+	  .section = SEC_SUPERVISION, .arg = "K",
+	  .help = "workers replaced at a time in a reload" },
+	{ .name = "watchdog", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0 | OPT_OFF0, F(watchdog),
+	  .ex = { "30", "500ms" }, .section = SEC_SUPERVISION, .arg = "SEC",
+	  .help = "restart a worker whose WATCHDOG=1 pings stop" },
+	{ .name = "max-requests", .kind = OPT_INT,
+	  .flags = OPT_CLI | OPT_FILE | OPT_OFF0, F(max_requests), .min = 1,
+	  .max = LLONG_MAX / 2, .modes = MODE_BIT(MODE_BALANCE),
+	  .mode_why = "where wpool sees each connection",
+	  .section = SEC_SUPERVISION, .arg = "N",
+	  .help = "balance mode: recycle after N connections" },
+	{ .name = "max-requests-jitter", .kind = OPT_INT,
+	  .flags = OPT_CLI | OPT_FILE | OPT_OFF0, F(max_requests_jitter),
+	  .min = 0, .max = LLONG_MAX / 2, .section = SEC_SUPERVISION,
+	  .arg = "J", .help = "add a random 0..J to each worker's limit" },
+	{ .name = "max-memory", .kind = OPT_SIZE,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0 | OPT_OFF0, F(max_memory),
+	  .section = SEC_SUPERVISION, .arg = "SIZE",
+	  .help = "recycle a worker whose RSS exceeds SIZE (512M)" },
+	{ .name = "user", .letter = 'u', .kind = OPT_STRING,
+	  .flags = OPT_CLI | OPT_FILE, F(user), .set = set_user,
+	  .section = SEC_WORKERS, .arg = "USER[:GROUP]",
+	  .help = "run workers as USER (listeners bound first)" },
+	{ .name = "chdir", .letter = 'C', .kind = OPT_STRING,
+	  .flags = OPT_CLI | OPT_FILE, F(chdir), .valid = nonempty_ok,
+	  .accepted = "a directory", .section = SEC_WORKERS, .arg = "DIR",
+	  .help = "workers' working directory" },
+	{ .name = "env", .letter = 'e', .kind = OPT_LIST, .flags = OPT_CLI,
+	  .set = set_env, .file_hint = "[env]", .section = SEC_WORKERS,
+	  .arg = "NAME=VALUE",
+	  .help = "extra environment for workers, repeatable" },
+	{ .name = "log-prefix", .kind = OPT_FLAG, .flags = OPT_CLI | OPT_FILE,
+	  F(log_prefix), .section = SEC_WORKERS,
+	  .help = "prefix each line of worker output with [NAME.ID]" },
+	{ .name = "control", .letter = 's', .kind = OPT_STRING,
+	  .flags = OPT_CLI | OPT_FILE, F(control), .valid = control_ok,
+	  .accepted = "a socket path of 1 to 107 bytes",
+	  .section = SEC_MASTER, .arg = "PATH", .help = "control socket path" },
+	{ .name = "config", .letter = 'c', .kind = OPT_STRING,
+	  .flags = OPT_CLI, F(config), .file_hint = "the command line",
+	  .section = SEC_MASTER, .arg = "FILE",
+	  .help = "INI config file; options given here override it" },
+	{ .name = "pidfile", .kind = OPT_STRING, .flags = OPT_CLI | OPT_FILE,
+	  F(pidfile), .valid = nonempty_ok, .accepted = "a file path",
+	  .section = SEC_MASTER, .arg = "FILE",
+	  .help = "write the master's pid to FILE, locked" },
+	{ .name = "metrics", .kind = OPT_STRING, .flags = OPT_CLI | OPT_FILE,
+	  F(metrics), .valid = metrics_ok, .accepted = "HOST:PORT with a port "
+	  "from 0 to 65535, such as 127.0.0.1:9100", .section = SEC_MASTER,
+	  .arg = "HOST:PORT", .help = "serve /metrics and /status over HTTP" },
+	/* Two flags on one field: they set it to .min. */
+	{ .name = "quiet", .letter = 'q', .kind = OPT_FLAG,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ONE_OF, F(log_level),
+	  .min = LOG_WARN, .section = SEC_MASTER,
+	  .help = "log warnings and errors only" },
+	{ .name = "verbose", .letter = 'v', .kind = OPT_FLAG,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ONE_OF, F(log_level),
+	  .min = LOG_DEBUG, .section = SEC_MASTER,
+	  .help = "log debug messages too" },
+	{ .name = "help", .letter = 'h', .kind = OPT_FLAG, .flags = OPT_CLI,
+	  .set = show_help, .section = SEC_MASTER, .help = "show this help" },
+	{ .name = "version", .letter = 'V', .kind = OPT_FLAG, .flags = OPT_CLI,
+	  .set = show_version, .section = SEC_MASTER,
+	  .help = "show the version" },
+	/* The file's command = ...; on the command line, the words after. */
+	{ .name = "command", .kind = OPT_COMMAND, .flags = OPT_FILE },
+};
+
+const size_t cli_nopts = sizeof(cli_opts) / sizeof(cli_opts[0]);
+
+/* conf.given has a bit for each entry. */
+_Static_assert(sizeof(cli_opts) / sizeof(cli_opts[0]) <= 64,
+    "struct conf's given has 64 bits");
+/* The enums are stored through int pointers. */
+_Static_assert(sizeof(enum pool_mode) == sizeof(int) &&
+    sizeof(enum balancer) == sizeof(int) &&
+    sizeof(enum ready_mode) == sizeof(int), "enums are ints");
+
+static const char *const section_names[] = {
+	[SEC_POOL] = "Pool", [SEC_SUPERVISION] = "Supervision",
+	[SEC_WORKERS] = "Workers", [SEC_MASTER] = "Master",
+};
+
+static const char usage_head[] =
 "usage: wpool [RUN OPTIONS] [--] COMMAND [ARG...]\n"
 "       wpool run [RUN OPTIONS] [--] COMMAND [ARG...]\n"
 "       wpool check [RUN OPTIONS] [--] [COMMAND [ARG...]]\n"
@@ -33,347 +224,222 @@ static const char usage_text[] =
 "       wpool [-s PATH | --name NAME] stop [--no-wait]\n"
 "       wpool --help | --version\n"
 "\n"
-"Run COMMAND as a supervised pool of workers that share listening sockets.\n"
-"\n"
-"Pool:\n"
-"  -n, --workers N|auto        number of workers, 1..1024; auto = usable CPUs\n"
-"                              (affinity and cgroup quota)  [auto]\n"
-"      --fallback-cpus N       workers for auto when no CPU count can be read [4]\n"
-"  -b, --bind SPEC             a listener, repeatable: HOST:PORT, [::1]:PORT,\n"
-"                              :PORT, unix:PATH, udp://HOST:PORT, fd:N, systemd;\n"
-"                              options after commas: name=, backlog=, mode=,\n"
-"                              owner=, v6only, freebind, defer_accept, nodelay,\n"
-"                              rcvbuf=, sndbuf=\n"
-"  -m, --mode MODE             shared, reuseport, balance or inetd  [shared]\n"
-"      --balancer NAME         balance mode: least-conn, round-robin or\n"
-"                              ip-hash  [least-conn]\n"
-"      --backlog N             listen backlog, capped by somaxconn  [1024]\n"
-"      --max-queue N           balance mode: most connections queued  [1000]\n"
-"\n"
-"Supervision:\n"
-"      --restart-delay SEC     wait before respawning a dead worker  [0]\n"
-"      --max-restart-delay SEC cap of the crash back-off  [30]\n"
-"      --min-uptime SEC        a worker that lived this long resets its\n"
-"                              slot's back-off  [5]\n"
-"      --no-restart            do not respawn; exit when the last worker exits\n"
-"      --stop-signal SIG       signal that asks a worker to stop  [TERM]\n"
-"      --stop-timeout SEC      then KILL after this long  [10]\n"
-"      --ready exec|notify     when a new worker counts as ready  [exec]\n"
-"      --ready-timeout SEC     kill a worker not ready by then  [60]\n"
-"      --reload-batch K        workers replaced at a time in a reload  [1]\n"
-"      --watchdog SEC          restart a worker whose WATCHDOG=1 pings stop\n"
-"      --max-requests N        balance mode: recycle after N connections\n"
-"      --max-requests-jitter J add a random 0..J to each worker's limit\n"
-"      --max-memory SIZE       recycle a worker whose RSS exceeds SIZE (512M)\n"
-"\n"
-"Workers:\n"
-"  -u, --user USER[:GROUP]     run workers as USER (listeners bound first)\n"
-"  -C, --chdir DIR             workers' working directory\n"
-"  -e, --env NAME=VALUE        extra environment for workers, repeatable\n"
-"      --log-prefix            prefix each line of worker output with [NAME.ID]\n"
-"\n"
-"Master:\n"
-"  -s, --control PATH          control socket path\n"
-"      --name NAME             pool name: control socket, log prefix  [wpool]\n"
-"  -c, --config FILE           INI config file; options given here override it\n"
-"      --pidfile FILE          write the master's pid to FILE, locked\n"
-"      --metrics HOST:PORT     serve /metrics and /status over HTTP\n"
-"  -q, --quiet                 log warnings and errors only\n"
-"  -v, --verbose               log debug messages too\n"
-"  -h, --help                  show this help\n"
-"  -V, --version               show the version\n"
+"Run COMMAND as a supervised pool of workers that share listening sockets.\n";
+
+static const char usage_tail[] =
 "\n"
 "Signals: TERM, INT, QUIT stop; HUP, USR1 reload; TTIN, TTOU add or remove a\n"
 "worker; USR2, WINCH are forwarded to every worker.  See wpool(1).\n";
 
-void
-cli_usage(int status)
+/* Appends s to buf (of len bytes, NUL-terminated). */
+static void
+append(char *buf, size_t len, const char *s)
 {
-	fputs(usage_text, status == 0 ? stdout : stderr);
+	strlcat(buf, s, len);
 }
 
-enum {
-	OPT_BALANCER = 256, OPT_BACKLOG, OPT_MAX_QUEUE, OPT_RESTART_DELAY,
-	OPT_MAX_RESTART_DELAY, OPT_MIN_UPTIME, OPT_NO_RESTART,
-	OPT_STOP_SIGNAL, OPT_STOP_TIMEOUT, OPT_READY, OPT_READY_TIMEOUT,
-	OPT_RELOAD_BATCH, OPT_FALLBACK_CPUS, OPT_NAME, OPT_WATCHDOG,
-	OPT_MAX_REQUESTS, OPT_MAX_REQUESTS_JITTER, OPT_MAX_MEMORY,
-	OPT_PIDFILE, OPT_LOG_PREFIX, OPT_METRICS,
-};
-
-static const char short_opts[] = "+:n:b:m:s:c:u:C:e:qvhV";
-
-static const struct option long_opts[] = {
-	{ "workers",		required_argument, NULL, 'n' },
-	{ "bind",		required_argument, NULL, 'b' },
-	{ "mode",		required_argument, NULL, 'm' },
-	{ "balancer",		required_argument, NULL, OPT_BALANCER },
-	{ "backlog",		required_argument, NULL, OPT_BACKLOG },
-	{ "max-queue",		required_argument, NULL, OPT_MAX_QUEUE },
-	{ "restart-delay",	required_argument, NULL, OPT_RESTART_DELAY },
-	{ "max-restart-delay",	required_argument, NULL, OPT_MAX_RESTART_DELAY },
-	{ "min-uptime",		required_argument, NULL, OPT_MIN_UPTIME },
-	{ "no-restart",		no_argument,	   NULL, OPT_NO_RESTART },
-	{ "stop-signal",	required_argument, NULL, OPT_STOP_SIGNAL },
-	{ "stop-timeout",	required_argument, NULL, OPT_STOP_TIMEOUT },
-	{ "ready",		required_argument, NULL, OPT_READY },
-	{ "ready-timeout",	required_argument, NULL, OPT_READY_TIMEOUT },
-	{ "reload-batch",	required_argument, NULL, OPT_RELOAD_BATCH },
-	{ "fallback-cpus",	required_argument, NULL, OPT_FALLBACK_CPUS },
-	{ "control",		required_argument, NULL, 's' },
-	{ "name",		required_argument, NULL, OPT_NAME },
-	{ "config",		required_argument, NULL, 'c' },
-	{ "user",		required_argument, NULL, 'u' },
-	{ "chdir",		required_argument, NULL, 'C' },
-	{ "env",		required_argument, NULL, 'e' },
-	{ "watchdog",		required_argument, NULL, OPT_WATCHDOG },
-	{ "max-requests",	required_argument, NULL, OPT_MAX_REQUESTS },
-	{ "max-requests-jitter", required_argument, NULL, OPT_MAX_REQUESTS_JITTER },
-	{ "max-memory",		required_argument, NULL, OPT_MAX_MEMORY },
-	{ "pidfile",		required_argument, NULL, OPT_PIDFILE },
-	{ "log-prefix",		no_argument,	   NULL, OPT_LOG_PREFIX },
-	{ "metrics",		required_argument, NULL, OPT_METRICS },
-	{ "quiet",		no_argument,	   NULL, 'q' },
-	{ "verbose",		no_argument,	   NULL, 'v' },
-	{ "help",		no_argument,	   NULL, 'h' },
-	{ "version",		no_argument,	   NULL, 'V' },
-	{ NULL, 0, NULL, 0 }
-};
-
-/* Signal names, without the SIG prefix, in the order kill -l prints. */
-static const struct {
-	const char *name;
-	int	 sig;
-} signals[] = {
-	{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
-	{ "ILL", SIGILL }, { "TRAP", SIGTRAP }, { "ABRT", SIGABRT },
-	{ "IOT", SIGIOT }, { "BUS", SIGBUS }, { "FPE", SIGFPE },
-	{ "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "SEGV", SIGSEGV },
-	{ "USR2", SIGUSR2 }, { "PIPE", SIGPIPE }, { "ALRM", SIGALRM },
-	{ "TERM", SIGTERM }, { "STKFLT", SIGSTKFLT }, { "CHLD", SIGCHLD },
-	{ "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "TSTP", SIGTSTP },
-	{ "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG },
-	{ "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM },
-	{ "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },
-	{ "POLL", SIGPOLL }, { "PWR", SIGPWR }, { "SYS", SIGSYS },
-};
-
-const char *
-signal_name(int sig)
+/* "a, b or c": a names table joined, with `last` before the last one. */
+static void
+join_names(char *buf, size_t len, const char *const *v, const char *sep,
+    const char *last)
 {
-	static char buf[16];
 	size_t	 i;
 
-	for (i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-		if (signals[i].sig == sig)
-			return signals[i].name;
-	if (sig >= SIGRTMIN && sig <= SIGRTMAX) {
-		snprintf(buf, sizeof(buf), "RTMIN+%d", sig - SIGRTMIN);
-		return buf;
+	buf[0] = '\0';
+	for (i = 0; v[i] != NULL; i++) {
+		if (i > 0)
+			append(buf, len, v[i + 1] == NULL ? last : sep);
+		append(buf, len, v[i]);
 	}
-	snprintf(buf, sizeof(buf), "%d", sig);
-	return buf;
 }
 
-/* "TERM", "SIGTERM", "term", "15", "RTMIN+2": 0 and *out, or -EINVAL. */
-int
-parse_signal(const char *s, int *out)
+/* text with its one "%s", if any, replaced by the option's values. */
+static void
+expand(char *buf, size_t len, const char *text, const struct opt *o,
+    const char *sep, const char *last)
 {
-	long long n;
-	size_t	 i;
+	const char *p = strstr(text, "%s");
+	char	 vals[256];
 
-	if (s == NULL || *s == '\0')
-		return -EINVAL;
-	if (isdigit((unsigned char)*s)) {
-		if (parse_int(s, 1, SIGRTMAX, &n) < 0)
-			return -EINVAL;
-		*out = (int)n;
-		return 0;
+	if (p == NULL || o->values == NULL) {
+		strlcpy(buf, text, len);
+		return;
 	}
-	if (strncasecmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-		if (strcasecmp(s, signals[i].name) == 0) {
-			*out = signals[i].sig;
-			return 0;
-		}
-	if (strncasecmp(s, "RTMIN+", 6) == 0 &&
-	    parse_int(s + 6, 0, SIGRTMAX - SIGRTMIN, &n) == 0) {
-		*out = SIGRTMIN + (int)n;
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/* A whole decimal number in [min, max]. */
-int
-parse_int(const char *s, long long min, long long max, long long *out)
-{
-	const char *errstr;
-	long long n;
-
-	if (s == NULL || *s == '\0' || isspace((unsigned char)*s) ||
-	    *s == '+')
-		return -EINVAL;
-	n = strtonum(s, min, max, &errstr);
-	if (errstr != NULL)
-		return strcmp(errstr, "invalid") == 0 ? -EINVAL : -ERANGE;
-	*out = n;
-	return 0;
+	join_names(vals, sizeof(vals), o->values, sep, last);
+	snprintf(buf, len, "%.*s%s%s", (int)(p - text), text, vals, p + 2);
 }
 
 /*
- * Seconds, with fractions and an optional unit: "0.5", "500ms", "2s",
- * "1.5m", "1h".  Negative, NaN and absurdly large values are refused.
+ * Prints words at column col, wrapping at HELP_WIDTH; returns the column.
+ * A last word that starts with '\1' (the default) follows two blanks and
+ * takes the word before it along to the next line if it does not fit.
  */
-int
-parse_duration(const char *s, double *out)
+static size_t
+put_words(FILE *f, const char *s, size_t col)
 {
-	static const struct {
-		const char *unit;
-		double	 scale;
-	} units[] = {
-		{ "", 1 }, { "s", 1 }, { "ms", 0.001 }, { "us", 0.000001 },
-		{ "m", 60 }, { "min", 60 }, { "h", 3600 },
-	};
-	char	*end;
-	double	 v;
-	size_t	 i;
+	const char *rest;
+	bool	 first = true;
+	size_t	 n, need;
 
-	if (s == NULL || *s == '\0' || !(isdigit((unsigned char)*s) ||
-	    *s == '.'))
-		return -EINVAL;
-	/* Decimal only: strtod would also take 0x10 or 1e3. */
-	for (end = (char *)s; isdigit((unsigned char)*end) || *end == '.';
-	    end++)
-		;
-	if (*end == 'x' || *end == 'X' || *end == 'e' || *end == 'E')
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(end, units[i].unit) == 0) {
-			v *= units[i].scale;
-			/* A year is plenty; more is a typo. */
-			if (v > 366.0 * 86400)
-				return -ERANGE;
-			*out = v;
-			return 0;
+	while (*s != '\0') {
+		n = strcspn(s, " ");
+		rest = s + n + strspn(s + n, " ");
+		need = (*s == '\1' ? 1 : 0) + n;
+		if (*rest == '\1')
+			need += 1 + strlen(rest);
+		if (!first && col + 1 + need > HELP_WIDTH) {
+			fprintf(f, "\n%*s", HELP_COL, "");
+			col = HELP_COL;
+			first = true;
 		}
-	return -EINVAL;
-}
-
-/* Bytes with an optional binary suffix: 1048576, 512K, 512M, 1.5G, 2GiB. */
-int
-parse_size(const char *s, uint64_t *out)
-{
-	static const struct {
-		const char *unit;
-		double	 scale;
-	} units[] = {
-		{ "", 1 }, { "B", 1 },
-		{ "K", 1024.0 }, { "KB", 1024.0 }, { "KiB", 1024.0 },
-		{ "M", 1048576.0 }, { "MB", 1048576.0 }, { "MiB", 1048576.0 },
-		{ "G", 1073741824.0 }, { "GB", 1073741824.0 },
-		{ "GiB", 1073741824.0 },
-		{ "T", 1099511627776.0 }, { "TB", 1099511627776.0 },
-		{ "TiB", 1099511627776.0 },
-	};
-	char	*end;
-	double	 v;
-	size_t	 i;
-
-	if (s == NULL || !(isdigit((unsigned char)*s) || *s == '.'))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || !isfinite(v) || v < 0)
-		return -EINVAL;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcasecmp(end, units[i].unit) == 0) {
-			v *= units[i].scale;
-			if (v >= 18446744073709551615.0)
-				return -ERANGE;
-			*out = (uint64_t)v;
-			return 0;
+		if (*s == '\1') {
+			fprintf(f, "%s%.*s", first ? "" : "  ", (int)n - 1,
+			    s + 1);
+			col += first ? n - 1 : n + 1;
+		} else {
+			if (!first) {
+				fputc(' ', f);
+				col++;
+			}
+			fprintf(f, "%.*s", (int)n, s);
+			col += n;
 		}
-	return -EINVAL;
-}
-
-/* "auto" gives 0; otherwise 1..WPOOL_MAX_WORKERS. */
-int
-parse_workers(const char *s, int *out)
-{
-	long long n;
-	int	 r;
-
-	if (s != NULL && strcmp(s, "auto") == 0) {
-		*out = 0;
-		return 0;
+		first = false;
+		s = rest;
 	}
-	if ((r = parse_int(s, 1, WPOOL_MAX_WORKERS, &n)) < 0)
-		return r;
-	*out = (int)n;
-	return 0;
+	return col;
 }
 
-/* USER[:GROUP], names or numbers; the group defaults to USER's own. */
-int
-parse_user(const char *s, uid_t *uid, gid_t *gid, bool *found)
+/* One option of --help: "  -n, --workers N|auto   text  [default]". */
+static void
+usage_option(FILE *f, const struct opt *o)
 {
-	char	 user[256], *group;
-	struct passwd *pw;
-	struct group *gr;
-	long long n;
+	char	 left[96], arg[96], text[512], *line, *next;
+	size_t	 col;
 
-	*found = false;
-	if (s == NULL || *s == '\0' || strlcpy(user, s, sizeof(user)) >=
-	    sizeof(user))
-		return -EINVAL;
-	if ((group = strchr(user, ':')) != NULL)
-		*group++ = '\0';
-	if ((pw = getpwnam(user)) != NULL) {
-		*uid = pw->pw_uid;
-		*gid = pw->pw_gid;
-	} else if (parse_int(user, 0, UINT_MAX - 1, &n) == 0) {
-		*uid = (uid_t)n;
-		pw = getpwuid(*uid);
-		*gid = pw != NULL ? pw->pw_gid : (gid_t)n;
-	} else
-		return -ENOENT;
-	if (group != NULL) {
-		if ((gr = getgrnam(group)) != NULL)
-			*gid = gr->gr_gid;
-		else if (parse_int(group, 0, UINT_MAX - 1, &n) == 0)
-			*gid = (gid_t)n;
+	expand(arg, sizeof(arg), o->arg != NULL ? o->arg : "", o, "|", "|");
+	if (o->letter != 0)
+		snprintf(left, sizeof(left), "  -%c, --%s", o->letter, o->name);
+	else
+		snprintf(left, sizeof(left), "      --%s", o->name);
+	if (o->kind != OPT_FLAG) {
+		append(left, sizeof(left), " ");
+		append(left, sizeof(left), arg);
+	}
+	col = strlen(left);
+	fputs(left, f);
+	do {
+		fputc(' ', f);
+	} while (++col < HELP_COL);
+	expand(text, sizeof(text), o->help, o, ", ", " or ");
+	if (o->dflt != NULL) {
+		append(text, sizeof(text), " \1[");
+		append(text, sizeof(text), o->dflt);
+		append(text, sizeof(text), "]");
+	}
+	for (line = text; line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		col = put_words(f, line, col);
+		if (next != NULL) {
+			fprintf(f, "\n%*s", HELP_COL, "");
+			col = HELP_COL;
+		}
+	}
+	fputc('\n', f);
+}
+
+void
+cli_usage(int status)
+{
+	FILE	*f = status == 0 ? stdout : stderr;
+	size_t	 i;
+	int	 s;
+
+	fputs(usage_head, f);
+	for (s = SEC_POOL; s <= SEC_MASTER; s++) {
+		fprintf(f, "\n%s:\n", section_names[s]);
+		for (i = 0; i < cli_nopts; i++)
+			if ((int)cli_opts[i].section == s &&
+			    (cli_opts[i].flags & OPT_CLI))
+				usage_option(f, &cli_opts[i]);
+	}
+	fputs(usage_tail, f);
+}
+
+const struct opt *
+opt_find(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < cli_nopts; i++)
+		if (strcmp(cli_opts[i].name, name) == 0)
+			return &cli_opts[i];
+	return NULL;
+}
+
+/* How errors name an option on the command line: -n/--workers, --name. */
+void
+opt_cli_name(const struct opt *o, char *buf, size_t len)
+{
+	if (o->letter != 0)
+		snprintf(buf, len, "-%c/--%s", o->letter, o->name);
+	else
+		snprintf(buf, len, "--%s", o->name);
+}
+
+/* Whether p shares o's restriction: one field, or one reason for a mode. */
+static bool
+opt_peer(const struct opt *o, const struct opt *p)
+{
+	if (o->flags & OPT_ONE_OF)
+		return (p->flags & OPT_ONE_OF) && p->off == o->off;
+	return o->mode_why != NULL && p->mode_why != NULL &&
+	    strcmp(p->mode_why, o->mode_why) == 0;
+}
+
+#define MAX_PEERS	8
+
+/*
+ * The options that share o's restriction, for one error about them all:
+ * "-q/--quiet and -v/--verbose", or "'quiet' and 'verbose'" for the file.
+ */
+void
+opt_peers(const struct opt *o, bool file, char *buf, size_t len)
+{
+	const char *v[MAX_PEERS + 1];
+	char	 names[MAX_PEERS][64];
+	size_t	 i, n = 0;
+
+	for (i = 0; i < cli_nopts && n < MAX_PEERS; i++) {
+		if (!opt_peer(o, &cli_opts[i]))
+			continue;
+		if (file)
+			snprintf(names[n], sizeof(names[n]), "'%s'",
+			    cli_opts[i].name);
 		else
-			return -ESRCH;
+			opt_cli_name(&cli_opts[i], names[n], sizeof(names[n]));
+		v[n] = names[n];
+		n++;
 	}
-	*found = true;
-	return 0;
+	v[n] = NULL;
+	join_names(buf, len, v, ", ", " and ");
 }
 
 void
 conf_defaults(struct conf *c)
 {
+	char	 err[256];
+	size_t	 i;
+
 	memset(c, 0, sizeof(*c));
-	c->workers = 0;
-	c->fallback_cpus = 4;
-	c->mode = MODE_SHARED;
-	c->balancer = BAL_LEAST_CONN;
-	c->backlog = 1024;
-	c->max_queue = 1000;
-	c->restart_delay = 0;
-	c->max_restart_delay = 30;
-	c->min_uptime = 5;
-	c->stop_signal = SIGTERM;
-	c->stop_timeout = 10;
-	c->ready = READY_EXEC;
-	c->ready_timeout = 60;
-	c->reload_batch = 1;
 	c->log_level = LOG_INFO;
+	for (i = 0; i < cli_nopts; i++)
+		if (cli_opts[i].dflt != NULL)
+			opt_apply(c, &cli_opts[i], cli_opts[i].dflt,
+			    cli_opts[i].name, err, sizeof(err));
+	/* A default is not an option given. */
+	c->given = 0;
 }
 
 void
@@ -407,245 +473,415 @@ bad(char *err, size_t len, const char *opt, const char *val,
 	return -EINVAL;
 }
 
-static int
+static void
 set_str(char **dst, const char *v)
 {
 	free(*dst);
 	*dst = xstrdup(v);
-	return 0;
 }
 
-static int
+static bool
 name_ok(const char *s)
 {
 	const char *p;
 
 	if (*s == '\0' || strlen(s) > 64 || *s == '.')
-		return 0;
+		return false;
 	for (p = s; *p; p++)
 		if (!isalnum((unsigned char)*p) && strchr("._-", *p) == NULL)
-			return 0;
-	return 1;
+			return false;
+	return true;
 }
 
-static int
+static bool
+control_ok(const char *s)
+{
+	return *s != '\0' && strlen(s) < 108;
+}
+
+static bool
+nonempty_ok(const char *s)
+{
+	return *s != '\0';
+}
+
+static bool
+metrics_ok(const char *s)
+{
+	struct listener l;
+	char	 lerr[256];
+	bool	 tcp;
+
+	if (listener_parse(s, &l, lerr, sizeof(lerr)) < 0)
+		return false;
+	tcp = l.type == L_TCP;
+	listener_free(&l);
+	return tcp;
+}
+
+static bool
 env_ok(const char *s)
 {
 	const char *eq = strchr(s, '=');
 	const char *p;
 
 	if (eq == NULL || eq == s)
-		return 0;
+		return false;
 	for (p = s; p < eq; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_')
-			return 0;
+			return false;
 	return !isdigit((unsigned char)*s);
 }
 
 static int
-pick(const char *v, const char *const *names, size_t n)
+set_bind(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
 {
-	size_t	 i;
+	struct listener l;
+	char	 lerr[256];
 
-	for (i = 0; i < n; i++)
-		if (strcmp(v, names[i]) == 0)
-			return (int)i;
-	return -1;
+	(void)o;
+	if (c->nlisteners >= WPOOL_MAX_LISTENERS) {
+		snprintf(err, len, "%s: too many listeners (at most %d)", opt,
+		    WPOOL_MAX_LISTENERS);
+		return -EINVAL;
+	}
+	if (listener_parse(v, &l, lerr, sizeof(lerr)) < 0) {
+		snprintf(err, len, "%s: invalid value '%s': %s", opt, v, lerr);
+		return -EINVAL;
+	}
+	c->listeners = xreallocarray(c->listeners, c->nlisteners + 1,
+	    sizeof(*c->listeners));
+	c->listeners[c->nlisteners++] = l;
+	return 0;
 }
 
-static const char *const mode_names[] = { "shared", "reuseport", "balance",
-    "inetd" };
-static const char *const balancer_names[] = { "least-conn", "round-robin",
-    "ip-hash" };
-static const char *const ready_names[] = { "exec", "notify" };
+static int
+set_env(struct conf *c, const struct opt *o, const char *v, const char *opt,
+    char *err, size_t len)
+{
+	(void)o;
+	if (!env_ok(v))
+		return bad(err, len, opt, v, "NAME=VALUE, NAME made of "
+		    "letters, digits and '_'");
+	c->env = xreallocarray(c->env, c->nenv + 1, sizeof(*c->env));
+	c->env[c->nenv++] = xstrdup(v);
+	return 0;
+}
 
-/* The options that take seconds, and an example of each form. */
-static const struct {
-	const char *key;
-	size_t	 off;
-	bool	 positive;
-	const char *plain, *unit;	/* such as ... */
-} durations[] = {
-	{ "restart-delay", offsetof(struct conf, restart_delay), false,
-	    "0.5", "500ms" },
-	{ "max-restart-delay", offsetof(struct conf, max_restart_delay), false,
-	    "30", "1m" },
-	{ "min-uptime", offsetof(struct conf, min_uptime), false,
-	    "5", "500ms" },
-	{ "stop-timeout", offsetof(struct conf, stop_timeout), false,
-	    "10 or 2.5", "1m" },
-	{ "ready-timeout", offsetof(struct conf, ready_timeout), true,
-	    "60", "2m" },
-	{ "watchdog", offsetof(struct conf, watchdog), true,
-	    "30", "500ms" },
-};
+static int
+set_user(struct conf *c, const struct opt *o, const char *v, const char *opt,
+    char *err, size_t len)
+{
+	bool	 found;
+	int	 r;
+
+	(void)o;
+	r = parse_user(v, &c->uid, &c->gid, &found);
+	if (r == -ESRCH)
+		return bad(err, len, opt, v, "an existing group after ':'");
+	if (r < 0)
+		return bad(err, len, opt, v, "an existing user name or uid, "
+		    "optionally :GROUP");
+	c->set_user = true;
+	set_str(&c->user, v);
+	return 0;
+}
+
+/* --help and --version: printed; 1 tells cli_parse to stop there. */
+static int
+show_help(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
+{
+	(void)c, (void)o, (void)v, (void)opt, (void)err, (void)len;
+	cli_usage(0);
+	return 1;
+}
+
+static int
+show_version(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
+{
+	(void)c, (void)o, (void)v, (void)opt, (void)err, (void)len;
+	printf("wpool %s\n", WPOOL_VERSION);
+	return 1;
+}
+
+/* What an option of o's kind accepts, for its error. */
+static void
+accepted(const struct opt *o, char *buf, size_t len)
+{
+	char	 vals[256];
+
+	switch (o->kind) {
+	case OPT_FLAG:
+		snprintf(buf, len, "true or false");
+		break;
+	case OPT_INT:
+		if (o->max >= LLONG_MAX / 2)
+			snprintf(buf, len, "a number >= %lld", o->min);
+		else
+			snprintf(buf, len, "a number from %lld to %lld", o->min,
+			    o->max);
+		if (o->word != NULL) {
+			append(buf, len, " or '");
+			append(buf, len, o->word);
+			append(buf, len, "'");
+		}
+		break;
+	case OPT_DURATION:
+		snprintf(buf, len, "seconds %s, such as %s, or with a unit (us, "
+		    "ms, s, m, h), such as %s", (o->flags & OPT_ABOVE0) ?
+		    "above 0, up to a year" : "from 0 to a year", o->ex[0],
+		    o->ex[1]);
+		break;
+	case OPT_SIZE:
+		snprintf(buf, len, "a size%s such as 512M, 1G or 1048576",
+		    (o->flags & OPT_ABOVE0) ? " > 0" : "");
+		break;
+	case OPT_SIGNAL:
+		snprintf(buf, len, "a signal name or number, such as TERM, "
+		    "SIGQUIT or 15");
+		break;
+	case OPT_ENUM:
+		join_names(vals, sizeof(vals), o->values, ", ", " or ");
+		snprintf(buf, len, "%s", vals);
+		break;
+	default:
+		snprintf(buf, len, "%s", o->accepted != NULL ? o->accepted :
+		    "a value");
+		break;
+	}
+}
+
+/* Stores n in o's int-sized or long-sized field. */
+static void
+store_int(struct conf *c, const struct opt *o, long long n)
+{
+	void	*p = (char *)c + o->off;
+
+	if (o->size == sizeof(long))
+		*(long *)p = (long)n;
+	else
+		*(int *)p = (int)n;
+}
+
+static long long
+load_int(const struct conf *c, const struct opt *o)
+{
+	const void *p = (const char *)c + o->off;
+
+	return o->size == sizeof(long) ? *(const long *)p : *(const int *)p;
+}
+
+/* Parses v as o's kind into o's field; 0 or -EINVAL with err set. */
+static int
+apply_kind(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
+{
+	void	*field = (char *)c + o->off;
+	char	 what[256];
+	long long n;
+	uint64_t sz;
+	double	 d;
+	bool	 b;
+	int	 i;
+
+	switch (o->kind) {
+	case OPT_FLAG:
+		if (parse_bool(v, &b) < 0)
+			goto bad;
+		if (o->size == sizeof(bool))
+			*(bool *)field = b;
+		else if (b)
+			/* A flag that sets a value is set, never unset. */
+			*(int *)field = (int)o->min;
+		return 0;
+	case OPT_INT:
+		if (o->word != NULL && v != NULL && strcmp(v, o->word) == 0)
+			n = 0;
+		else if (parse_int(v, o->min, o->max, &n) < 0)
+			goto bad;
+		store_int(c, o, n);
+		return 0;
+	case OPT_DURATION:
+		if (parse_duration(v, &d) < 0 || ((o->flags & OPT_ABOVE0) &&
+		    d <= 0))
+			goto bad;
+		*(double *)field = d;
+		return 0;
+	case OPT_SIZE:
+		if (parse_size(v, &sz) < 0 || ((o->flags & OPT_ABOVE0) &&
+		    sz == 0))
+			goto bad;
+		*(uint64_t *)field = sz;
+		return 0;
+	case OPT_SIGNAL:
+		if (parse_signal(v, &i) < 0)
+			goto bad;
+		*(int *)field = i;
+		return 0;
+	case OPT_ENUM:
+		if ((i = parse_name(v, o->values)) < 0)
+			goto bad;
+		*(int *)field = i;
+		return 0;
+	case OPT_STRING:
+		if (o->valid != NULL && !o->valid(v))
+			goto bad;
+		set_str(field, v);
+		return 0;
+	default:
+		snprintf(err, len, "%s: not set this way", opt);
+		return -EINVAL;
+	}
+bad:
+	accepted(o, what, sizeof(what));
+	return bad(err, len, opt, v != NULL ? v : "", what);
+}
 
 /*
- * Applies one option by its long name: shared by the command line and the
- * config file, so both accept and refuse exactly the same values.  `opt`
- * is how the error should name it ("--workers" or "workers").
+ * Applies one option: shared by the command line and the config file, so
+ * both accept and refuse exactly the same values.  `opt` is how the
+ * error names it ("-n/--workers" or "workers"); v is NULL for a flag on
+ * the command line or a bare key.  0, 1 when --help or --version was
+ * printed, or -errno with err set.
  */
+int
+opt_apply(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
+{
+	int	 r;
+
+	if (o->kind != OPT_FLAG && v == NULL)
+		v = "";
+	r = o->set != NULL ? o->set(c, o, v, opt, err, len) :
+	    apply_kind(c, o, v, opt, err, len);
+	if (r >= 0)
+		c->given |= UINT64_C(1) << (o - cli_opts);
+	return r;
+}
+
+/* The same, by the option's long name (the config file's key). */
 int
 cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
     char *err, size_t len)
 {
-	long long n;
-	double	 d;
-	size_t	 k;
-	int	 i;
+	const struct opt *o = opt_find(key);
 
-	for (k = 0; k < sizeof(durations) / sizeof(durations[0]); k++)
-		if (strcmp(key, durations[k].key) == 0) {
-			if (parse_duration(v, &d) < 0 ||
-			    (durations[k].positive && d <= 0)) {
-				char	 what[160];
-
-				snprintf(what, sizeof(what), "seconds %s, such "
-				    "as %s, or with a unit (us, ms, s, m, h), "
-				    "such as %s", durations[k].positive ?
-				    "above 0, up to a year" :
-				    "from 0 to a year", durations[k].plain,
-				    durations[k].unit);
-				return bad(err, len, opt, v, what);
-			}
-			*(double *)(void *)((char *)c + durations[k].off) = d;
-			return 0;
-		}
-	if (strcmp(key, "workers") == 0) {
-		if (parse_workers(v, &c->workers) < 0)
-			return bad(err, len, opt, v,
-			    "a number from 1 to 1024 or 'auto'");
-	} else if (strcmp(key, "bind") == 0) {
-		struct listener l;
-		char	 lerr[256];
-
-		if (c->nlisteners >= WPOOL_MAX_LISTENERS) {
-			snprintf(err, len, "%s: too many listeners (at most "
-			    "%d)", opt, WPOOL_MAX_LISTENERS);
-			return -EINVAL;
-		}
-		if (listener_parse(v, &l, lerr, sizeof(lerr)) < 0) {
-			snprintf(err, len, "%s: invalid value '%s': %s", opt, v,
-			    lerr);
-			return -EINVAL;
-		}
-		c->listeners = xreallocarray(c->listeners, c->nlisteners + 1,
-		    sizeof(*c->listeners));
-		c->listeners[c->nlisteners++] = l;
-	} else if (strcmp(key, "mode") == 0) {
-		if ((i = pick(v, mode_names, 4)) < 0)
-			return bad(err, len, opt, v,
-			    "shared, reuseport, balance or inetd");
-		c->mode = (enum pool_mode)i;
-	} else if (strcmp(key, "balancer") == 0) {
-		if ((i = pick(v, balancer_names, 3)) < 0)
-			return bad(err, len, opt, v,
-			    "least-conn, round-robin or ip-hash");
-		c->balancer = (enum balancer)i;
-		c->balance_opts = true;
-	} else if (strcmp(key, "backlog") == 0) {
-		if (parse_int(v, 1, 1 << 20, &n) < 0)
-			return bad(err, len, opt, v,
-			    "a number from 1 to 1048576");
-		c->backlog = (int)n;
-	} else if (strcmp(key, "max-queue") == 0) {
-		if (parse_int(v, 1, 1000000, &n) < 0)
-			return bad(err, len, opt, v,
-			    "a number from 1 to 1000000");
-		c->max_queue = (int)n;
-		c->balance_opts = true;
-	} else if (strcmp(key, "no-restart") == 0) {
-		c->no_restart = true;
-	} else if (strcmp(key, "stop-signal") == 0) {
-		if (parse_signal(v, &c->stop_signal) < 0)
-			return bad(err, len, opt, v, "a signal name or number, "
-			    "such as TERM, SIGQUIT or 15");
-	} else if (strcmp(key, "ready") == 0) {
-		if ((i = pick(v, ready_names, 2)) < 0)
-			return bad(err, len, opt, v, "exec or notify");
-		c->ready = (enum ready_mode)i;
-	} else if (strcmp(key, "reload-batch") == 0) {
-		if (parse_int(v, 1, WPOOL_MAX_WORKERS, &n) < 0)
-			return bad(err, len, opt, v,
-			    "a number from 1 to 1024");
-		c->reload_batch = (int)n;
-	} else if (strcmp(key, "fallback-cpus") == 0) {
-		if (parse_int(v, 1, WPOOL_MAX_WORKERS, &n) < 0)
-			return bad(err, len, opt, v,
-			    "a number from 1 to 1024");
-		c->fallback_cpus = (int)n;
-	} else if (strcmp(key, "control") == 0) {
-		if (*v == '\0' || strlen(v) >= 108)
-			return bad(err, len, opt, v,
-			    "a socket path of 1 to 107 bytes");
-		set_str(&c->control, v);
-	} else if (strcmp(key, "name") == 0) {
-		if (!name_ok(v))
-			return bad(err, len, opt, v, "1 to 64 letters, digits, "
-			    "'.', '_' or '-', not starting with '.'");
-		set_str(&c->name, v);
-	} else if (strcmp(key, "user") == 0) {
-		bool	 found;
-		int	 r;
-
-		r = parse_user(v, &c->uid, &c->gid, &found);
-		if (r == -ESRCH)
-			return bad(err, len, opt, v, "an existing group after "
-			    "':'");
-		if (r < 0)
-			return bad(err, len, opt, v, "an existing user name or "
-			    "uid, optionally :GROUP");
-		c->set_user = true;
-		set_str(&c->user, v);
-	} else if (strcmp(key, "chdir") == 0) {
-		if (*v == '\0')
-			return bad(err, len, opt, v, "a directory");
-		set_str(&c->chdir, v);
-	} else if (strcmp(key, "env") == 0) {
-		if (!env_ok(v))
-			return bad(err, len, opt, v, "NAME=VALUE, NAME made of "
-			    "letters, digits and '_'");
-		c->env = xreallocarray(c->env, c->nenv + 1, sizeof(*c->env));
-		c->env[c->nenv++] = xstrdup(v);
-	} else if (strcmp(key, "max-requests") == 0) {
-		if (parse_int(v, 1, LLONG_MAX / 2, &n) < 0)
-			return bad(err, len, opt, v, "a number >= 1");
-		c->max_requests = (long)n;
-	} else if (strcmp(key, "max-requests-jitter") == 0) {
-		if (parse_int(v, 0, LLONG_MAX / 2, &n) < 0)
-			return bad(err, len, opt, v, "a number >= 0");
-		c->max_requests_jitter = (long)n;
-	} else if (strcmp(key, "max-memory") == 0) {
-		if (parse_size(v, &c->max_memory) < 0 || c->max_memory == 0)
-			return bad(err, len, opt, v, "a size > 0 such as "
-			    "512M, 1G or 1048576");
-	} else if (strcmp(key, "pidfile") == 0) {
-		if (*v == '\0')
-			return bad(err, len, opt, v, "a file path");
-		set_str(&c->pidfile, v);
-	} else if (strcmp(key, "log-prefix") == 0) {
-		c->log_prefix = true;
-	} else if (strcmp(key, "metrics") == 0) {
-		struct listener l;
-		char	 lerr[256];
-
-		if (listener_parse(v, &l, lerr, sizeof(lerr)) < 0)
-			return bad(err, len, opt, v, "HOST:PORT with a port "
-			    "from 0 to 65535, such as 127.0.0.1:9100");
-		if (l.type != L_TCP) {
-			listener_free(&l);
-			return bad(err, len, opt, v, "HOST:PORT with a port "
-			    "from 0 to 65535, such as 127.0.0.1:9100");
-		}
-		listener_free(&l);
-		set_str(&c->metrics, v);
-	} else if (strcmp(key, "config") == 0) {
-		set_str(&c->config, v);
-	} else {
+	if (o == NULL) {
 		snprintf(err, len, "unknown option '%s'", opt);
 		return -ENOENT;
 	}
-	return 0;
+	return opt_apply(c, o, v, opt, err, len);
+}
+
+/*
+ * o's value in c as the config file spells it, so that it reads back the
+ * same: 0, or -ENOENT when `wpool check` leaves it out (off, unset, or
+ * not for this mode).  Durations are plain decimals to the nanosecond
+ * without trailing zeros (%g would write 1.23457e+06 and lose digits).
+ */
+int
+opt_format(const struct opt *o, const struct conf *c, char *buf, size_t len)
+{
+	const void *field = (const char *)c + o->off;
+	long long n;
+	size_t	 k;
+
+	if (!(o->flags & OPT_FILE) || (o->modes != 0 &&
+	    !(o->modes & MODE_BIT(c->mode))))
+		return -ENOENT;
+	switch (o->kind) {
+	case OPT_FLAG:
+		if (o->size == sizeof(bool))
+			snprintf(buf, len, "%s", *(const bool *)field ? "true" :
+			    "false");
+		else if (*(const int *)field == o->min)
+			snprintf(buf, len, "true");
+		else
+			return -ENOENT;
+		return 0;
+	case OPT_INT:
+		n = load_int(c, o);
+		if (n == 0 && (o->flags & OPT_OFF0))
+			return -ENOENT;
+		if (n == 0 && o->word != NULL)
+			snprintf(buf, len, "%s", o->word);
+		else
+			snprintf(buf, len, "%lld", n);
+		return 0;
+	case OPT_DURATION:
+		if (*(const double *)field == 0 && (o->flags & OPT_OFF0))
+			return -ENOENT;
+		k = (size_t)snprintf(buf, len, "%.9f", *(const double *)field);
+		if (k >= len)
+			return -ENOENT;
+		while (k > 0 && buf[k - 1] == '0')
+			buf[--k] = '\0';
+		if (k > 0 && buf[k - 1] == '.')
+			buf[--k] = '\0';
+		return 0;
+	case OPT_SIZE:
+		if (*(const uint64_t *)field == 0 && (o->flags & OPT_OFF0))
+			return -ENOENT;
+		snprintf(buf, len, "%llu",
+		    (unsigned long long)*(const uint64_t *)field);
+		return 0;
+	case OPT_SIGNAL:
+		snprintf(buf, len, "%s", signal_name(*(const int *)field));
+		return 0;
+	case OPT_ENUM:
+		snprintf(buf, len, "%s", o->values[*(const int *)field]);
+		return 0;
+	case OPT_STRING:
+		if (*(char *const *)field == NULL)
+			return -ENOENT;
+		snprintf(buf, len, "%s", *(char *const *)field);
+		return 0;
+	default:
+		return -ENOENT;
+	}
+}
+
+static struct option long_opts[64 + 1];
+static char short_opts[2 + 2 * 64 + 1] = "+:";
+
+/* getopt's tables, from cli_opts: -X for a letter, 256 + index if none. */
+static void
+getopt_tables(void)
+{
+	size_t	 i, n = 0, k = 2;
+
+	if (long_opts[0].name != NULL)
+		return;
+	for (i = 0; i < cli_nopts; i++) {
+		const struct opt *o = &cli_opts[i];
+
+		if (!(o->flags & OPT_CLI))
+			continue;
+		long_opts[n].name = o->name;
+		long_opts[n].has_arg = o->kind == OPT_FLAG ? no_argument :
+		    required_argument;
+		long_opts[n].val = o->letter != 0 ? o->letter : 256 + (int)i;
+		n++;
+		if (o->letter != 0) {
+			short_opts[k++] = o->letter;
+			if (o->kind != OPT_FLAG)
+				short_opts[k++] = ':';
+		}
+	}
+}
+
+static const struct opt *
+opt_by_letter(int ch)
+{
+	size_t	 i;
+
+	for (i = 0; i < cli_nopts; i++)
+		if (cli_opts[i].letter == ch && (cli_opts[i].flags & OPT_CLI))
+			return &cli_opts[i];
+	return NULL;
 }
 
 /*
@@ -655,32 +891,16 @@ cli_apply(struct conf *c, const char *key, const char *v, const char *opt,
 int
 cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 {
-	const struct option *o;
-	char	 optname[64];
-	int	 ch, idx, r, loud = 0;
+	const struct opt *o, *loud = NULL;
+	char	 optname[64], peers[160];
+	int	 ch, r;
 
+	getopt_tables();
 	optind = 0;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, short_opts, long_opts,
-	    &idx)) != -1) {
-		switch (ch) {
-		case 'h':
-			cli_usage(0);
-			return 1;
-		case 'V':
-			printf("wpool %s\n", WPOOL_VERSION);
-			return 1;
-		case 'q':
-		case 'v':
-			if (loud != 0 && loud != ch) {
-				snprintf(err, len, "-q/--quiet and -v/--verbose: "
-				    "give one or the other");
-				return -EINVAL;
-			}
-			loud = ch;
-			c->log_level = ch == 'q' ? LOG_WARN : LOG_DEBUG;
-			continue;
-		case '?':
+	    NULL)) != -1) {
+		if (ch == '?') {
 			if (optopt > 0 && optopt < 256)
 				snprintf(err, len, "unknown option '-%c'",
 				    optopt);
@@ -688,30 +908,28 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 				snprintf(err, len, "unknown option '%s'",
 				    argv[optind - 1]);
 			return -EINVAL;
-		case ':':
+		}
+		if (ch == ':') {
 			snprintf(err, len, "%s: a value is required",
 			    argv[optind - 1]);
 			return -EINVAL;
 		}
-		/* Map the short letters to their long entries. */
-		o = NULL;
-		if (ch >= 256)
-			o = &long_opts[idx];
-		else
-			for (o = long_opts; o->name != NULL; o++)
-				if (o->val == ch)
-					break;
-		if (o == NULL || o->name == NULL) {
+		o = ch >= 256 ? &cli_opts[ch - 256] : opt_by_letter(ch);
+		if (o == NULL) {
 			snprintf(err, len, "unknown option");
 			return -EINVAL;
 		}
-		if (ch < 256)
-			snprintf(optname, sizeof(optname), "-%c/--%s", ch,
-			    o->name);
-		else
-			snprintf(optname, sizeof(optname), "--%s", o->name);
-		if ((r = cli_apply(c, o->name, optarg ? optarg : "", optname,
-		    err, len)) < 0)
+		if (o->flags & OPT_ONE_OF) {
+			if (loud != NULL && loud != o && loud->off == o->off) {
+				opt_peers(o, false, peers, sizeof(peers));
+				snprintf(err, len, "%s: give one or the other",
+				    peers);
+				return -EINVAL;
+			}
+			loud = o;
+		}
+		opt_cli_name(o, optname, sizeof(optname));
+		if ((r = opt_apply(c, o, optarg, optname, err, len)) != 0)
 			return r;
 	}
 	if (optind < argc && strcmp(argv[optind], "run") == 0 &&
@@ -722,6 +940,31 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 	if (optind < argc)
 		c->argv = argv + optind;
 	return 0;
+}
+
+/* An option given in a mode it does not apply to. */
+static int
+mode_error(const struct opt *o, char *err, size_t len)
+{
+	char	 peers[160], modes[128], flags[128];
+	const char *v[8];
+	char	 m[8][32];
+	size_t	 i, n = 0;
+
+	for (i = 0; mode_names[i] != NULL && n < 7; i++)
+		if (o->modes & MODE_BIT(i)) {
+			snprintf(m[n], sizeof(m[n]), "-m %s", mode_names[i]);
+			v[n++] = mode_names[i];
+		}
+	v[n] = NULL;
+	join_names(modes, sizeof(modes), v, ", ", " or ");
+	for (i = 0; i < n; i++)
+		v[i] = m[i];
+	join_names(flags, sizeof(flags), v, ", ", " or ");
+	opt_peers(o, false, peers, sizeof(peers));
+	snprintf(err, len, "%s: only in %s mode%s (%s), %s", peers, modes,
+	    n > 1 ? "s" : "", flags, o->mode_why);
+	return -EINVAL;
 }
 
 /* Why path is no directory wpool can change to, or NULL. */
@@ -739,33 +982,12 @@ chdir_problem(const char *path)
 	return NULL;
 }
 
-/* Checks that hold across options; run after the file and the flags. */
-int
-cli_validate(struct conf *c, char *err, size_t len)
+/* The listeners against the mode and against each other. */
+static int
+validate_listeners(struct conf *c, char *err, size_t len)
 {
-	const char *why;
 	size_t	 i, j;
-	int	 ngroups;
 
-	if (c->name == NULL)
-		c->name = xstrdup("wpool");
-	if (c->argv == NULL || c->argv[0] == NULL || c->argv[0][0] == '\0') {
-		snprintf(err, len, "no command given: wpool [OPTIONS] [--] "
-		    "COMMAND [ARG...]");
-		return -EINVAL;
-	}
-	if (c->max_restart_delay < c->restart_delay)
-		c->max_restart_delay = c->restart_delay;
-	if (c->max_requests_jitter > 0 && c->max_requests == 0) {
-		snprintf(err, len, "--max-requests-jitter: needs "
-		    "--max-requests");
-		return -EINVAL;
-	}
-	if (c->max_requests > 0 && c->mode != MODE_BALANCE) {
-		snprintf(err, len, "--max-requests: only in balance mode "
-		    "(-m balance), where wpool sees each connection");
-		return -EINVAL;
-	}
 	if (c->mode == MODE_REUSEPORT && c->nlisteners == 0) {
 		snprintf(err, len, "--mode: reuseport needs at least one "
 		    "-b/--bind listener");
@@ -810,39 +1032,67 @@ cli_validate(struct conf *c, char *err, size_t len)
 				return -EINVAL;
 			}
 	}
-	if (c->balance_opts && c->mode != MODE_BALANCE) {
-		snprintf(err, len, "--balancer and --max-queue: only in "
-		    "balance mode (-m balance), where wpool hands out the "
-		    "connections");
+	return 0;
+}
+
+/* -u: the user's groups, and whether wpool may switch to it. */
+static int
+validate_user(struct conf *c, char *err, size_t len)
+{
+	struct passwd *pw = getpwuid(c->uid);
+	int	 ngroups = 0;
+
+	if (pw != NULL) {
+		getgrouplist(pw->pw_name, c->gid, NULL, &ngroups);
+		c->groups = xcalloc((size_t)ngroups + 1, sizeof(gid_t));
+		if (getgrouplist(pw->pw_name, c->gid, c->groups, &ngroups) < 0)
+			ngroups = 0;
+	} else {
+		c->groups = xcalloc(1, sizeof(gid_t));
+		c->groups[0] = c->gid;
+		ngroups = 1;
+	}
+	c->ngroups = ngroups;
+	if (geteuid() != 0 && c->uid != geteuid()) {
+		snprintf(err, len, "-u/--user: '%s': only root can run workers "
+		    "as another user", c->user);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Checks that hold across options; run after the file and the flags. */
+int
+cli_validate(struct conf *c, char *err, size_t len)
+{
+	const char *why;
+	size_t	 i;
+	int	 r;
+
+	if (c->argv == NULL || c->argv[0] == NULL || c->argv[0][0] == '\0') {
+		snprintf(err, len, "no command given: wpool [OPTIONS] [--] "
+		    "COMMAND [ARG...]");
 		return -EINVAL;
 	}
+	if (c->max_restart_delay < c->restart_delay)
+		c->max_restart_delay = c->restart_delay;
+	if (c->max_requests_jitter > 0 && c->max_requests == 0) {
+		snprintf(err, len, "--max-requests-jitter: needs "
+		    "--max-requests");
+		return -EINVAL;
+	}
+	if ((r = validate_listeners(c, err, len)) < 0)
+		return r;
+	/* After the listeners: their errors name the mode too. */
+	for (i = 0; i < cli_nopts; i++)
+		if (cli_opts[i].modes != 0 &&
+		    (c->given & (UINT64_C(1) << i)) &&
+		    !(cli_opts[i].modes & MODE_BIT(c->mode)))
+			return mode_error(&cli_opts[i], err, len);
 	if (c->chdir != NULL && (why = chdir_problem(c->chdir)) != NULL) {
 		snprintf(err, len, "-C/--chdir: invalid value '%s': %s: "
 		    "expected a directory", c->chdir, why);
 		return -EINVAL;
 	}
-	if (c->set_user) {
-		struct passwd *pw = getpwuid(c->uid);
-
-		ngroups = 0;
-		if (pw != NULL) {
-			getgrouplist(pw->pw_name, c->gid, NULL, &ngroups);
-			c->groups = xcalloc((size_t)ngroups + 1,
-			    sizeof(gid_t));
-			if (getgrouplist(pw->pw_name, c->gid, c->groups,
-			    &ngroups) < 0)
-				ngroups = 0;
-		} else {
-			c->groups = xcalloc(1, sizeof(gid_t));
-			c->groups[0] = c->gid;
-			ngroups = 1;
-		}
-		c->ngroups = ngroups;
-		if (geteuid() != 0 && c->uid != geteuid()) {
-			snprintf(err, len, "-u/--user: '%s': only root can run "
-			    "workers as another user", c->user);
-			return -EPERM;
-		}
-	}
-	return 0;
+	return c->set_user ? validate_user(c, err, len) : 0;
 }

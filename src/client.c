@@ -394,7 +394,7 @@ print_table(json_object *st)
 static int
 cmd_status(struct cli_ctx *x, int argc, char **argv)
 {
-	json_object *st, *ws;
+	json_object *st;
 	bool	 json = false, check = false;
 	int	 i;
 
@@ -432,7 +432,6 @@ cmd_status(struct cli_ctx *x, int argc, char **argv)
 		    JSON_C_TO_STRING_PLAIN));
 	} else
 		print_table(st);
-	(void)ws;
 	json_object_put(st);
 	return 0;
 }

@@ -1,26 +1,22 @@
 /*
- * conf.c: the INI config file (-c FILE, through inih) into struct conf.
- * Every key goes through cli_apply, so the file and the command line
- * accept exactly the same values.  Owns only the parse context.
+ * conf.c: the INI config file (-c FILE, through inih) into struct conf,
+ * and `wpool check`'s output in the same format.  [pool]'s keys are the
+ * run options of cli.c's table, set through opt_apply, so the file and the
+ * command line accept exactly the same values.  Owns only the parse
+ * context.
  */
 #include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wpool.h"
-
-/* What [pool] takes, for the message about a key it does not. */
-#define POOL_KEYS "name, workers, fallback-cpus, mode, balancer, " \
-	"max-queue, backlog, restart-delay, max-restart-delay, min-uptime, " \
-	"no-restart, stop-signal, stop-timeout, ready, ready-timeout, " \
-	"reload-batch, watchdog, max-requests, max-requests-jitter, " \
-	"max-memory, user, chdir, pidfile, log-prefix, metrics, control, " \
-	"quiet, verbose or command"
 
 struct conf_ctx {
 	struct conf *c;
@@ -30,7 +26,7 @@ struct conf_ctx {
 	char	*lname;		/* its name = */
 	char	*sname;		/* [listen.NAME]: the section's name */
 	bool	 in_listen;
-	int	 loud;		/* 'q' or 'v' once quiet or verbose is true */
+	const struct opt *loud;	/* quiet or verbose, once one is true */
 	char	 section[128];
 	char	**argv;		/* command = ..., split */
 	FILE	*f;
@@ -224,20 +220,6 @@ static const char *const listen_values[] = { "backlog", "mode", "owner",
     "rcvbuf", "sndbuf" };
 
 static int
-bool_value(const char *v, bool *out)
-{
-	if (v == NULL || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
-	    strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
-		*out = true;
-	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
-	    strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
-		*out = false;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-static int
 handle_listen(struct conf_ctx *x, const char *key, const char *val)
 {
 	size_t	 i;
@@ -277,7 +259,7 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 	}
 	for (i = 0; i < sizeof(listen_flags) / sizeof(listen_flags[0]); i++)
 		if (strcmp(key, listen_flags[i]) == 0) {
-			if (bool_value(val, &b) < 0) {
+			if (parse_bool(val, &b) < 0) {
 				snprintf(x->err, sizeof(x->err), "%s: invalid "
 				    "value '%s': expected true or false", key,
 				    val);
@@ -304,12 +286,92 @@ handle_listen(struct conf_ctx *x, const char *key, const char *val)
 	return 0;
 }
 
+/* "unknown key 'K' in [pool]: expected name, workers, ... or command" */
+static void
+unknown_pool_key(struct conf_ctx *x, const char *key)
+{
+	size_t	 i, n = 0, last = 0;
+
+	for (i = 0; i < cli_nopts; i++)
+		if (cli_opts[i].flags & OPT_FILE) {
+			last = i;
+			n++;
+		}
+	snprintf(x->err, sizeof(x->err), "unknown key '%s' in [pool]: "
+	    "expected ", key);
+	for (i = 0; i < cli_nopts; i++) {
+		if (!(cli_opts[i].flags & OPT_FILE))
+			continue;
+		strlcat(x->err, cli_opts[i].name, sizeof(x->err));
+		if (i != last && --n > 1)
+			strlcat(x->err, ", ", sizeof(x->err));
+		else if (i != last)
+			strlcat(x->err, " or ", sizeof(x->err));
+	}
+}
+
+static int
+handle_command(struct conf_ctx *x, const char *val)
+{
+	char	 err[512];
+
+	if (x->argv != NULL) {
+		snprintf(x->err, sizeof(x->err), "command: given twice");
+		return 0;
+	}
+	if (conf_split_command(val ? val : "", &x->argv, err,
+	    sizeof(err)) < 0) {
+		snprintf(x->err, sizeof(x->err), "command: %s", err);
+		return 0;
+	}
+	return 1;
+}
+
+/* A [pool] key: a run option of cli.c's table that the file may set. */
+static int
+handle_pool(struct conf_ctx *x, const char *key, const char *val)
+{
+	const struct opt *o = opt_find(key);
+	char	 err[512], peers[160];
+	bool	 b;
+
+	if (o == NULL || !(o->flags & OPT_FILE)) {
+		if (o != NULL && o->file_hint != NULL)
+			snprintf(x->err, sizeof(x->err), "%s: not a [pool] key "
+			    "(use %s)", key, o->file_hint);
+		else
+			unknown_pool_key(x, key);
+		return 0;
+	}
+	if (o->kind == OPT_COMMAND)
+		return handle_command(x, val);
+	if (val == NULL && o->kind != OPT_FLAG) {
+		snprintf(x->err, sizeof(x->err), "%s: a value is required (%s = "
+		    "VALUE)", key, key);
+		return 0;
+	}
+	if ((o->flags & OPT_ONE_OF) && parse_bool(val, &b) == 0 && b) {
+		if (x->loud != NULL && x->loud != o &&
+		    x->loud->off == o->off) {
+			opt_peers(o, true, peers, sizeof(peers));
+			snprintf(x->err, sizeof(x->err), "%s: %s are both true: "
+			    "give one or the other", key, peers);
+			return 0;
+		}
+		x->loud = o;
+	}
+	if (opt_apply(x->c, o, val, key, err, sizeof(err)) < 0) {
+		snprintf(x->err, sizeof(x->err), "%s", err);
+		return 0;
+	}
+	return 1;
+}
+
 static int
 handler(void *user, const char *section, const char *key, const char *val)
 {
 	struct conf_ctx *x = user;
 	char	 err[512];
-	bool	 b;
 
 	if (x->err[0] != '\0')
 		return 0;
@@ -352,81 +414,81 @@ handler(void *user, const char *section, const char *key, const char *val)
 		    section);
 		return 0;
 	}
-	if (strcmp(key, "command") == 0) {
-		if (x->argv != NULL) {
-			snprintf(x->err, sizeof(x->err), "command: given twice");
-			return 0;
-		}
-		if (conf_split_command(val ? val : "", &x->argv, err,
-		    sizeof(err)) < 0) {
-			snprintf(x->err, sizeof(x->err), "command: %s", err);
-			return 0;
-		}
-		return 1;
-	}
-	if (strcmp(key, "config") == 0 || strcmp(key, "bind") == 0 ||
-	    strcmp(key, "env") == 0) {
-		snprintf(x->err, sizeof(x->err), "%s: not a [pool] key (use "
-		    "%s)", key, strcmp(key, "env") == 0 ? "[env]" :
-		    strcmp(key, "bind") == 0 ? "a [listen] section" :
-		    "the command line");
-		return 0;
-	}
-	if (strcmp(key, "no-restart") == 0 || strcmp(key, "log-prefix") == 0) {
-		if (bool_value(val, &b) < 0) {
-			snprintf(x->err, sizeof(x->err), "%s: invalid value "
-			    "'%s': expected true or false", key, val);
-			return 0;
-		}
-		if (strcmp(key, "no-restart") == 0)
-			x->c->no_restart = b;
-		else
-			x->c->log_prefix = b;
-		return 1;
-	}
-	if (strcmp(key, "verbose") == 0 || strcmp(key, "quiet") == 0) {
-		if (bool_value(val, &b) < 0) {
-			snprintf(x->err, sizeof(x->err), "%s: invalid value "
-			    "'%s': expected true or false", key, val);
-			return 0;
-		}
-		if (b && x->loud != 0 && x->loud != key[0]) {
-			snprintf(x->err, sizeof(x->err), "%s: 'quiet' and "
-			    "'verbose' are both true: give one or the other",
-			    key);
-			return 0;
-		}
-		if (b) {
-			x->loud = key[0];
-			x->c->log_level = key[0] == 'v' ? LOG_DEBUG : LOG_WARN;
-		}
-		return 1;
-	}
-	if (val == NULL) {
-		/* A bare word: an unknown key, or a known one missing '='. */
-		char	 probe[64];
-		struct conf scratch;
+	return handle_pool(x, key, val);
+}
 
-		conf_defaults(&scratch);
-		if (cli_apply(&scratch, key, "", key, probe, sizeof(probe)) ==
-		    -ENOENT)
-			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
-			    "[pool]: expected " POOL_KEYS, key);
-		else
-			snprintf(x->err, sizeof(x->err), "%s: a value is "
-			    "required (%s = VALUE)", key, key);
-		conf_free(&scratch);
-		return 0;
+#define CONF_MAX_SIZE	(4 << 20)
+
+/*
+ * Reads FILE whole into *bufp.  A symlinked config is normal, so the path
+ * is followed, but the type is that of the file opened, and O_NONBLOCK
+ * keeps the open of a FIFO from waiting for a writer.  A read error midway
+ * is an error, not the end of the file, and a NUL byte is not text.
+ */
+static int
+conf_load(const char *file, char **bufp, size_t *np, char *err, size_t len)
+{
+	struct stat st;
+	char	*buf = NULL, *nul;
+	size_t	 n = 0, cap = 0;
+	ssize_t	 got;
+	int	 fd, r = 0;
+
+	if ((fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		r = -errno;
+		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
+		    strerror(errno));
+		return r;
 	}
-	if (cli_apply(x->c, key, val, key, err, sizeof(err)) < 0) {
-		if (strncmp(err, "unknown option", 14) == 0)
-			snprintf(x->err, sizeof(x->err), "unknown key '%s' in "
-			    "[pool]: expected " POOL_KEYS, key);
-		else
-			snprintf(x->err, sizeof(x->err), "%s", err);
-		return 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, len, "-c/--config: '%s' is not a regular file",
+		    file);
+		r = -EINVAL;
+		goto out;
 	}
-	return 1;
+	/* Grown as it fills, up to one byte more than a file may hold. */
+	while (n <= CONF_MAX_SIZE) {
+		if (n == cap) {
+			cap = cap == 0 ? 16384 : 2 * cap;
+			if (cap > CONF_MAX_SIZE + 1)
+				cap = CONF_MAX_SIZE + 1;
+			buf = xreallocarray(buf, cap, 1);
+		}
+		if ((got = read(fd, buf + n, cap - n)) < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = -errno;
+			snprintf(err, len, "-c/--config: cannot read '%s': %s",
+			    file, strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (n > CONF_MAX_SIZE) {
+		snprintf(err, len, "-c/--config: '%s' is larger than %d MiB",
+		    file, CONF_MAX_SIZE >> 20);
+		r = -EFBIG;
+	} else if ((nul = memchr(buf, '\0', n)) != NULL) {
+		int	 line = 1;
+		char	*p;
+
+		for (p = buf; p < nul; p++)
+			line += *p == '\n';
+		snprintf(err, len, "-c/--config: '%s' has a NUL byte on line "
+		    "%d: expected a text file", file, line);
+		r = -EINVAL;
+	}
+out:
+	close(fd);
+	if (r < 0)
+		free(buf);
+	else {
+		*bufp = buf;
+		*np = n;
+	}
+	return r;
 }
 
 /*
@@ -439,7 +501,9 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 {
 	struct conf_ctx x;
 	FILE	*f;
-	int	 line;
+	char	*buf = NULL;
+	size_t	 n = 0;
+	int	 line, r;
 
 	memset(&x, 0, sizeof(x));
 	x.c = c;
@@ -451,24 +515,19 @@ conf_read(struct conf *c, const char *file, char ***argv, char *err,
 	ini_allow_no_value = true;
 	/* An indented line is a key like any other, not a continuation. */
 	ini_allow_multiline = false;
-	if ((f = fopen(file, "re")) == NULL) {
+	if ((r = conf_load(file, &buf, &n, err, len)) < 0)
+		return r;
+	if ((f = fmemopen(buf, n, "r")) == NULL) {
+		r = -errno;
 		snprintf(err, len, "-c/--config: cannot read '%s': %s", file,
 		    strerror(errno));
-		return -errno;
-	}
-	{
-		struct stat st;
-
-		if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-			fclose(f);
-			snprintf(err, len, "-c/--config: '%s' is not a regular "
-			    "file", file);
-			return -EINVAL;
-		}
+		free(buf);
+		return r;
 	}
 	x.f = f;
 	line = ini_parse_stream(conf_reader, &x, handler, &x);
 	fclose(f);
+	free(buf);
 	if (x.errline > 0)
 		line = x.errline;
 	if (line == 0 && x.err[0] == '\0') {
@@ -546,89 +605,35 @@ value_check(const char *key, int keylen, const char *v)
 		    "either end, or a blank before ';')", keylen, key, v);
 }
 
-/*
- * Plain decimals, to the nanosecond, without trailing zeros: what
- * parse_duration reads back as the same value (%g would write 1.23457e+06
- * and lose digits).
- */
-static void
-print_duration(FILE *f, const char *key, double v)
-{
-	char	 buf[64];
-	size_t	 n;
-
-	n = (size_t)snprintf(buf, sizeof(buf), "%.9f", v);
-	while (n > 0 && buf[n - 1] == '0')
-		buf[--n] = '\0';
-	if (n > 0 && buf[n - 1] == '.')
-		buf[--n] = '\0';
-	fprintf(f, "%s = %s\n", key, buf);
-}
-
 /* `wpool check`: the effective configuration, in the file's own format. */
 void
 conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 {
-	static const char *const modes[] = { "shared", "reuseport", "balance",
-	    "inetd" };
-	static const char *const balancers[] = { "least-conn", "round-robin",
-	    "ip-hash" };
-	char	**a;
+	const struct opt *o;
+	char	**a, v[1024];
 	size_t	 i;
 
-	fprintf(f, "[pool]\nname = %s\n", c->name);
-	if (c->workers == 0)
-		fprintf(f, "workers = auto  ; = %d: %s\n", ci->n, ci->source);
-	else
-		fprintf(f, "workers = %d\n", c->workers);
-	fprintf(f, "fallback-cpus = %d\n", c->fallback_cpus);
-	fprintf(f, "mode = %s\n", modes[c->mode]);
-	if (c->mode == MODE_BALANCE)
-		fprintf(f, "balancer = %s\nmax-queue = %d\n",
-		    balancers[c->balancer], c->max_queue);
-	fprintf(f, "backlog = %d\n", c->backlog);
-	print_duration(f, "restart-delay", c->restart_delay);
-	print_duration(f, "max-restart-delay", c->max_restart_delay);
-	print_duration(f, "min-uptime", c->min_uptime);
-	fprintf(f, "no-restart = %s\n", c->no_restart ? "true" : "false");
-	fprintf(f, "stop-signal = %s\n", signal_name(c->stop_signal));
-	print_duration(f, "stop-timeout", c->stop_timeout);
-	fprintf(f, "ready = %s\n", c->ready == READY_EXEC ? "exec" : "notify");
-	print_duration(f, "ready-timeout", c->ready_timeout);
-	fprintf(f, "reload-batch = %d\n", c->reload_batch);
-	if (c->watchdog > 0)
-		print_duration(f, "watchdog", c->watchdog);
-	if (c->max_requests > 0)
-		fprintf(f, "max-requests = %ld\nmax-requests-jitter = %ld\n",
-		    c->max_requests, c->max_requests_jitter);
-	if (c->max_memory > 0)
-		fprintf(f, "max-memory = %llu\n",
-		    (unsigned long long)c->max_memory);
-	if (c->control != NULL) {
-		value_check("control", -1, c->control);
-		fprintf(f, "control = %s\n", c->control);
+	fprintf(f, "[pool]\n");
+	for (o = cli_opts; o < cli_opts + cli_nopts; o++) {
+		if (o->kind == OPT_COMMAND && (o->flags & OPT_FILE)) {
+			fprintf(f, "%s =", o->name);
+			for (a = c->argv; a != NULL && *a != NULL; a++) {
+				fputc(' ', f);
+				print_word(f, *a);
+			}
+			fputc('\n', f);
+			continue;
+		}
+		if (opt_format(o, c, v, sizeof(v)) < 0)
+			continue;
+		if (o->kind == OPT_STRING)
+			value_check(o->name, -1, v);
+		fprintf(f, "%s = %s", o->name, v);
+		/* The word for 0 ("auto") stands for the CPUs found. */
+		if (o->word != NULL && strcmp(v, o->word) == 0)
+			fprintf(f, "  ; = %d: %s", ci->n, ci->source);
+		fputc('\n', f);
 	}
-	if (c->user != NULL) {
-		value_check("user", -1, c->user);
-		fprintf(f, "user = %s\n", c->user);
-	}
-	if (c->chdir != NULL) {
-		value_check("chdir", -1, c->chdir);
-		fprintf(f, "chdir = %s\n", c->chdir);
-	}
-	if (c->pidfile != NULL) {
-		value_check("pidfile", -1, c->pidfile);
-		fprintf(f, "pidfile = %s\n", c->pidfile);
-	}
-	if (c->metrics != NULL)
-		fprintf(f, "metrics = %s\n", c->metrics);
-	fprintf(f, "log-prefix = %s\n", c->log_prefix ? "true" : "false");
-	fprintf(f, "command =");
-	for (a = c->argv; a != NULL && *a != NULL; a++) {
-		fputc(' ', f);
-		print_word(f, *a);
-	}
-	fputc('\n', f);
 	for (i = 0; i < c->nlisteners; i++) {
 		const struct listener *l = &c->listeners[i];
 

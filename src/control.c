@@ -230,7 +230,7 @@ cmd_status(struct pool *p, json_object *req)
 
 	if (!brief)
 		pool_sample(p);
-	return ok_json(status_json(p, now_mono(), now_real(), brief));
+	return ok_json(status_json(p, now_mono(), brief));
 }
 
 static char *

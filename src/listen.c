@@ -14,6 +14,7 @@
 #include <linux/sockios.h>
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <grp.h>
 #include <netdb.h>
@@ -24,6 +25,11 @@
 #include <unistd.h>
 
 #include "wpool.h"
+
+/* <linux/un.h>'s, which cannot be included beside <sys/un.h>. */
+#ifndef SIOCUNIXFILE
+#define SIOCUNIXFILE	(SIOCPROTOPRIVATE + 0)
+#endif
 
 #define SPEC_FORMS "HOST:PORT, [IPV6]:PORT, :PORT, unix:PATH, " \
 	"udp://HOST:PORT, fd:N or systemd"
@@ -135,9 +141,9 @@ parse_option(struct listener *l, const char *opt, char *err, size_t len)
 		NEEDS_VALUE();
 		ONLY(l->type == L_UNIX, "unix");
 		m = strtol(v, &end, 8);
-		if (*end != '\0' || m < 0 || m > 07777)
+		if (*end != '\0' || m < 0 || m > 0777)
 			return lerr(err, len, "mode '%s': expected octal "
-			    "permissions such as 0660", v);
+			    "permissions 0 to 0777, such as 0660", v);
 		l->mode = (int)m;
 	} else if (strcmp(key, "owner") == 0) {
 		uid_t	 uid;
@@ -405,12 +411,63 @@ unix_clear_stale(const char *path, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * Gives the socket file bound on fd its owner without resolving its path
+ * again.  The kernel hands out an O_PATH descriptor of the very inode that
+ * bind() made (SIOCUNIXFILE, which needs CAP_NET_ADMIN).  Without it, the
+ * path is opened O_PATH|O_NOFOLLOW and used only if it is a socket of
+ * ours with one link: a symlink, another user's file or a hard link that
+ * someone swapped in is refused, never changed.
+ */
+static int
+unix_set_owner(int fd, const struct listener *l, const char *what,
+    char *err, size_t len)
+{
+	struct stat st;
+	uid_t	 uid;
+	gid_t	 gid;
+	bool	 found;
+	int	 ofd, r = 0;
+
+	parse_user(l->owner, &uid, &gid, &found);
+	if ((ofd = ioctl(fd, SIOCUNIXFILE, 0)) < 0) {
+		if ((ofd = open(l->path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			return sys_err(err, len, "chown", what);
+		if (fstat(ofd, &st) < 0) {
+			r = sys_err(err, len, "chown", what);
+			goto out;
+		}
+		if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() ||
+		    st.st_nlink != 1) {
+			snprintf(err, len, "cannot chown %s: the path no longer "
+			    "names the socket just bound (another user can "
+			    "write its directory?)", what);
+			r = -EPERM;
+			goto out;
+		}
+	}
+	if (fchownat(ofd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		r = sys_err(err, len, "chown", what);
+out:
+	close(ofd);
+	return r;
+}
+
+/*
+ * Anyone who can write the socket's directory can swap its name for a
+ * symlink between bind() and a chmod(path) or chown(path), and so have
+ * root change a file of their choosing (issue 10).  So the path is never
+ * followed after bind(): the mode is the umask's at bind(), which Linux
+ * applies to the new inode (0777 & ~umask; the master has one thread, so
+ * the umask is ours for that call), and the owner goes on by descriptor.
+ */
 static int
 open_unix(const struct listener *l, int backlog, int *out, char *err,
     size_t len)
 {
 	struct sockaddr_un sun;
 	char	 what[160];
+	mode_t	 mask = 0;
 	int	 fd, r;
 
 	if ((r = unix_clear_stale(l->path, err, len)) < 0)
@@ -421,25 +478,18 @@ open_unix(const struct listener *l, int backlog, int *out, char *err,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	strlcpy(sun.sun_path, l->path, sizeof(sun.sun_path));
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if (l->mode >= 0)
+		mask = umask(~(mode_t)l->mode & 0777);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (l->mode >= 0)
+		umask(mask);
+	if (r < 0) {
 		r = sys_err(err, len, "bind", what);
 		goto fail;
 	}
-	if (l->mode >= 0 && chmod(l->path, (mode_t)l->mode) < 0) {
-		r = sys_err(err, len, "chmod", what);
+	if (l->owner != NULL && (r = unix_set_owner(fd, l, what, err,
+	    len)) < 0)
 		goto fail_unlink;
-	}
-	if (l->owner != NULL) {
-		uid_t	 uid;
-		gid_t	 gid;
-		bool	 found;
-
-		parse_user(l->owner, &uid, &gid, &found);
-		if (chown(l->path, uid, gid) < 0) {
-			r = sys_err(err, len, "chown", what);
-			goto fail_unlink;
-		}
-	}
 	if (listen(fd, backlog) < 0) {
 		r = sys_err(err, len, "listen on", what);
 		goto fail_unlink;

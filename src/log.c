@@ -78,18 +78,6 @@ log_init(const char *name, int level)
 	log_level = level;
 }
 
-void
-log_set_level(int level)
-{
-	log_level = level;
-}
-
-int
-log_get_level(void)
-{
-	return log_level;
-}
-
 /* Writes all of buf to fd, retrying short writes and EINTR. */
 static void
 write_all(int fd, const char *buf, size_t len)
@@ -493,16 +481,4 @@ log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(LOG_DEBUG, "debug: ", 0, fmt, ap);
 	va_end(ap);
-}
-
-/* Logs an error and exits; only main.c's paths reach it before the loop. */
-void
-fatalx(int status, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	vlog(LOG_ERROR, "error: ", 0, fmt, ap);
-	va_end(ap);
-	exit(status);
 }

@@ -32,30 +32,6 @@ static TAILQ_HEAD(, timer) timers = TAILQ_HEAD_INITIALIZER(timers);
 static void	(*signal_cb)(int, pid_t, void *);
 static void	*signal_arg;
 
-double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double
-now_real(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-unsigned long
-loop_wakeups(void)
-{
-	return wakeups;
-}
-
 static void
 timers_arm(void)
 {
@@ -121,24 +97,45 @@ timer_cancel(struct timer *t)
 		timers_arm();
 }
 
-static void
-timers_fire(int fd, uint32_t ev, void *arg)
+/*
+ * Fires every timer due at now_mono(), in deadline order, and re-arms the
+ * timerfd for the next.  The loop calls it when the timerfd fires; a unit
+ * test on a fake clock calls it after moving the clock.
+ */
+void
+loop_fire_timers(void)
 {
-	uint64_t exp;
 	struct timer *t;
-	double	 now;
+	double	 now = now_mono();
 
-	(void)ev;
-	(void)arg;
-	while (read(fd, &exp, sizeof(exp)) > 0)
-		;
-	now = now_mono();
 	while ((t = TAILQ_FIRST(&timers)) != NULL && t->deadline <= now) {
 		TAILQ_REMOVE(&timers, t, entry);
 		t->armed = false;
 		t->cb(t->arg);
 	}
-	timers_arm();
+	if (tfd >= 0)
+		timers_arm();
+}
+
+/* The earliest armed deadline, or -1 with none: a test's next step. */
+double
+loop_next_deadline(void)
+{
+	struct timer *t = TAILQ_FIRST(&timers);
+
+	return t != NULL ? t->deadline : -1;
+}
+
+static void
+timers_fire(int fd, uint32_t ev, void *arg)
+{
+	uint64_t exp;
+
+	(void)ev;
+	(void)arg;
+	while (read(fd, &exp, sizeof(exp)) > 0)
+		;
+	loop_fire_timers();
 }
 
 int
@@ -201,6 +198,14 @@ signals_read(int fd, uint32_t ev, void *arg)
 		for (i = 0; i < (size_t)n / sizeof(si[0]); i++)
 			signal_cb((int)si[i].ssi_signo, (pid_t)si[i].ssi_pid,
 			    signal_arg);
+}
+
+/* A signal as if it came through the signalfd: for unit tests. */
+void
+loop_deliver_signal(int sig, pid_t from)
+{
+	if (signal_cb != NULL)
+		signal_cb(sig, from, signal_arg);
 }
 
 /* Blocks the signals and delivers them through cb from the loop. */

@@ -1,12 +1,12 @@
 /*
- * main.c: chooses between running a pool and the control client, sets up
- * the master in order (validate, pidfile, bind, then spawn), and is the
- * only place that exits with a status.
+ * main.c: chooses between running a pool and the control client; a run is
+ * three steps: load the configuration (command line over file, validated),
+ * open the master's resources (pid file, listeners, loop, services), run
+ * the pool.  The only place that exits with a status.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
-#include <err.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,219 +44,318 @@ find_client_command(int argc, char **argv)
 	return 0;
 }
 
+/* A step's "carry on"; otherwise a step returns the exit status. */
+#define GO_ON	(-1)
+
+/* The master's whole state, from start-up to exit. */
+struct master {
+	struct conf conf;
+	struct pool pool;
+	int	 pidfd;		/* the pid file, locked; -1 without */
+	size_t	 nopen;		/* listeners opened, in order */
+};
+
 static int
-run_pool(int argc, char **argv, bool check)
+usage_error(const char *err)
 {
-	/* Static: they live until exit, and leak checkers can see them. */
-	static struct conf c;
-	static struct pool p;
-	struct pidfh *pfh = NULL;
-	char	 err[1024];
-	size_t	 i;
-	pid_t	 other;
-	int	 r, status;
+	fprintf(stderr, "wpool: %s\n", err);
+	fprintf(stderr, "Try 'wpool --help' for more information.\n");
+	return EXIT_USAGE;
+}
 
-	conf_defaults(&c);
-	r = cli_parse(argc, argv, &c, err, sizeof(err));
-	if (r == 1)
-		return 0;
-	if (r == 0 && c.config != NULL) {
-		/* The file first, then the command line on top of it. */
-		char	 *file = xstrdup(c.config), **fargv = NULL;
-		size_t	 nfile;
+/*
+ * The file first, then the command line on top of it: -b there replaces
+ * the file's listeners, a command after -- the file's command.
+ */
+static int
+read_config(struct conf *c, int argc, char **argv)
+{
+	char	*file = xstrdup(c->config), **fargv = NULL, **a, err[1024];
+	size_t	 i, nfile;
+	int	 r;
 
-		conf_free(&c);
-		conf_defaults(&c);
-		if (conf_read(&c, file, &fargv, err, sizeof(err)) < 0) {
-			fprintf(stderr, "wpool: %s\n", err);
-			free(file);
-			return EXIT_USAGE;
-		}
-		free(file);
-		nfile = c.nlisteners;
-		r = cli_parse(argc, argv, &c, err, sizeof(err));
-		if (r == 0 && c.nlisteners > nfile) {
-			/* -b on the command line replaces the file's. */
-			for (i = 0; i < nfile; i++)
-				listener_free(&c.listeners[i]);
-			memmove(c.listeners, c.listeners + nfile,
-			    (c.nlisteners - nfile) * sizeof(*c.listeners));
-			c.nlisteners -= nfile;
-		}
-		if (c.argv == NULL)
-			c.argv = fargv;
-		else if (fargv != NULL) {
-			/* A command after -- replaces the file's. */
-			char	**a;
-
-			for (a = fargv; *a != NULL; a++)
-				free(*a);
-			free(fargv);
-		}
-	}
+	conf_free(c);
+	conf_defaults(c);
+	r = conf_read(c, file, &fargv, err, sizeof(err));
+	free(file);
 	if (r < 0) {
+		/* "FILE:LINE: message": no usage hint. */
 		fprintf(stderr, "wpool: %s\n", err);
-		fprintf(stderr, "Try 'wpool --help' for more information.\n");
 		return EXIT_USAGE;
 	}
-	if (c.argv != NULL && strcmp(c.argv[0], "check") == 0 &&
-	    c.argv > argv && c.argv < argv + argc &&
-	    strcmp(c.argv[-1], "--") != 0) {
+	nfile = c->nlisteners;
+	r = cli_parse(argc, argv, c, err, sizeof(err));
+	if (r == 0 && c->nlisteners > nfile) {
+		for (i = 0; i < nfile; i++)
+			listener_free(&c->listeners[i]);
+		memmove(c->listeners, c->listeners + nfile,
+		    (c->nlisteners - nfile) * sizeof(*c->listeners));
+		c->nlisteners -= nfile;
+	}
+	if (c->argv == NULL)
+		c->argv = fargv;
+	else if (fargv != NULL) {
+		for (a = fargv; *a != NULL; a++)
+			free(*a);
+		free(fargv);
+	}
+	return r < 0 ? usage_error(err) : GO_ON;
+}
+
+/* A subcommand word where the command to run goes, without "--". */
+static int
+misplaced_subcommand(const struct conf *c, int argc, char **argv)
+{
+	if (c->argv == NULL || c->argv <= argv || c->argv >= argv + argc ||
+	    strcmp(c->argv[-1], "--") == 0)
+		return GO_ON;
+	if (strcmp(c->argv[0], "check") == 0) {
 		fprintf(stderr, "wpool: 'check' goes first: wpool check "
 		    "[OPTIONS] [--] [COMMAND]; to run a program called check, "
 		    "put it after '--'\n");
 		return EXIT_USAGE;
 	}
-	if (c.argv != NULL && client_is_command(c.argv[0]) &&
-	    c.argv > argv && c.argv < argv + argc &&
-	    strcmp(c.argv[-1], "--") != 0) {
+	if (client_is_command(c->argv[0])) {
 		fprintf(stderr, "wpool: '%s' is a control command and takes "
 		    "only -s/--control and --name before it; to run a program "
-		    "called %s, put it after '--'\n", c.argv[0], c.argv[0]);
+		    "called %s, put it after '--'\n", c->argv[0], c->argv[0]);
 		return EXIT_USAGE;
 	}
-	for (i = 0; i < c.nlisteners; i++)
-		if (c.listeners[i].type == L_SYSTEMD) {
-			if ((r = listener_expand_systemd(&c.listeners,
-			    &c.nlisteners, i, err, sizeof(err))) < 0) {
+	return GO_ON;
+}
+
+/* Step 1: the command line and the config file into c, validated. */
+static int
+load_conf(struct conf *c, int argc, char **argv)
+{
+	char	 err[1024];
+	size_t	 i;
+	int	 r;
+
+	conf_defaults(c);
+	r = cli_parse(argc, argv, c, err, sizeof(err));
+	if (r == 1)
+		return 0;
+	if (r < 0)
+		return usage_error(err);
+	if (c->config != NULL && (r = read_config(c, argc, argv)) != GO_ON)
+		return r;
+	if ((r = misplaced_subcommand(c, argc, argv)) != GO_ON)
+		return r;
+	for (i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].type == L_SYSTEMD) {
+			if ((r = listener_expand_systemd(&c->listeners,
+			    &c->nlisteners, i, err, sizeof(err))) < 0) {
 				fprintf(stderr, "wpool: %s\n", err);
 				return EXIT_USAGE;
 			}
 			i += (size_t)r - 1;
 		}
-	if (cli_validate(&c, err, sizeof(err)) < 0) {
+	if (cli_validate(c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "wpool: %s\n", err);
 		return EXIT_USAGE;
 	}
-	log_init(c.name, c.log_level);
-	if (!check)
-		setproctitle("-wpool: master %s (%s)", c.name, c.argv[0]);
-	if (check) {
-		struct cpu_info ci;
+	log_init(c->name, c->log_level);
+	return GO_ON;
+}
 
-		/*
-		 * What a run finds out before binding, short of binding:
-		 * whether the command can be run, and whether adopted fds
-		 * are listening sockets.
-		 */
-		if (c.argv != NULL && (r = spawn_lookup(c.argv[0],
-		    c.chdir)) < 0) {
-			log_error("cannot run '%s': %s", c.argv[0],
-			    strerror(-r));
-			return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
-		}
-		for (i = 0; i < c.nlisteners; i++)
-			if (c.listeners[i].type == L_FD &&
-			    listener_open(&c.listeners[i], c.backlog, false,
-			    err, sizeof(err)) < 0) {
-				fprintf(stderr, "%s: %s\n", c.name, err);
-				return 1;
-			}
-		cpu_usable(&ci, c.fallback_cpus);
-		conf_print(stdout, &c, &ci);
-		return 0;
-	}
+static int
+lookup_status(const char *cmd, const char *dir)
+{
+	int	 r;
 
-	if (c.mode == MODE_INETD && (r = spawn_lookup(c.argv[0],
-	    c.chdir)) < 0) {
-		log_error("cannot run '%s': %s", c.argv[0], strerror(-r));
-		return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
-	}
-	if (c.pidfile != NULL) {
-		pfh = pidfile_open(c.pidfile, 0644, &other);
-		if (pfh == NULL) {
-			if (errno == EEXIST)
-				log_error("another wpool (pid %d) holds the pid "
-				    "file %s", (int)other, c.pidfile);
-			else if (errno == EINVAL || errno == EAGAIN)
-				/* Locked, but its pid could not be read. */
-				log_error("another process holds the pid file "
-				    "%s (it is locked)", c.pidfile);
-			else
-				log_error("cannot open pid file %s: %s",
-				    c.pidfile, strerror(errno));
+	if ((r = spawn_lookup(cmd, dir)) == 0)
+		return GO_ON;
+	log_error("cannot run '%s': %s", cmd, strerror(-r));
+	return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
+}
+
+/*
+ * `wpool check`: what a run finds out before binding, short of binding
+ * (whether the command can be run, whether adopted fds are listening
+ * sockets), then the effective configuration.
+ */
+static int
+check_conf(struct conf *c)
+{
+	struct cpu_info ci;
+	char	 err[1024];
+	size_t	 i;
+	int	 r;
+
+	if (c->argv != NULL && (r = lookup_status(c->argv[0],
+	    c->chdir)) != GO_ON)
+		return r;
+	for (i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].type == L_FD &&
+		    listener_open(&c->listeners[i], c->backlog, false, err,
+		    sizeof(err)) < 0) {
+			fprintf(stderr, "%s: %s\n", c->name, err);
 			return 1;
 		}
-	}
+	cpu_usable(&ci, c->fallback_cpus);
+	conf_print(stdout, c, &ci);
+	return 0;
+}
 
-	/* Every listener is bound before anything is started. */
-	for (i = 0; i < c.nlisteners; i++) {
-		struct listener *l = &c.listeners[i];
+static int
+open_pidfile(struct master *m)
+{
+	const char *path = m->conf.pidfile;
+	char	 err[1024];
+	pid_t	 other;
+	int	 r;
 
-		if (listener_open(l, c.backlog, c.mode == MODE_REUSEPORT, err,
-		    sizeof(err)) < 0) {
-			fprintf(stderr, "%s: %s\n", c.name, err);
-			while (i-- > 0) {
-				if (c.listeners[i].type == L_UNIX)
-					unlink(c.listeners[i].path);
-				listener_close(&c.listeners[i]);
-			}
-			if (pfh != NULL)
-				pidfile_remove(pfh);
+	if (path == NULL || (r = pid_file_open(path, &m->pidfd, &other, err,
+	    sizeof(err))) == 0)
+		return GO_ON;
+	if (r == -EEXIST && other > 0)
+		log_error("another wpool (pid %d) holds the pid file %s",
+		    (int)other, path);
+	else if (r == -EEXIST)
+		/* Locked, but its pid could not be read. */
+		log_error("another process holds the pid file %s (it is "
+		    "locked)", path);
+	else
+		log_error("%s", err);
+	/* A pid file in a place another user controls is a bad value. */
+	return r == -EPERM ? EXIT_USAGE : 1;
+}
+
+/* Every listener is bound before anything is started. */
+static int
+open_listeners(struct master *m)
+{
+	struct conf *c = &m->conf;
+	char	 err[1024];
+
+	for (m->nopen = 0; m->nopen < c->nlisteners; m->nopen++) {
+		struct listener *l = &c->listeners[m->nopen];
+
+		if (listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
+		    err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: %s\n", c->name, err);
 			return 1;
 		}
 		log_info("listening on %s (%s, fd %zu)", l->address, l->name,
-		    3 + i);
+		    3 + m->nopen);
 	}
+	return GO_ON;
+}
 
+/* The control socket, /metrics, the notify socket, the balancer. */
+static int
+open_services(struct master *m)
+{
+	struct pool *p = &m->pool;
+	char	 err[1024];
+
+	if (control_open(p, m->conf.control, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (m->conf.metrics != NULL && metrics_open(p, m->conf.metrics, err,
+	    sizeof(err)) < 0) {
+		log_error("--metrics: %s", err);
+		return 1;
+	}
+	if (notify_open(p, err, sizeof(err)) < 0)
+		log_warnx("%s; workers get no NOTIFY_SOCKET", err);
+	if (m->conf.ready == READY_NOTIFY && p->notify_path == NULL) {
+		log_error("--ready notify needs the notify socket");
+		return 1;
+	}
+	if (balance_init(p, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	return GO_ON;
+}
+
+/*
+ * Step 2: the master's resources, in order: the pid file, every
+ * listener, the event loop, then the sockets of the pool's services.
+ */
+static int
+open_master(struct master *m)
+{
+	struct conf *c = &m->conf;
+	int	 r;
+
+	if (c->mode == MODE_INETD && (r = lookup_status(c->argv[0],
+	    c->chdir)) != GO_ON)
+		return r;
+	if ((r = open_pidfile(m)) != GO_ON || (r = open_listeners(m)) != GO_ON)
+		return r;
 	/* Orphans of workers come back to us to be reaped, as under PID 1. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
-	if (pfh != NULL)
-		pidfile_write(pfh);
+	if (m->pidfd >= 0 && (r = pid_file_write(m->pidfd, getpid())) < 0)
+		log_warnx("cannot write pid file %s: %s", m->conf.pidfile,
+		    strerror(-r));
 	if ((r = loop_init()) < 0) {
 		log_error("cannot start the event loop: %s", strerror(-r));
 		return 1;
 	}
 	/* From here on, a stalled log reader must not stall the master. */
 	log_outputs_init();
-	pool_init(&p, &c);
-	if (control_open(&p, c.control, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		status = 1;
-		goto out;
-	}
-	if (c.metrics != NULL && metrics_open(&p, c.metrics, err,
-	    sizeof(err)) < 0) {
-		log_error("--metrics: %s", err);
-		status = 1;
-		goto out;
-	}
-	if (notify_open(&p, err, sizeof(err), NULL, 0) < 0)
-		log_warnx("%s; workers get no NOTIFY_SOCKET", err);
-	if (c.ready == READY_NOTIFY && p.notify_path == NULL) {
-		log_error("--ready notify needs the notify socket");
-		status = 1;
-		goto out;
-	}
-	if ((r = balance_init(&p, err, sizeof(err))) < 0) {
-		log_error("%s", err);
-		status = 1;
-		goto out;
-	}
-	if ((r = pool_start(&p)) < 0) {
+	pool_init(&m->pool, c);
+	return open_services(m);
+}
+
+/* Step 3: start the workers and supervise them until the pool stops. */
+static int
+run(struct master *m)
+{
+	int	 r, status;
+
+	if ((r = pool_start(&m->pool)) < 0) {
 		log_error("cannot start: %s", strerror(-r));
-		status = 1;
-		goto out;
+		return 1;
 	}
-	status = pool_run(&p);
+	status = pool_run(&m->pool);
 	output_close_all();
 	log_info("stopped");
-out:
-	control_close();
-	metrics_close();
-	notify_close();
-	for (i = 0; i < c.nlisteners; i++) {
-		if (c.listeners[i].type == L_UNIX)
-			unlink(c.listeners[i].path);
-		listener_close(&c.listeners[i]);
-	}
-	if (pfh != NULL)
-		pidfile_remove(pfh);
 	return status;
 }
 
-extern char **environ;
+/* Undoes open_master, as far as it got. */
+static void
+close_master(struct master *m)
+{
+	struct listener *l;
+	size_t	 i;
+
+	control_close();
+	metrics_close();
+	notify_close();
+	for (i = 0; i < m->nopen; i++) {
+		l = &m->conf.listeners[i];
+		if (l->type == L_UNIX)
+			unlink(l->path);
+		listener_close(l);
+	}
+	if (m->pidfd >= 0)
+		pid_file_remove(m->pidfd, m->conf.pidfile);
+}
+
+static int
+run_pool(int argc, char **argv, bool check)
+{
+	/* Static: it lives until exit, and leak checkers can see it. */
+	static struct master m = { .pidfd = -1 };
+	int	 status;
+
+	if ((status = load_conf(&m.conf, argc, argv)) != GO_ON)
+		return status;
+	if (check)
+		return check_conf(&m.conf);
+	setproctitle("-wpool: master %s (%s)", m.conf.name, m.conf.argv[0]);
+	if ((status = open_master(&m)) == GO_ON)
+		status = run(&m);
+	close_master(&m);
+	return status;
+}
 
 int
 main(int argc, char **argv)

@@ -2,11 +2,18 @@
  * metrics.c: --metrics ADDR, a small HTTP/1.0-style endpoint on the
  * master's own loop: GET /metrics (Prometheus text format) and GET
  * /status (the JSON of `wpool status --json`).  Owns its listening socket
- * and connections; requests are bounded and slow clients dropped, so it
- * can never block the master.
+ * and connections.  Anyone who can reach the port may be hostile, so
+ * everything a client can make the master hold is bounded: a few
+ * connections (at the limit one of the address that holds the most, the
+ * one that has made the least progress, gives way to a new one, so holding
+ * connections cannot lock a scraper out), a deadline for the request and
+ * one for the answer, memory allocated as bytes arrive, and a budget of
+ * work per wake-up.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
+
+#include <netinet/in.h>
 
 #include <json-c/json.h>
 
@@ -18,25 +25,72 @@
 
 #include "wpool.h"
 
-#define HTTP_MAX_REQUEST	8192
-#define HTTP_TIMEOUT		5.0
-#define HTTP_MAX_CONNS		256
+#define HTTP_MAX_REQUEST	8192		/* request line and headers */
+#define HTTP_MAX_CONNS		64		/* fewer with a low fd limit */
+#define HTTP_MIN_CONNS		4
+#define HTTP_HEADER_TIMEOUT	2.0		/* accept to the blank line */
+#define HTTP_WRITE_TIMEOUT	5.0		/* for the whole answer */
+#define HTTP_LINGER_TIMEOUT	2.0		/* reading after the answer */
+#define HTTP_LINGER_MAX		(16 << 20)	/* bytes read after it */
+#define HTTP_MAX_OUT		(8 << 20)	/* answers held, all clients */
+#define HTTP_ACCEPT_BUDGET	32		/* connections per wake-up */
+#define HTTP_READ_BUDGET	(64 * 1024)	/* bytes per wake-up */
+
+/*
+ * A connection reads its request, writes its answer, then lingers: its
+ * write side shut down (FIN after the answer), it reads and discards what
+ * the client still sends until the client closes.  Closing with unread
+ * bytes would make the kernel send a reset, and a client still sending
+ * (an oversized header) would see the reset instead of the answer.
+ */
+enum hphase { H_READ, H_WRITE, H_LINGER };
 
 struct hconn {
+	TAILQ_ENTRY(hconn) entry;	/* on M.busy or M.lingering */
 	int	 fd;
-	char	 in[HTTP_MAX_REQUEST];
-	size_t	 in_len;
+	enum hphase phase;
+	char	*in;		/* NULL until the first byte */
+	size_t	 in_len, in_cap;
 	char	*out;
 	size_t	 out_len, out_off;
+	size_t	 drained;	/* bytes read while lingering */
 	bool	 head;		/* a HEAD request: headers only */
-	struct timer timer;
+	int	 peer;		/* its address: index in M.peers */
+	struct timer timer;	/* the deadline of the phase */
+};
+TAILQ_HEAD(hconn_list, hconn);
+
+/*
+ * The addresses connections come from, with how many each holds: IPv4
+ * addresses whole, IPv6 by /64 (what one host usually has to itself).
+ */
+struct peer {
+	unsigned char key[16];
+	int	 n;		/* 0: a free entry */
 };
 
-static int	 metrics_fd = -1;
-static int	 nconns;
-static bool	 accept_paused;		/* at HTTP_MAX_CONNS, or out of fds */
-static struct timer resume_timer;
-static struct pool *metrics_pool;
+static struct {
+	int	 fd;		/* the listening socket, or -1 */
+	struct pool *pool;
+	int	 nconns, max_conns;
+	size_t	 out_total;	/* answers not yet handed to the kernel */
+	/*
+	 * Reading or writing, least recent progress first: the head is the
+	 * connection a new one replaces when max_conns are open.  Lingering
+	 * ones have had their answer and go before any of these.
+	 */
+	struct hconn_list busy;
+	struct hconn_list lingering;
+	struct peer peers[HTTP_MAX_CONNS];
+	unsigned long evicted;	/* connections dropped for newer ones */
+	double	 evict_logged;	/* when that was last said */
+	bool	 accept_paused;	/* out of fds */
+	struct timer resume_timer;
+} M = {
+	.fd = -1,
+	.busy = TAILQ_HEAD_INITIALIZER(M.busy),
+	.lingering = TAILQ_HEAD_INITIALIZER(M.lingering),
+};
 
 struct sbuf {
 	char	*s;
@@ -130,7 +184,7 @@ metrics_text(struct pool *p, size_t *lenp)
 	    p->nworkers);
 	metric_head(&b, "wpool_workers_ready", "gauge", "Ready workers.");
 	sb_printf(&b, "wpool_workers_ready{pool=\"%s\"} %d\n", name,
-	    pool_count(p, W_READY) + pool_count(p, W_BUSY));
+	    pool_count(p, W_READY));
 	metric_head(&b, "wpool_reloads_total", "counter",
 	    "Reloads started (the generation).");
 	sb_printf(&b, "wpool_reloads_total{pool=\"%s\"} %u\n", name,
@@ -186,43 +240,95 @@ metrics_text(struct pool *p, size_t *lenp)
 	return b.s;
 }
 
+/* A new connection's entry in M.peers (there is room: one per conn). */
+static int
+peer_ref(const struct sockaddr_storage *ss)
+{
+	unsigned char key[16];
+	int	 i, free_i = -1;
+
+	memset(key, 0, sizeof(key));
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;	/* as an IPv4-mapped address */
+		memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr,
+		    4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		memcpy(key, a, IN6_IS_ADDR_V4MAPPED(a) ? 16 : 8);
+	}
+	for (i = 0; i < HTTP_MAX_CONNS; i++) {
+		if (M.peers[i].n > 0 && memcmp(M.peers[i].key, key,
+		    sizeof(key)) == 0) {
+			M.peers[i].n++;
+			return i;
+		}
+		if (M.peers[i].n == 0 && free_i < 0)
+			free_i = i;
+	}
+	memcpy(M.peers[free_i].key, key, sizeof(key));
+	M.peers[free_i].n = 1;
+	return free_i;
+}
+
 static void
 hconn_close(struct hconn *c)
 {
+	M.peers[c->peer].n--;
 	timer_cancel(&c->timer);
+	TAILQ_REMOVE(c->phase == H_LINGER ? &M.lingering : &M.busy, c,
+	    entry);
 	loop_del(c->fd);
 	close(c->fd);
+	M.out_total -= c->out_len;
+	free(c->in);
 	free(c->out);
 	free(c);
-	nconns--;
-	if (accept_paused && metrics_fd >= 0) {
-		accept_paused = false;
-		timer_cancel(&resume_timer);
-		loop_mod(metrics_fd, EPOLLIN);
-	}
+	M.nconns--;
+}
+
+/* It made progress: the last to give way to a new connection. */
+static void
+hconn_touch(struct hconn *c)
+{
+	TAILQ_REMOVE(&M.busy, c, entry);
+	TAILQ_INSERT_TAIL(&M.busy, c, entry);
 }
 
 /*
- * Stops watching the listening socket (its backlog holds the rest) until
- * a connection closes or, out of fds, a moment has passed: a socket left
- * readable that is not accepted from would wake the loop for ever.
+ * Room for one more connection: one that already has its answer goes
+ * first; then, of the address that holds the most connections, the one
+ * that has made the least progress for longest.  A scraper sends its
+ * request and reads its answer at once, from an address of its own, so an
+ * attacker holding connections, idle or trickling, only pushes out its
+ * own; even from the scraper's address it has to open max_conns of them
+ * between the scraper's connect and its request.
  */
 static void
-accept_pause(double retry)
+hconn_evict(void)
 {
-	accept_paused = true;
-	loop_mod(metrics_fd, 0);
-	if (retry > 0)
-		timer_set(&resume_timer, retry);
-}
+	struct hconn *c;
+	int	 i, most = 0;
 
-static void
-on_resume_timer(void *arg)
-{
-	(void)arg;
-	if (accept_paused && metrics_fd >= 0) {
-		accept_paused = false;
-		loop_mod(metrics_fd, EPOLLIN);
+	if ((c = TAILQ_FIRST(&M.lingering)) == NULL) {
+		for (i = 0; i < HTTP_MAX_CONNS; i++)
+			if (M.peers[i].n > most)
+				most = M.peers[i].n;
+		TAILQ_FOREACH(c, &M.busy, entry)
+			if (M.peers[c->peer].n == most)
+				break;
+	}
+	if (c == NULL)
+		return;
+	hconn_close(c);
+	/* Said once a minute at most: the flood must not flood the log. */
+	M.evicted++;
+	if (M.evict_logged == 0 || now_mono() - M.evict_logged >= 60) {
+		M.evict_logged = now_mono();
+		log_warnx("metrics: %d connections open, the most allowed: "
+		    "dropping the least active for new ones (%lu so far)",
+		    M.max_conns, M.evicted);
 	}
 }
 
@@ -232,10 +338,29 @@ on_hconn_timeout(void *arg)
 	hconn_close(arg);
 }
 
+/* The whole answer is with the kernel: FIN after it, then linger. */
+static void
+hconn_linger(struct hconn *c)
+{
+	M.out_total -= c->out_len;
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	TAILQ_REMOVE(&M.busy, c, entry);
+	TAILQ_INSERT_TAIL(&M.lingering, c, entry);
+	c->phase = H_LINGER;
+	if (shutdown(c->fd, SHUT_WR) < 0 || loop_mod(c->fd, EPOLLIN) < 0) {
+		hconn_close(c);
+		return;
+	}
+	timer_set(&c->timer, HTTP_LINGER_TIMEOUT);
+}
+
 static void
 hconn_flush(struct hconn *c)
 {
 	ssize_t	 n;
+	bool	 sent = false;
 
 	while (c->out_off < c->out_len) {
 		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -243,21 +368,27 @@ hconn_flush(struct hconn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			loop_mod(c->fd, EPOLLOUT);
+			if (sent)
+				hconn_touch(c);
 			return;
 		}
-		if (n <= 0)
-			break;
+		if (n <= 0) {
+			hconn_close(c);
+			return;
+		}
 		c->out_off += (size_t)n;
+		sent = true;
 	}
-	hconn_close(c);
+	hconn_linger(c);
 }
 
 static void
 respond(struct hconn *c, int code, const char *reason, const char *type,
     const char *body, size_t blen)
 {
+	struct hconn *o, *next;
 	char	 head[256];
+	size_t	 need;
 	int	 hl;
 
 	hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: "
@@ -265,13 +396,29 @@ respond(struct hconn *c, int code, const char *reason, const char *type,
 	    reason, type, blen);
 	if (c->head)
 		blen = 0;	/* the length a GET would get, and no body */
-	c->out = xreallocarray(NULL, (size_t)hl + blen, 1);
+	need = (size_t)hl + blen;
+	/* Answers wait here for clients that do not read them: bounded. */
+	for (o = TAILQ_FIRST(&M.busy); o != NULL && M.out_total + need >
+	    HTTP_MAX_OUT; o = next) {
+		next = TAILQ_NEXT(o, entry);
+		if (o->phase == H_WRITE)
+			hconn_close(o);
+	}
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	c->out = xreallocarray(NULL, need, 1);
 	memcpy(c->out, head, (size_t)hl);
 	memcpy(c->out + hl, body, blen);
-	c->out_len = (size_t)hl + blen;
+	c->out_len = need;
 	c->out_off = 0;
-	shutdown(c->fd, SHUT_RD);
-	loop_mod(c->fd, EPOLLOUT);
+	M.out_total += need;
+	c->phase = H_WRITE;
+	timer_set(&c->timer, HTTP_WRITE_TIMEOUT);
+	if (loop_mod(c->fd, EPOLLOUT) < 0) {
+		hconn_close(c);
+		return;
+	}
 	hconn_flush(c);
 }
 
@@ -294,7 +441,7 @@ handle_request(struct hconn *c)
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0) {
-		body = metrics_text(metrics_pool, &blen);
+		body = metrics_text(M.pool, &blen);
 		respond(c, 200, "OK", "text/plain; version=0.0.4; "
 		    "charset=utf-8", body, blen);
 		free(body);
@@ -302,8 +449,8 @@ handle_request(struct hconn *c)
 		json_object *o;
 		const char *s;
 
-		pool_sample(metrics_pool);
-		o = status_json(metrics_pool, now_mono(), now_real(), false);
+		pool_sample(M.pool);
+		o = status_json(M.pool, now_mono(), false);
 		json_object_object_del(o, "ok");
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		respond(c, 200, "OK", "application/json", s, strlen(s));
@@ -313,63 +460,176 @@ handle_request(struct hconn *c)
 		    "not found: try /metrics or /status\n", 36);
 }
 
-static void
-hconn_event(int fd, uint32_t ev, void *arg)
+/*
+ * Control bytes no request line or header field may hold (RFC 9110 5.5,
+ * RFC 9112 2.2): such a request is malformed whatever follows, and a NUL
+ * would also hide the end of the headers from the string search.
+ */
+static bool
+bad_bytes(const char *s, size_t n)
 {
-	struct hconn *c = arg;
+	const unsigned char *u = (const unsigned char *)s;
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if ((u[i] < 0x20 && u[i] != '\t' && u[i] != '\r' &&
+		    u[i] != '\n') || u[i] == 0x7f)
+			return true;
+	return false;
+}
+
+/* The request so far lives in c->in, grown as bytes arrive. */
+static void
+hconn_read(struct hconn *c)
+{
+	char	 buf[HTTP_MAX_REQUEST];
+	size_t	 from, cap;
 	ssize_t	 n;
 
-	if (c->out != NULL) {
-		if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-			hconn_flush(c);
-		return;
-	}
-	n = read(fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len);
+	n = read(c->fd, buf, HTTP_MAX_REQUEST - c->in_len);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		hconn_close(c);
 		return;
 	}
+	if (bad_bytes(buf, (size_t)n)) {
+		respond(c, 400, "Bad Request", "text/plain", "bad request\n",
+		    12);
+		return;
+	}
+	if (c->in_len + (size_t)n + 1 > c->in_cap) {
+		cap = c->in_cap > 0 ? c->in_cap : 256;
+		while (cap < c->in_len + (size_t)n + 1)
+			cap *= 2;
+		if (cap > HTTP_MAX_REQUEST + 1)
+			cap = HTTP_MAX_REQUEST + 1;
+		c->in = xreallocarray(c->in, cap, 1);
+		c->in_cap = cap;
+	}
+	/* Only the new bytes (and three before them) can end the headers. */
+	from = c->in_len > 3 ? c->in_len - 3 : 0;
+	memcpy(c->in + c->in_len, buf, (size_t)n);
 	c->in_len += (size_t)n;
 	c->in[c->in_len] = '\0';
-	if (strstr(c->in, "\r\n\r\n") != NULL || strstr(c->in, "\n\n") != NULL)
+	hconn_touch(c);
+	if (memmem(c->in + from, c->in_len - from, "\r\n\r\n", 4) != NULL ||
+	    memmem(c->in + from, c->in_len - from, "\n\n", 2) != NULL)
 		handle_request(c);
-	else if (c->in_len >= sizeof(c->in) - 1)
+	else if (c->in_len >= HTTP_MAX_REQUEST)
 		respond(c, 431, "Request Header Fields Too Large",
 		    "text/plain", "request too large\n", 18);
 }
 
+/* Reads and discards, a budget at a time, until the client closes. */
+static void
+hconn_drain(struct hconn *c)
+{
+	char	 buf[16384];
+	size_t	 budget = HTTP_READ_BUDGET;
+	ssize_t	 n;
+
+	while (budget > 0) {
+		n = read(c->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0 || (c->drained += (size_t)n) > HTTP_LINGER_MAX) {
+			hconn_close(c);
+			return;
+		}
+		budget -= (size_t)n < budget ? (size_t)n : budget;
+	}
+}
+
+static void
+hconn_event(int fd, uint32_t ev, void *arg)
+{
+	static void (*const phase_io[])(struct hconn *) = {
+		[H_READ] = hconn_read,
+		[H_WRITE] = hconn_flush,
+		[H_LINGER] = hconn_drain,
+	};
+	struct hconn *c = arg;
+
+	(void)fd;
+	(void)ev;	/* errors and hang-ups show in the read or send */
+	phase_io[c->phase](c);
+}
+
+/*
+ * Out of fds: stops watching the listening socket (its backlog holds the
+ * rest) for a moment; a socket left readable that is not accepted from
+ * would wake the loop for ever.
+ */
+static void
+accept_pause(double retry)
+{
+	M.accept_paused = true;
+	loop_mod(M.fd, 0);
+	timer_set(&M.resume_timer, retry);
+}
+
+static void
+on_resume_timer(void *arg)
+{
+	(void)arg;
+	if (M.accept_paused && M.fd >= 0) {
+		M.accept_paused = false;
+		loop_mod(M.fd, EPOLLIN);
+	}
+}
+
+/*
+ * A budget of connections per wake-up, so that a flood of them cannot
+ * starve the rest of the loop; the listening socket stays readable and
+ * the loop comes back for the others.  At max_conns each new connection
+ * takes the place of an old one (hconn_evict), so the fds held stay
+ * bounded whatever the flood and are never the workers' to miss.
+ */
 static void
 metrics_accept(int fd, uint32_t ev, void *arg)
 {
+	struct sockaddr_storage ss;
+	socklen_t sl;
 	struct hconn *c;
-	int	 cfd;
+	int	 cfd, i;
 
 	(void)ev;
 	(void)arg;
-	for (;;) {
-		if (nconns >= HTTP_MAX_CONNS) {
-			accept_pause(0);
-			return;
-		}
-		if ((cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK |
-		    SOCK_CLOEXEC)) < 0) {
+	for (i = 0; i < HTTP_ACCEPT_BUDGET; i++) {
+		sl = sizeof(ss);
+		memset(&ss, 0, sizeof(ss));
+		if ((cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM)
 				accept_pause(0.1);
 			return;
 		}
+		if (M.nconns >= M.max_conns)
+			hconn_evict();
 		c = xcalloc(1, sizeof(*c));
 		c->fd = cfd;
+		c->phase = H_READ;
 		timer_init(&c->timer, on_hconn_timeout, c);
 		if (loop_add(cfd, EPOLLIN, hconn_event, c) < 0) {
 			close(cfd);
 			free(c);
 			continue;
 		}
-		nconns++;
-		timer_set(&c->timer, HTTP_TIMEOUT);
+		TAILQ_INSERT_TAIL(&M.busy, c, entry);
+		c->peer = peer_ref(&ss);
+		M.nconns++;
+		timer_set(&c->timer, HTTP_HEADER_TIMEOUT);
+		/*
+		 * A scraper's request is usually there by now: take it
+		 * before later connections can push this one out.
+		 */
+		hconn_read(c);
 	}
 }
 
@@ -378,6 +638,7 @@ int
 metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 {
 	struct listener l;
+	struct rlimit rl;
 	char	 lerr[256];
 	int	 r;
 
@@ -389,15 +650,21 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 			listener_free(&l);
 		return -EINVAL;
 	}
+	/* A sixteenth of the fds at most: the rest are the workers'. */
+	M.max_conns = HTTP_MAX_CONNS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur <
+	    (rlim_t)HTTP_MAX_CONNS * 16)
+		M.max_conns = rl.rlim_cur / 16 > HTTP_MIN_CONNS ?
+		    (int)(rl.rlim_cur / 16) : HTTP_MIN_CONNS;
 	r = listener_open(&l, 128, false, err, len);
 	if (r == 0) {
 		set_nonblock(l.fd, true);
 		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, NULL)) < 0)
 			close(l.fd);
 		else {
-			metrics_fd = l.fd;
-			metrics_pool = p;
-			timer_init(&resume_timer, on_resume_timer, NULL);
+			M.fd = l.fd;
+			M.pool = p;
+			timer_init(&M.resume_timer, on_resume_timer, NULL);
 			log_info("metrics on http://%s/metrics", l.address);
 		}
 	}
@@ -408,10 +675,16 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 void
 metrics_close(void)
 {
-	if (metrics_fd >= 0) {
-		timer_cancel(&resume_timer);
-		loop_del(metrics_fd);
-		close(metrics_fd);
+	struct hconn *c;
+
+	while ((c = TAILQ_FIRST(&M.lingering)) != NULL)
+		hconn_close(c);
+	while ((c = TAILQ_FIRST(&M.busy)) != NULL)
+		hconn_close(c);
+	if (M.fd >= 0) {
+		timer_cancel(&M.resume_timer);
+		loop_del(M.fd);
+		close(M.fd);
 	}
-	metrics_fd = -1;
+	M.fd = -1;
 }

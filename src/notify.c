@@ -1,14 +1,28 @@
 /*
  * notify.c: the sd_notify datagram socket given to workers as
- * NOTIFY_SOCKET.  Owns that socket.  A message is attributed by the
- * sender's credentials (SO_PASSCRED) to the worker that is, or is an
- * ancestor of, the sender; fds that arrive with it are closed at once.
+ * NOTIFY_SOCKET.  Owns that socket, the cache of who sent what, and the
+ * helper children that take datagrams carrying descriptors.  A message is
+ * attributed by the sender's credentials (SO_PASSCRED) to the worker that
+ * is, or is an ancestor of, the sender (or whose MAINPID= it is).
+ *
+ * Anyone on the host can send here: the abstract name is listed in
+ * /proc/net/unix.  So the master never receives a descriptor itself.  It
+ * peeks (MSG_PEEK, a control buffer with room for the credentials only:
+ * the kernel installs no descriptor and keeps the datagram's), handles
+ * what it peeked, and consumes datagrams that carry none.  A run of
+ * datagrams that carries descriptors is consumed by a helper child
+ * (fdrecv_msg, in the child) that closes them, or holds the ones whose
+ * close may wait, in its own context; systemd-notify's BARRIER=1 (a pipe
+ * that it waits to see closed) is one of those.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +31,96 @@
 #include "wpool.h"
 
 #define NOTIFY_MAX	4096
-#define NOTIFY_FDS	16
+#define NOTIFY_BATCH	64	/* datagrams peeked at once */
+#define NOTIFY_ROUNDS	8	/* batches per wakeup, then other work */
+
+/*
+ * Helpers: at most HELPERS_MAX at a time, each killed HELPER_DEADLINE
+ * after it started (which ends any close it waits in).  A helper lives a
+ * millisecond when the descriptors close at once (a barrier's pipe), so
+ * a burst of workers starting does not come near the limits.  When half
+ * of them are busy, or more than HELPER_RATE start in a second, the socket
+ * refuses descriptors (SO_PASSRIGHTS: the sender's sendmsg fails with
+ * EPERM) until none is left and REFUSE_MIN has passed.  Refusing, rather than dropping
+ * the datagram, is the choice: a datagram with descriptors cannot be
+ * dropped without the kernel closing them in the master, and refusing
+ * keeps the queue free for the messages that carry none (READY=1 and the
+ * like still work; only a BARRIER=1 sent meanwhile fails, with EPERM).
+ */
+#define HELPERS_MAX	8
+#define HELPER_DEADLINE	2.0
+#define HELPER_RATE	50
+#define REFUSE_MIN	1.0
+
+/*
+ * Attribution cache: one entry per (pid, uid) slot, direct-mapped.  A
+ * verdict for a worker's process is checked on each use by the sender's
+ * start time (a reused pid is another process); a verdict of "no
+ * worker's" is trusted for NEG_TTL, so that a flood from another user
+ * costs a lookup per datagram, not a walk of /proc.  The whole cache is
+ * dropped when the workers (or their MAINPID=) change.
+ */
+/*
+ * A wakeup that found at least FLOOD_MIN datagrams and none of them a
+ * worker's is a flood (the kernel queues only max_dgram_qlen, 10 by
+ * default, from senders that are not connected): the socket is left
+ * alone for FLOOD_PAUSE, so that a stranger's flood costs the master a
+ * few wakeups a second instead of one per datagram or two.  Workers'
+ * messages wait at most that long, and none is lost: their senders block
+ * (or get EAGAIN) like the stranger's.
+ */
+#define FLOOD_MIN	8
+#define FLOOD_PAUSE	0.005
+
+#define ACACHE_SIZE	1024	/* a power of two */
+#define NEG_TTL		1.0
+#define WALK_DEPTH	64
+
+struct acache {
+	pid_t	 pid;		/* 0: empty */
+	uid_t	 uid;
+	pid_t	 wpid;		/* the worker's pid; 0: none */
+	unsigned long long start;
+	double	 checked;
+};
+
+struct helper {
+	pid_t	 pid;
+	int	 pidfd;		/* -1: free */
+	double	 started;
+};
+
+struct notify_msg {
+	struct pool *p;
+	struct worker *w;
+};
 
 static int	 notify_fd = -1;
 static struct pool *notify_pool;
 static char	 notify_name[108];
+
+/* The last batch peeked; kept while a helper consumes it. */
+static struct mmsghdr peekv[NOTIFY_BATCH];
+static struct iovec peek_iov[NOTIFY_BATCH];
+static char	 peek_buf[NOTIFY_BATCH][NOTIFY_MAX];
+static union {
+	struct cmsghdr align;
+	char	 buf[CMSG_SPACE(sizeof(struct ucred))];
+} peek_ctl[NOTIFY_BATCH];
+
+static struct acache acache[ACACHE_SIZE];
+static uint64_t	 acache_print;	/* of the workers it was filled for */
+
+static struct helper helpers[HELPERS_MAX];
+static int	 nhelpers;
+static int	 consume_fd = -1;	/* the consuming helper's count pipe */
+static int	 consume_want, consume_got;
+static struct timer helper_timer, flood_timer;
+static bool	 flood_paused;
+static bool	 refusing, paused;
+static double	 refused_at, rate_window;
+static int	 rate_count;
+static unsigned long refused_total;
 
 /* Calls cb(key, value) for each KEY=VALUE line; others are skipped. */
 int
@@ -51,94 +150,480 @@ notify_parse(const char *buf, size_t len, void (*cb)(const char *,
 	return count;
 }
 
+/* --- attribution -------------------------------------------------------- */
+
+/* What the cache's verdicts depend on: the workers' pids and MAINPID=s. */
+static uint64_t
+workers_print(struct pool *p)
+{
+	struct worker *w;
+	uint64_t h = 1469598103934665603ULL;
+
+	TAILQ_FOREACH(w, &p->workers, entry) {
+		h = (h ^ (uint64_t)(uint32_t)w->pid) * 1099511628211ULL;
+		h = (h ^ (uint64_t)(uint32_t)w->main_pid) * 1099511628211ULL;
+	}
+	return h;
+}
+
+/* Drops every verdict once the workers changed. */
+static void
+acache_check(struct pool *p)
+{
+	uint64_t print = workers_print(p);
+
+	if (print != acache_print) {
+		memset(acache, 0, sizeof(acache));
+		acache_print = print;
+	}
+}
+
 static struct worker *
-attribute(struct pool *p, pid_t pid)
+worker_of_pid(struct pool *p, pid_t pid)
+{
+	struct worker *w;
+
+	if ((w = pool_find_pid(p, pid)) != NULL)
+		return w;
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (w->main_pid == pid)
+			return w;
+	return NULL;
+}
+
+/* The walk of /proc ancestors that the cache saves. */
+static struct worker *
+walk(struct pool *p, pid_t pid)
 {
 	struct worker *w;
 	int	 depth;
 
-	for (depth = 0; depth < 32 && pid > 1; depth++) {
-		if ((w = pool_find_pid(p, pid)) != NULL)
+	for (depth = 0; depth < WALK_DEPTH && pid > 1; depth++) {
+		if ((w = worker_of_pid(p, pid)) != NULL)
 			return w;
-		TAILQ_FOREACH(w, &p->workers, entry)
-			if (w->main_pid == pid)
-				return w;
-		if (pid == p->pid)
+		if (pid == p->pid || (pid = procfs_ppid(pid)) < 0)
 			return NULL;
-		pid = procfs_ppid(pid);
 	}
 	return NULL;
 }
 
-struct notify_msg {
-	struct pool *p;
+static struct acache *
+acache_slot(pid_t pid, uid_t uid)
+{
+	uint32_t h = ((uint32_t)pid * 2654435761U) ^ (uint32_t)uid;
+
+	return &acache[(h ^ (h >> 16)) & (ACACHE_SIZE - 1)];
+}
+
+static struct worker *
+attribute(struct pool *p, const struct ucred *cred, double now)
+{
+	struct acache *e = acache_slot(cred->pid, cred->uid);
+	unsigned long long start;
 	struct worker *w;
-};
+
+	if (e->pid == cred->pid && e->uid == cred->uid && e->wpid == 0 &&
+	    now - e->checked < NEG_TTL)
+		return NULL;
+	if (procfs_ident(cred->pid, NULL, &start) < 0)
+		start = 0;
+	if (e->pid == cred->pid && e->uid == cred->uid && e->wpid != 0 &&
+	    start != 0 && start == e->start &&
+	    (w = pool_find_pid(p, e->wpid)) != NULL)
+		return w;
+	w = walk(p, cred->pid);
+	e->pid = cred->pid;
+	e->uid = cred->uid;
+	e->wpid = w ? w->pid : 0;
+	e->start = start;
+	e->checked = now;
+	return w;
+}
+
+/*
+ * MAINPID= may name the worker itself, a descendant, or a process the
+ * master adopted (as subreaper: a daemon that double-forked away from the
+ * worker is the usual main pid), but never another worker's process, the
+ * master, or a process outside the pool.
+ */
+static bool
+mainpid_allowed(struct pool *p, struct worker *w, pid_t pid)
+{
+	pid_t	 pp;
+	int	 depth;
+
+	for (depth = 0; depth < WALK_DEPTH && pid > 1; depth++) {
+		if (pid == w->pid)
+			return true;
+		if (pid == p->pid || pool_find_pid(p, pid) != NULL)
+			return false;
+		if ((pp = procfs_ppid(pid)) < 0)
+			return false;
+		if (pp == p->pid)
+			return true;	/* adopted, and no worker */
+		pid = pp;
+	}
+	return false;
+}
 
 static void
 on_pair(const char *key, const char *val, void *arg)
 {
+	static pid_t last_worker, last_named;
 	struct notify_msg *m = arg;
+	long long n;
 
+	if (strcmp(key, "MAINPID") == 0 && parse_int(val, 1, 1LL << 31,
+	    &n) == 0 && !mainpid_allowed(m->p, m->w, (pid_t)n)) {
+		/* Once per worker and pid: a worker that insists is not news. */
+		if (last_worker != m->w->pid || last_named != (pid_t)n)
+			log_warnx("worker %d (pid %d): MAINPID=%lld refused: "
+			    "not a process of the worker's own tree", m->w->id,
+			    (int)m->w->pid, n);
+		last_worker = m->w->pid;
+		last_named = (pid_t)n;
+		return;
+	}
 	pool_worker_notify(m->p, m->w, key, val);
+}
+
+/* The sender's credentials, which SO_PASSCRED makes the kernel attach. */
+static bool
+msg_cred(const struct msghdr *h, struct ucred *cred)
+{
+	const struct cmsghdr *cm;
+
+	for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR((struct msghdr *)h,
+	    (struct cmsghdr *)cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_CREDENTIALS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(*cred))) {
+			memcpy(cred, CMSG_DATA(cm), sizeof(*cred));
+			return true;
+		}
+	return false;
+}
+
+/* Returns whether the message was a worker's. */
+static bool
+handle(struct pool *p, const struct msghdr *h, size_t len, double now)
+{
+	struct ucred cred;
+	struct notify_msg m;
+
+	if ((h->msg_flags & MSG_TRUNC) || !msg_cred(h, &cred))
+		return false;
+	m.p = p;
+	if ((m.w = attribute(p, &cred, now)) == NULL) {
+		log_debug("notify message from pid %d, not a worker: ignored",
+		    (int)cred.pid);
+		return false;
+	}
+	notify_parse(h->msg_iov->iov_base, len, on_pair, &m);
+	return true;
+}
+
+/* --- helpers ------------------------------------------------------------- */
+
+static void	 notify_read(int, uint32_t, void *);
+static void	 resume(void);
+
+/* Said at most once a minute: a stranger may start an episode a second. */
+#define REFUSE_LOG_EVERY 60.0
+
+static void
+set_refusing(bool on, pid_t sender, uid_t uid)
+{
+	static double logged_at = -REFUSE_LOG_EVERY;
+	static unsigned long logged_total;
+	static bool told;
+
+	if (on == refusing)
+		return;
+	if (on && fdrecv_refuse(notify_fd) < 0)
+		return;		/* an older kernel: the limits still hold */
+	if (!on)
+		(void)fdrecv_allow(notify_fd);
+	refusing = on;
+	if (on) {
+		refused_at = now_mono();
+		refused_total++;
+		told = refused_at - logged_at >= REFUSE_LOG_EVERY;
+		if (told) {
+			log_warnx("notify socket: refusing descriptors for "
+			    "now: too many sent with messages (the last by "
+			    "pid %d, uid %d; %lu time%s since the last "
+			    "warning)", (int)sender, (int)uid,
+			    refused_total - logged_total,
+			    refused_total - logged_total == 1 ? "" : "s");
+			logged_at = refused_at;
+			logged_total = refused_total;
+		}
+	} else if (told)
+		log_info("notify socket: accepting descriptors again");
+}
+
+static void
+helpers_tick(void *arg)
+{
+	double	 now = now_mono();
+	int	 i;
+
+	(void)arg;
+	for (i = 0; i < HELPERS_MAX; i++)
+		if (helpers[i].pidfd >= 0 &&
+		    now - helpers[i].started >= HELPER_DEADLINE)
+			(void)syscall(SYS_pidfd_send_signal, helpers[i].pidfd,
+			    SIGKILL, NULL, 0);
+	if (refusing && nhelpers == 0 && now - refused_at >= REFUSE_MIN)
+		set_refusing(false, 0, 0);
+	if (paused && nhelpers < HELPERS_MAX)
+		resume();
+	if (nhelpers > 0 || refusing || paused)
+		timer_set(&helper_timer, 0.25);
+}
+
+static void
+resume(void)
+{
+	if (notify_fd >= 0 && consume_fd < 0 && !flood_paused) {
+		paused = false;
+		loop_mod(notify_fd, EPOLLIN);
+		notify_read(notify_fd, EPOLLIN, NULL);
+	}
+}
+
+static void
+on_helper_exit(int fd, uint32_t ev, void *arg)
+{
+	struct helper *h = arg;
+	(void)fd;
+	(void)ev;
+	loop_del(h->pidfd);
+	close(h->pidfd);
+	h->pidfd = -1;
+	nhelpers--;
+	/* pool.c's reaper collects it: a pid of no worker, silently. */
+	if (paused)
+		resume();
+}
+
+/* The consuming helper says one byte per datagram it took. */
+static void
+on_consumed(int fd, uint32_t ev, void *arg)
+{
+	char	 b[NOTIFY_BATCH];
+	ssize_t	 n;
+	double	 now = now_mono();
+	int	 i;
+
+	(void)ev;
+	(void)arg;
+	while ((n = read(fd, b, sizeof(b))) > 0)
+		consume_got += (int)n;
+	if (n < 0 && errno == EAGAIN)
+		return;
+	loop_del(fd);
+	close(fd);
+	consume_fd = -1;
+	if (consume_got > consume_want)
+		consume_got = consume_want;
+	/* Those it took are gone from the queue: handle them, once. */
+	acache_check(notify_pool);
+	for (i = 0; i < consume_got; i++)
+		handle(notify_pool, &peekv[i].msg_hdr, peekv[i].msg_len, now);
+	resume();
+}
+
+/* The child: takes want datagrams, tells each, and exits. */
+static void __attribute__((noreturn))
+helper_main(int sock, int out, int want)
+{
+	char	 buf[NOTIFY_MAX];
+	int	 i;
+
+	fdrecv_holder_mode();
+	for (i = 0; i < want; i++) {
+		if (fdrecv_msg(sock, buf, sizeof(buf), MSG_DONTWAIT, NULL,
+		    NULL, NULL) < 0)
+			break;
+		if (write(out, "x", 1) != 1)
+			break;
+	}
+	close(sock);
+	close(out);
+	/* What was held closes here, in this child. */
+	_exit(0);
+}
+
+/* Starts a helper to take the first want datagrams; false if it cannot. */
+static bool
+helper_start(int want, const struct ucred *sender)
+{
+	struct helper *h = NULL;
+	int	 pfd[2], keep[2], i;
+	double	 now = now_mono();
+	pid_t	 pid;
+
+	for (i = 0; i < HELPERS_MAX && h == NULL; i++)
+		if (helpers[i].pidfd < 0)
+			h = &helpers[i];
+	if (now - rate_window >= 1.0) {
+		rate_window = now;
+		rate_count = 0;
+	}
+	if (h == NULL || nhelpers + 1 > HELPERS_MAX / 2 ||
+	    rate_count + 1 > HELPER_RATE)
+		set_refusing(true, sender->pid, sender->uid);
+	if (h == NULL)
+		return false;
+	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
+		return false;
+	keep[0] = notify_fd;
+	keep[1] = pfd[1];
+	if ((pid = fdrecv_fork_child(keep, 2)) == 0)
+		helper_main(notify_fd, pfd[1], want);
+	close(pfd[1]);
+	if (pid < 0 || (h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0) {
+		/* Without a pidfd it could not be bounded: never mind it. */
+		if (pid > 0)
+			kill(pid, SIGKILL);
+		close(pfd[0]);
+		return false;
+	}
+	if (loop_add(h->pidfd, EPOLLIN, on_helper_exit, h) < 0 ||
+	    loop_add(pfd[0], EPOLLIN, on_consumed, NULL) < 0) {
+		(void)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL,
+		    0);
+		loop_del(h->pidfd);
+		close(h->pidfd);
+		h->pidfd = -1;
+		close(pfd[0]);
+		return false;
+	}
+	h->pid = pid;
+	h->started = now;
+	nhelpers++;
+	rate_count++;
+	consume_fd = pfd[0];
+	consume_want = want;
+	consume_got = 0;
+	if (!helper_timer.armed)
+		timer_set(&helper_timer, 0.25);
+	return true;
+}
+
+/* --- the socket ---------------------------------------------------------- */
+
+static int
+peek_batch(int fd)
+{
+	static bool one_at_a_time;
+	int	 i, zero = 0;
+
+	for (i = 0; i < NOTIFY_BATCH; i++) {
+		peek_iov[i].iov_base = peek_buf[i];
+		peek_iov[i].iov_len = NOTIFY_MAX;
+		memset(&peekv[i], 0, sizeof(peekv[i]));
+		peekv[i].msg_hdr.msg_iov = &peek_iov[i];
+		peekv[i].msg_hdr.msg_iovlen = 1;
+		peekv[i].msg_hdr.msg_control = peek_ctl[i].buf;
+		peekv[i].msg_hdr.msg_controllen = sizeof(peek_ctl[i].buf);
+	}
+	/*
+	 * Each peek starts past the one before: SO_PEEK_OFF from 0.  A
+	 * kernel without it for this socket peeks the head only.
+	 */
+	if (!one_at_a_time && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero,
+	    sizeof(zero)) < 0)
+		one_at_a_time = true;
+	return recvmmsg(fd, peekv, one_at_a_time ? 1 : NOTIFY_BATCH,
+	    MSG_PEEK | MSG_DONTWAIT, NULL);
+}
+
+/* Takes n datagrams that carry no descriptor. */
+static int
+consume(int fd, int n)
+{
+	struct mmsghdr v[NOTIFY_BATCH];
+	struct iovec iov = { NULL, 0 };
+	int	 i;
+
+	memset(v, 0, sizeof(v[0]) * (size_t)n);
+	for (i = 0; i < n; i++) {
+		v[i].msg_hdr.msg_iov = &iov;
+		v[i].msg_hdr.msg_iovlen = 1;
+	}
+	return recvmmsg(fd, v, (unsigned)n, MSG_DONTWAIT, NULL);
+}
+
+static void
+on_flood_timer(void *arg)
+{
+	(void)arg;
+	flood_paused = false;
+	if (!paused)
+		resume();
 }
 
 static void
 notify_read(int fd, uint32_t ev, void *arg)
 {
-	char	 buf[NOTIFY_MAX];
-	union {
-		struct cmsghdr align;
-		char	 buf[CMSG_SPACE(sizeof(struct ucred)) +
-		    CMSG_SPACE(sizeof(int) * NOTIFY_FDS)];
-	} ctl;
-	struct iovec iov;
-	struct msghdr msg;
-	struct cmsghdr *cm;
-	struct ucred *cred;
-	struct notify_msg m;
-	ssize_t	 n;
-	int	 budget;
+	struct pool *p = notify_pool;
+	double	 now = now_mono();
+	int	 round, n, k, i, got, seen = 0, workers = 0;
 
 	(void)ev;
 	(void)arg;
-	for (budget = 0; budget < 256; budget++) {
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = buf;
-		iov.iov_len = sizeof(buf);
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = sizeof(ctl.buf);
-		n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0)
-			return;
-		cred = NULL;
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET)
-				continue;
-			if (cm->cmsg_type == SCM_CREDENTIALS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
-				cred = (struct ucred *)(void *)CMSG_DATA(cm);
-			else if (cm->cmsg_type == SCM_RIGHTS) {
-				/* sd_notify_barrier waits for these to close. */
-				int	*fds = (int *)(void *)CMSG_DATA(cm);
-				size_t	 i, nf = (cm->cmsg_len - CMSG_LEN(0)) /
-				    sizeof(int);
-
-				for (i = 0; i < nf; i++)
-					close(fds[i]);
+	if (consume_fd >= 0 || flood_paused)
+		return;
+	acache_check(p);
+	for (round = 0; round < NOTIFY_ROUNDS; round++) {
+		if ((n = peek_batch(fd)) <= 0)
+			break;
+		/*
+		 * The leading datagrams without descriptors (MSG_CTRUNC:
+		 * there were some and no room); after a truncated one the
+		 * peeked positions no longer match datagrams.
+		 */
+		for (k = 0; k < n; k++) {
+			if (peekv[k].msg_hdr.msg_flags & MSG_CTRUNC)
+				break;
+			if (peekv[k].msg_hdr.msg_flags & MSG_TRUNC) {
+				k++;
+				break;
 			}
 		}
-		if (cred == NULL || (msg.msg_flags & MSG_TRUNC))
-			continue;
-		m.p = notify_pool;
-		if ((m.w = attribute(notify_pool, cred->pid)) == NULL) {
-			log_debug("notify message from pid %d, not a worker: "
-			    "ignored", (int)cred->pid);
-			continue;
+		if (k == 0) {
+			struct ucred cred = { 0, 0, 0 };
+
+			/* The head carries descriptors: a helper takes it
+			 * and what follows in this batch. */
+			for (k = 1; k < n; k++)
+				if (peekv[k - 1].msg_hdr.msg_flags & MSG_TRUNC)
+					break;
+			(void)msg_cred(&peekv[0].msg_hdr, &cred);
+			loop_mod(fd, 0);
+			if (!helper_start(k, &cred)) {
+				/* Until a helper is free (helpers_tick). */
+				paused = true;
+				if (!helper_timer.armed)
+					timer_set(&helper_timer, 0.25);
+			}
+			return;
 		}
-		notify_parse(buf, (size_t)n, on_pair, &m);
+		if ((got = consume(fd, k)) <= 0)
+			break;
+		for (i = 0; i < got; i++)
+			workers += handle(p, &peekv[i].msg_hdr,
+			    peekv[i].msg_len, now);
+		seen += got;
+		acache_check(p);
+	}
+	if (seen >= FLOOD_MIN && workers == 0) {
+		flood_paused = true;
+		loop_mod(fd, 0);
+		timer_set(&flood_timer, FLOOD_PAUSE);
 	}
 }
 
@@ -147,15 +632,12 @@ notify_read(int fd, uint32_t ev, void *arg)
  * workers running as another user (-u) can reach it.
  */
 int
-notify_open(struct pool *p, char *err, size_t len, char *unused,
-    size_t ulen)
+notify_open(struct pool *p, char *err, size_t len)
 {
 	struct sockaddr_un sun;
 	socklen_t sl;
-	int	 one = 1, fd, r;
+	int	 one = 1, fd, r, i;
 
-	(void)unused;
-	(void)ulen;
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0) {
 		snprintf(err, len, "cannot open the notify socket: %s",
@@ -188,6 +670,10 @@ notify_open(struct pool *p, char *err, size_t len, char *unused,
 		snprintf(err, len, "cannot watch the notify socket");
 		return r;
 	}
+	for (i = 0; i < HELPERS_MAX; i++)
+		helpers[i].pidfd = -1;
+	timer_init(&helper_timer, helpers_tick, NULL);
+	timer_init(&flood_timer, on_flood_timer, NULL);
 	notify_fd = fd;
 	notify_pool = p;
 	xasprintf(&p->notify_path, "@%s", notify_name);
@@ -197,9 +683,28 @@ notify_open(struct pool *p, char *err, size_t len, char *unused,
 void
 notify_close(void)
 {
+	int	 i;
+
 	if (notify_fd >= 0) {
 		loop_del(notify_fd);
 		close(notify_fd);
 	}
 	notify_fd = -1;
+	if (consume_fd >= 0) {
+		loop_del(consume_fd);
+		close(consume_fd);
+		consume_fd = -1;
+	}
+	/* Helpers die with the master (PDEATHSIG) or at their deadline. */
+	for (i = 0; i < HELPERS_MAX; i++)
+		if (helpers[i].pidfd >= 0) {
+			(void)syscall(SYS_pidfd_send_signal, helpers[i].pidfd,
+			    SIGKILL, NULL, 0);
+			loop_del(helpers[i].pidfd);
+			close(helpers[i].pidfd);
+			helpers[i].pidfd = -1;
+		}
+	nhelpers = 0;
+	timer_cancel(&helper_timer);
+	timer_cancel(&flood_timer);
 }

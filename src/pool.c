@@ -3,6 +3,33 @@
  * changes a worker's or a slot's state, starts or signals workers, and
  * decides when a dead one comes back.  Others read struct pool and ask
  * through the pool_* functions.
+ *
+ * A slot's state is that of its roles: cur (the worker that serves, or
+ * starts to), next (its successor in a replacement: reload, restart or
+ * recycle) and repl.old (the predecessor being stopped).  Every event from
+ * outside (a worker ready, dead, timed out; a timer; a request) is one
+ * transition, recorded and checked against slot_table below:
+ *
+ *                START, TIMER              READY
+ *   EMPTY -----------------------> STARTING -------> SERVING <-----------+
+ *    ^  \ fork failed                |  EXIT            | REPLACE         |
+ *    |   +-------> BACKOFF <---------+  (young)         v                 |
+ *    |              TIMER: start again              REPLACING             |
+ *    |                                   (next starts; its fork failed:   |
+ *    |                                    REPLACE_WAIT, TIMER retries;    |
+ *    |                                    next EXIT: cur serves on)       |
+ *    |  EXIT (--no-restart,                          | next READY         |
+ *    |        stopping)                              v                    |
+ *    +----------- STOPPING <-- WATCHDOG,          RETIRING --old EXIT-----+
+ *                              STOP, STOPPING=1   (old stopping)
+ *
+ * An EXIT of cur goes to BACKOFF (young), STARTING (restarted at once) or
+ * EMPTY (--no-restart, stopping); of next back to cur's state.  Events on
+ * a slot raised while another is in progress on it are part of that one.
+ * What follows the end of a replacement (the reload's next step, a
+ * recycle that waited, a queued reload) is an event of its own,
+ * replace-ended, run from the pool's deferred queue after the current
+ * callback, never from inside the transition that ended it.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -18,13 +45,235 @@
 
 #include "wpool.h"
 
-extern char **environ;
-
-enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
-    REPLACE_RECYCLE };
 
 /* How long a pool without workers waits for the log to take their lines. */
 #define OUTPUT_WAIT_SECS	2.0
+
+/* Below this a worker never counts as having lived: it died young. */
+#define YOUNG_SECS		0.1
+
+/* How often a stopping pool looks for what its workers left behind. */
+#define LEFTOVER_POLL_SECS	0.1
+
+#define BIT(st)	(1u << (st))
+#define SPAWNED	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_BACKOFF))
+#define CUR	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_STOPPING))
+
+/*
+ * The states each event may lead to from each state (staying put is
+ * always allowed: an event may change nothing).  An empty cell is an
+ * event that state never sees; test_lifecycle walks the table.
+ */
+static const unsigned slot_table[SL_NSTATES][EV_NEVENTS] = {
+	[SL_EMPTY] = {
+		[EV_START] = SPAWNED,
+		[EV_EXIT] = SPAWNED,		/* a drain worker */
+		[EV_REPLACE] = SPAWNED,
+		[EV_REMOVE] = SPAWNED,
+		[EV_DRAIN] = SPAWNED,
+		[EV_STOP] = 0,
+		[EV_ENDED] = SPAWNED,
+	},
+	[SL_BACKOFF] = {
+		/* a new cur while the old one of a replacement stops */
+		[EV_TIMER] = SPAWNED | BIT(SL_EMPTY) | BIT(SL_RETIRING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = SPAWNED,
+		[EV_REMOVE] = BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_EMPTY),
+		[EV_ENDED] = SPAWNED,
+	},
+	[SL_STARTING] = {
+		[EV_READY] = BIT(SL_SERVING) | BIT(SL_REPLACING) |
+		    BIT(SL_REPLACE_WAIT) | BIT(SL_RETIRING),
+		[EV_READY_TIMEOUT] = 0,
+		[EV_WATCHDOG] = BIT(SL_STOPPING),
+		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+	},
+	[SL_SERVING] = {
+		[EV_WATCHDOG] = BIT(SL_STOPPING),
+		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+		/* a reload's turn, or a recycle that waited */
+		[EV_ENDED] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+	},
+	[SL_STOPPING] = {
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_RETIRING),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+	[SL_REPLACING] = {
+		[EV_READY] = BIT(SL_RETIRING) | BIT(SL_SERVING),
+		[EV_READY_TIMEOUT] = 0,
+		[EV_WATCHDOG] = 0,
+		/* cur died (next takes over), next died, or stopping */
+		[EV_EXIT] = CUR | BIT(SL_REPLACE_WAIT) | BIT(SL_EMPTY) |
+		    BIT(SL_BACKOFF),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+	[SL_REPLACE_WAIT] = {
+		[EV_TIMER] = CUR | BIT(SL_REPLACING) | BIT(SL_RETIRING),
+		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = BIT(SL_STOPPING),
+	},
+	[SL_RETIRING] = {
+		[EV_EXIT] = CUR | BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
+		    BIT(SL_BACKOFF) | BIT(SL_EMPTY),
+		[EV_WATCHDOG] = 0,
+		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
+		[EV_STOP] = 0,
+	},
+};
+
+/*
+ * The cells a state sees: those listed above, even with no way out but
+ * staying put ("= 0" marks one).  Kept apart so that the walk in
+ * test_lifecycle knows which cells must be exercised.
+ */
+static const unsigned slot_seen[SL_NSTATES] = {
+	[SL_EMPTY] = BIT(EV_START) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_DRAIN) | BIT(EV_STOP) | BIT(EV_ENDED),
+	[SL_BACKOFF] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REPLACE) |
+	    BIT(EV_REMOVE) | BIT(EV_STOP) | BIT(EV_ENDED),
+	[SL_STARTING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
+	    BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_DRAIN) | BIT(EV_STOP),
+	[SL_SERVING] = BIT(EV_WATCHDOG) | BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) |
+	    BIT(EV_REPLACE) | BIT(EV_REMOVE) | BIT(EV_DRAIN) | BIT(EV_STOP) |
+	    BIT(EV_ENDED),
+	[SL_STOPPING] = BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+	[SL_REPLACING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
+	    BIT(EV_EXIT) | BIT(EV_REMOVE) | BIT(EV_STOP),
+	[SL_REPLACE_WAIT] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+	[SL_RETIRING] = BIT(EV_EXIT) | BIT(EV_WATCHDOG) | BIT(EV_REMOVE) |
+	    BIT(EV_STOP),
+};
+
+const char *
+slot_state_name(enum slot_state st)
+{
+	static const char *const names[SL_NSTATES] = { "stopped", "backoff",
+	    "starting", "serving", "stopping", "replacing", "replace-wait",
+	    "retiring" };
+
+	return (unsigned)st < SL_NSTATES ? names[st] : "unknown";
+}
+
+const char *
+slot_event_name(enum slot_event ev)
+{
+	static const char *const names[EV_NEVENTS] = { "start", "timer",
+	    "ready", "ready-timeout", "watchdog", "notify-stopping", "exit",
+	    "replace", "remove", "drain", "stop", "replace-ended" };
+
+	return (unsigned)ev < EV_NEVENTS ? names[ev] : "unknown";
+}
+
+/*
+ * The states ev may lead to from st, with st itself; 0 for a cell the
+ * table does not list (an event that state never sees).
+ */
+unsigned
+slot_transitions(enum slot_state st, enum slot_event ev)
+{
+	if ((unsigned)st >= SL_NSTATES || (unsigned)ev >= EV_NEVENTS ||
+	    !(slot_seen[st] & BIT(ev)))
+		return 0;
+	return slot_table[st][ev] | BIT(st);
+}
+
+/*
+ * What w is to its slot: the one place that compares the slot's role
+ * pointers; ROLE_NONE is a worker stopping after its slot let it go
+ * (scaled down, or the pool stopping before a replacement ended).
+ */
+enum worker_role
+worker_role(const struct pool *p, const struct worker *w)
+{
+	const struct slot *s = &p->slots[w->id];
+
+	if (w == s->cur)
+		return ROLE_CUR;
+	if (w == s->next)
+		return ROLE_NEXT;
+	if (w == s->repl.old)
+		return ROLE_OLD;
+	return ROLE_NONE;
+}
+
+/* The state of a slot's roles. */
+static enum slot_state
+slot_state_of(const struct slot *s)
+{
+	if (s->cur == NULL)
+		return s->respawn_at > 0 ? SL_BACKOFF : SL_EMPTY;
+	if (s->repl.old != NULL)
+		return SL_RETIRING;
+	if (s->next != NULL)
+		return SL_REPLACING;
+	if (s->repl.kind != REPLACE_NONE && !s->repl.ending &&
+	    s->respawn_at > 0)
+		return SL_REPLACE_WAIT;
+	switch (s->cur->state) {
+	case W_STARTING:
+		return SL_STARTING;
+	case W_READY:
+		return SL_SERVING;
+	default:
+		return SL_STOPPING;
+	}
+}
+
+/* An event begins on s: the state it started from is kept. */
+static void
+slot_enter(struct slot *s)
+{
+	if (s->ev_depth++ == 0)
+		s->ev_from = s->state;
+}
+
+/*
+ * The event ends: the one transition function.  The slot takes the state
+ * of its roles; a move the table does not allow is counted and logged,
+ * since it means the table or the code is wrong.
+ */
+static void
+slot_leave(struct pool *p, struct slot *s, enum slot_event ev)
+{
+	enum slot_state to;
+
+	if (--s->ev_depth > 0)
+		return;
+	to = slot_state_of(s);
+	p->transitions[s->ev_from][ev]++;
+	if (!(slot_transitions(s->ev_from, ev) & BIT(to))) {
+		p->bad_transitions++;
+		log_debug("worker %d: %s in state %s led to %s, which the "
+		    "state table does not allow", s->id, slot_event_name(ev),
+		    slot_state_name(s->ev_from), slot_state_name(to));
+	}
+	s->state = to;
+}
+
+#undef CUR
 
 /*
  * The next delay of a back-off: first, then twice the last; never below
@@ -42,34 +291,43 @@ backoff_next(double last, double first, double least, double cap)
 	return d > cap ? cap : d;
 }
 
-/* Per-slot replacement bookkeeping, beside struct slot's public part. */
-static struct {
-	enum replace_kind kind;
-	struct worker *old;	/* replaced, being stopped */
-	bool	 reload_next;	/* the reload's turn came while busy */
-} repl[WPOOL_MAX_WORKERS];
+/*
+ * A reload or restart whose successor cannot be forked this many times in
+ * a row fails (its client waits for it); a recycle keeps trying, since
+ * the worker it replaces gets no more work.
+ */
+#define REPLACE_FORK_TRIES	3
 
 static int	 replace_begin(struct pool *, struct slot *, enum replace_kind,
 		    unsigned);
 static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static void	 worker_spawn_slot(struct pool *, struct slot *);
+static void	 replace_start(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
+static void	 schedule_respawn(struct pool *, struct slot *, double);
+static void	 worker_kill(struct worker *, int);
 static void	 reload_step(struct pool *);
-void		 pool_recycle(struct pool *, struct worker *, const char *);
 static void	 replace_done(struct pool *, struct slot *);
-static void	 replace_failed(struct pool *, struct slot *, const char *);
 
 static struct pool *the_pool;	/* for timer callbacks that get a slot */
 
 const char *
 worker_state_name(enum worker_state s)
 {
-	static const char *const names[] = { "starting", "ready", "busy",
-	    "stopping", "stopped", "failed" };
+	static const char *const names[] = { "starting", "ready",
+	    "stopping", "failed" };
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] :
 	    "unknown";
+}
+
+/* The state status shows: a ready worker with connections is busy. */
+const char *
+worker_shown_state(const struct worker *w)
+{
+	return w->state == W_READY && w->active > 0 ? "busy" :
+	    worker_state_name(w->state);
 }
 
 int
@@ -377,8 +635,10 @@ on_ready_timeout(void *arg)
 
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
 	    (int)w->pid, the_pool->conf->ready_timeout);
+	slot_enter(&the_pool->slots[w->id]);
 	w->ready_failed = true;
-	kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
+	slot_leave(the_pool, &the_pool->slots[w->id], EV_READY_TIMEOUT);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -398,7 +658,7 @@ on_kill_timeout(void *arg)
 	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
 	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
-	kill(w->pid, SIGKILL);
+	worker_kill(w, SIGKILL);
 }
 
 static void
@@ -408,22 +668,28 @@ on_watchdog_timeout(void *arg)
 
 	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
 	    "it (ABRT)", w->id, (int)w->pid, the_pool->conf->watchdog);
+	slot_enter(&the_pool->slots[w->id]);
 	w->watchdog_fired = true;
 	/* No longer counted as ready: status --check fails until it is back. */
 	w->state = W_STOPPING;
 	w->stop_sent = true;
-	kill(w->pid, SIGABRT);
+	sys_kill(w->pid, SIGABRT);
 	/*
 	 * A stopped process (SIGSTOP, a debugger gone) would hold a dumping
 	 * signal until --stop-timeout's KILL: wake it, as systemd does.
 	 */
-	kill(w->pid, SIGCONT);
+	sys_kill(w->pid, SIGCONT);
 	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
+	slot_leave(the_pool, &the_pool->slots[w->id], EV_WATCHDOG);
 }
 
-/* Starts one worker for slot s; NULL (logged) if fork failed. */
-static struct worker *
-worker_start(struct pool *p, struct slot *s, unsigned gen)
+/*
+ * Starts one worker for slot s in *wp: -errno (logged) if it could not be
+ * forked.  Its role in the slot is the caller's to give, before
+ * worker_exec_seen tells whether it counts as ready already.
+ */
+static int
+worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 {
 	struct conf *c = p->conf;
 	struct spawn_req req;
@@ -454,7 +720,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 			log_warnx("worker %d: cannot create its channel",
 			    s->id);
 			free(w);
-			return NULL;
+			return -EMFILE;
 		}
 		fds[0] = chan;
 		req.nfds = 1;
@@ -477,7 +743,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 		req.stdout_fd = out_w;
 		req.stderr_fd = err_w;
 	}
-	pid = spawn_child(&req, &status_fd);
+	pid = sys_spawn(&req, &status_fd);
 	env_free(&env, p->nenv_base);
 	if (chan >= 0)
 		close(chan);
@@ -494,7 +760,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 		}
 		balance_worker_gone(w);
 		free(w);
-		return NULL;
+		return (int)pid;
 	}
 	if (out_r >= 0) {
 		snprintf(prefix, sizeof(prefix), "%s.%d", c->name, s->id);
@@ -507,8 +773,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	w->started_real = now_real();
 	w->cpu_changed_mono = w->started_mono;
 	w->exec_fd = status_fd;
-	set_nonblock(status_fd, true);
-	if (loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0) {
+	if (status_fd >= 0 && (set_nonblock(status_fd, true),
+	    loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0)) {
 		/* Without the pipe, EOF cannot be seen: assume exec. */
 		close(status_fd);
 		w->exec_fd = -1;
@@ -518,9 +784,37 @@ worker_start(struct pool *p, struct slot *s, unsigned gen)
 	p->nworkers++;
 	log_info("worker %d started (pid %d, generation %u)", s->id, (int)pid,
 	    gen);
-	if (w->exec_fd < 0 && c->ready == READY_EXEC)
+	*wp = w;
+	return 0;
+}
+
+/* With no status pipe to wait for, --ready exec is met at once. */
+static void
+worker_exec_seen(struct pool *p, struct worker *w)
+{
+	if (w->exec_fd < 0 && p->conf->ready == READY_EXEC)
 		pool_worker_ready(p, w);
-	return w;
+}
+
+/*
+ * fork failed for slot s, whatever it was starting: its worker, the
+ * successor of a replacement (reload, restart, recycle) or a worker to
+ * drain its queue.  One event with one answer: the slot backs off as for
+ * a crash, and its respawn timer retries the same thing; a removed slot's
+ * drain timer retries its drain worker (a few times at most).
+ */
+static void
+slot_fork_failed(struct pool *p, struct slot *s)
+{
+	s->backoff = backoff_next(s->backoff, 0.1, 0,
+	    p->conf->max_restart_delay);
+	if (!s->wanted) {
+		log_warnx("worker %d: cannot start a worker to drain its "
+		    "queue", s->id);
+		return;
+	}
+	log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
+	schedule_respawn(p, s, s->backoff);
 }
 
 static void
@@ -529,18 +823,16 @@ on_respawn(void *arg)
 	struct slot *s = arg;
 	struct pool *p = the_pool;
 
+	slot_enter(s);
 	s->respawn_at = 0;
-	if (p->state != POOL_RUNNING || !s->wanted || s->cur != NULL)
-		return;
-	worker_spawn_slot(p, s);
-}
-
-static void
-schedule_respawn(struct pool *p, struct slot *s, double delay)
-{
-	s->respawn_at = now_mono() + delay;
-	timer_set(&s->respawn_timer, delay);
-	(void)p;
+	if (p->state != POOL_RUNNING || !s->wanted)
+		;
+	else if (s->cur == NULL)
+		worker_spawn_slot(p, s);
+	else if (s->repl.kind != REPLACE_NONE && !s->repl.ending &&
+	    s->next == NULL && s->repl.old == NULL)
+		replace_start(p, s);
+	slot_leave(p, s, EV_TIMER);
 }
 
 /* reuseport: a slot's own sockets, opened once, kept across restarts. */
@@ -619,7 +911,7 @@ slot_queued(struct pool *p, struct slot *s)
 		if (p->conf->listeners[i].type == L_UDP)
 			n = listener_dgram_waiting(s->fds[i]);
 		else
-			n = listener_queue_len(s->fds[i]);
+			n = sys_queue_len(s->fds[i]);
 		if (n > 0)
 			q += n;
 	}
@@ -729,15 +1021,26 @@ slot_stop(struct pool *p, struct slot *s)
 	slot_release(p, s);
 }
 
+static void	 on_drain(struct pool *, struct slot *);
+
 static void
 on_drain_timer(void *arg)
 {
 	struct slot *s = arg;
 	struct pool *p = the_pool;
-	int	 q;
 
 	if (!s->draining)
 		return;
+	slot_enter(s);
+	on_drain(p, s);
+	slot_leave(p, s, EV_DRAIN);
+}
+
+static void
+on_drain(struct pool *p, struct slot *s)
+{
+	int	 q;
+
 	q = slot_queued(p, s);
 	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
 	    (s->cur != NULL || s->drain_spawns < 3)) {
@@ -770,42 +1073,55 @@ slot_prepare(struct pool *p, int id)
 }
 
 static void
+schedule_respawn(struct pool *p, struct slot *s, double delay)
+{
+	s->respawn_at = now_mono() + delay;
+	timer_set(&s->respawn_timer, delay);
+	(void)p;
+}
+
+static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
+	struct worker *w;
+
 	if (slot_open_fds(p, s) < 0 ||
-	    (s->cur = worker_start(p, s, p->generation)) == NULL) {
+	    worker_start(p, s, p->generation, &w) < 0) {
 		/* fork failed (pids limit, memory): try again, backing off. */
-		s->backoff = backoff_next(s->backoff, 0.1, 0,
-		    p->conf->max_restart_delay);
-		log_warnx("worker %d: retrying in %.1fs", s->id, s->backoff);
-		schedule_respawn(p, s, s->backoff);
+		slot_fork_failed(p, s);
+		return;
 	}
+	s->cur = w;
+	worker_exec_seen(p, w);
 }
 
 void
 pool_worker_ready(struct pool *p, struct worker *w)
 {
 	struct slot *s = &p->slots[w->id];
+	enum worker_role role;
 
 	if (w->state != W_STARTING)
 		return;
+	slot_enter(s);
 	w->state = W_READY;
 	w->ready_mono = now_mono();
 	timer_cancel(&w->ready_timer);
 	log_debug("worker %d ready (pid %d)", w->id, (int)w->pid);
-	if (w == s->next) {
+	role = worker_role(p, w);
+	if (role == ROLE_NEXT) {
 		/* The successor serves; now ask its predecessor to go. */
-		repl[s->id].old = s->cur;
+		s->repl.old = s->cur;
 		s->cur = w;
 		s->next = NULL;
-		if (repl[s->id].old != NULL) {
-			repl[s->id].old->replaced = true;
-			worker_stop(p, repl[s->id].old, NULL);
+		if (s->repl.old != NULL) {
+			worker_stop(p, s->repl.old, NULL);
 		} else
 			replace_done(p, s);
-	} else if (w == s->cur && repl[s->id].kind != REPLACE_NONE &&
-	    s->next == NULL && repl[s->id].old == NULL)
+	} else if (role == ROLE_CUR && s->repl.kind != REPLACE_NONE &&
+	    s->next == NULL && s->repl.old == NULL)
 		replace_done(p, s);
+	slot_leave(p, s, EV_READY);
 	pool_steer(p);
 	balance_kick();
 }
@@ -814,7 +1130,7 @@ static void
 worker_signal_stop(struct pool *p, struct worker *w)
 {
 	w->stop_waiting = false;
-	kill(w->pid, p->conf->stop_signal);
+	worker_kill(w, p->conf->stop_signal);
 	timer_set(&w->kill_timer, p->conf->stop_timeout);
 }
 
@@ -859,6 +1175,33 @@ pool_worker_idle(struct pool *p, struct worker *w)
 		worker_signal_stop(p, w);
 }
 
+/*
+ * Counts the slot's young deaths in a row, and says whether they make a
+ * loop: from the second one on, a death that looks like an outside kill
+ * (the OOM killer in a cgroup smaller than the worker's start-up, a
+ * wrapper that kills itself) backs off like a crash, since replacing it
+ * at once would spin.  One kill of a worker that had lived is still
+ * replaced at once.
+ */
+static bool
+slot_dies_young(struct slot *s, double lived)
+{
+	if (lived >= YOUNG_SECS) {
+		s->young_deaths = 0;
+		return false;
+	}
+	s->young_deaths++;
+	return s->young_deaths >= 2;
+}
+
+/* "; OOM? 3 young deaths in a row" for the log, or "". */
+static void
+young_hint(const struct slot *s, int sig, char *buf, size_t len)
+{
+	snprintf(buf, len, "; %s%u young deaths in a row",
+	    sig == SIGKILL ? "OOM? " : "", s->young_deaths);
+}
+
 static bool
 crash_signal(int sig)
 {
@@ -879,130 +1222,152 @@ record_exit_status(struct pool *p, int status)
 	}
 }
 
-static void
-worker_exited(struct pool *p, struct worker *w, int status)
-{
-	struct conf *c = p->conf;
-	struct slot *s = &p->slots[w->id];
+/* How a worker ended, said once for every path of worker_exited. */
+struct exit_info {
+	int	 status;
+	int	 sig;			/* 0: it exited */
+	double	 lived;
+	bool	 exec_failed;
 	struct spawn_error e;
-	double	 now = now_mono(), lived = now - w->started_mono, delay;
-	double	 min_uptime;
-	char	 how[64], after[32], when[96], repl_why[200];
-	bool	 exec_failed, outside = false, repl_failed;
-	int	 sig = 0;
+	bool	 outside;		/* killed by someone else, not a crash */
+	char	 how[64];
+	char	 after[32];
+	char	 hint[64];		/* "; OOM? 2 young deaths in a row" */
+};
 
-	exec_failed = worker_check_exec(p, w, &e);
-	if (exec_failed)
-		e = w->exec_error;
+static void
+exit_info_fill(struct pool *p, struct worker *w, int status,
+    struct exit_info *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->status = status;
+	x->lived = now_mono() - w->started_mono;
+	x->exec_failed = worker_check_exec(p, w, &x->e);
+	if (x->exec_failed)
+		x->e = w->exec_error;
 	if (WIFSIGNALED(status)) {
-		sig = WTERMSIG(status);
-		snprintf(how, sizeof(how), "killed by signal %s",
-		    signal_name(sig));
-		outside = !crash_signal(sig) && !w->stop_sent &&
+		x->sig = WTERMSIG(status);
+		snprintf(x->how, sizeof(x->how), "killed by signal %s",
+		    signal_name(x->sig));
+		x->outside = !crash_signal(x->sig) && !w->stop_sent &&
 		    !w->watchdog_fired && !w->ready_failed;
 	} else
-		snprintf(how, sizeof(how), "exited with status %d",
+		snprintf(x->how, sizeof(x->how), "exited with status %d",
 		    WEXITSTATUS(status));
-	format_duration(lived, after, sizeof(after));
-	s->has_exit = true;
-	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	s->last_signal = sig;
+	format_duration(x->lived, x->after, sizeof(x->after));
+}
 
-	/* Out of fds or memory in the child is passing, not fatal. */
-	if (exec_failed && !p->ever_started && p->state == POOL_RUNNING &&
-	    !(e.stage == SPAWN_STAGE_FDS && (e.err == EMFILE ||
-	    e.err == ENFILE || e.err == ENOMEM))) {
-		/* The command can never run: say so once and give up. */
-		log_error("cannot %s '%s': %s", spawn_stage_name(e.stage),
-		    c->argv[0], strerror(e.err));
-		p->exit_status = spawn_exit_status(&e);
-		p->exit_status_set = true;
-		p->fatal = true;
-		if (s->cur == w)
-			s->cur = NULL;
-		if (s->next == w)
-			s->next = NULL;
-		worker_free(p, w);
-		pool_stop(p, false);
-		return;
-	}
-	if (w == repl[s->id].old) {
+/* The new worker of a replacement died: why, for the replacement. */
+static void
+exit_replace_why(const struct worker *w, const struct exit_info *x,
+    char *buf, size_t len)
+{
+	snprintf(buf, len, "new worker %d (pid %d) %s%s after %s", w->id,
+	    (int)w->pid, w->ready_failed ? "was not ready in time and was " :
+	    "", x->how, x->after);
+}
+
+/*
+ * The first worker could not exec, for a reason that will not pass: the
+ * command can never run, so the pool says so once and stops.  Out of fds
+ * or memory in the child is passing, not fatal.
+ */
+static bool
+exit_fatal(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	const struct spawn_error *e = &x->e;
+
+	if (!x->exec_failed || p->ever_started || p->state != POOL_RUNNING ||
+	    (e->stage == SPAWN_STAGE_FDS && (e->err == EMFILE ||
+	    e->err == ENFILE || e->err == ENOMEM)))
+		return false;
+	log_error("cannot %s '%s': %s", spawn_stage_name(e->stage),
+	    p->conf->argv[0], strerror(e->err));
+	p->exit_status = spawn_exit_status(e);
+	p->exit_status_set = true;
+	p->fatal = true;
+	if (worker_role(p, w) == ROLE_CUR)
+		s->cur = NULL;
+	else if (worker_role(p, w) == ROLE_NEXT)
+		s->next = NULL;
+	worker_free(p, w);
+	pool_stop(p, false);
+	return true;
+}
+
+/*
+ * A worker that is not the slot's serving one ended: the old one of a
+ * replacement, the successor, or one of a stopping pool or removed slot.
+ * True when that was its role (and it is handled).
+ */
+static bool
+exit_by_role(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	enum worker_role role = worker_role(p, w);
+	char	 why[200];
+
+	if (role == ROLE_OLD) {
 		log_info("worker %d (pid %d, generation %u) %s after %s; "
-		    "replaced", w->id, (int)w->pid, w->generation, how, after);
-		repl[s->id].old = NULL;
+		    "replaced", w->id, (int)w->pid, w->generation, x->how,
+		    x->after);
+		s->repl.old = NULL;
 		worker_free(p, w);
 		replace_done(p, s);
-		return;
+		return true;
 	}
-	if (w == s->next) {
-		char	 why[200];
-
-		snprintf(why, sizeof(why), "new worker %d (pid %d) %s%s "
-		    "after %s", w->id, (int)w->pid, w->ready_failed ?
-		    "was not ready in time and was " : "", how, after);
+	if (role == ROLE_NEXT) {
+		exit_replace_why(w, x, why, sizeof(why));
 		log_warnx("%s; the old worker keeps serving", why);
 		s->next = NULL;
 		worker_free(p, w);
 		replace_failed(p, s, why);
-		return;
+		return true;
 	}
-	if (w != s->cur || p->state != POOL_RUNNING || !s->wanted) {
-		if (p->fatal)
-			log_debug("worker %d (pid %d) %s", w->id, (int)w->pid,
-			    how);
-		else
-			log_info("worker %d (pid %d) %s after %s", w->id,
-			    (int)w->pid, how, after);
-		if (w == s->cur)
-			s->cur = NULL;
-		if (c->no_restart)
-			record_exit_status(p, status);
-		worker_free(p, w);
-		slot_release(p, s);
-		pool_check_done(p);
-		return;
-	}
+	if (role == ROLE_CUR && p->state == POOL_RUNNING && s->wanted)
+		return false;
+	if (p->fatal)
+		log_debug("worker %d (pid %d) %s", w->id, (int)w->pid, x->how);
+	else
+		log_info("worker %d (pid %d) %s after %s", w->id, (int)w->pid,
+		    x->how, x->after);
+	if (role == ROLE_CUR)
+		s->cur = NULL;
+	if (p->conf->no_restart)
+		record_exit_status(p, x->status);
+	worker_free(p, w);
+	slot_release(p, s);
+	pool_check_done(p);
+	return true;
+}
 
-	s->cur = NULL;
-	pool_steer(p);
-	if (s->next != NULL) {
-		/* The successor was on its way: it takes the slot now. */
-		log_info("worker %d (pid %d) %s after %s; its successor "
-		    "(pid %d) takes over", w->id, (int)w->pid, how, after,
-		    (int)s->next->pid);
-		s->cur = s->next;
-		s->next = NULL;
-		worker_free(p, w);
-		return;
-	}
-	/*
-	 * The new worker of a replacement in a slot that had none serving
-	 * (or whose old one died meanwhile) died before it was ready: that
-	 * replacement failed, as when an old one keeps serving.  Said once
-	 * the slot's own restart is arranged, which it may build on.
-	 */
-	repl_failed = repl[s->id].kind != REPLACE_NONE &&
-	    repl[s->id].old == NULL;
-	if (repl_failed)
-		snprintf(repl_why, sizeof(repl_why), "new worker %d (pid %d) "
-		    "%s%s after %s", w->id, (int)w->pid, w->ready_failed ?
-		    "was not ready in time and was " : "", how, after);
-	if (c->no_restart) {
-		log_info("worker %d (pid %d) %s after %s; not restarting "
-		    "(--no-restart)", w->id, (int)w->pid, how, after);
-		record_exit_status(p, status);
-		worker_free(p, w);
-		pool_check_done(p);
-		return;
-	}
+/*
+ * The slot's serving worker died: when to start the next.  Below 0.1 s a
+ * worker never counts as having lived, whatever --min-uptime says: a
+ * command that fails at once must not spin.
+ */
+static double
+exit_restart_delay(struct pool *p, struct slot *s, struct exit_info *x,
+    char *when, size_t len)
+{
+	struct conf *c = p->conf;
+	double	 min_uptime = c->min_uptime > YOUNG_SECS ? c->min_uptime :
+	    YOUNG_SECS;
+	double	 delay;
+	bool	 young = x->lived < min_uptime;
 
 	/*
-	 * Below 0.1 s a worker never counts as having lived, whatever
-	 * --min-uptime says: a command that fails at once must not spin.
+	 * A second young death in a row that looks like a kill from outside
+	 * (the OOM killer in a cgroup smaller than the worker's start-up, a
+	 * wrapper that kills itself) is a crash loop too: it backs off.
 	 */
-	min_uptime = c->min_uptime > 0.1 ? c->min_uptime : 0.1;
-	if (lived >= min_uptime || outside) {
-		if (lived >= min_uptime)
+	if (slot_dies_young(s, x->lived) && x->outside) {
+		x->outside = false;
+		young_hint(s, x->sig, x->hint, sizeof(x->hint));
+	}
+	if (!young || x->outside) {
+		if (!young)
 			s->backoff = 0;
 		delay = c->restart_delay;
 	} else {
@@ -1011,31 +1376,187 @@ worker_exited(struct pool *p, struct worker *w, int status)
 		    c->max_restart_delay);
 		delay = s->backoff;
 	}
+	if (delay <= 0)
+		snprintf(when, len, "restarting now");
+	else
+		snprintf(when, len, "restarting in %.1fs%s", delay,
+		    s->backoff > 0 && delay == s->backoff && !x->outside &&
+		    young ? " (crash back-off)" : "");
+	return delay;
+}
+
+static void
+exit_restart(struct pool *p, struct worker *w, struct slot *s,
+    struct exit_info *x)
+{
+	struct conf *c = p->conf;
+	char	 when[96];
+	double	 delay, min_uptime = c->min_uptime > YOUNG_SECS ?
+	    c->min_uptime : YOUNG_SECS;
+
+	delay = exit_restart_delay(p, s, x, when, sizeof(when));
 	s->restarts++;
 	p->restarts++;
-	if (delay <= 0)
-		snprintf(when, sizeof(when), "restarting now");
-	else
-		snprintf(when, sizeof(when), "restarting in %.1fs%s", delay,
-		    s->backoff > 0 && delay == s->backoff && !outside &&
-		    lived < min_uptime ? " (crash back-off)" : "");
-	if (exec_failed)
+	if (x->exec_failed)
 		log_warnx("worker %d (pid %d): cannot %s '%s': %s; %s", w->id,
-		    (int)w->pid, spawn_stage_name(e.stage), c->argv[0],
-		    strerror(e.err), when);
-	else if (outside || lived >= min_uptime)
+		    (int)w->pid, spawn_stage_name(x->e.stage), c->argv[0],
+		    strerror(x->e.err), when);
+	else if (x->outside || x->lived >= min_uptime)
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, how, after, when);
+		    (int)w->pid, x->how, x->after, when);
 	else
-		log_warnx("worker %d (pid %d) %s after %s; %s", w->id,
-		    (int)w->pid, how, after, when);
+		log_warnx("worker %d (pid %d) %s after %s%s; %s", w->id,
+		    (int)w->pid, x->how, x->after, x->hint, when);
 	worker_free(p, w);
 	if (delay <= 0)
 		worker_spawn_slot(p, s);
 	else
 		schedule_respawn(p, s, delay);
+}
+
+static void
+worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
+    int status)
+{
+	struct exit_info x;
+	char	 repl_why[200];
+	bool	 repl_failed;
+
+	exit_info_fill(p, w, status, &x);
+	s->has_exit = true;
+	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	s->last_signal = x.sig;
+	if (exit_fatal(p, w, s, &x) || exit_by_role(p, w, s, &x))
+		return;
+	s->cur = NULL;
+	pool_steer(p);
+	if (s->next != NULL) {
+		/* The successor was on its way: it takes the slot now. */
+		log_info("worker %d (pid %d) %s after %s; its successor "
+		    "(pid %d) takes over", w->id, (int)w->pid, x.how, x.after,
+		    (int)s->next->pid);
+		s->cur = s->next;
+		s->next = NULL;
+		worker_free(p, w);
+		return;
+	}
+	/*
+	 * The new worker of a replacement in a slot that had none serving
+	 * died before it was ready: that replacement failed, as when an old
+	 * one keeps serving.  Said once the slot's own restart is arranged,
+	 * which it may build on.
+	 */
+	repl_failed = s->repl.kind != REPLACE_NONE && s->repl.old == NULL &&
+	    s->repl.new_is_cur;
+	if (repl_failed)
+		exit_replace_why(w, &x, repl_why, sizeof(repl_why));
+	if (p->conf->no_restart) {
+		log_info("worker %d (pid %d) %s after %s; not restarting "
+		    "(--no-restart)", w->id, (int)w->pid, x.how, x.after);
+		record_exit_status(p, status);
+		worker_free(p, w);
+		pool_check_done(p);
+		return;
+	}
+	exit_restart(p, w, s, &x);
 	if (repl_failed)
 		replace_failed(p, s, repl_why);
+}
+
+/*
+ * The workers' whole trees stop with the pool (issue 11).  Each worker
+ * leads a process group (spawn.c) that gets the stop signal and KILL; what
+ * left its group (a daemon that did setsid, the children of a worker
+ * that died) was adopted by the master as subreaper, and gets them as a
+ * child of the master.  The master is done only once it has no child.
+ */
+
+/* sig to w's whole process group: the worker and what it started. */
+static void
+worker_kill(struct worker *w, int sig)
+{
+	sys_kill_group(w->pid, sig);
+}
+
+/* Workers and inetd's connection processes are signalled as such. */
+static bool
+is_worker_pid(pid_t pid, void *arg)
+{
+	return pool_find_pid(arg, pid) != NULL || balance_has_child(pid);
+}
+
+/* The stop signal to the children that are not workers, once. */
+static void
+leftovers_stop(struct pool *p)
+{
+	int	 n;
+
+	if (p->leftovers.asked)
+		return;
+	p->leftovers.asked = true;
+	if ((n = sys_signal_children(p->conf->stop_signal, is_worker_pid,
+	    p)) > 0)
+		log_info("sending %s to %d process%s the workers left behind",
+		    signal_name(p->conf->stop_signal), n, n == 1 ? "" : "es");
+}
+
+/* KILL to them, now and at every poll until none is left. */
+static void
+leftovers_kill(struct pool *p)
+{
+	int	 n;
+
+	if (!p->leftovers.kill && (n = sys_signal_children(SIGKILL,
+	    is_worker_pid, p)) > 0)
+		log_warnx("%d process%s the workers left behind did not stop "
+		    "within %gs; sending KILL", n, n == 1 ? "" : "es",
+		    p->conf->stop_timeout);
+	p->leftovers.kill = true;
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+}
+
+static void
+on_leftovers_timer(void *arg)
+{
+	struct pool *p = arg;
+
+	if (p->leftovers.kill)
+		sys_signal_children(SIGKILL, is_worker_pid, p);
+	pool_check_done(p);
+}
+
+/*
+ * Whether the master, its workers gone, must still wait for children:
+ * they get the stop signal (with --no-restart, nobody sent it yet), KILL
+ * after --stop-timeout, and a poll sees them go, since a process adopted
+ * from deeper in a tree says nothing when it arrives.
+ */
+static bool
+leftovers_pending(struct pool *p)
+{
+	if (sys_signal_children(0, NULL, NULL) <= 0) {
+		timer_cancel(&p->leftovers.timer);
+		return false;
+	}
+	if (!p->leftovers.asked) {
+		leftovers_stop(p);
+		if (!p->stop_timer.armed && !p->leftovers.kill)
+			timer_set(&p->stop_timer, p->conf->stop_timeout);
+	}
+	if (!p->leftovers.timer.armed)
+		timer_set(&p->leftovers.timer, LEFTOVER_POLL_SECS);
+	return true;
+}
+
+static void
+worker_exited(struct pool *p, struct worker *w, int status)
+{
+	struct slot *s = &p->slots[w->id];
+
+	slot_enter(s);
+	worker_exit_handle(p, w, s, status);
+	slot_leave(p, s, EV_EXIT);
 }
 
 static void
@@ -1045,7 +1566,7 @@ reap(struct pool *p)
 	int	 status;
 	pid_t	 pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	while ((pid = sys_reap(&status)) > 0) {
 		if ((w = pool_find_pid(p, pid)) != NULL)
 			worker_exited(p, w, status);
 		else if (!balance_reaped(pid, status))
@@ -1066,6 +1587,8 @@ pool_check_done(struct pool *p)
 	if (p->nworkers > 0 || p->nconnections > 0)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
+		return;
+	if (leftovers_pending(p))
 		return;
 	if (!p->output_waited && output_flush_all() > 0) {
 		if (!p->output_timer.armed)
@@ -1101,9 +1624,10 @@ on_stop_timeout(void *arg)
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		log_warnx("worker %d (pid %d) did not stop within %gs; "
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
-		kill(w->pid, SIGKILL);
+		worker_kill(w, SIGKILL);
 	}
 	balance_stop(SIGKILL);
+	leftovers_kill(p);
 }
 
 void
@@ -1125,7 +1649,9 @@ pool_stop(struct pool *p, bool now)
 		}
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
 			if (p->slots[i].inited) {
+				slot_enter(&p->slots[i]);
 				timer_cancel(&p->slots[i].respawn_timer);
+				p->slots[i].respawn_at = 0;
 				timer_cancel(&p->slots[i].drain_timer);
 			}
 		timer_cancel(&p->sample_timer);
@@ -1143,17 +1669,22 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->ready_timer);
 			timer_cancel(&w->kill_timer);
 			timer_cancel(&w->watchdog_timer);
-			kill(w->pid, p->conf->stop_signal);
+			worker_kill(w, p->conf->stop_signal);
 		}
 		balance_stop(p->conf->stop_signal);
+		leftovers_stop(p);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			if (p->slots[i].inited)
+				slot_leave(p, &p->slots[i], EV_STOP);
 	}
 	if (now) {
 		log_info("stopping at once: sending KILL to %d worker%s",
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
-			kill(w->pid, SIGKILL);
+			worker_kill(w, SIGKILL);
 		balance_stop(SIGKILL);
+		leftovers_kill(p);
 	}
 	pool_check_done(p);
 }
@@ -1168,8 +1699,8 @@ forward_signal(struct pool *p, int sig)
 	struct worker *w;
 
 	TAILQ_FOREACH(w, &p->workers, entry)
-		if (w->state == W_READY || w->state == W_BUSY)
-			kill(w->pid, sig);
+		if (w->state == W_READY)
+			sys_kill(w->pid, sig);
 }
 
 static void
@@ -1223,36 +1754,53 @@ static int
 replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
     unsigned gen)
 {
-	struct worker *w;
-
-	if (s->next != NULL || repl[s->id].kind != REPLACE_NONE)
+	if (s->next != NULL || s->repl.kind != REPLACE_NONE)
 		return -EBUSY;
-	repl[s->id].kind = kind;
-	if (s->cur == NULL) {
-		/* Nothing serves in this slot: just start the new one now. */
-		timer_cancel(&s->respawn_timer);
-		s->respawn_at = 0;
-		worker_spawn_slot(p, s);
-		if (s->cur == NULL) {
-			repl[s->id].kind = REPLACE_NONE;
-			return -EAGAIN;
-		}
-		if (s->cur->state == W_READY)
-			replace_done(p, s);
-		return 0;
-	}
-	if ((w = worker_start(p, s, gen)) == NULL) {
-		repl[s->id].kind = REPLACE_NONE;
-		return -EAGAIN;
-	}
-	/* worker_start may have found it ready at once: keep the order. */
-	if (w->state == W_READY) {
-		s->next = w;
-		w->state = W_STARTING;
-		pool_worker_ready(p, w);
-	} else
-		s->next = w;
+	s->repl.kind = kind;
+	s->repl.gen = gen;
+	s->repl.forks_failed = 0;
+	s->repl.new_is_cur = false;
+	slot_enter(s);
+	/* A slot waiting to respawn starts its new worker now. */
+	timer_cancel(&s->respawn_timer);
+	s->respawn_at = 0;
+	replace_start(p, s);
+	slot_leave(p, s, EV_REPLACE);
 	return 0;
+}
+
+/*
+ * Starts the successor of the replacement under way in s (again, after a
+ * fork that failed).  Nothing serving in the slot: the new worker simply
+ * becomes the slot's, and the replacement is done when it is ready.
+ */
+static void
+replace_start(struct pool *p, struct slot *s)
+{
+	struct worker *w;
+	char	 why[128];
+	int	 rc;
+
+	if (s->cur == NULL) {
+		s->repl.new_is_cur = true;
+		worker_spawn_slot(p, s);
+		return;
+	}
+	if ((rc = worker_start(p, s, s->repl.gen, &w)) == 0) {
+		s->next = w;
+		worker_exec_seen(p, w);
+		return;
+	}
+	if (s->repl.kind != REPLACE_RECYCLE &&
+	    ++s->repl.forks_failed >= REPLACE_FORK_TRIES) {
+		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
+		    s->id, strerror(-rc));
+		log_warnx("worker %d: %s; the old worker keeps serving", s->id,
+		    why);
+		replace_failed(p, s, why);
+		return;
+	}
+	slot_fork_failed(p, s);
 }
 
 /*
@@ -1266,9 +1814,9 @@ reload_resume(struct pool *p, struct slot *s)
 	char	 why[128];
 	int	 rc;
 
-	if (!repl[s->id].reload_next)
+	if (!s->repl.reload_next)
 		return false;
-	repl[s->id].reload_next = false;
+	s->repl.reload_next = false;
 	if (!p->reload.active || !s->wanted) {
 		if (p->reload.active) {
 			p->reload.in_flight--;
@@ -1280,18 +1828,49 @@ reload_resume(struct pool *p, struct slot *s)
 	    p->reload.generation)) < 0) {
 		snprintf(why, sizeof(why), "cannot start a new worker %d: %s",
 		    s->id, strerror(-rc));
-		repl[s->id].kind = REPLACE_RELOAD;
+		s->repl.kind = REPLACE_RELOAD;
 		replace_failed(p, s, why);
 	}
 	return true;
 }
 
+/*
+ * A replacement ended, well or not (why): what follows from it (the
+ * reload's next step, a recycle that waited its turn, a queued reload)
+ * is a transition of its own, run after the current event from the
+ * pool's deferred queue, never from inside it.
+ */
+static void
+replace_end(struct pool *p, struct slot *s, const char *why)
+{
+	if (s->repl.ending || s->repl.kind == REPLACE_NONE)
+		return;
+	s->repl.ending = true;
+	s->repl.end_failed = why != NULL;
+	strlcpy(s->repl.why, why != NULL ? why : "", sizeof(s->repl.why));
+	p->deferred[p->ndeferred++] = s->id;
+	if (!p->defer_timer.armed)
+		timer_set(&p->defer_timer, 0);
+}
+
 static void
 replace_done(struct pool *p, struct slot *s)
 {
-	enum replace_kind kind = repl[s->id].kind;
+	replace_end(p, s, NULL);
+}
 
-	repl[s->id].kind = REPLACE_NONE;
+static void
+replace_failed(struct pool *p, struct slot *s, const char *why)
+{
+	replace_end(p, s, why);
+}
+
+static void
+replace_done_now(struct pool *p, struct slot *s)
+{
+	enum replace_kind kind = s->repl.kind;
+
+	s->repl.kind = REPLACE_NONE;
 	if (reload_resume(p, s))
 		return;
 	if (s->cur != NULL && s->cur->recycle_pending)
@@ -1320,11 +1899,11 @@ reload_failure_record(struct pool *p, unsigned gen, const char *why)
 }
 
 static void
-replace_failed(struct pool *p, struct slot *s, const char *why)
+replace_failed_now(struct pool *p, struct slot *s, const char *why)
 {
-	enum replace_kind kind = repl[s->id].kind;
+	enum replace_kind kind = s->repl.kind;
 
-	repl[s->id].kind = REPLACE_NONE;
+	s->repl.kind = REPLACE_NONE;
 	if (reload_resume(p, s))
 		return;
 	if (kind == REPLACE_RELOAD && p->reload.active) {
@@ -1347,6 +1926,31 @@ replace_failed(struct pool *p, struct slot *s, const char *why)
 	}
 }
 
+/* The deferred queue: each ended replacement's follow-up, in order. */
+static void
+on_deferred(void *arg)
+{
+	struct pool *p = arg;
+	struct slot *s;
+	char	 why[sizeof(s->repl.why)];
+
+	while (p->ndeferred > 0) {
+		s = &p->slots[p->deferred[0]];
+		memmove(p->deferred, p->deferred + 1,
+		    (size_t)--p->ndeferred * sizeof(p->deferred[0]));
+		if (!s->repl.ending)
+			continue;	/* the slot was scaled away */
+		s->repl.ending = false;
+		slot_enter(s);
+		if (s->repl.end_failed) {
+			strlcpy(why, s->repl.why, sizeof(why));
+			replace_failed_now(p, s, why);
+		} else
+			replace_done_now(p, s);
+		slot_leave(p, s, EV_ENDED);
+	}
+}
+
 static void
 reload_step(struct pool *p)
 {
@@ -1361,12 +1965,12 @@ reload_step(struct pool *p)
 			continue;
 		/* Started by a scale-up during the reload: already new. */
 		if (s->cur != NULL && s->cur->generation >= r->generation &&
-		    s->next == NULL && repl[s->id].kind == REPLACE_NONE)
+		    s->next == NULL && s->repl.kind == REPLACE_NONE)
 			continue;
 		r->in_flight++;
-		if (repl[s->id].kind != REPLACE_NONE) {
+		if (s->repl.kind != REPLACE_NONE) {
 			/* Being restarted or recycled: its turn comes after. */
-			repl[s->id].reload_next = true;
+			s->repl.reload_next = true;
 			continue;
 		}
 		if ((rc = replace_begin(p, s, REPLACE_RELOAD,
@@ -1375,7 +1979,7 @@ reload_step(struct pool *p)
 
 			snprintf(why, sizeof(why), "cannot start a new worker "
 			    "%d: %s", s->id, strerror(-rc));
-			repl[s->id].kind = REPLACE_RELOAD;
+			s->repl.kind = REPLACE_RELOAD;
 			replace_failed(p, s, why);
 			return;
 		}
@@ -1485,25 +2089,27 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	for (i = n; i < old; i++) {
 		/* Highest ids go first; they drain in the background. */
 		s = &p->slots[i];
+		slot_enter(s);
 		s->wanted = false;
 		timer_cancel(&s->respawn_timer);
 		s->respawn_at = 0;
-		if (repl[i].kind == REPLACE_RELOAD && p->reload.active) {
+		if (p->slots[i].repl.kind == REPLACE_RELOAD && p->reload.active) {
 			/* The slot goes: its step of the reload is over. */
 			p->reload.in_flight--;
 			reload_kick = true;
 		}
-		repl[i].kind = REPLACE_NONE;
-		repl[i].old = NULL;
+		p->slots[i].repl.kind = REPLACE_NONE;
+		p->slots[i].repl.old = NULL;
+		p->slots[i].repl.ending = false;
 		s->drain_started = now_mono();
 		s->drain_spawns = 0;
 		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
 			/* Steer new connections away, serve the queue, stop. */
 			s->draining = true;
 			timer_set(&s->drain_timer, 0.02);
-			continue;
-		}
-		slot_stop(p, s);
+		} else
+			slot_stop(p, s);
+		slot_leave(p, s, EV_REMOVE);
 	}
 	for (i = old; i < n; i++) {
 		s = slot_prepare(p, i);
@@ -1514,8 +2120,11 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			s->draining = false;
 			timer_cancel(&s->drain_timer);
 		}
-		if (s->cur == NULL)
+		if (s->cur == NULL) {
+			slot_enter(s);
 			worker_spawn_slot(p, s);
+			slot_leave(p, s, EV_START);
+		}
 	}
 	pool_steer(p);
 	if (p->conf->mode == MODE_BALANCE)
@@ -1533,11 +2142,11 @@ pool_recycle(struct pool *p, struct worker *w, const char *why)
 
 	if (p->state != POOL_RUNNING || w->stop_sent)
 		return;
-	if (w != s->cur || !s->wanted) {
+	if (worker_role(p, w) != ROLE_CUR || !s->wanted) {
 		worker_stop(p, w, why);
 		return;
 	}
-	if (repl[s->id].kind != REPLACE_NONE || s->next != NULL) {
+	if (s->repl.kind != REPLACE_NONE || s->next != NULL) {
 		/* After the replacement under way, this one goes too. */
 		w->recycle_pending = true;
 		return;
@@ -1556,7 +2165,7 @@ pool_signal(struct pool *p, int sig, int id, char *err, size_t len)
 
 	TAILQ_FOREACH(w, &p->workers, entry)
 		if (id < 0 || w->id == id) {
-			if (kill(w->pid, sig) == 0)
+			if (sys_kill(w->pid, sig) == 0)
 				n++;
 		}
 	if (n == 0 && id >= 0) {
@@ -1577,17 +2186,17 @@ pool_sample(struct pool *p)
 
 	for (i = 0; i < p->conf->nlisteners; i++)
 		p->lqueue[i] = p->conf->listeners[i].fd >= 0 ?
-		    listener_queue_len(p->conf->listeners[i].fd) : -1;
+		    sys_queue_len(p->conf->listeners[i].fd) : -1;
 	for (id = 0; id < WPOOL_MAX_WORKERS; id++)
 		for (i = 0; p->slots[id].fds != NULL &&
 		    i < p->conf->nlisteners; i++)
 			p->slots[id].queue[i] =
-			    listener_queue_len(p->slots[id].fds[i]);
+			    sys_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
 		/* Back-to-back requests reuse a sample: /proc reads add up. */
 		if (w->sample_mono > 0 && now - w->sample_mono < 0.25)
 			continue;
-		if (procfs_sample(w->pid, &s) < 0)
+		if (sys_sample(w->pid, &s) < 0)
 			continue;
 		if (w->sample_mono > 0 && now > w->sample_mono)
 			w->cpu_percent = 100.0 * (s.cpu_seconds -
@@ -1617,7 +2226,7 @@ on_sample_timer(void *arg)
 		struct slot *s = &p->slots[w->id];
 		double	 since;
 
-		if (w != s->cur || w->state != W_READY)
+		if (worker_role(p, w) != ROLE_CUR || w->state != W_READY)
 			continue;
 		/* Its age, counted from when the back-off let it be judged. */
 		since = now - (w->started_mono > s->mem_hold_until ?
@@ -1628,7 +2237,7 @@ on_sample_timer(void *arg)
 				s->mem_backoff = 0;
 			continue;
 		}
-		if (repl[s->id].kind != REPLACE_NONE || s->next != NULL ||
+		if (s->repl.kind != REPLACE_NONE || s->next != NULL ||
 		    now < s->mem_hold_until)
 			continue;
 		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
@@ -1672,13 +2281,14 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 	} else if (strcmp(key, "STATUS") == 0) {
 		strlcpy(w->status_text, val, sizeof(w->status_text));
 	} else if (strcmp(key, "STOPPING") == 0 && strcmp(val, "1") == 0) {
+		slot_enter(&p->slots[w->id]);
 		if (w->state != W_STOPPING)
 			w->state = W_STOPPING;
+		slot_leave(p, &p->slots[w->id], EV_NOTIFY_STOPPING);
 	} else if (strcmp(key, "RELOADING") == 0 && strcmp(val, "1") == 0) {
 		log_debug("worker %d (pid %d) is reloading", w->id,
 		    (int)w->pid);
 	} else if (strcmp(key, "WATCHDOG") == 0 && strcmp(val, "1") == 0) {
-		w->last_watchdog = now_mono();
 		if (p->conf->watchdog > 0 && !w->stop_sent)
 			timer_set(&w->watchdog_timer, p->conf->watchdog);
 	} else if (strcmp(key, "MAINPID") == 0) {
@@ -1707,6 +2317,8 @@ pool_init(struct pool *p, struct conf *c)
 	timer_init(&p->stop_timer, on_stop_timeout, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	timer_init(&p->output_timer, on_output_timer, p);
+	timer_init(&p->defer_timer, on_deferred, p);
+	timer_init(&p->leftovers.timer, on_leftovers_timer, p);
 	output_on_idle(on_output_idle, p);
 	if (c->workers == 0) {
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)
@@ -1734,6 +2346,27 @@ pool_init(struct pool *p, struct conf *c)
 	return 0;
 }
 
+/*
+ * What pool_init allocated, once the pool is done: the master exits
+ * instead, but a test makes many pools in one process.
+ */
+void
+pool_free(struct pool *p)
+{
+	size_t	 i;
+	int	 id;
+
+	for (id = 0; id < WPOOL_MAX_WORKERS; id++)
+		slot_close_fds(p, &p->slots[id]);
+	for (i = 0; i < p->nenv_base; i++)
+		free(p->env_base[i]);
+	free(p->env_base);
+	free(p->slots);
+	p->env_base = NULL;
+	p->nenv_base = 0;
+	p->slots = NULL;
+}
+
 int
 pool_start(struct pool *p)
 {
@@ -1759,7 +2392,9 @@ pool_start(struct pool *p)
 	}
 	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
 		slot_prepare(p, i)->wanted = true;
+		slot_enter(&p->slots[i]);
 		worker_spawn_slot(p, &p->slots[i]);
+		slot_leave(p, &p->slots[i], EV_START);
 	}
 	if (p->conf->max_memory > 0)
 		timer_set(&p->sample_timer, 1.0);

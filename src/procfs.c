@@ -99,3 +99,30 @@ procfs_ppid(pid_t pid)
 		return -1;
 	return s.ppid;
 }
+
+/*
+ * The parent and the start time (clock ticks since boot) of a process: a
+ * pid and its start time name one process, even after the pid is reused.
+ */
+int
+procfs_ident(pid_t pid, pid_t *ppid, unsigned long long *start)
+{
+	char	 buf[1024], *p;
+	unsigned long long st;
+	int	 pp, r;
+
+	if ((r = read_proc(pid, "stat", buf, sizeof(buf))) < 0)
+		return r;
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	 * cmajflt utime stime cutime cstime priority nice threads
+	 * itrealvalue starttime */
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %d %*d %*d "
+	    "%*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	    &pp, &st) != 2)
+		return -EINVAL;
+	if (ppid)
+		*ppid = pp;
+	if (start)
+		*start = st;
+	return 0;
+}

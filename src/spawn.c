@@ -2,7 +2,8 @@
  * spawn.c: everything between fork and exec.  The child places the
  * listeners at fds 3.., drops privileges, execs, and on failure reports
  * the stage and errno through a close-on-exec pipe whose EOF means the
- * exec succeeded.  Owns nothing after spawn_child returns.
+ * exec succeeded.  Each child leads a process group of its own.  Owns
+ * nothing after spawn_child returns.
  */
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -136,6 +137,23 @@ child_default_signal(int sig)
 }
 
 /*
+ * A worker outlives a master killed with KILL only briefly: the kernel
+ * sends it TERM when the master dies.  Set last, after the credentials
+ * change, which clears it (a -u worker would otherwise keep serving), and
+ * then the master must still be there: had it died before, the signal
+ * would never come.  TERM rather than KILL: a server with processes of
+ * its own (nginx, gunicorn) stops them on TERM, where KILL would leave
+ * them orphaned and serving.  man/wpool.1 says what this cannot cover.
+ */
+static void
+child_parent_death(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(1);
+}
+
+/*
  * Forks and execs.  Returns the pid, with *status_fd the read end of the
  * exec-status pipe (close-on-exec), or -errno when fork itself fails.
  */
@@ -156,10 +174,20 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 		return -e;
 	}
 	if (pid > 0) {
+		/* Also here, so that no signal to the group can miss it. */
+		setpgid(pid, pid);
 		close(p[1]);
 		*status_fd = p[0];
 		return pid;
 	}
+
+	/*
+	 * Its own process group, whose id is its pid: the master signals the
+	 * worker's whole tree (sh -c 'a & b', nginx's master and workers)
+	 * with kill(-pid), and a terminal's Ctrl-C reaches the master only,
+	 * which stops the workers its own way.
+	 */
+	setpgid(0, 0);
 
 	/* Child: a clean signal state, as if started from a shell. */
 	for (sig = 1; sig < NSIG; sig++)
@@ -167,10 +195,6 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 			child_default_signal(sig);
 	sigemptyset(&empty);
 	sigprocmask(SIG_SETMASK, &empty, NULL);
-	/* Workers outlive a master killed with KILL only briefly. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(1);
 
 	/*
 	 * Only what the child keeps stays open; then the status pipe and a
@@ -206,6 +230,7 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 		    setgid(r->gid) < 0 || setuid(r->uid) < 0)
 			child_fail(p[1], SPAWN_STAGE_USER);
 	}
+	child_parent_death(parent);
 	for (i = 0; i < 2; i++)
 		if (r->pid_slots[i] != NULL)
 			snprintf(strchr(r->pid_slots[i], '=') + 1, 16, "%d",

@@ -1,7 +1,7 @@
 /*
  * status.c: the pool as a json-c object, for `wpool status --json`, the
- * control socket and /status.  Pure: it reads struct pool and the clock
- * values it is given, and changes nothing.
+ * control socket and /status.  Pure: it reads struct pool and the monotonic
+ * time it is given, and changes nothing.
  */
 #include <json-c/json.h>
 
@@ -10,11 +10,6 @@
 #include <time.h>
 
 #include "wpool.h"
-
-static const char *const mode_names[] = { "shared", "reuseport", "balance",
-    "inetd" };
-static const char *const balancer_names[] = { "least-conn", "round-robin",
-    "ip-hash" };
 
 static json_object *
 iso_time(double t)
@@ -56,20 +51,17 @@ last_exit(const struct slot *s)
 }
 
 static json_object *
-worker_json(const struct pool *p, const struct worker *w, double mono,
-    double real)
+worker_json(const struct pool *p, const struct worker *w, double mono)
 {
 	const struct slot *s = &p->slots[w->id];
 	json_object *o = json_object_new_object();
 	double	 idle;
 
-	(void)real;
 	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
 	json_object_object_add(o, "state", json_object_new_string(
-	    worker_state_name(w->state == W_READY && w->active > 0 ? W_BUSY :
-	    w->state)));
+	    worker_shown_state(w)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(w->generation));
 	json_object_object_add(o, "started_at", iso_time(w->started_real));
@@ -84,7 +76,8 @@ worker_json(const struct pool *p, const struct worker *w, double mono,
 	json_object_object_add(o, "last_exit", last_exit(s));
 	json_object_object_add(o, "status", w->status_text[0] ?
 	    json_object_new_string(w->status_text) : NULL);
-	if ((w != s->cur && w != s->next) || s->draining)
+	if (worker_role(p, w) == ROLE_NONE || worker_role(p, w) == ROLE_OLD ||
+	    s->draining)
 		json_object_object_add(o, "draining",
 		    json_object_new_boolean(1));
 	if (s->fds != NULL) {
@@ -123,7 +116,7 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	json_object_object_add(o, "id", json_object_new_int(s->id));
 	json_object_object_add(o, "pid", NULL);
 	json_object_object_add(o, "state", json_object_new_string(
-	    s->respawn_at > 0 ? "backoff" : "stopped"));
+	    slot_state_name(s->state)));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(p->generation));
 	if (s->respawn_at > 0)
@@ -137,7 +130,7 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 
 /* The whole status; with brief, the pool without its workers. */
 json_object *
-status_json(struct pool *p, double mono, double real, bool brief)
+status_json(struct pool *p, double mono, bool brief)
 {
 	const struct conf *c = p->conf;
 	const struct reload_state *r = &p->reload;
@@ -163,8 +156,7 @@ status_json(struct pool *p, double mono, double real, bool brief)
 	    c->mode == MODE_INETD ? p->nconnections : p->nworkers));
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
-	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY) +
-	    pool_count(p, W_BUSY)));
+	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY)));
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
 	    json_object_new_string(p->cpus.source));
@@ -253,7 +245,7 @@ status_json(struct pool *p, double mono, double real, bool brief)
 		TAILQ_FOREACH(w, &p->workers, entry)
 			if (w->id == id) {
 				json_object_array_add(ws,
-				    worker_json(p, w, mono, real));
+				    worker_json(p, w, mono));
 				any = true;
 			}
 		if (!any && s->wanted && p->state == POOL_RUNNING)

@@ -30,8 +30,6 @@
 /* log.c */
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 void	log_init(const char *, int);
-void	log_set_level(int);
-int	log_get_level(void);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -39,8 +37,6 @@ void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_write_line(int, const char *, size_t);
 void	log_outputs_init(void);
-__attribute__((noreturn, format(printf, 2, 3)))
-void	fatalx(int, const char *, ...);
 
 /* listen.c: listener specs; parsing and socket code never log. */
 enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
@@ -76,7 +72,21 @@ int	listener_dgram_waiting(int);
 int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
 	    size_t);
 
-/* cli.c: options to struct conf, and the value parsers. */
+/* parse.c: the value parsers, and the names of the enums below. */
+int	parse_duration(const char *, double *);
+int	parse_size(const char *, uint64_t *);
+int	parse_signal(const char *, int *);
+const char *signal_name(int);
+int	parse_workers(const char *, int *);
+int	parse_int(const char *, long long, long long, long long *);
+int	parse_user(const char *, uid_t *, gid_t *, bool *);
+int	parse_bool(const char *, bool *);
+int	parse_name(const char *, const char *const *);
+extern const char *const mode_names[];
+extern const char *const balancer_names[];
+extern const char *const ready_names[];
+
+/* cli.c: the run options' table; argv to struct conf. */
 enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
 enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
 enum ready_mode { READY_EXEC, READY_NOTIFY };
@@ -94,7 +104,6 @@ struct conf {
 	double	 max_restart_delay;
 	double	 min_uptime;
 	bool	 no_restart;
-	bool	 balance_opts;	/* --balancer or --max-queue was given */
 	int	 stop_signal;
 	double	 stop_timeout;
 	enum ready_mode ready;
@@ -121,27 +130,71 @@ struct conf {
 	char	*metrics;
 	int	 log_level;
 	char	**argv;		/* the command */
+	uint64_t given;		/* bit i: cli_opts[i] was set */
 };
+
+/* One run option: see cli_opts[] in cli.c. */
+enum opt_kind { OPT_FLAG, OPT_INT, OPT_DURATION, OPT_SIZE, OPT_SIGNAL,
+    OPT_ENUM, OPT_STRING, OPT_LIST, OPT_COMMAND };
+enum opt_section { SEC_NONE, SEC_POOL, SEC_SUPERVISION, SEC_WORKERS,
+    SEC_MASTER };
+
+#define OPT_CLI		0x01	/* a command-line option */
+#define OPT_FILE	0x02	/* a [pool] key */
+#define OPT_OFF0	0x04	/* 0 means off: `wpool check` leaves it out */
+#define OPT_ABOVE0	0x08	/* a duration or size of 0 is refused */
+#define OPT_ONE_OF	0x10	/* flags on one field: one or the other */
+#define MODE_BIT(m)	(1u << (m))
+
+struct cpu_info;
+struct opt {
+	const char *name;	/* --NAME, and the [pool] key */
+	char	 letter;	/* -L, or 0 */
+	enum opt_kind kind;
+	unsigned flags;		/* OPT_* */
+	unsigned modes;		/* MODE_BIT()s it works in; 0: every mode */
+	const char *mode_why;	/* why only there, for the error */
+	size_t	 off, size;	/* its field of struct conf */
+	long long min, max;	/* int: the range; a flag on an int: its value */
+	const char *const *values;	/* enum: the names, NULL-terminated */
+	const char *word;	/* int: a word that stands for 0 ("auto") */
+	const char *ex[2];	/* duration: examples for the error */
+	const char *accepted;	/* string: the error's "expected ..." */
+	bool	(*valid)(const char *);	/* string: NULL takes any */
+	int	(*set)(struct conf *, const struct opt *, const char *,
+		    const char *, char *, size_t);	/* NULL: by kind */
+	const char *dflt;	/* set by conf_defaults, shown by --help */
+	enum opt_section section;	/* of --help */
+	const char *arg;	/* --help's placeholder; %s: the values */
+	const char *help;	/* --help's text; %s: the values */
+	const char *file_hint;	/* not a [pool] key: where it goes instead */
+};
+
+extern const struct opt cli_opts[];
+extern const size_t cli_nopts;
 
 void	conf_defaults(struct conf *);
 void	conf_free(struct conf *);
 int	cli_parse(int, char **, struct conf *, char *, size_t);
 int	cli_apply(struct conf *, const char *, const char *, const char *,
 	    char *, size_t);
+const struct opt *opt_find(const char *);
+int	opt_apply(struct conf *, const struct opt *, const char *,
+	    const char *, char *, size_t);
+int	opt_format(const struct opt *, const struct conf *, char *, size_t);
+void	opt_cli_name(const struct opt *, char *, size_t);
+void	opt_peers(const struct opt *, bool, char *, size_t);
 int	cli_validate(struct conf *, char *, size_t);
 void	cli_usage(int);
-int	parse_duration(const char *, double *);
-int	parse_size(const char *, uint64_t *);
-int	parse_signal(const char *, int *);
-const char *signal_name(int);
-int	parse_workers(const char *, int *);
-int	parse_int(const char *, long long, long long, long long *);
-int	parse_user(const char *, uid_t *, gid_t *, bool *);
+
+/* pidfile.c: the --pidfile, made safely and locked. */
+int	pid_file_open(const char *, int *, pid_t *, char *, size_t);
+int	pid_file_write(int, pid_t);
+void	pid_file_remove(int, const char *);
 
 /* conf.c: the INI config file. */
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
-struct cpu_info;
 void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
 
 /* cpu.c: how many CPUs the pool may use. */
@@ -179,9 +232,9 @@ void	loop_break(void);
 void	timer_init(struct timer *, timer_cb, void *);
 void	timer_set(struct timer *, double);
 void	timer_cancel(struct timer *);
-double	now_mono(void);
-double	now_real(void);
-unsigned long loop_wakeups(void);
+void	loop_fire_timers(void);
+double	loop_next_deadline(void);
+void	loop_deliver_signal(int, pid_t);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -216,6 +269,33 @@ const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
 
+/* sys.c: the seam to the kernel that unit tests replace with a fake. */
+struct proc_sample;
+struct sys_ops {
+	pid_t	(*spawn)(const struct spawn_req *, int *);
+	int	(*kill)(pid_t, int);		/* 0 or -errno */
+	pid_t	(*reap)(int *);			/* WNOHANG: 0 when none */
+	double	(*mono)(void);
+	double	(*real)(void);
+	int	(*sample)(pid_t, struct proc_sample *);
+	int	(*queue_len)(int);
+	/* Optional: a fake without them signals the leader alone, and
+	 * has no children outside its workers. */
+	int	(*kill_group)(pid_t, int);	/* tree_signal_group */
+	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
+};
+
+void	sys_set(const struct sys_ops *);
+pid_t	sys_spawn(const struct spawn_req *, int *);
+int	sys_kill(pid_t, int);
+pid_t	sys_reap(int *);
+int	sys_sample(pid_t, struct proc_sample *);
+int	sys_queue_len(int);
+int	sys_kill_group(pid_t, int);
+int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
+double	now_mono(void);
+double	now_real(void);
+
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
 	uint64_t rss_pages;
@@ -228,6 +308,7 @@ int	procfs_parse_stat(const char *, long, struct proc_sample *);
 int	procfs_parse_statm(const char *, long, uint64_t *);
 int	procfs_sample(pid_t, struct proc_sample *);
 pid_t	procfs_ppid(pid_t);
+int	procfs_ident(pid_t, pid_t *, unsigned long long *);
 
 /* readyprobe.c: is a worker's tree waiting for connections on a listener? */
 int	readyprobe_parse_syscall(const char *, long *, unsigned long[6]);
@@ -248,8 +329,11 @@ void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
 
 /* pool.c: the worker table and its state machine; the only writer. */
-enum worker_state { W_STARTING, W_READY, W_BUSY, W_STOPPING, W_STOPPED,
-    W_FAILED };
+/*
+ * A worker's state as pool.c's machine keeps it (and status, --json and
+ * /metrics show it); "busy" is a ready worker with open connections.
+ */
+enum worker_state { W_STARTING, W_READY, W_STOPPING, W_FAILED };
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
@@ -263,7 +347,6 @@ struct worker {
 	int	 exec_fd;		/* status pipe until exec */
 	bool	 stop_sent;		/* wpool asked it to stop */
 	bool	 stop_waiting;		/* balance: signal once it is idle */
-	bool	 replaced;		/* a successor took its slot */
 	bool	 exec_failed;
 	struct spawn_error exec_error;
 	bool	 ready_failed;		/* killed for --ready-timeout */
@@ -274,7 +357,6 @@ struct worker {
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
-	double	 last_watchdog;
 	char	 status_text[256];	/* sd_notify STATUS= */
 	pid_t	 main_pid;		/* sd_notify MAINPID= */
 	struct proc_sample sample;
@@ -291,13 +373,46 @@ struct worker {
 };
 TAILQ_HEAD(worker_list, worker);
 
+/* A replacement under way in a slot: why, and the roles of its workers. */
+enum replace_kind { REPLACE_NONE, REPLACE_RESTART, REPLACE_RELOAD,
+    REPLACE_RECYCLE };
+
+struct replacement {
+	enum replace_kind kind;
+	struct worker *old;	/* replaced, being stopped */
+	bool	 reload_next;	/* the reload's turn came while busy */
+	unsigned gen;		/* the successor's generation */
+	int	 forks_failed;	/* its forks that failed, for give-up */
+	bool	 new_is_cur;	/* none served: the successor is cur */
+	bool	 ending;	/* ended: what follows runs deferred */
+	bool	 end_failed;
+	char	 why[200];	/* why it failed */
+};
+
+/*
+ * A slot's state and the events that move it, as pool.c's machine keeps
+ * them (its diagram and table open pool.c).  The state is that of the
+ * slot's roles: the serving worker (cur), its successor (next) and the
+ * predecessor being stopped (repl.old).
+ */
+enum slot_state { SL_EMPTY, SL_BACKOFF, SL_STARTING, SL_SERVING,
+    SL_STOPPING, SL_REPLACING, SL_REPLACE_WAIT, SL_RETIRING, SL_NSTATES };
+enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
+    EV_WATCHDOG, EV_NOTIFY_STOPPING, EV_EXIT, EV_REPLACE, EV_REMOVE,
+    EV_DRAIN, EV_STOP, EV_ENDED, EV_NEVENTS };
+
 struct slot {
 	int	 id;
 	bool	 inited;
+	enum slot_state state;
+	int	 ev_depth;		/* events in progress on it */
+	enum slot_state ev_from;	/* the state the outermost began in */
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
+	struct replacement repl;
 	unsigned restarts;
+	unsigned young_deaths;		/* in a row, each under 0.1 s */
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
 	double	 mem_backoff;		/* --max-memory: recycled young */
@@ -361,7 +476,11 @@ struct pool {
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
-	int	 stop_requests;
+	struct {
+		struct timer timer;	/* polls until none is left */
+		bool	 asked;		/* they got the stop signal */
+		bool	 kill;		/* --stop-timeout passed: KILL them */
+	} leftovers;			/* children that are not workers */
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
@@ -373,9 +492,17 @@ struct pool {
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
 	struct rlimit nofile;
+	/* Replacements that ended, in order: their follow-up runs deferred. */
+	struct timer defer_timer;
+	int	 deferred[WPOOL_MAX_WORKERS];
+	int	 ndeferred;
+	/* Transitions taken, by state and event; those the table refuses. */
+	unsigned long transitions[SL_NSTATES][EV_NEVENTS];
+	unsigned long bad_transitions;
 };
 
 int	pool_init(struct pool *, struct conf *);
+void	pool_free(struct pool *);
 int	pool_start(struct pool *);
 int	pool_run(struct pool *);
 void	pool_stop(struct pool *, bool);
@@ -393,6 +520,18 @@ int	pool_count(const struct pool *, enum worker_state);
 void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
+const char *worker_shown_state(const struct worker *);
+/* A worker's role in its slot. */
+enum worker_role { ROLE_NONE, ROLE_CUR, ROLE_NEXT, ROLE_OLD };
+enum worker_role worker_role(const struct pool *, const struct worker *);
+const char *slot_state_name(enum slot_state);
+const char *slot_event_name(enum slot_event);
+unsigned slot_transitions(enum slot_state, enum slot_event);
+
+/* tree.c: the workers' process groups and the master's adopted children. */
+int	tree_signal_group(pid_t, int);
+int	tree_children(pid_t *, int);
+int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
@@ -401,6 +540,7 @@ int	balance_worker_channel(struct worker *, int *);
 void	balance_worker_gone(struct worker *);
 void	balance_kick(void);
 bool	balance_reaped(pid_t, int);
+bool	balance_has_child(pid_t);
 int	balance_stop(int);
 struct json_object *balance_status_json(double);
 int	balance_parse_message(const char *, size_t, long long *);
@@ -408,7 +548,7 @@ void	balance_ring_build(int);
 int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
-int	notify_open(struct pool *, char *, size_t, char *, size_t);
+int	notify_open(struct pool *, char *, size_t);
 void	notify_close(void);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
@@ -424,8 +564,7 @@ void	metrics_close(void);
 char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
-struct json_object;
-struct json_object *status_json(struct pool *, double, double, bool);
+struct json_object *status_json(struct pool *, double, bool);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);
@@ -436,7 +575,10 @@ int	control_default_path(const char *, char *, size_t);
 #define FDRECV_MAX_FDS	253	/* the kernel's SCM_MAX_FD */
 struct ucred;
 int	fdrecv_refuse(int);
+int	fdrecv_allow(int);
 void	fdrecv_dispose(int);
+void	fdrecv_holder_mode(void);
+pid_t	fdrecv_fork_child(int *, int);
 ssize_t	fdrecv_msg(int, void *, size_t, int, struct ucred *, bool *, int *);
 
 /* util */

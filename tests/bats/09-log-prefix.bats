@@ -124,8 +124,10 @@ load ../helpers
 @test "--log-prefix: a worker's child that writes without end does not hold the stop back" {
 	# On TERM the worker starts a child that ignores TERM and writes as
 	# fast as it can, then exits: its pipe never runs empty.  The master
-	# still stops (the child then dies of SIGPIPE).
-	start_wpool -s "$BATS_TEST_TMPDIR/ctl.sock" -n 1 --log-prefix -- sh -c '
+	# still stops: the child gets KILL after --stop-timeout (issue 11:
+	# nothing of the pool is left; it used to be left running until the
+	# SIGPIPE of a write after the master had gone).
+	start_wpool -s "$BATS_TEST_TMPDIR/ctl.sock" -n 1 --log-prefix --stop-timeout 2 -- sh -c '
 		trap "( trap \"\" TERM; exec yes ) & echo last; exit 0" TERM
 		echo up; sleep 60 & wait $!'
 	wait_for_log_count '^\[wpool\.0\] up$' 1

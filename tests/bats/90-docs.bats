@@ -1,9 +1,11 @@
 #!/usr/bin/env bats
-# The docs are part of the interface: every option and subcommand that
-# `wpool --help` shows is documented in man/wpool.1 and completed by the
-# bash, zsh and fish completions; the man page is lint-clean; the
-# completions work; the README's quick start is what `make demo` runs, and
-# the demo server behaves as the README says.
+# The docs are part of the interface: every run option of cli.c's table
+# (printed by tests/bin/opt_table) is in --help, documented in man/wpool.1
+# (and in wpool.conf(5) if the file takes it) and completed by the bash,
+# zsh and fish completions, with its values; every subcommand of --help is
+# documented and completed; the man page is lint-clean; the completions
+# work; the README's quick start is what `make demo` runs, and the demo
+# server behaves as the README says.
 
 load ../helpers
 
@@ -13,6 +15,7 @@ ZSH_COMP="$REPO_ROOT/completions/_wpool"
 FISH_COMP="$REPO_ROOT/completions/wpool.fish"
 README="$REPO_ROOT/README.md"
 HELLO="$REPO_ROOT/examples/hello"
+OPT_TABLE="$REPO_ROOT/tests/bin/opt_table"
 
 # Most tests read files only: they need neither testsrv nor a pool.
 setup() {
@@ -62,6 +65,19 @@ man_text() {
 	sed 's/\\-/-/g' "$MAN"
 }
 
+# opt_table: cli.c's table of run options, "NAME LETTER KIND WHERE
+# VALUES" a line, or a failure that says how to build it.
+opt_table() {
+	[[ -x $OPT_TABLE ]] || fail "no $OPT_TABLE (run: make test-bins)"
+	"$OPT_TABLE"
+}
+
+# table_rows WHERE: the rows of the options that WHERE (cli or file)
+# takes.
+table_rows() {
+	opt_table | awk -v w="$1" '{ n = split($4, a, ","); for (i = 1; i <= n; i++) if (a[i] == w) print }'
+}
+
 @test "--help names enough options and subcommands for the checks to mean something" {
 	local n
 	n=$(help_long_opts | wc -l)
@@ -74,25 +90,136 @@ man_text() {
 	assert_line stop
 }
 
-@test "every long option in --help is documented in man/wpool.1" {
-	local opt missing=()
-	for opt in $(help_long_opts); do
+@test "the option table has enough entries for the checks to mean something" {
+	local n
+	n=$(table_rows cli | wc -l)
+	((n >= 30)) || fail "only $n command-line options in the table"
+	n=$(table_rows file | wc -l)
+	((n >= 25)) || fail "only $n [pool] keys in the table"
+	n=$(opt_table | awk '$2 != "-"' | wc -l)
+	((n >= 10)) || fail "only $n short options in the table"
+}
+
+@test "--help shows exactly the table's command-line options, with their letters" {
+	local name letter kind where values missing=() extra=()
+	local help
+	help=$(help_text)
+	while read -r name letter kind where values; do
+		grep -qE -- "^ +(-[A-Za-z], )?--${name}( |\$)" <<<"$help" ||
+			missing+=("--$name")
+		if [[ $letter != - ]]; then
+			grep -qE -- "^  -${letter}, --${name}( |\$)" <<<"$help" ||
+				missing+=("-$letter")
+		fi
+	done < <(table_rows cli)
+	# The options of control subcommands are in the usage lines only.
+	for name in $(help_long_opts); do
+		name=${name#--}
+		case $name in json | check | no-wait) continue ;; esac
+		table_rows cli | grep -qE "^${name} " || extra+=("--$name")
+	done
+	((${#missing[@]} == 0)) || fail "the table's options missing from --help: ${missing[*]}"
+	((${#extra[@]} == 0)) || fail "options in --help but not in the table: ${extra[*]}"
+}
+
+@test "every command-line option of the table is documented in man/wpool.1" {
+	local name letter kind where values missing=() man
+	man=$(man_text)
+	while read -r name letter kind where values; do
 		# As an item of a list, not just mentioned: ".Fl \-mode" (Fl
 		# adds one dash) reads ".Fl -mode" in man_text.
-		man_text | grep -qE -- "^\.It .*Fl ${opt#-}( |\$)" ||
-			missing+=("$opt")
-	done
+		if [[ $letter != - ]]; then
+			grep -qE -- "^\.It Fl ${letter} , Fl -${name}( |\$)" <<<"$man" ||
+				missing+=("-$letter, --$name")
+		else
+			grep -qE -- "^\.It .*Fl -${name}( |\$)" <<<"$man" ||
+				missing+=("--$name")
+		fi
+	done < <(table_rows cli)
 	((${#missing[@]} == 0)) ||
 		fail "not documented as .It Fl items in man/wpool.1: ${missing[*]}"
 }
 
-@test "every short option in --help is documented in man/wpool.1" {
-	local o missing=()
-	for o in $(help_short_opts); do
-		man_text | grep -qE -- "^\.It Fl ${o}( |\$)" || missing+=("-$o")
-	done
+@test "every [pool] key of the table is documented in wpool.conf(5)" {
+	local name letter kind where values missing=()
+	while read -r name letter kind where values; do
+		grep -qE "^\.It (.* )?Ic ${name}( |\$)" "$REPO_ROOT/man/wpool.conf.5" ||
+			missing+=("$name")
+	done < <(table_rows file)
 	((${#missing[@]} == 0)) ||
-		fail "not documented in man/wpool.1: ${missing[*]}"
+		fail "no '.It Ic KEY' entry in wpool.conf.5: ${missing[*]}"
+}
+
+# fish_with_value: the options fish's __wpool_where skips a value after.
+fish_with_value() {
+	sed -n '/set -l with_value/,/[^\\]$/p' "$FISH_COMP" | tr -s ' \\\n' '\n' |
+		grep -E '^-'
+}
+
+@test "every command-line option of the table is in the bash, zsh and fish completions, taking a value as the table says" {
+	local name letter kind where values offers with missing=() wrong=()
+	offers=$(bash_offers)
+	with=$(fish_with_value)
+	while read -r name letter kind where values; do
+		grep -qxF -- "--$name" <<<"$offers" || missing+=("bash:--$name")
+		grep -qE -- "--${name}([]=[',}]|\$)" "$ZSH_COMP" ||
+			missing+=("zsh:--$name")
+		grep -qE -- "-l ${name}( |\$)" "$FISH_COMP" ||
+			missing+=("fish:--$name")
+		if [[ $letter != - ]]; then
+			grep -qxF -- "-$letter" <<<"$offers" ||
+				missing+=("bash:-$letter")
+			grep -qE -- "[{(' ]-${letter}[+,}]" "$ZSH_COMP" ||
+				missing+=("zsh:-$letter")
+			grep -qE -- "-s ${letter} -l ${name} " "$FISH_COMP" ||
+				missing+=("fish:-$letter")
+		fi
+		# Whether the next word is the option's value.
+		if [[ $kind == flag ]]; then
+			! bash_takes_value "--$name" || wrong+=("bash:--$name")
+			! grep -qE -- "--${name}=" "$ZSH_COMP" || wrong+=("zsh:--$name")
+			! grep -qxF -- "--$name" <<<"$with" || wrong+=("fish:--$name")
+			! grep -E -- "-l ${name}( |\$)" "$FISH_COMP" | grep -qE ' -[xr] ' ||
+				wrong+=("fish:--$name")
+		else
+			bash_takes_value "--$name" || wrong+=("bash:--$name")
+			grep -qE -- "--${name}=" "$ZSH_COMP" || wrong+=("zsh:--$name")
+			grep -qxF -- "--$name" <<<"$with" || wrong+=("fish:--$name")
+			grep -E -- "-l ${name}( |\$)" "$FISH_COMP" | grep -qE ' -[xr] ' ||
+				wrong+=("fish:--$name")
+		fi
+	done < <(table_rows cli)
+	((${#missing[@]} + ${#wrong[@]} == 0)) ||
+		fail "missing from completions: ${missing[*]}; disagreeing with the table on taking a value: ${wrong[*]}"
+}
+
+# bash_takes_value OPT: the bash completion skips a value after OPT.
+bash_takes_value() {
+	bash -c 'source "$1" && _wpool_takes_value "$2"' _ "$BASH_COMP" "$1"
+}
+
+@test "every value of an enum option is completed by bash, zsh and fish and documented in man/wpool.1" {
+	local name letter kind where values want got missing=() man
+	man=$(man_text)
+	while read -r name letter kind where values; do
+		[[ $kind == enum ]] || continue
+		want=$(tr ',' '\n' <<<"$values" | sort | paste -sd' ')
+		got=$(complete_bash wpool "--$name" '' | sort | paste -sd' ')
+		[[ $got == "$want" ]] || missing+=("bash:--$name=(${got:0:60})")
+		grep -E -- "--${name}=" "$ZSH_COMP" | grep -qF ":(${values//,/ })" ||
+			missing+=("zsh:--$name")
+		if command -v fish >/dev/null; then
+			got=$(fish --no-config -c 'source $argv[1]
+				complete -C"wpool --$argv[2] " | string replace -r "\t.*" ""' \
+				"$FISH_COMP" "$name" | sort | paste -sd' ')
+			[[ $got == "$want" ]] || missing+=("fish:--$name=(${got:0:60})")
+		fi
+		for v in ${values//,/ }; do
+			grep -qE -- "(^\.It |Fl -${name} )Cm ${v}( |\$)" <<<"$man" ||
+				missing+=("man:--$name $v")
+		done
+	done < <(opt_table)
+	((${#missing[@]} == 0)) || fail "enum values not completed or documented: ${missing[*]}"
 }
 
 @test "every subcommand in --help is documented in man/wpool.1" {
@@ -114,32 +241,6 @@ bash_offers() {
 		complete_bash wpool stop -
 		complete_bash wpool restart 0 -
 	} | sort -u
-}
-
-@test "every long option in --help is in the bash, zsh and fish completions" {
-	local opt name offers missing=()
-	offers=$(bash_offers)
-	for opt in $(help_long_opts); do
-		name=${opt#--}
-		grep -qxF -- "$opt" <<<"$offers" || missing+=("bash:$opt")
-		grep -qE -- "${opt}([]=[',}]|\$)" "$ZSH_COMP" ||
-			missing+=("zsh:$opt")
-		grep -qE -- "-l ${name}( |\$)" "$FISH_COMP" ||
-			missing+=("fish:$opt")
-	done
-	((${#missing[@]} == 0)) || fail "missing from completions: ${missing[*]}"
-}
-
-@test "every short option in --help is in the bash, zsh and fish completions" {
-	local o offers missing=()
-	offers=$(bash_offers)
-	for o in $(help_short_opts); do
-		grep -qxF -- "-$o" <<<"$offers" || missing+=("bash:-$o")
-		grep -qE -- "[{(' ]-${o}[+,}]" "$ZSH_COMP" ||
-			missing+=("zsh:-$o")
-		grep -qE -- "-s ${o} " "$FISH_COMP" || missing+=("fish:-$o")
-	done
-	((${#missing[@]} == 0)) || fail "missing from completions: ${missing[*]}"
 }
 
 @test "every subcommand in --help is in the bash, zsh and fish completions" {
@@ -301,8 +402,10 @@ complete_bash() {
 
 @test "README documents every mode that wpool accepts" {
 	[[ -x $WPOOL ]] || fail "no wpool binary at $WPOOL (run: make wpool)"
-	local mode
-	for mode in shared reuseport balance inetd; do
+	local mode modes
+	modes=$(opt_table | awk '$1 == "mode" { print $5 }')
+	[[ -n $modes ]] || fail "no mode option in the table"
+	for mode in ${modes//,/ }; do
 		# A mode wpool accepts must be documented, and not as planned.
 		if "$WPOOL" check -m "$mode" -b 127.0.0.1:0 -- /bin/true \
 			>/dev/null 2>&1; then

@@ -38,8 +38,6 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define MAX_LISTENERS	64
 #define MAX_FDS		256
 #define MAX_REQUEST	(64 * 1024)

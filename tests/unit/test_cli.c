@@ -1,6 +1,6 @@
 /*
- * test_cli.c: the value parsers (durations, sizes, signals, worker counts,
- * integers) and the command line into struct conf: cli_parse, then
+ * test_cli.c: parse.c's value parsers (durations, sizes, signals, worker
+ * counts, integers, users, booleans, names) and the command line into struct conf: cli_parse, then
  * cli_validate.  Each parser returns 0 or -errno and writes its output
  * only on success, so every refusal also checks the output is untouched.
  */
@@ -306,6 +306,40 @@ test_parse_int(void)
 	errno = 0;
 	is_int(parse_int("11", 1, 10, &v), -ERANGE, "out of range with errno "
 	    "0 beforehand: -ERANGE");
+}
+
+/* parse_user and parse_bool: the output only on success, too. */
+static void
+test_parse_user_bool(void)
+{
+	uid_t	 uid = 4242;
+	gid_t	 gid = 4343;
+	bool	 found = true, b;
+
+	is_int(parse_user("0:0", &uid, &gid, &found), 0, "parse_user(0:0)");
+	ok(uid == 0 && gid == 0 && found, "0:0 is uid 0, gid 0");
+	uid = 4242;
+	gid = 4343;
+	is_int(parse_user("0:no-such-group-wpool-unit", &uid, &gid, &found),
+	    -ESRCH, "parse_user with an unknown group: -ESRCH");
+	ok(uid == 4242 && gid == 4343 && !found, "and uid and gid are left "
+	    "as they were (%u, %u)", (unsigned)uid, (unsigned)gid);
+	is_int(parse_user("no-such-user-wpool-unit", &uid, &gid, &found),
+	    -ENOENT, "parse_user with an unknown user: -ENOENT");
+	ok(uid == 4242 && gid == 4343, "and uid and gid are left");
+
+	b = false;
+	is_int(parse_bool(NULL, &b), 0, "parse_bool(NULL): a bare key");
+	ok(b, "a bare key is true");
+	is_int(parse_bool("off", &b), 0, "parse_bool(off)");
+	ok(!b, "off is false");
+	b = true;
+	is_int(parse_bool("maybe", &b), -EINVAL, "parse_bool(maybe) refused");
+	ok(b, "and leaves the output");
+	is_int(parse_name("inetd", mode_names), MODE_INETD, "mode inetd");
+	is_int(parse_name("ip-hash", balancer_names), BAL_IP_HASH,
+	    "balancer ip-hash");
+	is_int(parse_name("SHARED", mode_names), -EINVAL, "names are exact");
 }
 
 /* ---- cli_parse and cli_validate ---- */
@@ -748,6 +782,152 @@ test_validate_refusals(void)
 	conf_free(&c);
 }
 
+/*
+ * cli.c's table: names and letters unique, every entry complete for its
+ * kind, every default accepted, and every value `wpool check` prints read
+ * back as the same value.
+ */
+static void
+test_table(void)
+{
+	struct conf c, back;
+	const struct opt *o, *p;
+	char	 v[1024], err[512];
+	int	 bad = 0, r;
+
+	for (o = cli_opts; o < cli_opts + cli_nopts; o++) {
+		for (p = cli_opts; p < o; p++)
+			if (strcmp(p->name, o->name) == 0 || (o->letter != 0 &&
+			    p->letter == o->letter)) {
+				ok(0, "%s and %s: one name or letter", p->name,
+				    o->name);
+				bad++;
+			}
+		if ((o->flags & OPT_CLI) && (o->help == NULL ||
+		    o->section == SEC_NONE)) {
+			ok(0, "--%s has no help text or section", o->name);
+			bad++;
+		}
+		if ((o->kind == OPT_ENUM) != (o->values != NULL) ||
+		    (o->modes != 0) != (o->mode_why != NULL) ||
+		    ((o->flags & OPT_ONE_OF) && o->kind != OPT_FLAG) ||
+		    (o->kind == OPT_INT && o->min > o->max) ||
+		    (o->kind == OPT_DURATION && (o->ex[0] == NULL ||
+		    o->ex[1] == NULL)) || ((o->kind == OPT_LIST ||
+		    o->kind == OPT_COMMAND) && (o->flags & OPT_CLI) &&
+		    o->set == NULL)) {
+			ok(0, "%s: incomplete for its kind", o->name);
+			bad++;
+		}
+		if (o->dflt != NULL) {
+			memset(&c, 0, sizeof(c));
+			r = opt_apply(&c, o, o->dflt, o->name, err, sizeof(err));
+			if (r != 0) {
+				ok(0, "%s: its default '%s' is refused: %s",
+				    o->name, o->dflt, err);
+				bad++;
+			}
+			conf_free(&c);
+		}
+	}
+	is_int(bad, 0, "the table's %zu entries are complete and distinct",
+	    cli_nopts);
+
+	/* What check prints, the file reads back to the same field. */
+	{
+		char	*argv[] = { "wpool", "-m", "balance", "-n", "3",
+			"--max-requests", "7", "--max-requests-jitter", "2",
+			"--watchdog", "1.25", "--max-memory", "1G",
+			"--stop-signal", "RTMIN+1", "--restart-delay", "1234567.5",
+			"--ready", "notify", "-q", "--no-restart", "--name", "x",
+			"--", "cmd", NULL };
+
+		r = run_cli(&c, argv);
+		is_int(r, 0, "a command line that sets most kinds parses");
+		bad = 0;
+		for (o = cli_opts; o < cli_opts + cli_nopts; o++) {
+			if (o->kind == OPT_STRING || o->kind == OPT_COMMAND ||
+			    opt_format(o, &c, v, sizeof(v)) < 0)
+				continue;
+			conf_defaults(&back);
+			back.mode = c.mode;
+			if (opt_apply(&back, o, v, o->name, err,
+			    sizeof(err)) != 0 || memcmp((char *)&c + o->off,
+			    (char *)&back + o->off, o->size) != 0) {
+				ok(0, "%s = %s does not read back: %s", o->name,
+				    v, err);
+				bad++;
+			}
+			conf_free(&back);
+		}
+		is_int(bad, 0, "every value check prints reads back the same");
+		ok(opt_format(opt_find("watchdog"), &c, v, sizeof(v)) == 0 &&
+		    strcmp(v, "1.25") == 0, "watchdog = 1.25: %s", v);
+		ok(opt_format(opt_find("restart-delay"), &c, v, sizeof(v)) ==
+		    0 && strcmp(v, "1234567.5") == 0, "a large duration stays "
+		    "plain: %s", v);
+		ok(opt_format(opt_find("quiet"), &c, v, sizeof(v)) == 0 &&
+		    opt_format(opt_find("verbose"), &c, v, sizeof(v)) < 0,
+		    "-q: quiet = true, and no verbose line");
+		conf_free(&c);
+	}
+	/* Off and out-of-mode values are left out. */
+	{
+		conf_defaults(&c);
+		ok(opt_format(opt_find("watchdog"), &c, v, sizeof(v)) < 0 &&
+		    opt_format(opt_find("max-memory"), &c, v, sizeof(v)) < 0,
+		    "watchdog and max-memory off: left out");
+		ok(opt_format(opt_find("balancer"), &c, v, sizeof(v)) < 0,
+		    "balancer left out outside balance mode");
+		ok(opt_format(opt_find("workers"), &c, v, sizeof(v)) == 0 &&
+		    strcmp(v, "auto") == 0, "workers 0 prints as auto");
+		ok(opt_format(opt_find("bind"), &c, v, sizeof(v)) < 0 &&
+		    opt_format(opt_find("config"), &c, v, sizeof(v)) < 0,
+		    "bind and config are no [pool] keys");
+		ok(c.given == 0, "defaults are not options given");
+		conf_free(&c);
+	}
+}
+
+/* Which options were given, and the errors built from the table. */
+static void
+test_given_and_mode_errors(void)
+{
+	struct conf c;
+	char	*a1[] = { "wpool", "--balancer", "ip-hash", "-b", "127.0.0.1:0",
+		"cmd", NULL };
+	char	*a2[] = { "wpool", "--max-requests", "3", "-b", "127.0.0.1:0",
+		"cmd", NULL };
+	char	*a3[] = { "wpool", "-v", "-q", "cmd", NULL };
+	char	*a4[] = { "wpool", "-q", "--quiet", "cmd", NULL };
+
+	is_int(run_cli(&c, a1), 0, "--balancer in shared mode parses");
+	ok((c.given & (UINT64_C(1) << (opt_find("balancer") - cli_opts))) &&
+	    !(c.given & (UINT64_C(1) << (opt_find("max-queue") - cli_opts))),
+	    "given: balancer, not max-queue");
+	is_int(cli_validate(&c, errbuf, sizeof(errbuf)), -EINVAL,
+	    "and is refused by validate");
+	is_str(errbuf, "--balancer and --max-queue: only in balance mode "
+	    "(-m balance), where wpool hands out the connections",
+	    "the message names both options of that reason");
+	conf_free(&c);
+
+	run_cli(&c, a2);
+	is_int(cli_validate(&c, errbuf, sizeof(errbuf)), -EINVAL,
+	    "--max-requests in shared mode refused");
+	is_str(errbuf, "--max-requests: only in balance mode (-m balance), "
+	    "where wpool sees each connection", "with its own reason");
+	conf_free(&c);
+
+	is_int(run_cli(&c, a3), -EINVAL, "-v -q refused");
+	is_str(errbuf, "-q/--quiet and -v/--verbose: give one or the other",
+	    "the same message whichever comes first");
+	conf_free(&c);
+	is_int(run_cli(&c, a4), 0, "-q --quiet is one choice, twice");
+	is_int(c.log_level, LOG_WARN, "quiet");
+	conf_free(&c);
+}
+
 /* cli_parse can be called repeatedly (getopt state is reset inside). */
 static void
 test_repeat(void)
@@ -773,6 +953,7 @@ main(void)
 	test_parse_signal();
 	test_parse_workers();
 	test_parse_int();
+	test_parse_user_bool();
 	test_defaults();
 	test_full_command_line();
 	test_validate_ok();
@@ -780,5 +961,7 @@ main(void)
 	test_bad_values();
 	test_validate_refusals();
 	test_repeat();
+	test_table();
+	test_given_and_mode_errors();
 	return done_testing();
 }

@@ -372,6 +372,31 @@ test_errors(void)
 	    "workers = 2\n", 1, "workers");
 	conf_bad("bind in [pool]",
 	    "[pool]\nbind = :80\n", 2, "bind");
+	/* Built from cli.c's table: every [pool] key, in the table's order. */
+	conf_bad("unknown key lists the table's [pool] keys",
+	    "[pool]\nworkerz = 2\n", 2, "unknown key 'workerz' in [pool]: "
+	    "expected name, workers, fallback-cpus, mode, balancer, backlog, "
+	    "max-queue, restart-delay, max-restart-delay, min-uptime, "
+	    "no-restart, stop-signal, stop-timeout, ready, ready-timeout, "
+	    "reload-batch, watchdog, max-requests, max-requests-jitter, "
+	    "max-memory, user, chdir, log-prefix, control, pidfile, metrics, "
+	    "quiet, verbose or command");
+	conf_bad("a command-line-only option is an unknown key",
+	    "[pool]\nhelp = 1\n", 2, "unknown key 'help' in [pool]");
+	conf_bad("config in [pool] points to the command line",
+	    "[pool]\nconfig = x.ini\n", 2, "config: not a [pool] key (use "
+	    "the command line)");
+	conf_bad("env in [pool] points to [env]",
+	    "[pool]\nenv = A=1\n", 2, "env: not a [pool] key (use [env])");
+	conf_bad("quiet and verbose both true",
+	    "[pool]\nverbose = yes\nquiet = false\nquiet\n", 4, "quiet: "
+	    "'quiet' and 'verbose' are both true: give one or the other");
+	conf_bad("a bare key that needs a value",
+	    "[pool]\nstop-signal\n", 2, "stop-signal: a value is required "
+	    "(stop-signal = VALUE)");
+	conf_bad("a mode-only key is still a key, refused by validate later",
+	    "[pool]\nbalancer = random\n", 2, "balancer: invalid value "
+	    "'random': expected least-conn, round-robin or ip-hash");
 	conf_bad("command twice",
 	    "[pool]\ncommand = a\ncommand = b\n", 3, "command");
 	conf_bad("unterminated quote in the command",

@@ -1,0 +1,867 @@
+/*
+ * test_lifecycle.c: the worker lifecycle of pool.c on a fake kernel
+ * (sys_set): forks that succeed or fail on demand, signals recorded and
+ * turned into exits, a clock the test moves and the loop's timers fired
+ * at it.  No real process is started; every case runs in microseconds of
+ * virtual time.
+ */
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wpool.h"
+#include "tap.h"
+
+#define FAKE_PID0	1000
+#define FAKE_MAX	4096
+
+struct fake_proc {
+	bool	 alive;
+	int	 last_signal;
+	int	 nsignals;
+	uint64_t rss;
+};
+
+static struct {
+	double	 now;
+	int	 fail_forks;		/* the next N forks fail */
+	int	 forks, spawns;
+	pid_t	 next_pid;
+	bool	 obey_term;		/* a worker exits on the stop signal */
+	struct fake_proc procs[FAKE_MAX];
+	pid_t	 exits[FAKE_MAX];	/* waiting to be reaped */
+	int	 statuses[FAKE_MAX];
+	int	 nexits;
+} F;
+
+static struct fake_proc *
+proc(pid_t pid)
+{
+	if (pid < FAKE_PID0 || pid >= FAKE_PID0 + FAKE_MAX)
+		return NULL;
+	return &F.procs[pid - FAKE_PID0];
+}
+
+static pid_t
+fake_spawn(const struct spawn_req *req, int *status_fd)
+{
+	(void)req;
+	F.forks++;
+	if (F.fail_forks > 0) {
+		F.fail_forks--;
+		return -EAGAIN;
+	}
+	F.spawns++;
+	*status_fd = -1;		/* exec'd at once */
+	proc(F.next_pid)->alive = true;
+	return F.next_pid++;
+}
+
+/* The child exits with a wait status, to be reaped at the next SIGCHLD. */
+static void
+fake_exit(pid_t pid, int status)
+{
+	struct fake_proc *pr = proc(pid);
+
+	if (pr == NULL || !pr->alive)
+		return;
+	pr->alive = false;
+	F.exits[F.nexits] = pid;
+	F.statuses[F.nexits++] = status;
+}
+
+#define EXITED(code)	(((code) & 0xff) << 8)
+#define KILLED(sig)	(sig)
+
+static int
+fake_kill(pid_t pid, int sig)
+{
+	struct fake_proc *pr = proc(pid);
+
+	if (pr == NULL || !pr->alive)
+		return -ESRCH;
+	if (sig == 0 || sig == SIGCONT)
+		return 0;
+	pr->last_signal = sig;
+	pr->nsignals++;
+	if (sig == SIGKILL || sig == SIGABRT ||
+	    (sig == SIGTERM && F.obey_term))
+		fake_exit(pid, KILLED(sig));
+	return 0;
+}
+
+static pid_t
+fake_reap(int *status)
+{
+	pid_t	 pid;
+
+	if (F.nexits == 0)
+		return 0;
+	pid = F.exits[0];
+	*status = F.statuses[0];
+	F.nexits--;
+	memmove(F.exits, F.exits + 1, (size_t)F.nexits * sizeof(F.exits[0]));
+	memmove(F.statuses, F.statuses + 1,
+	    (size_t)F.nexits * sizeof(F.statuses[0]));
+	return pid;
+}
+
+static double
+fake_mono(void)
+{
+	return F.now;
+}
+
+static double
+fake_real(void)
+{
+	return 1.7e9 + F.now;
+}
+
+static int
+fake_sample(pid_t pid, struct proc_sample *s)
+{
+	struct fake_proc *pr = proc(pid);
+
+	if (pr == NULL || !pr->alive)
+		return -ESRCH;
+	memset(s, 0, sizeof(*s));
+	s->rss_bytes = pr->rss;
+	return 0;
+}
+
+static int queued;	/* connections in every socket's accept queue */
+
+static int
+fake_queue_len(int fd)
+{
+	(void)fd;
+	return queued;
+}
+
+static const struct sys_ops fake_ops = {
+	.spawn = fake_spawn,
+	.kill = fake_kill,
+	.reap = fake_reap,
+	.mono = fake_mono,
+	.real = fake_real,
+	.sample = fake_sample,
+	.queue_len = fake_queue_len,
+};
+
+/* Reaps what exited and fires what is due, until nothing is left to do. */
+static void
+settle(void)
+{
+	do {
+		if (F.nexits > 0)
+			loop_deliver_signal(SIGCHLD, 0);
+		loop_fire_timers();
+	} while (F.nexits > 0);
+}
+
+/* Moves the clock by dt, firing each timer at its own deadline. */
+static void
+advance(double dt)
+{
+	double	 end = F.now + dt, d;
+
+	settle();
+	while ((d = loop_next_deadline()) >= 0 && d <= end) {
+		if (d > F.now)
+			F.now = d;
+		settle();
+	}
+	F.now = end;
+	settle();
+}
+
+static char *fake_argv[] = { "fake-server", NULL };
+/* Every test's transitions, for the walk of the table at the end. */
+static unsigned long hits[SL_NSTATES][EV_NEVENTS], bad;
+static struct conf C;
+static struct pool P;
+
+static struct pool *
+pool_new(int n, void (*tune)(struct conf *))
+{
+	memset(&F, 0, sizeof(F));
+	F.now = 1000;
+	F.next_pid = FAKE_PID0;
+	F.obey_term = true;
+	conf_defaults(&C);
+	C.workers = n;
+	C.argv = fake_argv;
+	C.name = "test";
+	if (tune != NULL)
+		tune(&C);
+	pool_init(&P, &C);
+	pool_start(&P);
+	settle();
+	return &P;
+}
+
+/* Stops the pool and checks that it leaves no timer and no worker. */
+static void
+pool_end(struct pool *p, const char *name)
+{
+	int	 st, ev;
+
+	pool_stop(p, true);
+	settle();
+	for (st = 0; st < SL_NSTATES; st++)
+		for (ev = 0; ev < EV_NEVENTS; ev++)
+			hits[st][ev] += p->transitions[st][ev];
+	is_int(p->bad_transitions, 0, "%s: every transition is in the table",
+	    name);
+	bad += p->bad_transitions;
+	pool_free(p);
+	timer_cancel(&p->stop_timer);
+	timer_cancel(&p->sample_timer);
+	timer_cancel(&p->output_timer);
+	timer_cancel(&p->defer_timer);
+	ok(p->state == POOL_DONE && p->nworkers == 0 &&
+	    loop_next_deadline() < 0, "%s: the pool ends clean", name);
+}
+
+static struct worker *
+cur(struct pool *p, int id)
+{
+	return p->slots[id].cur;
+}
+
+static pid_t
+cur_pid(struct pool *p, int id)
+{
+	return cur(p, id) != NULL ? cur(p, id)->pid : -1;
+}
+
+static void
+ready(struct pool *p, struct worker *w)
+{
+	pool_worker_notify(p, w, "READY", "1");
+	settle();
+}
+
+static void
+notify_mode(struct conf *c)
+{
+	c->ready = READY_NOTIFY;
+	c->ready_timeout = 1;
+	c->min_uptime = 2;
+	c->max_restart_delay = 1;
+}
+
+static void
+min_uptime_1(struct conf *c)
+{
+	c->min_uptime = 1;
+}
+
+static void
+test_crash_backoff(void)
+{
+	struct pool *p = pool_new(1, min_uptime_1);
+	pid_t	 a = cur_pid(p, 0), b, c, d;
+
+	is_int(F.spawns, 1, "crash: one worker started");
+	advance(0.01);
+	fake_exit(a, EXITED(1));
+	settle();
+	ok(cur(p, 0) == NULL, "crash: the slot is empty");
+	is_dbl(p->slots[0].backoff, 0.1, "crash young: back-off 0.1 s");
+	advance(0.099);
+	is_int(F.spawns, 1, "crash: not restarted before 0.1 s");
+	advance(0.002);
+	is_int(F.spawns, 2, "crash: restarted at 0.1 s");
+	b = cur_pid(p, 0);
+	fake_exit(b, KILLED(SIGSEGV));
+	settle();
+	is_dbl(p->slots[0].backoff, 0.2, "crash young again: back-off 0.2 s");
+	advance(0.199);
+	is_int(F.spawns, 2, "crash: not restarted before 0.2 s");
+	advance(0.002);
+	is_int(F.spawns, 3, "crash: restarted at 0.2 s");
+	c = cur_pid(p, 0);
+	advance(1.0);
+	fake_exit(c, EXITED(1));
+	settle();
+	is_dbl(p->slots[0].backoff, 0, "lived --min-uptime: back-off reset");
+	is_int(F.spawns, 4, "lived --min-uptime: restarted at once");
+	d = cur_pid(p, 0);
+	ok(d != c && p->slots[0].restarts == 3, "crash: three restarts");
+	pool_end(p, "crash");
+}
+
+static void
+test_killed_outside(void)
+{
+	struct pool *p = pool_new(2, min_uptime_1);
+	pid_t	 a = cur_pid(p, 1);
+
+	fake_exit(a, KILLED(SIGKILL));
+	settle();
+	is_int(F.spawns, 3, "killed from outside: replaced at once");
+	ok(cur_pid(p, 1) != a && cur(p, 1)->state == W_READY,
+	    "killed from outside: the new worker is ready");
+	is_dbl(p->slots[1].backoff, 0, "killed from outside: no back-off");
+	pool_end(p, "killed");
+}
+
+/* A reload where the new worker of slot 0 dies, hangs or cannot fork. */
+enum how { DIES, NEVER_READY, NO_FORK, FORK_ONCE };
+
+static void
+reload_case(int batch, enum how how)
+{
+	static const char *const names[] = { "dies", "never ready",
+	    "cannot fork", "fork fails once" };
+	char	 name[64];
+	struct pool *p;
+	pid_t	 old0, old1;
+	unsigned gen;
+	int	 i;
+
+	snprintf(name, sizeof(name), "reload batch %d, new worker %s", batch,
+	    names[how]);
+	p = pool_new(2, notify_mode);
+	C.reload_batch = batch;
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	old0 = cur_pid(p, 0);
+	old1 = cur_pid(p, 1);
+	if (how == NO_FORK)
+		F.fail_forks = 100;
+	if (how == FORK_ONCE)
+		F.fail_forks = 1;
+	is_int(pool_reload(p, &gen, NULL, 0), 0, "%s: accepted", name);
+	settle();
+	if (how == NO_FORK || how == FORK_ONCE) {
+		is_int(F.spawns, how == NO_FORK ? 2 : 1 + batch,
+		    "%s: no successor for slot 0 yet", name);
+		advance(0.1);
+	}
+	if (how == NO_FORK) {
+		advance(0.2);
+		ok(p->reload.failed && strstr(p->reload.error,
+		    "cannot start a new worker 0") != NULL,
+		    "%s: fails after %d forks: %s", name, F.forks - 2,
+		    p->reload.error);
+		F.fail_forks = 0;
+		goto check_old;
+	}
+	is_int(F.spawns, 2 + batch, "%s: %d successor(s) started", name,
+	    batch);
+	ok(p->slots[0].next != NULL, "%s: slot 0 has a successor", name);
+	if (how == FORK_ONCE) {
+		for (i = 0; i < 2; i++) {
+			if (p->slots[i].next == NULL)
+				settle();
+			if (p->slots[i].next != NULL)
+				ready(p, p->slots[i].next);
+		}
+		settle();
+		ok(!p->reload.active && !p->reload.failed &&
+		    p->reload.done == 2, "%s: the reload completes", name);
+		ok(cur(p, 0)->generation == 1 && cur(p, 1)->generation == 1,
+		    "%s: both workers are new", name);
+		pool_end(p, name);
+		return;
+	}
+	if (how == DIES)
+		fake_exit(p->slots[0].next->pid, EXITED(3));
+	else
+		advance(1.0);
+	settle();
+	ok(p->reload.failed && strstr(p->reload.error, how == DIES ?
+	    "exited with status 3" : "was not ready in time") != NULL,
+	    "%s: the reload fails: %s", name, p->reload.error);
+check_old:
+	/* With batch 2, slot 1's successor may still run: stop it. */
+	if (p->slots[1].next != NULL)
+		ready(p, p->slots[1].next);
+	settle();
+	is_int(cur_pid(p, 0), old0, "%s: old worker 0 keeps serving", name);
+	ok(cur(p, 0)->state == W_READY, "%s: and is ready", name);
+	ok(batch == 2 || cur_pid(p, 1) == old1,
+	    "%s: worker 1 was not touched with batch 1", name);
+	ok(p->slots[0].next == NULL && !p->slots[0].respawn_at,
+	    "%s: slot 0 is settled", name);
+	pool_end(p, name);
+}
+
+static void
+test_reload_queued(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	unsigned gen;
+
+	ready(p, cur(p, 0));
+	is_int(pool_reload(p, &gen, NULL, 0), 0, "queued: first reload");
+	is_int(gen, 1, "queued: to generation 1");
+	is_int(pool_reload(p, &gen, NULL, 0), 1, "queued: second waits");
+	is_int(gen, 2, "queued: to generation 2");
+	fake_exit(p->slots[0].next->pid, EXITED(1));
+	settle();
+	ok(p->nreload_failures == 1 &&
+	    p->reload_failures[0].generation == 1, "queued: the first failed");
+	ok(p->reload.active && p->reload.generation == 2 &&
+	    p->slots[0].next != NULL, "queued: the second runs at once");
+	ready(p, p->slots[0].next);
+	ok(!p->reload.active && !p->reload.failed &&
+	    cur(p, 0)->generation == 2, "queued: the second succeeds");
+	pool_end(p, "queued");
+}
+
+static void
+test_restart_failing(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	char	 err[128];
+	pid_t	 old;
+
+	ready(p, cur(p, 0));
+	old = cur_pid(p, 0);
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0, "restart: accepted");
+	is_int(pool_restart(p, 0, err, sizeof(err)), -EBUSY,
+	    "restart: a second one is refused while the first runs");
+	fake_exit(p->slots[0].next->pid, EXITED(1));
+	settle();
+	is_int(cur_pid(p, 0), old, "restart, successor died: old serves");
+	ok(proc(old)->nsignals == 0, "restart: the old one was not signalled");
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0,
+	    "restart: the slot takes a new restart");
+	ready(p, p->slots[0].next);
+	ok(cur_pid(p, 0) != old && !proc(old)->alive,
+	    "restart: now replaced");
+	/* A successor that cannot be forked: retried, then given up. */
+	old = cur_pid(p, 0);
+	F.fail_forks = 100;
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0, "restart: no fork");
+	advance(2);
+	is_int(cur_pid(p, 0), old, "restart, no fork: old serves");
+	F.fail_forks = 0;
+	advance(2);
+	is_int(F.spawns, 3, "restart, no fork: given up, not retried forever");
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0,
+	    "restart: accepted again after giving up");
+	pool_end(p, "restart");
+}
+
+static void
+test_scale_during_reload(void)
+{
+	struct pool *p = pool_new(3, notify_mode);
+	char	 err[128];
+	unsigned gen;
+	int	 i;
+
+	for (i = 0; i < 3; i++)
+		ready(p, cur(p, i));
+	pool_reload(p, &gen, NULL, 0);
+	ok(p->slots[0].next != NULL, "scale: reload replaces slot 0 first");
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "scale: down to 1");
+	settle();
+	is_int(p->nworkers, 2, "scale down: slots 1 and 2 stopped");
+	ready(p, p->slots[0].next);
+	ok(!p->reload.active && !p->reload.failed && p->reload.done == 1,
+	    "scale down: the reload ends with the one slot left");
+	pool_reload(p, &gen, NULL, 0);
+	is_int(pool_scale(p, 3, err, sizeof(err)), 0, "scale: up to 3");
+	ok(cur(p, 1) != NULL && cur(p, 1)->generation == 2 &&
+	    cur(p, 2) != NULL, "scale up: new slots start at the new "
+	    "generation");
+	ready(p, cur(p, 1));
+	ready(p, cur(p, 2));
+	ready(p, p->slots[0].next);
+	ok(!p->reload.active && !p->reload.failed,
+	    "scale up: the reload completes");
+	for (i = 0; i < 3; i++)
+		ok(cur(p, i)->generation == 2 && cur(p, i)->state == W_READY,
+		    "scale up: worker %d new and ready", i);
+	pool_end(p, "scale");
+}
+
+/* THE BUG: --max-requests' recycle whose successor cannot be forked. */
+static void
+test_recycle_fork_fails(void)
+{
+	struct pool *p = pool_new(1, NULL);
+	pid_t	 old = cur_pid(p, 0);
+
+	F.fail_forks = 1;
+	pool_recycle(p, cur(p, 0), "served its --max-requests");
+	settle();
+	is_int(F.forks, 2, "recycle: the successor's fork failed");
+	ok(p->slots[0].respawn_at > 0, "recycle: a retry is scheduled");
+	advance(0.1);
+	is_int(F.spawns, 2, "recycle: the successor is started on retry");
+	ok(cur_pid(p, 0) != old && !proc(old)->alive,
+	    "recycle: the old worker is replaced");
+	pool_end(p, "recycle");
+}
+
+static void
+max_memory(struct conf *c)
+{
+	c->max_memory = 100 << 20;
+	c->min_uptime = 1;
+}
+
+static void
+test_memory_fork_fails(void)
+{
+	struct pool *p = pool_new(1, max_memory);
+	pid_t	 old = cur_pid(p, 0);
+
+	advance(1.5);
+	proc(old)->rss = 200 << 20;
+	F.fail_forks = 1;
+	advance(0.5);
+	is_int(F.forks, 2, "memory: recycled, its successor's fork failed");
+	advance(0.1);
+	ok(cur_pid(p, 0) != old && !proc(old)->alive,
+	    "memory: replaced after the retry");
+	pool_end(p, "memory");
+}
+
+static void
+watchdog(struct conf *c)
+{
+	c->watchdog = 1;
+	c->min_uptime = 1;
+}
+
+static void
+test_watchdog(void)
+{
+	struct pool *p = pool_new(1, watchdog);
+	pid_t	 old = cur_pid(p, 0);
+
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	advance(0.9);
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	advance(0.9);
+	ok(proc(old)->alive, "watchdog: fed, it lives");
+	advance(0.2);
+	is_int(proc(old)->last_signal, SIGABRT, "watchdog: ABRT when starved");
+	ok(cur_pid(p, 0) != old, "watchdog: replaced");
+	pool_end(p, "watchdog");
+}
+
+static void
+test_ready_timeout(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	pid_t	 old = cur_pid(p, 0);
+
+	advance(0.99);
+	ok(proc(old)->alive, "ready-timeout: alive before the timeout");
+	advance(0.02);
+	is_int(proc(old)->last_signal, SIGKILL, "ready-timeout: KILL");
+	ok(cur(p, 0) == NULL && p->slots[0].respawn_at > 0,
+	    "ready-timeout: restarted with back-off");
+	advance(0.1);
+	ok(cur(p, 0) != NULL, "ready-timeout: restarted");
+	pool_end(p, "ready-timeout");
+}
+
+static void
+test_stop_mixed(void)
+{
+	struct pool *p = pool_new(4, notify_mode);
+	pid_t	 pid[4];
+	int	 i;
+
+	/* 0 ready, 1 starting, 2 stopping (TERM ignored), 3 in back-off. */
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 2));
+	F.obey_term = false;
+	pool_recycle(p, cur(p, 2), "test");
+	ready(p, p->slots[2].next);
+	fake_exit(cur_pid(p, 3), EXITED(1));
+	settle();
+	for (i = 0; i < 4; i++)
+		pid[i] = cur_pid(p, i);
+	ok(p->slots[3].respawn_at > 0, "stop: slot 3 in back-off");
+	pool_stop(p, false);
+	settle();
+	ok(p->state == POOL_STOPPING, "stop: stopping");
+	ok(proc(pid[0])->last_signal == SIGTERM &&
+	    proc(pid[1])->last_signal == SIGTERM,
+	    "stop: TERM to ready and starting workers");
+	advance(1);
+	is_int(F.spawns, 5, "stop: no respawn in back-off after stop");
+	F.obey_term = true;
+	fake_exit(pid[0], KILLED(SIGTERM));
+	fake_exit(pid[1], KILLED(SIGTERM));
+	fake_exit(pid[2], KILLED(SIGTERM));
+	settle();
+	ok(p->state == POOL_STOPPING && p->nworkers == 1,
+	    "stop: waits for the old worker 2 that ignores TERM");
+	advance(C.stop_timeout);
+	ok(p->state == POOL_DONE, "stop: done after --stop-timeout's KILL");
+	pool_end(p, "stop");
+}
+
+static void
+notify_watchdog(struct conf *c)
+{
+	notify_mode(c);
+	c->watchdog = 1;
+	c->ready_timeout = 10;
+}
+
+/*
+ * Scaled down in every state: starting, serving, back-off, stopping,
+ * replacing, waiting to retry a fork, retiring.  Each slot goes, its
+ * workers are stopped, and nothing comes back.
+ */
+static void
+test_scale_down_states(void)
+{
+	struct pool *p = pool_new(8, notify_mode);
+	char	 err[128];
+	int	 i;
+
+	F.obey_term = false;
+	ready(p, cur(p, 0));
+	for (i = 2; i < 8; i++)
+		ready(p, cur(p, i));
+	fake_exit(cur_pid(p, 3), EXITED(1));		/* 3: back-off */
+	settle();
+	pool_worker_notify(p, cur(p, 4), "STOPPING", "1");	/* 4 */
+	pool_restart(p, 5, err, sizeof(err));		/* 5: replacing */
+	F.fail_forks = 1;
+	pool_restart(p, 6, err, sizeof(err));		/* 6: fork retry */
+	pool_restart(p, 7, err, sizeof(err));		/* 7: retiring */
+	ready(p, p->slots[7].next);
+	is_str(slot_state_name(p->slots[1].state), "starting", "remove: 1");
+	is_str(slot_state_name(p->slots[2].state), "serving", "remove: 2");
+	is_str(slot_state_name(p->slots[3].state), "backoff", "remove: 3");
+	is_str(slot_state_name(p->slots[4].state), "stopping", "remove: 4");
+	is_str(slot_state_name(p->slots[5].state), "replacing", "remove: 5");
+	is_str(slot_state_name(p->slots[6].state), "replace-wait",
+	    "remove: 6");
+	is_str(slot_state_name(p->slots[7].state), "retiring", "remove: 7");
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "remove: scaled to 1");
+	settle();
+	for (i = 1; i < 8; i++)
+		ok(p->slots[i].state == SL_EMPTY && cur(p, i) == NULL &&
+		    p->slots[i].next == NULL, "remove: slot %d empty", i);
+	F.obey_term = true;
+	advance(C.stop_timeout + 1);
+	is_int(p->nworkers, 1, "remove: only worker 0 is left");
+	/*
+	 * With --no-restart, a worker that exits leaves its slot empty: it
+	 * is restarted on request, scaled away, and the pool stops with it.
+	 */
+	is_int(pool_scale(p, 2, err, sizeof(err)), 0, "remove: back to 2");
+	C.no_restart = true;
+	fake_exit(cur_pid(p, 1), EXITED(0));
+	settle();
+	ok(p->slots[1].state == SL_EMPTY, "no-restart: slot 1 empty");
+	is_int(pool_restart(p, 1, err, sizeof(err)), 0, "no-restart: restart");
+	ok(cur(p, 1) != NULL, "no-restart: slot 1 started again");
+	fake_exit(cur_pid(p, 1), EXITED(0));
+	settle();
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "no-restart: scale 1");
+	pool_end(p, "remove");
+}
+
+/* Events in the states the cases above do not reach. */
+static void
+test_more_cells(void)
+{
+	struct pool *p = pool_new(4, notify_watchdog);
+	char	 err[128];
+	pid_t	 pid;
+
+	/* A starting worker: its watchdog fires; it says STOPPING=1. */
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");
+	ok(p->slots[1].state == SL_STOPPING, "cells: STOPPING=1 stops it");
+	/* A restart of a starting worker, and of a stopping one. */
+	is_int(pool_restart(p, 2, err, sizeof(err)), 0, "cells: restart 2");
+	ok(p->slots[2].state == SL_REPLACING, "cells: starting -> replacing");
+	is_int(pool_restart(p, 1, err, sizeof(err)), 0, "cells: restart 1");
+	ok(p->slots[1].state == SL_REPLACING, "cells: stopping -> replacing");
+	/* Serving, then STOPPING=1. */
+	ready(p, cur(p, 3));
+	pool_worker_notify(p, cur(p, 3), "STOPPING", "1");
+	ok(p->slots[3].state == SL_STOPPING, "cells: serving -> stopping");
+	advance(1.0);
+	ok(p->slots[0].state == SL_STOPPING || p->slots[0].state ==
+	    SL_BACKOFF, "cells: the watchdog stopped a starting worker");
+	pool_end(p, "cells 1");
+
+	p = pool_new(3, notify_watchdog);
+	F.obey_term = false;
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	/* Replacing: the old worker's watchdog fires. */
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_restart(p, 0, err, sizeof(err));
+	/* Retiring: the new worker's watchdog fires. */
+	pool_restart(p, 1, err, sizeof(err));
+	ready(p, p->slots[1].next);
+	pool_worker_notify(p, cur(p, 1), "WATCHDOG", "1");
+	ok(p->slots[1].state == SL_RETIRING, "cells: retiring");
+	advance(1.0);
+	ok(p->slots[0].state == SL_STARTING, "cells: the old one's watchdog "
+	    "fired while replacing: its successor takes over");
+	/* Slot 1's new worker died young while its old one stops. */
+	ok(p->slots[1].state == SL_BACKOFF && p->slots[1].repl.old != NULL,
+	    "cells: back-off with the old worker still stopping");
+	fake_exit(p->slots[1].repl.old->pid, KILLED(SIGTERM));
+	settle();
+	ok(p->slots[1].state == SL_BACKOFF && p->slots[1].repl.old == NULL,
+	    "cells: the old one gone, still in back-off");
+	advance(0.2);
+	ok(p->slots[1].state == SL_STARTING, "cells: then restarted");
+	/* A slot in back-off restarted: it starts at once. */
+	fake_exit(cur_pid(p, 2), EXITED(1));
+	settle();
+	ok(p->slots[2].state == SL_BACKOFF, "cells: back-off");
+	pool_restart(p, 2, err, sizeof(err));
+	ok(p->slots[2].state == SL_STARTING, "cells: restarted from back-off");
+	/* Its new worker dies young: the restart failed, back-off again. */
+	fake_exit(cur_pid(p, 2), EXITED(1));
+	settle();
+	ok(p->slots[2].state == SL_BACKOFF && p->slots[2].repl.kind ==
+	    REPLACE_NONE, "cells: a failed restart from back-off backs off");
+	advance(0.5);
+	/* A stop with a stopping worker. */
+	pool_worker_notify(p, cur(p, 2), "STOPPING", "1");
+	pool_end(p, "cells 2");
+
+	p = pool_new(2, notify_mode);
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	/* Waiting to retry a fork: the worker dies; the pool stops. */
+	F.fail_forks = 2;
+	pool_restart(p, 0, err, sizeof(err));
+	pool_restart(p, 1, err, sizeof(err));
+	ok(p->slots[0].state == SL_REPLACE_WAIT &&
+	    p->slots[1].state == SL_REPLACE_WAIT, "cells: both wait");
+	pid = cur_pid(p, 0);
+	fake_exit(pid, EXITED(1));
+	settle();
+	ok(cur_pid(p, 0) != pid, "cells: its slot restarted");
+	pool_end(p, "cells 3");
+}
+
+static struct listener rp_listener;
+
+static void
+reuseport(struct conf *c)
+{
+	memset(&rp_listener, 0, sizeof(rp_listener));
+	rp_listener.type = L_TCP;
+	rp_listener.spec = "127.0.0.1:0";
+	rp_listener.name = "l0";
+	rp_listener.host = "127.0.0.1";
+	rp_listener.port = "0";
+	rp_listener.fd = -1;
+	rp_listener.mode = -1;
+	c->listeners = &rp_listener;
+	c->nlisteners = 1;
+	c->mode = MODE_REUSEPORT;
+	c->min_uptime = 1;
+	c->ready = READY_NOTIFY;
+	c->ready_timeout = 10;
+}
+
+/*
+ * reuseport, scaled down with connections queued on the slot's socket:
+ * its worker serves them first; when it dies meanwhile, one is started
+ * just to drain them; the slot goes once its queue is empty.
+ */
+static void
+test_drain(void)
+{
+	struct pool *p = pool_new(2, reuseport);
+	char	 err[128];
+	pid_t	 pid;
+
+	ok(p->slots[1].fds != NULL, "drain: slot 1 has its own socket");
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	queued = 5;
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0, "drain: scale to 1");
+	advance(0.05);
+	ok(p->slots[1].draining && p->slots[1].state == SL_SERVING,
+	    "drain: slot 1 serves its queue");
+	pid = cur_pid(p, 1);
+	F.fail_forks = 1;
+	fake_exit(pid, EXITED(1));
+	settle();
+	ok(cur(p, 1) == NULL && p->slots[1].state == SL_EMPTY,
+	    "drain: its drain worker could not be forked");
+	advance(0.05);
+	ok(cur(p, 1) != NULL && cur_pid(p, 1) != pid,
+	    "drain: a worker started to drain it");
+	advance(0.05);
+	ok(p->slots[1].state == SL_STARTING, "drain: it starts, and drains");
+	ready(p, cur(p, 1));
+	queued = 0;
+	advance(0.05);
+	ok(!p->slots[1].draining && p->slots[1].fds == NULL &&
+	    p->slots[1].state == SL_EMPTY, "drain: then the slot goes");
+	pool_end(p, "drain");
+}
+
+/* Every cell of the slot table was taken by some test above. */
+static void
+test_table_walk(void)
+{
+	int	 st, ev, cells = 0, missed = 0;
+
+	for (st = 0; st < SL_NSTATES; st++)
+		for (ev = 0; ev < EV_NEVENTS; ev++) {
+			if (slot_transitions(st, ev) == 0)
+				continue;
+			cells++;
+			if (hits[st][ev] == 0) {
+				missed++;
+				printf("# not exercised: %s in state %s\n",
+				    slot_event_name(ev), slot_state_name(st));
+			}
+		}
+	is_int(missed, 0, "table walk: all %d cells exercised", cells);
+}
+
+int
+main(void)
+{
+	log_init("test", getenv("DEBUG") ? LOG_DEBUG : LOG_ERROR);
+	sys_set(&fake_ops);
+	if (loop_init() < 0)
+		return 1;
+	test_crash_backoff();
+	test_killed_outside();
+	reload_case(1, DIES);
+	reload_case(2, DIES);
+	reload_case(1, NEVER_READY);
+	reload_case(2, NEVER_READY);
+	reload_case(1, NO_FORK);
+	reload_case(2, NO_FORK);
+	reload_case(1, FORK_ONCE);
+	reload_case(2, FORK_ONCE);
+	test_reload_queued();
+	test_restart_failing();
+	test_scale_during_reload();
+	test_recycle_fork_fails();
+	test_memory_fork_fails();
+	test_watchdog();
+	test_ready_timeout();
+	test_stop_mixed();
+	test_scale_down_states();
+	test_more_cells();
+	test_drain();
+	test_table_walk();
+	return done_testing();
+}
