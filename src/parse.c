@@ -28,7 +28,7 @@ const char *const mode_names[] = { "shared", "reuseport", "balance",
     "inetd", NULL };
 const char *const balancer_names[] = { "least-conn", "round-robin",
     "ip-hash", NULL };
-const char *const ready_names[] = { "exec", "notify", NULL };
+const char *const ready_names[] = { "exec", "notify", "listen", NULL };
 
 /* The index of v in a NULL-terminated names table, or -EINVAL. */
 int

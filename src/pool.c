@@ -31,6 +31,7 @@
  * replace-ended, run from the pool's deferred queue after the current
  * callback, never from inside the transition that ended it.
  */
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -307,6 +308,8 @@ static void	 replace_start(struct pool *, struct slot *);
 static void	 worker_stop(struct pool *, struct worker *, const char *);
 static void	 schedule_respawn(struct pool *, struct slot *, double);
 static void	 worker_kill(struct worker *, int);
+static void	 worker_exec_seen(struct pool *, struct worker *);
+static void	 on_probe_timer(void *);
 static void	 reload_step(struct pool *);
 static void	 replace_done(struct pool *, struct slot *);
 
@@ -573,6 +576,7 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 static void
 worker_free(struct pool *p, struct worker *w)
 {
+	timer_cancel(&w->probe_timer);
 	timer_cancel(&w->ready_timer);
 	timer_cancel(&w->kill_timer);
 	timer_cancel(&w->watchdog_timer);
@@ -623,9 +627,7 @@ on_exec_status(int fd, uint32_t ev, void *arg)
 	/* A failure is told once, when the child is reaped. */
 	if (worker_check_exec(p, w, &e))
 		return;
-	if (w->exec_fd < 0 && w->state == W_STARTING &&
-	    (p->conf->ready == READY_EXEC || w->notified_ready))
-		pool_worker_ready(p, w);
+	worker_exec_seen(p, w);
 }
 
 static void
@@ -698,6 +700,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	int	 fds[WPOOL_MAX_LISTENERS];
 	int	 out_r = -1, out_w = -1, err_r = -1, err_w = -1, status_fd;
 	int	 chan = -1;
+	struct stat st;
 	char	 prefix[96];
 	size_t	 i;
 	pid_t	 pid;
@@ -710,6 +713,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	timer_init(&w->ready_timer, on_ready_timeout, w);
 	timer_init(&w->kill_timer, on_kill_timeout, w);
 	timer_init(&w->watchdog_timer, on_watchdog_timeout, w);
+	timer_init(&w->probe_timer, on_probe_timer, w);
 
 	memset(&req, 0, sizeof(req));
 	req.nfds = (int)c->nlisteners;
@@ -724,6 +728,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 		}
 		fds[0] = chan;
 		req.nfds = 1;
+		if (fstat(chan, &st) == 0)
+			w->chan_ino = (uint64_t)st.st_ino;
 	}
 	req.argv = c->argv;
 	env_build(p, w, &env, req.pid_slots);
@@ -788,12 +794,102 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	return 0;
 }
 
-/* With no status pipe to wait for, --ready exec is met at once. */
+/*
+ * --ready listen: a starting worker is looked at (readyprobe.c) after
+ * PROBE_FIRST_SECS, then at twice the interval up to PROBE_MAX_SECS, and
+ * only while it starts: an idle master still never wakes.  One whose
+ * readiness cannot be seen (no process of its tree holds a listener: a
+ * server that opened sockets of its own; no listener at all) counts as
+ * ready once it has lived PROBE_GRACE_SECS since its exec.
+ */
+#define PROBE_FIRST_SECS	0.01
+#define PROBE_MAX_SECS		0.2
+#define PROBE_GRACE_SECS	1.0
+
+/* The socket inodes w serves: its listeners, or its balance channel. */
+static size_t
+worker_listen_inodes(struct pool *p, struct worker *w, uint64_t *out)
+{
+	struct conf *c = p->conf;
+	struct slot *s = &p->slots[w->id];
+	struct stat st;
+	size_t	 i, n = 0;
+	int	 fd;
+
+	if (c->mode == MODE_BALANCE) {
+		if (w->chan_ino != 0)
+			out[n++] = w->chan_ino;
+		return n;
+	}
+	for (i = 0; i < c->nlisteners && i < WPOOL_MAX_LISTENERS; i++) {
+		fd = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			out[n++] = (uint64_t)st.st_ino;
+	}
+	return n;
+}
+
+static void
+worker_probe(struct pool *p, struct worker *w)
+{
+	uint64_t inos[WPOOL_MAX_LISTENERS];
+	size_t	 n = worker_listen_inodes(p, w, inos);
+	double	 lived = now_mono() - w->exec_mono;
+	int	 r = n > 0 ? sys_ready_probe(w->pid, inos, n) : -ENOENT;
+
+	if (r == READY_WAITING) {
+		log_debug("worker %d (pid %d) waits for connections after %.2fs",
+		    w->id, (int)w->pid, lived);
+		pool_worker_ready(p, w);
+		return;
+	}
+	/*
+	 * A tree seen holding a listener that then holds none is going (a
+	 * gunicorn whose worker failed to boot closes its sockets before it
+	 * exits): not a server whose readiness cannot be seen.
+	 */
+	if (r == READY_NOT_YET)
+		w->probe_held = true;
+	else if (r < 0 && w->probe_held)
+		r = READY_NOT_YET;
+	if (r < 0 && lived >= PROBE_GRACE_SECS) {
+		log_info("worker %d (pid %d): no process of its tree holds a "
+		    "listener, so --ready listen cannot see it wait; ready "
+		    "after %gs alive", w->id, (int)w->pid, PROBE_GRACE_SECS);
+		pool_worker_ready(p, w);
+		return;
+	}
+	w->probe_every = w->probe_every * 2 < PROBE_MAX_SECS ?
+	    w->probe_every * 2 : PROBE_MAX_SECS;
+	timer_set(&w->probe_timer, w->probe_every);
+}
+
+static void
+on_probe_timer(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->state == W_STARTING)
+		worker_probe(the_pool, w);
+}
+
+/*
+ * The worker has exec'd (or there was no status pipe to tell): --ready
+ * exec is met; --ready listen starts looking; --ready notify is met if
+ * READY=1 came first.
+ */
 static void
 worker_exec_seen(struct pool *p, struct worker *w)
 {
-	if (w->exec_fd < 0 && p->conf->ready == READY_EXEC)
+	if (w->exec_fd >= 0 || w->state != W_STARTING)
+		return;
+	w->exec_mono = now_mono();
+	if (p->conf->ready == READY_EXEC || w->notified_ready)
 		pool_worker_ready(p, w);
+	else if (p->conf->ready == READY_LISTEN) {
+		w->probe_every = PROBE_FIRST_SECS / 2;
+		worker_probe(p, w);
+	}
 }
 
 /*
@@ -1107,6 +1203,7 @@ pool_worker_ready(struct pool *p, struct worker *w)
 	w->state = W_READY;
 	w->ready_mono = now_mono();
 	timer_cancel(&w->ready_timer);
+	timer_cancel(&w->probe_timer);
 	log_debug("worker %d ready (pid %d)", w->id, (int)w->pid);
 	role = worker_role(p, w);
 	if (role == ROLE_NEXT) {
@@ -1149,6 +1246,7 @@ worker_stop(struct pool *p, struct worker *w, const char *why)
 	w->stop_sent = true;
 	w->state = W_STOPPING;
 	timer_cancel(&w->ready_timer);
+	timer_cancel(&w->probe_timer);
 	timer_cancel(&w->watchdog_timer);
 	if (p->conf->mode == MODE_BALANCE && w->active > 0 &&
 	    w->chan_fd >= 0) {
@@ -1667,6 +1765,7 @@ pool_stop(struct pool *p, bool now)
 			w->stop_waiting = false;
 			w->state = W_STOPPING;
 			timer_cancel(&w->ready_timer);
+			timer_cancel(&w->probe_timer);
 			timer_cancel(&w->kill_timer);
 			timer_cancel(&w->watchdog_timer);
 			worker_kill(w, p->conf->stop_signal);

@@ -56,6 +56,7 @@ static const struct sys_ops real_ops = {
 	.queue_len = listener_queue_len,
 	.kill_group = tree_signal_group,
 	.signal_children = tree_signal_children,
+	.ready_probe = readyprobe_tree,
 };
 
 static const struct sys_ops *ops = &real_ops;
@@ -103,6 +104,14 @@ sys_kill_group(pid_t leader, int sig)
 {
 	return ops->kill_group != NULL ? ops->kill_group(leader, sig) :
 	    ops->kill(leader, sig);
+}
+
+/* Whether pid's tree waits on one of the sockets (readyprobe.c). */
+int
+sys_ready_probe(pid_t pid, const uint64_t *inos, size_t n)
+{
+	return ops->ready_probe != NULL ? ops->ready_probe(pid, inos, n) :
+	    -ENOENT;
 }
 
 /* sig to the master's children that skip says are not workers. */

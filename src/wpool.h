@@ -89,7 +89,7 @@ extern const char *const ready_names[];
 /* cli.c: the run options' table; argv to struct conf. */
 enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
 enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
-enum ready_mode { READY_EXEC, READY_NOTIFY };
+enum ready_mode { READY_EXEC, READY_NOTIFY, READY_LISTEN };
 
 struct conf {
 	int	 workers;	/* 0: auto */
@@ -283,6 +283,8 @@ struct sys_ops {
 	 * has no children outside its workers. */
 	int	(*kill_group)(pid_t, int);	/* tree_signal_group */
 	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
+	/* Optional: a fake without it cannot see readiness (-ENOENT). */
+	int	(*ready_probe)(pid_t, const uint64_t *, size_t);
 };
 
 void	sys_set(const struct sys_ops *);
@@ -292,6 +294,7 @@ pid_t	sys_reap(int *);
 int	sys_sample(pid_t, struct proc_sample *);
 int	sys_queue_len(int);
 int	sys_kill_group(pid_t, int);
+int	sys_ready_probe(pid_t, const uint64_t *, size_t);
 int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
 double	now_mono(void);
 double	now_real(void);
@@ -357,6 +360,11 @@ struct worker {
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
+	struct timer probe_timer;	/* --ready listen: looks again */
+	double	 probe_every;		/* its current interval */
+	double	 exec_mono;		/* when exec was seen */
+	bool	 probe_held;		/* its tree was seen with a listener */
+	uint64_t chan_ino;		/* balance: the worker's channel end */
 	char	 status_text[256];	/* sd_notify STATUS= */
 	pid_t	 main_pid;		/* sd_notify MAINPID= */
 	struct proc_sample sample;
