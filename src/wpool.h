@@ -275,6 +275,7 @@ struct worker {
 	double	 cpu_percent;
 	double	 cpu_changed_mono;
 	/* balance mode */
+	struct bchan *bal;		/* balance.c's: what is in flight */
 	int	 chan_fd;
 	bool	 chan_full;
 	int	 garbage;		/* bad messages since the last good one */
