@@ -47,14 +47,10 @@
 /* Connections one worker may hold at once (sent, not reported closed). */
 #define WORKER_MAX_INFLIGHT	1024
 /*
- * A worker that leaves connections unread in its channel with no progress
- * (nothing read, nothing reported closed) for CHAN_STALL_GRACE has them
- * taken back and gets no more until it reports one closed; after
- * CHAN_STUCK_SECONDS without progress it is replaced.  Workers with
- * connections in flight are looked at every WATCH_TICK.
+ * Workers with connections in flight are looked at every WATCH_TICK; one
+ * that stalls (wpool.h: BALANCE_STALL_GRACE, BALANCE_STUCK_SECONDS) has
+ * what waits unread in its channel taken back, then is replaced.
  */
-#define CHAN_STALL_GRACE	1.0
-#define CHAN_STUCK_SECONDS	5.0
 #define WATCH_TICK		0.5
 
 struct conn {
@@ -85,11 +81,8 @@ struct bchan {
 	struct conntree inflight;	/* sent and not reported closed */
 	uint64_t sent_bytes;		/* payload sent on the channel, */
 	uint64_t pulled_bytes;		/* and taken back: the rest minus */
-	uint64_t seen_consumed;		/* what is unread has been read */
-	unsigned long closes, seen_closes;
-	double	 progress_at;		/* it last read or closed one */
-	bool	 stalled;		/* its unread ones were taken back */
-	bool	 recycled;
+	unsigned long closes;		/* what is unread has been read */
+	struct chan_watch watch;
 	bool	 muted;			/* kept sending garbage: not read */
 };
 
@@ -211,7 +204,7 @@ eligible(const struct worker *w)
 	return w != NULL && (w->state == W_READY || w->state == W_BUSY) &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending && w->bal != NULL &&
-	    !w->bal->stalled && !w->bal->muted &&
+	    !w->bal->watch.stalled && !w->bal->muted &&
 	    w->active < WORKER_MAX_INFLIGHT &&
 	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
 }
@@ -524,19 +517,68 @@ chan_lost(struct worker *w)
 }
 
 /*
+ * The watch over one channel, pure: what a look at it (the bytes the
+ * worker has read so far, those still unread, the closes it reported)
+ * calls for.  Progress is the worker reading its channel or reporting a
+ * connection closed; a channel with nothing unread needs none, unless
+ * its worker has stalled already (what waited was taken back).
+ */
+void
+balance_watch_start(struct chan_watch *cw, uint64_t consumed,
+    unsigned long closes, double now)
+{
+	cw->seen_consumed = consumed;
+	cw->seen_closes = closes;
+	cw->progress_at = now;
+}
+
+int
+balance_watch(struct chan_watch *cw, uint64_t consumed, long unread,
+    unsigned long closes, double now)
+{
+	double	 idle;
+	int	 r = 0;
+
+	if (consumed != cw->seen_consumed || closes != cw->seen_closes ||
+	    (unread == 0 && !cw->stalled))
+		balance_watch_start(cw, consumed, closes, now);
+	idle = now - cw->progress_at;
+	if (unread > 0 && idle >= BALANCE_STALL_GRACE - 0.01) {
+		r |= WATCH_PULL;
+		if (!cw->stalled)
+			r |= WATCH_STALLED;
+		cw->stalled = true;
+	}
+	if (cw->stalled && !cw->recycled &&
+	    idle >= BALANCE_STUCK_SECONDS - 0.01) {
+		r |= WATCH_RECYCLE;
+		cw->recycled = true;
+	}
+	return r;
+}
+
+/* A connection reported closed: true if that ends a stall. */
+bool
+balance_watch_closed(struct chan_watch *cw, double now)
+{
+	if (!cw->stalled)
+		return false;
+	cw->stalled = false;
+	cw->progress_at = now;
+	return true;
+}
+
+/*
  * One look at a worker with connections in flight; true if some were
- * taken back.  Progress is the worker reading its channel (the unread
- * bytes, FIONREAD at its end, fall behind what was sent) or reporting a
- * connection closed; a worker that leaves connections waiting with no
- * progress has them taken back, then is replaced.
+ * taken back.  What it has read is what was sent, less what was taken
+ * back and what is still unread (FIONREAD at its end: the payload bytes
+ * queued there).
  */
 static bool
 watch_worker(struct worker *w, double now)
 {
 	struct bchan *b = w->bal;
-	uint64_t consumed;
-	double	 idle;
-	int	 inq = 0, n = 0;
+	int	 inq = 0, n = 0, r;
 
 	if (!chan_held(w)) {
 		chan_lost(w);
@@ -544,29 +586,18 @@ watch_worker(struct worker *w, double now)
 	}
 	if (ioctl(b->peer, FIONREAD, &inq) < 0 || inq < 0)
 		return false;
-	consumed = b->sent_bytes - b->pulled_bytes - (uint64_t)inq;
-	if (consumed != b->seen_consumed || b->closes != b->seen_closes ||
-	    (inq == 0 && !b->stalled)) {
-		b->seen_consumed = consumed;
-		b->seen_closes = b->closes;
-		b->progress_at = now;
-	}
-	idle = now - b->progress_at;
-	if (inq > 0 && idle >= CHAN_STALL_GRACE - 0.01) {
+	r = balance_watch(&b->watch, b->sent_bytes - b->pulled_bytes -
+	    (uint64_t)inq, inq, b->closes, now);
+	if (r & WATCH_PULL)
 		n = pull_back(w);
-		if (!b->stalled)
-			log_warnx("worker %d (pid %d) has left %d connection%s "
-			    "unread in its channel for %gs: they go to other "
-			    "workers, and it gets no more until it reports one "
-			    "closed", w->id, (int)w->pid, n, n == 1 ? "" : "s",
-			    CHAN_STALL_GRACE);
-		b->stalled = true;
-	}
-	if (b->stalled && !b->recycled && !w->stop_sent &&
-	    idle >= CHAN_STUCK_SECONDS - 0.01) {
+	if (r & WATCH_STALLED)
+		log_warnx("worker %d (pid %d) has left %d connection%s unread "
+		    "in its channel for %gs: they go to other workers, and it "
+		    "gets no more until it reports one closed", w->id,
+		    (int)w->pid, n, n == 1 ? "" : "s", BALANCE_STALL_GRACE);
+	if ((r & WATCH_RECYCLE) && !w->stop_sent) {
 		log_warnx("worker %d (pid %d) has not read its channel for %gs",
-		    w->id, (int)w->pid, CHAN_STUCK_SECONDS);
-		b->recycled = true;
+		    w->id, (int)w->pid, BALANCE_STUCK_SECONDS);
 		pool_recycle(B, w, "stopped reading its channel");
 	}
 	return n > 0;
@@ -584,11 +615,12 @@ on_watch(void *arg)
 		return;
 	TAILQ_FOREACH_SAFE(w, &B->workers, entry, tw) {
 		if (w->bal == NULL || w->chan_fd < 0 ||
-		    (w->active == 0 && !w->bal->stalled))
+		    (w->active == 0 && !w->bal->watch.stalled))
 			continue;
 		if (watch_worker(w, now))
 			moved = true;
-		if (w->chan_fd >= 0 && (w->active > 0 || w->bal->stalled))
+		if (w->chan_fd >= 0 && (w->active > 0 ||
+		    w->bal->watch.stalled))
 			again = true;
 	}
 	if (again)
@@ -653,12 +685,10 @@ conn_sent(struct worker *w, struct conn *c, int len)
 {
 	struct bchan *b = w->bal;
 
-	if (w->active == 0) {
+	if (w->active == 0)
 		/* Nothing in flight: the clock starts now. */
-		b->progress_at = now_mono();
-		b->seen_consumed = b->sent_bytes - b->pulled_bytes;
-		b->seen_closes = b->closes;
-	}
+		balance_watch_start(&b->watch, b->sent_bytes -
+		    b->pulled_bytes, b->closes, now_mono());
 	b->sent_bytes += (uint64_t)len;
 	close(c->fd);
 	c->fd = -1;
@@ -916,12 +946,9 @@ chan_closed(struct worker *w, long long id)
 	free(c);
 	w->garbage = 0;
 	b->closes++;
-	if (b->stalled) {
-		b->stalled = false;
-		b->progress_at = now_mono();
+	if (balance_watch_closed(&b->watch, now_mono()))
 		log_info("worker %d (pid %d) reported a connection closed: "
 		    "it gets connections again", w->id, (int)w->pid);
-	}
 	if (w->active > 0 && --w->active == 0)
 		pool_worker_idle(B, w);
 	balance_kick();

@@ -390,6 +390,33 @@ const char *worker_state_name(enum worker_state);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
+
+/*
+ * The watch over a worker's channel: one that leaves connections unread
+ * with no progress (nothing read, nothing reported closed) for
+ * BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and gets no more
+ * until it reports one closed; after BALANCE_STUCK_SECONDS it is replaced
+ * (WATCH_RECYCLE).
+ */
+#define BALANCE_STALL_GRACE	1.0
+#define BALANCE_STUCK_SECONDS	5.0
+#define WATCH_PULL	0x1
+#define WATCH_STALLED	0x2		/* the first pull of a stall */
+#define WATCH_RECYCLE	0x4
+
+struct chan_watch {
+	uint64_t seen_consumed;		/* bytes it had read at the last look */
+	unsigned long seen_closes;
+	double	 progress_at;		/* it last read or closed one */
+	bool	 stalled;		/* what waited was taken back */
+	bool	 recycled;
+};
+
+void	balance_watch_start(struct chan_watch *, uint64_t, unsigned long,
+	    double);
+int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
+	    double);
+bool	balance_watch_closed(struct chan_watch *, double);
 int	balance_init(struct pool *, char *, size_t);
 int	balance_worker_channel(struct worker *, int *);
 void	balance_worker_gone(struct worker *);
