@@ -77,7 +77,8 @@ RB_HEAD(conntree, conn);
  */
 struct bchan {
 	int	 peer;
-	ino_t	 peer_ino;		/* to find it among the worker's fds */
+	ino_t	 peer_ino;		/* to find it among the worker's fds, */
+	int	 peer_fdno;		/* where it was last seen (3) */
 	struct conntree inflight;	/* sent and not reported closed */
 	uint64_t sent_bytes;		/* payload sent on the channel, */
 	uint64_t pulled_bytes;		/* and taken back: the rest minus */
@@ -463,11 +464,12 @@ chan_close(struct worker *w)
 /*
  * Whether w's process still holds its end of the channel: the master's
  * copy of that end keeps it open, so a worker that closes it is not seen
- * as an end of file.  Fd 3 first; all of them if that is something else.
- * When it cannot tell (no access; an exiting process has no fds), yes.
+ * as an end of file.  Where it was last (fd 3 at first); all of its fds
+ * if it is not there.  When it cannot tell (no access; an exiting process
+ * has no fds), yes.
  */
 static bool
-chan_held(const struct worker *w)
+chan_held(struct worker *w)
 {
 	char	 path[64], link[64], want[64];
 	struct dirent *de;
@@ -477,7 +479,8 @@ chan_held(const struct worker *w)
 
 	snprintf(want, sizeof(want), "socket:[%lu]",
 	    (unsigned long)w->bal->peer_ino);
-	snprintf(path, sizeof(path), "/proc/%d/fd/3", (int)w->pid);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)w->pid,
+	    w->bal->peer_fdno);
 	if ((n = readlink(path, link, sizeof(link) - 1)) >= 0) {
 		link[n] = '\0';
 		if (strcmp(link, want) == 0)
@@ -494,7 +497,8 @@ chan_held(const struct worker *w)
 		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
 		if (n >= 0) {
 			link[n] = '\0';
-			found = strcmp(link, want) == 0;
+			if ((found = strcmp(link, want) == 0))
+				w->bal->peer_fdno = atoi(de->d_name);
 		}
 	}
 	closedir(d);
@@ -1040,6 +1044,7 @@ balance_worker_channel(struct worker *w, int *child_fd)
 	b = xcalloc(1, sizeof(*b));
 	b->peer = peer;
 	b->peer_ino = st.st_ino;
+	b->peer_fdno = 3;
 	RB_INIT(&b->inflight);
 	w->bal = b;
 	w->chan_fd = sv[0];

@@ -197,3 +197,18 @@ stop_reading() {
 	run timeout -k 1 3 "$WPOOL" status
 	assert_success
 }
+
+@test "a worker holds at most 1024 connections at once: one that never reports them closed gets no more" {
+	start_wpool -m balance --balancer round-robin -n 2 -b 127.0.0.1:0 -- "$BAL_WORKER"
+	wait_ready 2
+	local out x
+	out=$(client get "$PORT" /bad/noclosed)
+	x=$(ids_of <<<"$out")
+	# Every other connection until it holds 1024, then the other worker's.
+	client get "$PORT" / -n 2100 --timeout 5 >"$BATS_TEST_TMPDIR/get.out"
+	refute grep -q ERR "$BATS_TEST_TMPDIR/get.out"
+	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/get.out")" 2100
+	assert_equal "$(ids_of <"$BATS_TEST_TMPDIR/get.out" | grep -cx "$x")" 1023
+	wait_st 5 "W[$x]['connections'] == 1024 and W[$((1 - x))]['connections'] == 0"
+	kill -0 "$(pid_of_slot "$x")"
+}
