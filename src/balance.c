@@ -742,7 +742,9 @@ balance_kick(void)
 			log_warnx("worker %d (pid %d): cannot pass a "
 			    "connection: %s", w->id, (int)w->pid,
 			    strerror(-r));
+			/* Its end was shut: the channel is broken. */
 			w->garbage = GARBAGE_LIMIT;
+			pool_recycle(B, w, "cannot be passed connections");
 		}
 		if (tries == WPOOL_MAX_WORKERS)
 			break;
