@@ -84,6 +84,7 @@ struct bchan {
 	uint64_t pulled_bytes;		/* and taken back: the rest minus */
 	unsigned long closes;		/* what is unread has been read */
 	struct chan_watch watch;
+	bool	 probing;		/* stalled: one sent, to see it read */
 	bool	 muted;			/* kept sending garbage: not read */
 };
 
@@ -205,7 +206,7 @@ eligible(const struct worker *w)
 	return w != NULL && (w->state == W_READY || w->state == W_BUSY) &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending && w->bal != NULL &&
-	    !w->bal->watch.stalled && !w->bal->muted &&
+	    (!w->bal->watch.stalled || !w->bal->probing) && !w->bal->muted &&
 	    w->active < WORKER_MAX_INFLIGHT &&
 	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
 }
@@ -525,7 +526,9 @@ chan_lost(struct worker *w)
  * worker has read so far, those still unread, the closes it reported)
  * calls for.  Progress is the worker reading its channel or reporting a
  * connection closed; a channel with nothing unread needs none, unless
- * its worker has stalled already (what waited was taken back).
+ * its worker has stalled already (what waited was taken back).  A
+ * stalled worker is sent one connection at a time, so that one that was
+ * only slow (or not scheduled) is seen to read again.
  */
 void
 balance_watch_start(struct chan_watch *cw, uint64_t consumed,
@@ -540,12 +543,17 @@ int
 balance_watch(struct chan_watch *cw, uint64_t consumed, long unread,
     unsigned long closes, double now)
 {
+	bool	 read = consumed != cw->seen_consumed;
 	double	 idle;
 	int	 r = 0;
 
-	if (consumed != cw->seen_consumed || closes != cw->seen_closes ||
-	    (unread == 0 && !cw->stalled))
+	if (read || closes != cw->seen_closes || (unread == 0 && !cw->stalled))
 		balance_watch_start(cw, consumed, closes, now);
+	if (cw->stalled && read) {
+		/* It read what it was sent since: it reads again. */
+		cw->stalled = false;
+		r |= WATCH_RESUMED;
+	}
 	idle = now - cw->progress_at;
 	if (unread > 0 && idle >= BALANCE_STALL_GRACE - 0.01) {
 		r |= WATCH_PULL;
@@ -594,11 +602,19 @@ watch_worker(struct worker *w, double now)
 	    (uint64_t)inq, inq, b->closes, now);
 	if (r & WATCH_PULL)
 		n = pull_back(w);
+	else if (inq == 0)
+		/* The last probe was taken back a look ago: another may go. */
+		b->probing = false;
 	if (r & WATCH_STALLED)
 		log_warnx("worker %d (pid %d) has left %d connection%s unread "
 		    "in its channel for %gs: they go to other workers, and it "
-		    "gets no more until it reports one closed", w->id,
+		    "gets one at a time until it reads again", w->id,
 		    (int)w->pid, n, n == 1 ? "" : "s", BALANCE_STALL_GRACE);
+	if (r & WATCH_RESUMED) {
+		b->probing = false;
+		log_info("worker %d (pid %d) reads its channel again", w->id,
+		    (int)w->pid);
+	}
 	if ((r & WATCH_RECYCLE) && !w->stop_sent) {
 		log_warnx("worker %d (pid %d) has not read its channel for %gs",
 		    w->id, (int)w->pid, BALANCE_STUCK_SECONDS);
@@ -689,7 +705,10 @@ conn_sent(struct worker *w, struct conn *c, int len)
 {
 	struct bchan *b = w->bal;
 
-	if (w->active == 0)
+	if (b->watch.stalled)
+		/* A probe: if it is read, the worker is back. */
+		b->probing = true;
+	else if (w->active == 0)
 		/* Nothing in flight: the clock starts now. */
 		balance_watch_start(&b->watch, b->sent_bytes -
 		    b->pulled_bytes, b->closes, now_mono());
@@ -952,9 +971,11 @@ chan_closed(struct worker *w, long long id)
 	free(c);
 	w->garbage = 0;
 	b->closes++;
-	if (balance_watch_closed(&b->watch, now_mono()))
+	if (balance_watch_closed(&b->watch, now_mono())) {
+		b->probing = false;
 		log_info("worker %d (pid %d) reported a connection closed: "
 		    "it gets connections again", w->id, (int)w->pid);
+	}
 	if (w->active > 0 && --w->active == 0)
 		pool_worker_idle(B, w);
 	balance_kick();

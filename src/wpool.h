@@ -394,15 +394,16 @@ struct json_object;
 /*
  * The watch over a worker's channel: one that leaves connections unread
  * with no progress (nothing read, nothing reported closed) for
- * BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and gets no more
- * until it reports one closed; after BALANCE_STUCK_SECONDS it is replaced
- * (WATCH_RECYCLE).
+ * BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and gets one at a
+ * time until it reads or reports one closed; after BALANCE_STUCK_SECONDS
+ * it is replaced (WATCH_RECYCLE).
  */
 #define BALANCE_STALL_GRACE	1.0
 #define BALANCE_STUCK_SECONDS	5.0
 #define WATCH_PULL	0x1
 #define WATCH_STALLED	0x2		/* the first pull of a stall */
 #define WATCH_RECYCLE	0x4
+#define WATCH_RESUMED	0x8		/* a stalled one read again */
 
 struct chan_watch {
 	uint64_t seen_consumed;		/* bytes it had read at the last look */

@@ -212,3 +212,28 @@ stop_reading() {
 	wait_st 5 "W[$x]['connections'] == 1024 and W[$((1 - x))]['connections'] == 0"
 	kill -0 "$(pid_of_slot "$x")"
 }
+
+@test "a worker that is only slow for a while: what waits for it goes elsewhere, and it is not replaced" {
+	start_wpool -m balance --balancer round-robin -n 2 -b 127.0.0.1:0 -- "$BAL_WORKER"
+	wait_ready 2
+	local slow spid
+	# One request that blocks its worker (all of it) for 4 s.
+	client_bg "$BATS_TEST_TMPDIR/slow.out" get "$PORT" '/work?us=4000000'
+	slow=$BG
+	wait_st 5 "sum(w['connections'] for w in W.values()) == 1"
+	spid=$(st "[w['pid'] for w in W.values() if w['connections'] == 1][0]")
+	# Those sent to it meanwhile are answered by the other before it is back.
+	burst_all 10 "$BATS_TEST_TMPDIR/burst.out"
+	refute grep -q "pid=$spid " "$BATS_TEST_TMPDIR/burst.out"
+	awk '$2 == "ok" && $3 > 3.0 { bad = 1 } END { exit bad }' "$BATS_TEST_TMPDIR/burst.out" ||
+		log_fail "some waited for the slow worker: $(cat "$BATS_TEST_TMPDIR/burst.out")"
+	wait "$slow"
+	assert_regex "$(cat "$BATS_TEST_TMPDIR/slow.out")" "^pid=$spid "
+	# It reported its connection closed: it gets connections again, and
+	# is still there once the time to replace a stuck one is past.
+	wait_for_log "worker [01] \(pid $spid\) reported a connection closed: it gets connections again"
+	sleep 3
+	run client get "$PORT" / -n 4
+	assert_equal "$(pids_of <<<"$output" | grep -cx "$spid")" 2
+	refute grep -q "pid $spid) stopped reading" "$LOG"
+}

@@ -80,6 +80,24 @@ watch_tests(void)
 	ok(!balance_watch_closed(&cw, 4.0 * G), "a second close: no stall to end");
 	is_int(look(4.0 * G + S - 0.5, 40, 0, 2), 0, "back: nothing to do");
 
+	/* A stalled worker that reads what it was sent since is back. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(G, 0, 90, 0), WATCH_PULL | WATCH_STALLED, "stalled");
+	is_int(look(G + 0.5, 0, 70, 0), WATCH_PULL, "a probe unread: pulled");
+	ok(cw.stalled, "still stalled");
+	is_int(look(G + 1.0, 70, 0, 0), WATCH_RESUMED, "the next one read");
+	ok(!cw.stalled, "no longer stalled");
+	is_int(look(G + 1.0 + S, 70, 0, 0), 0, "and not replaced");
+
+	/* Probes unread do not move the clock: replaced in time. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(G, 0, 90, 0), WATCH_PULL | WATCH_STALLED, "stalled again");
+	is_int(look(2 * G, 0, 70, 0), WATCH_PULL, "probe pulled");
+	is_int(look(S, 0, 70, 0), WATCH_PULL | WATCH_RECYCLE,
+	    "probe pulled, and replaced at %g s", S);
+
 	/* Sent to while the channel was empty: the grace starts then. */
 	memset(&cw, 0, sizeof(cw));
 	balance_watch_start(&cw, 0, 0, 0);
