@@ -14,10 +14,11 @@
 # Each prints how many connections were answered, reset (or closed without
 # an answer), and still waiting after WAIT seconds (the client gives up).
 #   flood  3 workers, least-conn, wrk -c32 `Connection: close` for DURATION
-#          s; worker 0 is a python worker that serves and, from a second
-#          thread, reports connections closed that it never had, as fast as
-#          the master reads; against the same pool with a python worker 0
-#          that does not flood.  ratio = flooded / quiet, per build.
+#          s; worker 0 is a python worker that never reads its channel and
+#          reports connections closed that it never had, as fast as the
+#          master reads (so that its count of open connections stays at
+#          zero where ids are not checked); against the same pool with a
+#          python worker 0 that serves.  ratio = flooded / quiet, per build.
 #
 # The base build: BASE=path/to/wpool (default /tmp/balance-base/wpool,
 # made with `git worktree add /tmp/balance-base a880363; make -C
@@ -50,18 +51,16 @@ else
 fi
 
 # A python worker: serves `id=N`, reports each connection closed; with
-# FLOOD=1 a second thread reports connections closed it never had.
+# FLOOD=1 it reports connections closed that it never had, and reads
+# nothing.
 cat >"$TMP/pyworker.py" <<'EOF'
-import json, os, socket, threading
+import json, os, socket
 chan = socket.socket(fileno=3)
 wid = os.environ.get("WPOOL_WORKER_ID", "?")
-def flood():
-    i = 10 ** 15
-    while True:
-        i += 1
-        chan.send(b'{"type":"closed","id":%d}' % i)
-if os.environ.get("FLOOD") == "1":
-    threading.Thread(target=flood, daemon=True).start()
+i = 10 ** 15
+while os.environ.get("FLOOD") == "1":
+    i += 1
+    chan.send(b'{"type":"closed","id":%d}' % i)
 while True:
     data, fds, _f, _a = socket.recv_fds(chan, 1024, 1)
     if not data:
