@@ -467,7 +467,8 @@ chan_close(struct worker *w)
  * copy of that end keeps it open, so a worker that closes it is not seen
  * as an end of file.  Where it was last (fd 3 at first); all of its fds
  * if it is not there.  When it cannot tell (no access; an exiting process
- * has no fds), yes.
+ * has no fds; a /proc of another pid namespace, where that pid is not our
+ * child), yes.
  */
 static bool
 chan_held(struct worker *w)
@@ -487,6 +488,8 @@ chan_held(struct worker *w)
 		if (strcmp(link, want) == 0)
 			return true;
 	} else if (errno != ENOENT)
+		return true;
+	if (procfs_ppid(w->pid) != getpid())
 		return true;
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)w->pid);
 	if ((d = opendir(path)) == NULL)
