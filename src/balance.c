@@ -427,8 +427,8 @@ pull_back(struct worker *w)
 /*
  * Ends w's channel: what waits unread in it goes back to the queue (the
  * count is returned), what the worker took is its own and forgotten.
- * The master's end is shut first, so that nothing more arrives while what
- * did is disposed of (older kernels let a worker pass fds).
+ * Then the master's end is shut, so that nothing more arrives while what
+ * the worker sent is disposed of (fds, where the kernel lets it pass them).
  */
 static int
 chan_close(struct worker *w)
@@ -516,10 +516,12 @@ chan_lost(struct worker *w)
 	int	 n;
 
 	n = chan_close(w);
-	if (n > 0)
+	if (n > 0) {
 		log_info("worker %d (pid %d) closed its channel with %d "
 		    "connection%s unread: they go to other workers", w->id,
 		    (int)w->pid, n, n == 1 ? "" : "s");
+		timer_set(&kick_timer, 0);
+	}
 	timer_set(&w->chan_timer, CHAN_LOST_GRACE);
 	pool_worker_idle(B, w);
 }
