@@ -34,7 +34,7 @@ EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
-DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux \
+DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux ruby strace \
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
 	     valgrind jq wrk prometheus
 DEPS_BENCH = wrk
