@@ -142,6 +142,13 @@ elif mode == "maxrss":
 EOF
 }
 
+# asan: true if $WPOOL is built with AddressSanitizer, whose quarantine
+# keeps freed memory by design: RSS bounds are not checked there
+# (tests/valgrind.sh is the leak check), the rest of each test is.
+asan() {
+	grep -q __asan_init "$WPOOL"
+}
+
 # latency_ms: one `wpool status` on $CTL, in ms; fails if it fails.
 latency_ms() {
 	local t0 t1
@@ -318,9 +325,10 @@ EOF
 	wp status >/dev/null
 	after=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$WPOOL_PID/status")
 	echo "# RSS KiB: $base before, $during with 1000 idle clients, $after after; status $ms ms" >&3
+	((ms < 3000)) || fail "status took $ms ms"
+	asan && return 0
 	((during - base < 8192)) || fail "1000 idle clients cost $((during - base)) KiB"
 	((after - base < 4096)) || fail "$((after - base)) KiB kept after the clients left"
-	((ms < 3000)) || fail "status took $ms ms"
 }
 
 @test "40 clients pipelining status without reading: memory bounded, a legitimate client answered" {
@@ -341,8 +349,9 @@ EOF
 	kill "$apid" 2>/dev/null || true
 	wait "$apid" 2>/dev/null || true
 	echo "# RSS KiB: $base before, $peak at peak; slowest status $worst ms" >&3
-	((peak - base < 16384)) || fail "the flood grew the master by $((peak - base)) KiB"
 	((worst < 2000)) || fail "a status took $worst ms"
+	asan && return 0
+	((peak - base < 16384)) || fail "the flood grew the master by $((peak - base)) KiB"
 }
 
 # --- item 12 ------------------------------------------------------------------
@@ -358,8 +367,9 @@ EOF
 	echo "# exit status, peak KiB: $out; $(cat "$BATS_TEST_TMPDIR/err")" >&3
 	local rc=${out% *} kib=${out#* }
 	assert_equal "$rc" 1
-	((kib < 65536)) || fail "the client grew to $kib KiB"
 	grep -q "over 8 MiB" "$BATS_TEST_TMPDIR/err" || fail "stderr: $(cat "$BATS_TEST_TMPDIR/err")"
+	asan && return 0
+	((kib < 65536)) || fail "the client grew to $kib KiB"
 }
 
 @test "STATUS= with C1 controls and invalid UTF-8: status --json is valid UTF-8 JSON, the table has no controls" {
