@@ -30,6 +30,7 @@
 
 struct cli_ctx {
 	char	 path[108];
+	bool	 default_path;	/* not -s nor $WPOOL_CONTROL: checked */
 	int	 fd;
 	char	*buf;
 	size_t	 len, cap;
@@ -83,8 +84,7 @@ usage_error(const char *cmd, const char *fmt, const char *arg)
 
 /*
  * Whose file st is may be trusted: root's or the caller's.  A file of
- * another user, or a directory that another user may write (without the
- * sticky bit, which keeps them from replacing our files), could be a
+ * another user, or a directory that another user may write, could hold a
  * socket put there to answer in wpool's place.
  */
 static const char *
@@ -92,12 +92,16 @@ untrusted(const struct stat *st, bool dir)
 {
 	if (st->st_uid != 0 && st->st_uid != geteuid())
 		return "owned by another user";
-	if (dir && (st->st_mode & 022) != 0 && !(st->st_mode & S_ISVTX))
+	if (dir && (st->st_mode & 022) != 0)
 		return "writable by other users";
 	return NULL;
 }
 
-/* 0, or -EPERM (said why) if the socket at path may not be trusted. */
+/*
+ * 0, or -EPERM (said why) if the socket at path may not be trusted.  For
+ * the default path only, as the server checks the default directory only:
+ * a path given with -s is the caller's choice.
+ */
 static int
 check_owner(const char *path)
 {
@@ -128,7 +132,7 @@ ctx_connect(struct cli_ctx *x, bool quiet)
 	struct sockaddr_un sun;
 	int	 fd, r;
 
-	if ((r = check_owner(x->path)) < 0)
+	if (x->default_path && (r = check_owner(x->path)) < 0)
 		return r;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -errno;
@@ -798,8 +802,11 @@ client_main(int argc, char **argv, const char *control, const char *name)
 			    "long (at most 107 bytes)\n");
 			return EXIT_USAGE;
 		}
-	} else
+	} else {
 		control_default_path(name, x.path, sizeof(x.path));
+		x.default_path = getenv("WPOOL_CONTROL") == NULL ||
+		    *getenv("WPOOL_CONTROL") == '\0';
+	}
 	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
 		if (strcmp(argv[0], client_cmds[i].name) == 0) {
 			if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||

@@ -30,11 +30,10 @@
 /* A request must arrive whole within this long of the previous one. */
 #define CTL_TIMEOUT	5.0
 /*
- * The connections kept at once.  When full, the one idle the longest
- * makes room for a newcomer, so that connections held open cannot lock a
- * legitimate client out.
+ * The connections kept at once; more wait in the backlog.  An idle one
+ * costs a struct client and an fd, no buffer.
  */
-#define CTL_MAX_CLIENTS	1024
+#define CTL_MAX_CLIENTS	4096
 /*
  * What all clients' buffers may hold together.  A client holds at most one
  * partial request and one answer (it is read from again only once its
@@ -75,7 +74,7 @@ static char	 ein_dir[PATH_MAX];
 static struct pool *ctl_pool;
 static struct timer emfile_timer;
 static bool	 emfile_paused;
-static bool	 full_paused;		/* CTL_MAX_CLIENTS busy clients */
+static bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
 
 static void
 listeners_watch(bool on)
@@ -822,22 +821,6 @@ client_event(int fd, uint32_t ev, void *arg)
 	client_read(c);
 }
 
-/* Full: the client idle the longest makes room; false if none is idle. */
-static bool
-evict_idle(void)
-{
-	struct client *c;
-
-	TAILQ_FOREACH(c, &clients, entry)
-		if (c->in == NULL && c->out == NULL && !c->closing) {
-			log_debug("control: %d clients; dropping the one idle "
-			    "the longest (pid %d)", nclients, (int)c->pid);
-			client_close(c);
-			return true;
-		}
-	return false;
-}
-
 static void
 control_accept(int fd, uint32_t ev, void *arg)
 {
@@ -849,7 +832,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 
 	(void)ev;
 	for (;;) {
-		if (nclients >= CTL_MAX_CLIENTS && !evict_idle()) {
+		if (nclients >= CTL_MAX_CLIENTS) {
 			/* The rest wait in the backlog until a place frees. */
 			if (!full_paused)
 				log_warnx("control: %d clients connected; "
