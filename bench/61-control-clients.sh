@@ -6,7 +6,9 @@
 # commit before the fix), a pool of 2 workers and:
 #   1. 1000 idle clients connected: master VmRSS with them, and after they
 #      left; a legitimate status request's latency meanwhile;
-#   2. 40 clients that pipeline status requests and never read, for 4 s:
+#   2. 5000 clients that connect, send half a request and go, 100 at once:
+#      master VmRSS after;
+#   3. 40 clients that pipeline status requests and never read, for 4 s:
 #      master VmRSS at its peak, legitimate status latencies meanwhile.
 # Latency is one connect + {"cmd":"status"} + the answer line, measured
 # by a probe in python (no process start in the figure), 5 s at most.
@@ -49,6 +51,18 @@ elif mode == "pipeline":
             except OSError:
                 pass
         time.sleep(0.001)
+elif mode == "churn":
+    # N connections made and dropped, 100 open at a time, each sending half
+    # a request: the pattern that left 266 MB behind before the fix.
+    n, live = int(sys.argv[3]), []
+    for i in range(n):
+        s = unix(path)
+        s.send(b'{"cmd":')
+        live.append(s)
+        if len(live) >= 100:
+            live.pop(0).close()
+    for s in live:
+        s.close()
 elif mode == "probe":
     # N probes, one every GAP s: prints each latency in ms, or "timeout".
     n, gap = int(sys.argv[3]), float(sys.argv[4])
@@ -105,7 +119,17 @@ measure() {
 	    "$after after they left; status p90 $lat ms (worst $(worst "$TMP/lat1") ms)"
 	eval "R_${label}_idle_during=$((during - base)) R_${label}_idle_after=$((after - base)) R_${label}_idle_lat=$lat"
 
-	# 2. 40 pipelining non-readers.
+	# 2. 5000 clients that come and go.
+	base=$(rss "$master")
+	echo "\$ $PY clients.py churn $sock 5000"
+	"$PY" "$TMP/clients.py" churn "$sock" 5000
+	sleep 0.5
+	"$PY" "$TMP/clients.py" probe "$sock" 1 0 >/dev/null
+	after=$(rss "$master")
+	echo "$label: RSS KiB $base before, $after after 5000 clients came and went"
+	eval "R_${label}_churn=$((after - base))"
+
+	# 3. 40 pipelining non-readers.
 	base=$(rss "$master")
 	echo "\$ $PY clients.py pipeline $sock 40 $FLOOD &"
 	"$PY" "$TMP/clients.py" pipeline "$sock" 40 "$FLOOD" &
@@ -137,6 +161,8 @@ if [ -n "${BASE_WPOOL:-}" ]; then
 	measure base "$BASE_WPOOL"
 	echo "ratios base/new: idle RSS growth" \
 	    "$(calc "$R_base_idle_during / ($R_new_idle_during > 0 ? $R_new_idle_during : 1)")," \
+	    "churn RSS kept" \
+	    "$(calc "$R_base_churn / ($R_new_churn > 0 ? $R_new_churn : 1)")," \
 	    "pipelining RSS growth" \
 	    "$(calc "$R_base_pipe_peak / ($R_new_pipe_peak > 0 ? $R_new_pipe_peak : 1)")"
 fi
@@ -144,6 +170,7 @@ fi
 result idle_rss_growth_kib "$R_new_idle_during" "<=" 4096
 result idle_rss_kept_after_kib "$R_new_idle_after" "<=" 1024
 result idle_status_p90_ms "$R_new_idle_lat" "<=" 100
+result churn_rss_kept_kib "$R_new_churn" "<=" 1024
 result pipeline_rss_growth_kib "$R_new_pipe_peak" "<=" 4096
 result pipeline_status_p90_ms "$R_new_pipe_lat" "<=" 100
 finish
