@@ -741,9 +741,9 @@ client_keep(struct client *c, const char *buf, size_t n)
 static void
 client_read(struct client *c)
 {
-	char	 buf[CTL_CHUNK], *nl;
+	char	 buf[CTL_CHUNK], *nl, *line;
 	ssize_t	 n;
-	size_t	 take;
+	size_t	 take, len;
 
 	for (;;) {
 		n = fdrecv_msg(c->fd, buf, sizeof(buf), MSG_PEEK |
@@ -783,17 +783,17 @@ client_read(struct client *c)
 		}
 		if (client_keep(c, buf, (size_t)(nl - buf)) < 0)
 			return;
-		/* The request is answered from a copy: in is given back. */
-		{
-			char	*line = c->in;
-			size_t	 len = c->in_len;
-
-			c->in = NULL;
-			mem_release(c->in_cap);
-			c->in_len = c->in_cap = 0;
-			client_answer(c, line, len);
-			free(line);
-		}
+		/*
+		 * The request leaves the client before it is answered, so that
+		 * its memory is counted free when the answer's is reserved.
+		 */
+		line = c->in;
+		len = c->in_len;
+		c->in = NULL;
+		mem_release(c->in_cap);
+		c->in_len = c->in_cap = 0;
+		client_answer(c, line, len);
+		free(line);
 		return;
 	}
 }
