@@ -478,6 +478,7 @@ struct pool {
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
+	char	*einhorn_path;		/* -u workers' EINHORN_SOCK_PATH */
 	char	*notify_path;
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
@@ -587,6 +588,7 @@ char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
 struct json_object *status_json(struct pool *, double, bool);
+size_t	text_clean(const char *, size_t, char *, size_t);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);
