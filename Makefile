@@ -37,7 +37,7 @@ TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
-DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux \
+DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux ruby strace \
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
 	     valgrind jq wrk prometheus nginx
 DEPS_BENCH = wrk

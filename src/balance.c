@@ -3,11 +3,15 @@
  * holds accepted connections in a bounded queue and passes each to the
  * worker a balancer picks, over the worker's SOCK_SEQPACKET channel with
  * SCM_RIGHTS; in inetd mode it runs the command once per connection.
- * Owns the accepted connections, the queue, the channels' master ends
- * and the inetd children; asks pool.c for anything about workers.
+ * Owns the accepted connections (queued, or in flight to a worker until it
+ * reports them closed), the queue, both ends of every channel and the
+ * inetd children; asks pool.c for anything about workers.
  */
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/tree.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
@@ -15,7 +19,9 @@
 
 #include <json-c/json.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,18 +35,68 @@
 /* Garbage messages a worker may send before it is restarted. */
 #define GARBAGE_LIMIT	16
 #define RING_VNODES	64
-/* A channel closed by a live worker, or full this long: it is broken. */
+/* A channel closed by a live worker: it is broken after this grace. */
 #define CHAN_LOST_GRACE		1.0
-#define CHAN_STUCK_SECONDS	5.0
+/*
+ * How much a channel holds unread: its send buffer, of which each message
+ * takes some 768 bytes (the kernel doubles the value), so about 40.  A
+ * worker that does not read gets that much at most; one that does is
+ * given more as fast as it reads.
+ */
+#define CHAN_SNDBUF		16384
+/* Connections one worker may hold at once (sent, not reported closed). */
+#define WORKER_MAX_INFLIGHT	1024
+/*
+ * Workers with connections in flight are looked at every WATCH_TICK; one
+ * that stalls (wpool.h: BALANCE_STALL_GRACE, BALANCE_STUCK_SECONDS) has
+ * what waits unread in its channel taken back, then is replaced.
+ */
+#define WATCH_TICK		0.5
 
 struct conn {
-	TAILQ_ENTRY(conn) entry;
-	int	 fd;
+	TAILQ_ENTRY(conn) entry;	/* in the queue */
+	RB_ENTRY(conn) node;		/* in flight: its worker's tree */
+	int	 fd;			/* -1 once a worker has it */
 	unsigned long id;
 	int	 listener;
+	bool	 returned;		/* taken back from a worker's channel */
 	char	 peer[64];
 	uint32_t iphash;
 };
+TAILQ_HEAD(connq, conn);
+RB_HEAD(conntree, conn);
+
+/*
+ * A worker's side of balance mode.  The master keeps both ends of the
+ * channel: w->chan_fd to talk, and peer, the worker's own end (its fd 3),
+ * only to take back what waits there unread.  The kernel queues a message
+ * at the receiving end until one read takes it whole, so a read on peer
+ * gets exactly the connections the worker never took, atomically even
+ * while it runs; and holding peer keeps them queued when the worker
+ * closes its end or dies, instead of the kernel closing them.
+ */
+struct bchan {
+	int	 peer;
+	ino_t	 peer_ino;		/* to find it among the worker's fds, */
+	int	 peer_fdno;		/* where it was last seen (3) */
+	struct conntree inflight;	/* sent and not reported closed */
+	uint64_t sent_bytes;		/* payload sent on the channel, */
+	uint64_t pulled_bytes;		/* and taken back: the rest minus */
+	unsigned long closes;		/* what is unread has been read */
+	struct chan_watch watch;
+	bool	 probing;		/* stalled: one sent, to see it read */
+	bool	 muted;			/* kept sending garbage: not read */
+};
+
+static int
+conn_cmp(const struct conn *a, const struct conn *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* RB_GENERATE_STATIC's __unused is off in libbsd (it clashes with Linux). */
+RB_GENERATE_INTERNAL(conntree, conn, node, conn_cmp,
+    __attribute__((__unused__)) static)
 
 struct ichild {
 	TAILQ_ENTRY(ichild) entry;
@@ -51,7 +107,7 @@ struct ichild {
 };
 
 static struct pool *B;
-static TAILQ_HEAD(, conn) queue = TAILQ_HEAD_INITIALIZER(queue);
+static struct connq queue = TAILQ_HEAD_INITIALIZER(queue);
 static TAILQ_HEAD(, ichild) ichildren = TAILQ_HEAD_INITIALIZER(ichildren);
 static int	 qlen;
 static int	 nichildren;
@@ -59,6 +115,8 @@ static bool	 accepting;
 static unsigned long next_id;
 static unsigned	 rr_cursor;
 static struct timer emfile_timer;
+static struct timer watch_timer;	/* workers with connections in flight */
+static struct timer kick_timer;		/* a kick out of pool.c's way */
 
 /* ip-hash: a ring of virtual nodes per slot id, sorted by hash. */
 struct vnode {
@@ -147,14 +205,13 @@ eligible(const struct worker *w)
 {
 	return w != NULL && w->state == W_READY &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
-	    w->garbage == 0 && !w->recycle_pending &&
+	    w->garbage == 0 && !w->recycle_pending && w->bal != NULL &&
+	    (!w->bal->watch.stalled || !w->bal->probing) && !w->bal->muted &&
+	    w->active < WORKER_MAX_INFLIGHT &&
 	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
 }
 
-/*
- * A channel that closed while its process lives on, or that stays full,
- * means a broken worker: it is replaced once a grace period shows it.
- */
+/* A channel that closed while its process lives on: it is replaced. */
 static void
 on_chan_timer(void *arg)
 {
@@ -164,11 +221,6 @@ on_chan_timer(void *arg)
 		return;
 	if (w->chan_fd < 0)
 		pool_recycle(B, w, "closed its connection channel");
-	else if (w->chan_full) {
-		log_warnx("worker %d (pid %d) has not read its channel for "
-		    "%gs", w->id, (int)w->pid, CHAN_STUCK_SECONDS);
-		pool_recycle(B, w, "stopped reading its channel");
-	}
 }
 
 static bool
@@ -213,17 +265,405 @@ pick(const struct conn *c)
 	return NULL;
 }
 
+/*
+ * One taken back from a worker's channel may have been seen by it (a
+ * MSG_PEEK receives a copy of the fd): it is reset, so that no lingering
+ * close the worker set up can hold the master.
+ */
 static void
-conn_free(struct conn *c)
+conn_close(struct conn *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
+	if (c->fd >= 0) {
+		if (c->returned)
+			fdrecv_dispose(c->fd);
+		else
+			close(c->fd);
+	}
 	free(c);
+}
+
+static void
+queue_flush(void)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&queue)) != NULL) {
+		TAILQ_REMOVE(&queue, c, entry);
+		conn_close(c);
+	}
+	qlen = 0;
+	B->queue_len = 0;
+}
+
+/* The peer's address for the message, and its hash for ip-hash. */
+static void
+conn_describe(struct conn *c, const struct sockaddr_storage *ss,
+    socklen_t sl)
+{
+	if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+		sockaddr_format(ss, sl, c->peer, sizeof(c->peer));
+	else
+		strlcpy(c->peer, "unix", sizeof(c->peer));
+	if (ss->ss_family == AF_INET)
+		c->iphash = fnv1a(&((const struct sockaddr_in *)ss)->
+		    sin_addr, 4, 2166136261u);
+	else if (ss->ss_family == AF_INET6)
+		c->iphash = fnv1a(&((const struct sockaddr_in6 *)ss)->
+		    sin6_addr, 16, 2166136261u);
+}
+
+/*
+ * A connection taken back whose record is gone (the worker reported its
+ * id closed before it could know it): made again from the socket and from
+ * the message the master wrote.
+ */
+static struct conn *
+conn_rebuild(int fd, unsigned long id, const char *msg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *c = xcalloc(1, sizeof(*c));
+	const char *p = strstr(msg, ",\"listener\":\"");
+	size_t	 i, len;
+
+	c->id = id;
+	for (i = 0; p != NULL && i < B->conf->nlisteners; i++) {
+		len = strlen(B->conf->listeners[i].name);
+		if (strncmp(p + 13, B->conf->listeners[i].name, len) == 0 &&
+		    p[13 + len] == '"') {
+			c->listener = (int)i;
+			break;
+		}
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		ss.ss_family = AF_UNIX;
+	conn_describe(c, &ss, sl);
+	return c;
+}
+
+/*
+ * Takes back every connection still unread in w's channel and puts them
+ * at the head of the queue, oldest first.  Only the master writes to the
+ * worker's end, so what arrives there is its own messages, one fd each.
+ */
+static int
+pull_back(struct worker *w)
+{
+	struct bchan *b = w->bal;
+	struct connq back = TAILQ_HEAD_INITIALIZER(back);
+	char	 buf[CHAN_MSG_MAX + 1];
+	union {
+		struct cmsghdr align;
+		char	 buf[CMSG_SPACE(sizeof(int) * FDRECV_MAX_FDS)];
+	} ctl;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	struct conn key, *c;
+	ssize_t	 n;
+	size_t	 i, nf;
+	int	 fd, f, k = 0;
+
+	if (b == NULL || b->peer < 0)
+		return 0;
+	for (;;) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = buf;
+		iov.iov_len = sizeof(buf) - 1;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		/* MSG_DONTWAIT: the file's flags are the worker's too. */
+		n = recvmsg(b->peer, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fd = -1;
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			nf = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; i < nf; i++) {
+				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int),
+				    sizeof(int));
+				if (fd < 0)
+					fd = f;
+				else
+					fdrecv_dispose(f);
+			}
+		}
+		b->pulled_bytes += (uint64_t)n;
+		if (fd < 0)
+			continue;
+		buf[n] = '\0';
+		/* The master's own message: {"id":N,"listener":... */
+		key.id = strtoul(buf + 6, NULL, 10);
+		if ((c = RB_FIND(conntree, &b->inflight, &key)) != NULL) {
+			RB_REMOVE(conntree, &b->inflight, c);
+			if (w->active > 0)
+				w->active--;
+		} else
+			c = conn_rebuild(fd, key.id, buf);
+		c->fd = fd;
+		c->returned = true;
+		if (w->requests > 0)
+			w->requests--;
+		TAILQ_INSERT_TAIL(&back, c, entry);
+		k++;
+	}
+	while ((c = TAILQ_LAST(&back, connq)) != NULL) {
+		TAILQ_REMOVE(&back, c, entry);
+		TAILQ_INSERT_HEAD(&queue, c, entry);
+		qlen++;
+	}
+	B->queue_len = qlen;
+	return k;
+}
+
+/*
+ * Ends w's channel: what waits unread in it goes back to the queue (the
+ * count is returned), what the worker took is its own and forgotten.
+ * Then the master's end is shut, so that nothing more arrives while what
+ * the worker sent is disposed of (fds, where the kernel lets it pass them).
+ */
+static int
+chan_close(struct worker *w)
+{
+	struct bchan *b = w->bal;
+	struct conn *c, *t;
+	char	 buf[64];
+	int	 n = 0;
+
+	if (b != NULL && b->peer >= 0) {
+		n = pull_back(w);
+		close(b->peer);
+		b->peer = -1;
+	}
+	if (w->chan_fd >= 0) {
+		(void)shutdown(w->chan_fd, SHUT_RDWR);
+		while (fdrecv_msg(w->chan_fd, buf, sizeof(buf), MSG_DONTWAIT,
+		    NULL, NULL, NULL) > 0)
+			;
+		loop_del(w->chan_fd);
+		close(w->chan_fd);
+		w->chan_fd = -1;
+	}
+	if (b != NULL)
+		RB_FOREACH_SAFE(c, conntree, &b->inflight, t) {
+			RB_REMOVE(conntree, &b->inflight, c);
+			free(c);
+		}
+	w->active = 0;
+	w->chan_full = false;
+	return n;
+}
+
+/*
+ * Whether w's process still holds its end of the channel: the master's
+ * copy of that end keeps it open, so a worker that closes it is not seen
+ * as an end of file.  Where it was last (fd 3 at first); all of its fds
+ * if it is not there.  When it cannot tell (no access; an exiting process
+ * has no fds; a /proc of another pid namespace, where that pid is not our
+ * child), yes.
+ */
+static bool
+chan_held(struct worker *w)
+{
+	char	 path[64], link[64], want[64];
+	struct dirent *de;
+	ssize_t	 n;
+	DIR	*d;
+	bool	 any = false, found = false;
+
+	snprintf(want, sizeof(want), "socket:[%lu]",
+	    (unsigned long)w->bal->peer_ino);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)w->pid,
+	    w->bal->peer_fdno);
+	if ((n = readlink(path, link, sizeof(link) - 1)) >= 0) {
+		link[n] = '\0';
+		if (strcmp(link, want) == 0)
+			return true;
+	} else if (errno != ENOENT)
+		return true;
+	if (procfs_ppid(w->pid) != getpid())
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)w->pid);
+	if ((d = opendir(path)) == NULL)
+		return true;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		any = true;
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+		if (n >= 0) {
+			link[n] = '\0';
+			if ((found = strcmp(link, want) == 0))
+				w->bal->peer_fdno = atoi(de->d_name);
+		}
+	}
+	closedir(d);
+	return found || !any;
+}
+
+/* w closed its end while it lives on: as if it had closed the socket. */
+static void
+chan_lost(struct worker *w)
+{
+	int	 n;
+
+	n = chan_close(w);
+	if (n > 0) {
+		log_info("worker %d (pid %d) closed its channel with %d "
+		    "connection%s unread: they go to other workers", w->id,
+		    (int)w->pid, n, n == 1 ? "" : "s");
+		timer_set(&kick_timer, 0);
+	}
+	timer_set(&w->chan_timer, CHAN_LOST_GRACE);
+	pool_worker_idle(B, w);
+}
+
+/*
+ * The watch over one channel, pure: what a look at it (the bytes the
+ * worker has read so far, those still unread, the closes it reported)
+ * calls for.  Progress is the worker reading its channel or reporting a
+ * connection closed; a channel with nothing unread needs none, unless
+ * its worker has stalled already (what waited was taken back).  A
+ * stalled worker is sent one connection at a time, so that one that was
+ * only slow (or not scheduled) is seen to read again.
+ */
+void
+balance_watch_start(struct chan_watch *cw, uint64_t consumed,
+    unsigned long closes, double now)
+{
+	cw->seen_consumed = consumed;
+	cw->seen_closes = closes;
+	cw->progress_at = now;
+}
+
+int
+balance_watch(struct chan_watch *cw, uint64_t consumed, long unread,
+    unsigned long closes, double now)
+{
+	bool	 read = consumed != cw->seen_consumed;
+	double	 idle;
+	int	 r = 0;
+
+	if (read || closes != cw->seen_closes || (unread == 0 && !cw->stalled))
+		balance_watch_start(cw, consumed, closes, now);
+	if (cw->stalled && read) {
+		/* It read what it was sent since: it reads again. */
+		cw->stalled = false;
+		r |= WATCH_RESUMED;
+	}
+	idle = now - cw->progress_at;
+	if (unread > 0 && idle >= BALANCE_STALL_GRACE - 0.01) {
+		r |= WATCH_PULL;
+		if (!cw->stalled)
+			r |= WATCH_STALLED;
+		cw->stalled = true;
+	}
+	if (cw->stalled && !cw->recycled &&
+	    idle >= BALANCE_STUCK_SECONDS - 0.01) {
+		r |= WATCH_RECYCLE;
+		cw->recycled = true;
+	}
+	return r;
+}
+
+/* A connection reported closed: true if that ends a stall. */
+bool
+balance_watch_closed(struct chan_watch *cw, double now)
+{
+	if (!cw->stalled)
+		return false;
+	cw->stalled = false;
+	cw->progress_at = now;
+	return true;
+}
+
+/*
+ * One look at a worker with connections in flight; true if some were
+ * taken back.  What it has read is what was sent, less what was taken
+ * back and what is still unread (FIONREAD at its end: the payload bytes
+ * queued there).
+ */
+static bool
+watch_worker(struct worker *w, double now)
+{
+	struct bchan *b = w->bal;
+	int	 inq = 0, n = 0, r;
+
+	if (!chan_held(w)) {
+		chan_lost(w);
+		return true;
+	}
+	if (ioctl(b->peer, FIONREAD, &inq) < 0 || inq < 0)
+		return false;
+	r = balance_watch(&b->watch, b->sent_bytes - b->pulled_bytes -
+	    (uint64_t)inq, inq, b->closes, now);
+	if (r & WATCH_PULL)
+		n = pull_back(w);
+	else if (inq == 0)
+		/* The last probe was taken back a look ago: another may go. */
+		b->probing = false;
+	if (r & WATCH_STALLED)
+		log_warnx("worker %d (pid %d) has left %d connection%s unread "
+		    "in its channel for %gs: they go to other workers, and it "
+		    "gets one at a time until it reads again", w->id,
+		    (int)w->pid, n, n == 1 ? "" : "s", BALANCE_STALL_GRACE);
+	if (r & WATCH_RESUMED) {
+		b->probing = false;
+		log_info("worker %d (pid %d) reads its channel again", w->id,
+		    (int)w->pid);
+	}
+	if ((r & WATCH_RECYCLE) && !w->stop_sent) {
+		log_warnx("worker %d (pid %d) has not read its channel for %gs",
+		    w->id, (int)w->pid, BALANCE_STUCK_SECONDS);
+		pool_recycle(B, w, "stopped reading its channel");
+	}
+	return n > 0;
+}
+
+static void
+on_watch(void *arg)
+{
+	struct worker *w, *tw;
+	double	 now = now_mono();
+	bool	 again = false, moved = false;
+
+	(void)arg;
+	if (B->state != POOL_RUNNING)
+		return;
+	TAILQ_FOREACH_SAFE(w, &B->workers, entry, tw) {
+		if (w->bal == NULL || w->chan_fd < 0 ||
+		    (w->active == 0 && !w->bal->watch.stalled))
+			continue;
+		if (watch_worker(w, now))
+			moved = true;
+		if (w->chan_fd >= 0 && (w->active > 0 ||
+		    w->bal->watch.stalled))
+			again = true;
+	}
+	if (again)
+		timer_set(&watch_timer, WATCH_TICK);
+	if (moved)
+		balance_kick();
+}
+
+static void
+on_kick(void *arg)
+{
+	(void)arg;
+	balance_kick();
 }
 
 static void	 accept_resume(void);
 
-/* Hands one connection to w; -EAGAIN when its channel is full. */
+/* Hands one connection to w: its payload's length, -EAGAIN when full. */
 static int
 send_conn(struct worker *w, struct conn *c)
 {
@@ -257,7 +697,34 @@ send_conn(struct worker *w, struct conn *c)
 	memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
 	if (sendmsg(w->chan_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return errno == EAGAIN || errno == ENOBUFS ? -EAGAIN : -errno;
-	return 0;
+	return n;
+}
+
+/*
+ * c is w's now: the master's copy of the fd goes (the message in the
+ * channel holds the connection until the worker reads it, or the master
+ * takes it back), its record waits for the worker's "closed".
+ */
+static void
+conn_sent(struct worker *w, struct conn *c, int len)
+{
+	struct bchan *b = w->bal;
+
+	if (b->watch.stalled)
+		/* A probe: if it is read, the worker is back. */
+		b->probing = true;
+	else if (w->active == 0)
+		/* Nothing in flight: the clock starts now. */
+		balance_watch_start(&b->watch, b->sent_bytes -
+		    b->pulled_bytes, b->closes, now_mono());
+	b->sent_bytes += (uint64_t)len;
+	close(c->fd);
+	c->fd = -1;
+	RB_INSERT(conntree, &b->inflight, c);
+	w->active++;
+	w->requests++;
+	if (!watch_timer.armed)
+		timer_set(&watch_timer, WATCH_TICK);
 }
 
 /* Dispatches queued connections while some worker can take one. */
@@ -282,29 +749,32 @@ balance_kick(void)
 		for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {
 			if ((w = pick(c)) == NULL)
 				goto out;
-			if ((r = send_conn(w, c)) == 0)
+			if ((r = send_conn(w, c)) > 0)
 				break;
 			if (r == -EAGAIN) {
-				/* Skip it until its channel drains. */
-				log_warnx("worker %d (pid %d) is not reading its "
-				    "channel; skipping it", w->id, (int)w->pid);
+				/*
+				 * Skip it until its channel drains: a busy
+				 * worker's channel fills too; one that stops
+				 * reading is told by the watch.
+				 */
+				log_debug("worker %d (pid %d): its channel is "
+				    "full", w->id, (int)w->pid);
 				w->chan_full = true;
 				loop_mod(w->chan_fd, EPOLLIN | EPOLLOUT);
-				timer_set(&w->chan_timer, CHAN_STUCK_SECONDS);
 				continue;
 			}
 			log_warnx("worker %d (pid %d): cannot pass a "
 			    "connection: %s", w->id, (int)w->pid,
 			    strerror(-r));
+			/* Its end was shut: the channel is broken. */
 			w->garbage = GARBAGE_LIMIT;
+			pool_recycle(B, w, "cannot be passed connections");
 		}
 		if (tries == WPOOL_MAX_WORKERS)
 			break;
 		TAILQ_REMOVE(&queue, c, entry);
 		qlen--;
-		w->active++;
-		w->requests++;
-		conn_free(c);
+		conn_sent(w, c, r);
 		if (B->conf->max_requests > 0 && w->requests >=
 		    w->max_requests)
 			pool_recycle(B, w, "served its --max-requests");
@@ -385,16 +855,7 @@ on_accept(int fd, uint32_t ev, void *arg)
 		c->id = ++next_id;
 		c->listener = li;
 		B->connections_total++;
-		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
-			sockaddr_format(&ss, sl, c->peer, sizeof(c->peer));
-		else
-			strlcpy(c->peer, "unix", sizeof(c->peer));
-		if (ss.ss_family == AF_INET)
-			c->iphash = fnv1a(&((struct sockaddr_in *)&ss)->
-			    sin_addr, 4, 2166136261u);
-		else if (ss.ss_family == AF_INET6)
-			c->iphash = fnv1a(&((struct sockaddr_in6 *)&ss)->
-			    sin6_addr, 16, 2166136261u);
+		conn_describe(c, &ss, sl);
 		if (B->conf->mode == MODE_INETD) {
 			inetd_spawn(c);
 			continue;
@@ -475,112 +936,145 @@ balance_parse_message(const char *buf, size_t len, long long *id)
 	return r;
 }
 
+/*
+ * A message that is not one the protocol has: logged once per run of
+ * them; the worker gets no connections until a good message comes, and
+ * is replaced (and no longer read: a flood costs the master nothing) if
+ * GARBAGE_LIMIT come in a row.
+ */
+static void
+chan_garbage(struct worker *w, const char *what)
+{
+	if (w->garbage++ == 0)
+		log_warnx("worker %d (pid %d) %s: no more connections until "
+		    "it behaves", w->id, (int)w->pid, what);
+	if (w->garbage == GARBAGE_LIMIT) {
+		w->bal->muted = true;
+		loop_mod(w->chan_fd, 0);
+		pool_recycle(B, w, "kept sending garbage");
+	}
+}
+
+/* {"type":"closed","id":N}: valid only for a connection w holds. */
+static void
+chan_closed(struct worker *w, long long id)
+{
+	struct bchan *b = w->bal;
+	struct conn key, *c = NULL;
+	char	 what[96];
+
+	key.id = (unsigned long)id;
+	if (id > 0)
+		c = RB_FIND(conntree, &b->inflight, &key);
+	if (c == NULL) {
+		snprintf(what, sizeof(what), "reported connection %lld "
+		    "closed, which it does not hold", id);
+		chan_garbage(w, what);
+		return;
+	}
+	RB_REMOVE(conntree, &b->inflight, c);
+	free(c);
+	w->garbage = 0;
+	b->closes++;
+	if (balance_watch_closed(&b->watch, now_mono())) {
+		b->probing = false;
+		log_info("worker %d (pid %d) reported a connection closed: "
+		    "it gets connections again", w->id, (int)w->pid);
+	}
+	if (w->active > 0 && --w->active == 0)
+		pool_worker_idle(B, w);
+	balance_kick();
+}
+
 static void
 chan_event(int fd, uint32_t ev, void *arg)
 {
 	struct worker *w = arg;
+	struct bchan *b = w->bal;
 	char	 buf[CHAN_MSG_MAX + 1];
-	struct msghdr msg;
-	struct iovec iov;
-	union {
-		struct cmsghdr align;
-		char	 buf[CMSG_SPACE(sizeof(int) * 8)];
-	} ctl;
-	struct cmsghdr *cm;
 	long long id;
 	ssize_t	 n;
-	int	 k, r;
+	int	 k, r, flags;
 
 	if (ev & EPOLLOUT) {
 		w->chan_full = false;
-		timer_cancel(&w->chan_timer);
-		loop_mod(fd, EPOLLIN);
+		loop_mod(fd, b->muted ? 0 : EPOLLIN);
 		balance_kick();
+		if (w->chan_fd != fd)
+			return;
 	}
-	for (k = 0; k < 256; k++) {
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = buf;
-		iov.iov_len = sizeof(buf) - 1;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = sizeof(ctl.buf);
-		n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	for (k = 0; k < 256 && !b->muted; k++) {
+		/*
+		 * The kernel refuses fds a worker sends (fdrecv_refuse);
+		 * where it cannot, fdrecv_msg disposes of them.
+		 */
+		flags = 0;
+		n = fdrecv_msg(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT, NULL,
+		    NULL, &flags);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
 			/*
-			 * The worker closed its end: usually it is exiting,
-			 * and the reaper decides what comes next; if it lives
-			 * on without a channel, it is replaced.
+			 * The master holds the worker's end too, so this is
+			 * not the worker closing its own: an error.
 			 */
-			loop_del(fd);
-			close(fd);
-			w->chan_fd = -1;
-			w->active = 0;
-			w->chan_full = false;
-			timer_set(&w->chan_timer, CHAN_LOST_GRACE);
-			pool_worker_idle(B, w);
+			chan_lost(w);
 			return;
 		}
-		/* Workers have no business sending fds: close them. */
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS) {
-				int	*fds = (int *)(void *)CMSG_DATA(cm);
-				size_t	 i, nf = (cm->cmsg_len - CMSG_LEN(0)) /
-				    sizeof(int);
-
-				for (i = 0; i < nf; i++)
-					close(fds[i]);
-			}
-		r = (msg.msg_flags & MSG_TRUNC) ? -EMSGSIZE :
+		r = (flags & MSG_TRUNC) ? -EMSGSIZE :
 		    balance_parse_message(buf, (size_t)n, &id);
 		if (r < 0) {
-			if (w->garbage++ == 0)
-				log_warnx("worker %d (pid %d) sent a message "
-				    "that is not {\"type\":\"closed\",\"id\":N} "
-				    "or {\"type\":\"ready\"}: no more "
-				    "connections until it behaves", w->id,
-				    (int)w->pid);
-			if (w->garbage == GARBAGE_LIMIT)
-				pool_recycle(B, w, "kept sending garbage");
+			chan_garbage(w, "sent a message that is not "
+			    "{\"type\":\"closed\",\"id\":N} or "
+			    "{\"type\":\"ready\"}");
 			continue;
 		}
-		if (w->garbage > 0) {
-			w->garbage = 0;
-			balance_kick();
-		}
 		if (r == 1) {
+			w->garbage = 0;
 			pool_worker_notify(B, w, "READY", "1");
 			balance_kick();
-		} else {
-			if (w->active > 0 && --w->active == 0)
-				pool_worker_idle(B, w);
-			balance_kick();
-		}
+		} else
+			chan_closed(w, id);
+		if (w->chan_fd != fd)
+			return;
 	}
 }
 
 /*
  * A new worker's channel: returns the worker's end (for fd 3) and keeps
- * the master's end in w->chan_fd.
+ * the master's end in w->chan_fd, and a copy of the worker's end.
  */
 int
 balance_worker_channel(struct worker *w, int *child_fd)
 {
-	int	 sv[2];
+	struct bchan *b;
+	struct stat st;
+	int	 sv[2], peer = -1, sndbuf = CHAN_SNDBUF;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	/* Workers have no business sending fds: the kernel refuses them. */
+	(void)fdrecv_refuse(sv[0]);
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof(sndbuf));
 	set_nonblock(sv[0], true);
-	if (loop_add(sv[0], EPOLLIN, chan_event, w) < 0) {
+	if (fstat(sv[1], &st) < 0 ||
+	    (peer = fcntl(sv[1], F_DUPFD_CLOEXEC, 3)) < 0 ||
+	    loop_add(sv[0], EPOLLIN, chan_event, w) < 0) {
+		if (peer >= 0)
+			close(peer);
 		close(sv[0]);
 		close(sv[1]);
 		return -EIO;
 	}
+	b = xcalloc(1, sizeof(*b));
+	b->peer = peer;
+	b->peer_ino = st.st_ino;
+	b->peer_fdno = 3;
+	RB_INIT(&b->inflight);
+	w->bal = b;
 	w->chan_fd = sv[0];
 	*child_fd = sv[1];
 	timer_init(&w->chan_timer, on_chan_timer, w);
@@ -591,18 +1085,29 @@ balance_worker_channel(struct worker *w, int *child_fd)
 	return 0;
 }
 
-/* The worker is gone: what it held is gone with it. */
+/*
+ * The worker is gone: what it took is gone with it; what it never read
+ * goes to other workers (from a timer: this runs inside pool.c's reaping).
+ */
 void
 balance_worker_gone(struct worker *w)
 {
+	int	 n;
+
 	if (w->chan_timer.cb != NULL)
 		timer_cancel(&w->chan_timer);
-	if (w->chan_fd >= 0) {
-		loop_del(w->chan_fd);
-		close(w->chan_fd);
-		w->chan_fd = -1;
-	}
-	w->active = 0;
+	n = chan_close(w);
+	free(w->bal);
+	w->bal = NULL;
+	if (n == 0)
+		return;
+	if (B->state == POOL_RUNNING) {
+		log_info("worker %d (pid %d) left %d connection%s unread: "
+		    "they go to other workers", w->id, (int)w->pid, n,
+		    n == 1 ? "" : "s");
+		timer_set(&kick_timer, 0);
+	} else
+		queue_flush();
 }
 
 /* inetd: the command runs with the connection as stdin and stdout. */
@@ -671,7 +1176,7 @@ inetd_spawn(struct conn *c)
 	if (pid < 0) {
 		errno = -pid;
 		log_warn("cannot fork for a connection from %s", c->peer);
-		conn_free(c);
+		conn_close(c);
 		return;
 	}
 	/* Exec failures show as exit status 127/126 when it is reaped. */
@@ -685,7 +1190,7 @@ inetd_spawn(struct conn *c)
 	nichildren++;
 	B->nconnections = nichildren;
 	log_debug("connection from %s: pid %d", c->peer, (int)pid);
-	conn_free(c);
+	conn_close(c);
 }
 
 /* Whether pid is one of inetd's connection processes. */
@@ -740,17 +1245,12 @@ int
 balance_stop(int sig)
 {
 	struct ichild *ch;
-	struct conn *c;
 
 	if (B == NULL)
 		return 0;
 	accept_pause();
-	/* Queued connections were never served: close them cleanly. */
-	while ((c = TAILQ_FIRST(&queue)) != NULL) {
-		TAILQ_REMOVE(&queue, c, entry);
-		conn_free(c);
-	}
-	qlen = 0;
+	/* Queued connections were never served: close them. */
+	queue_flush();
 	TAILQ_FOREACH(ch, &ichildren, entry)
 		kill(ch->pid, sig);
 	return nichildren;
@@ -790,6 +1290,8 @@ balance_init(struct pool *p, char *err, size_t len)
 
 	B = p;
 	timer_init(&emfile_timer, on_emfile, NULL);
+	timer_init(&watch_timer, on_watch, NULL);
+	timer_init(&kick_timer, on_kick, NULL);
 	if (p->conf->mode != MODE_BALANCE && p->conf->mode != MODE_INETD)
 		return 0;
 	if (p->conf->mode == MODE_BALANCE)

@@ -6,11 +6,14 @@
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <json-c/json.h>
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,9 +25,12 @@
 #include "wpool.h"
 
 #define CLIENT_TIMEOUT_MS	30000
+/* The largest answer read: a status of 1024 workers is well under it. */
+#define CLIENT_MAX_ANSWER	(8u * 1024 * 1024)
 
 struct cli_ctx {
 	char	 path[108];
+	bool	 default_path;	/* not -s nor $WPOOL_CONTROL: checked */
 	int	 fd;
 	char	*buf;
 	size_t	 len, cap;
@@ -76,12 +82,58 @@ usage_error(const char *cmd, const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
+/*
+ * Whose file st is may be trusted: root's or the caller's.  A file of
+ * another user, or a directory that another user may write, could hold a
+ * socket put there to answer in wpool's place.
+ */
+static const char *
+untrusted(const struct stat *st, bool dir)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return "owned by another user";
+	if (dir && (st->st_mode & 022) != 0)
+		return "writable by other users";
+	return NULL;
+}
+
+/*
+ * 0, or -EPERM (said why) if the socket at path may not be trusted.  For
+ * the default path only, as the server checks the default directory only:
+ * a path given with -s is the caller's choice.
+ */
+static int
+check_owner(const char *path)
+{
+	char	 dir[PATH_MAX];
+	struct stat st;
+	const char *why = NULL, *what = path;
+
+	strlcpy(dir, path, sizeof(dir));
+	strlcpy(dir, dirname(dir), sizeof(dir));
+	if (lstat(dir, &st) == 0 && (why = untrusted(&st, !S_ISLNK(st.st_mode)))
+	    == NULL && S_ISLNK(st.st_mode) && stat(dir, &st) == 0)
+		why = untrusted(&st, true);
+	if (why != NULL)
+		what = dir;
+	else if (lstat(path, &st) == 0)
+		why = untrusted(&st, false);
+	if (why == NULL)
+		return 0;
+	fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); only "
+	    "root's or your own (uid %u) are trusted\n", path, what, why,
+	    (unsigned)st.st_uid, (unsigned)geteuid());
+	return -EPERM;
+}
+
 static int
 ctx_connect(struct cli_ctx *x, bool quiet)
 {
 	struct sockaddr_un sun;
-	int	 fd;
+	int	 fd, r;
 
+	if (x->default_path && (r = check_owner(x->path)) < 0)
+		return r;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -errno;
 	memset(&sun, 0, sizeof(sun));
@@ -111,6 +163,7 @@ request(struct cli_ctx *x, json_object *req)
 {
 	const char *s = json_object_to_json_string_ext(req,
 	    JSON_C_TO_STRING_PLAIN);
+	struct json_tokener *tok;
 	struct pollfd pfd;
 	json_object *resp;
 	char	*nl;
@@ -124,6 +177,12 @@ request(struct cli_ctx *x, json_object *req)
 	}
 	x->len = 0;
 	for (;;) {
+		if (x->len >= CLIENT_MAX_ANSWER) {
+			fprintf(stderr, "wpool: the answer from %s is over %u "
+			    "MiB; not reading more\n", x->path,
+			    CLIENT_MAX_ANSWER >> 20);
+			return NULL;
+		}
 		if (x->len + 65536 > x->cap) {
 			x->cap = x->len + 65536 * 2;
 			x->buf = xreallocarray(x->buf, x->cap, 1);
@@ -149,8 +208,17 @@ request(struct cli_ctx *x, json_object *req)
 			break;
 		}
 	}
-	if ((resp = json_tokener_parse(x->buf)) == NULL)
+	/* Not UTF-8 is not JSON: --json must print only valid JSON. */
+	tok = json_tokener_new();
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
+	resp = json_tokener_parse_ex(tok, x->buf, (int)strlen(x->buf));
+	if (resp != NULL && !json_object_is_type(resp, json_type_object)) {
+		json_object_put(resp);
+		resp = NULL;
+	}
+	if (resp == NULL)
 		fprintf(stderr, "wpool: unreadable answer from %s\n", x->path);
+	json_tokener_free(tok);
 	return resp;
 }
 
@@ -238,18 +306,14 @@ term_width(void)
 }
 
 /*
- * A worker's STATUS= text, made safe for a terminal: control characters
- * (escape sequences, tabs, newlines) become spaces.
+ * A worker's STATUS= text, made safe for a terminal: C0 and C1 controls
+ * (escape sequences, tabs, newlines) become spaces, what is not UTF-8
+ * becomes U+FFFD.
  */
 static const char *
 printable(const char *s, char *buf, size_t len)
 {
-	size_t	 i;
-
-	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' :
-		    s[i];
-	buf[i] = '\0';
+	text_clean(s, len, buf, len);
 	return buf;
 }
 
@@ -737,8 +801,11 @@ client_main(int argc, char **argv, const char *control, const char *name)
 			    "long (at most 107 bytes)\n");
 			return EXIT_USAGE;
 		}
-	} else
+	} else {
 		control_default_path(name, x.path, sizeof(x.path));
+		x.default_path = getenv("WPOOL_CONTROL") == NULL ||
+		    *getenv("WPOOL_CONTROL") == '\0';
+	}
 	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
 		if (strcmp(argv[0], client_cmds[i].name) == 0) {
 			if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||

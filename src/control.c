@@ -1,8 +1,11 @@
 /*
- * control.c: the control socket server.  Owns the listening socket and
- * every client connection: one JSON object per line in, one per line
- * out.  Nothing a client does can block the master: reads and writes are
- * nonblocking, requests are bounded, and a slow client is dropped.
+ * control.c: the control socket server.  Owns the listening sockets (the
+ * control socket, and einhorn's socket for workers of another user) and
+ * every client connection: one JSON object per line in, one per line out.
+ * Nothing a client does can block the master or grow it without bound:
+ * reads and writes are nonblocking, a client holds at most one request and
+ * one answer, all clients together hold at most CTL_MEM_MAX, a slow client
+ * is dropped, and descriptors a client passes are refused or disposed of.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -12,8 +15,10 @@
 #include <json-c/json.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,40 +29,70 @@
 
 /* A request must arrive whole within this long of the previous one. */
 #define CTL_TIMEOUT	5.0
+/*
+ * The connections kept at once; more wait in the backlog.  An idle one
+ * costs a struct client and an fd, no buffer.
+ */
 #define CTL_MAX_CLIENTS	4096
-#define CTL_MAX_OUT	(8u * 1024 * 1024)
+/*
+ * What all clients' buffers may hold together.  A client holds at most one
+ * partial request and one answer (it is read from again only once its
+ * answer is written); past this budget, the clients that have held memory
+ * the longest are dropped first.
+ */
+#define CTL_MEM_MAX	(4u * 1024 * 1024)
+/* Memory freed by clients is given back to the system past this much. */
+#define CTL_TRIM_AFTER	(256u * 1024)
+/* A request is looked for in chunks of this size, peeked at first. */
+#define CTL_CHUNK	4096
+#define EINHORN_SOCK	"einhorn.sock"
 
 struct client {
-	TAILQ_ENTRY(client) entry;
+	TAILQ_ENTRY(client) entry;	/* least recently active first */
 	int	 fd;
 	uid_t	 uid;
 	pid_t	 pid;
 	bool	 trusted;	/* the master's uid or root */
+	bool	 ack_only;	/* may only send einhorn's worker:ack */
 	bool	 closing;	/* close once the output is written */
 	bool	 refused;	/* told why; what it sends is discarded */
-	char	*in;
-	size_t	 in_len;
-	char	*out;
+	char	*in;		/* a partial request; NULL when none */
+	size_t	 in_len, in_cap;
+	char	*out;		/* one answer; NULL when none */
 	size_t	 out_len, out_off;
 	struct timer timer;
 };
 
 static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static int	 nclients;
+static size_t	 ctl_mem;		/* every client's in_cap + out_len */
+static size_t	 ctl_freed;		/* freed since the last trim */
 static int	 ctl_fd = -1;
 static char	 ctl_path[108];
+static int	 ein_fd = -1;		/* einhorn's socket, for -u workers */
+static char	 ein_dir[PATH_MAX];
 static struct pool *ctl_pool;
 static struct timer emfile_timer;
 static bool	 emfile_paused;
 static bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
 
-/* Out of fds: stop watching the socket a moment instead of spinning. */
+static void
+listeners_watch(bool on)
+{
+	if (ctl_fd >= 0)
+		loop_mod(ctl_fd, on ? EPOLLIN : 0);
+	if (ein_fd >= 0)
+		loop_mod(ein_fd, on ? EPOLLIN : 0);
+}
+
+/* Out of fds: stop watching the sockets a moment instead of spinning. */
 static void
 on_emfile_timer(void *arg)
 {
 	(void)arg;
-	if (ctl_fd >= 0 && !full_paused)
-		loop_mod(ctl_fd, EPOLLIN);
+	emfile_paused = false;
+	if (!full_paused)
+		listeners_watch(true);
 }
 
 int
@@ -77,6 +112,39 @@ control_default_path(const char *name, char *buf, size_t len)
 	    (unsigned)geteuid(), name);
 }
 
+/*
+ * glibc keeps what is freed for later; once the clients that held it are
+ * gone, it goes back to the system.
+ */
+static void
+mem_release(size_t n)
+{
+	ctl_mem -= n;
+	ctl_freed += n;
+	if (ctl_freed >= CTL_TRIM_AFTER && ctl_mem < CTL_TRIM_AFTER / 4) {
+		malloc_trim(0);
+		ctl_freed = 0;
+	}
+}
+
+static void
+client_free_in(struct client *c)
+{
+	free(c->in);
+	c->in = NULL;
+	mem_release(c->in_cap);
+	c->in_len = c->in_cap = 0;
+}
+
+static void
+client_free_out(struct client *c)
+{
+	free(c->out);
+	c->out = NULL;
+	mem_release(c->out_len);
+	c->out_len = c->out_off = 0;
+}
+
 static void
 client_close(struct client *c)
 {
@@ -85,15 +153,46 @@ client_close(struct client *c)
 	close(c->fd);
 	TAILQ_REMOVE(&clients, c, entry);
 	nclients--;
-	free(c->in);
-	free(c->out);
+	client_free_in(c);
+	client_free_out(c);
 	free(c);
 	if (full_paused) {
 		/* A place is free again: the waiting clients may come. */
 		full_paused = false;
-		if (ctl_fd >= 0 && !emfile_paused)
-			loop_mod(ctl_fd, EPOLLIN);
+		if (!emfile_paused)
+			listeners_watch(true);
 	}
+}
+
+/*
+ * Makes room for n more bytes of client memory: the clients that have
+ * held memory the longest, other than c, are dropped until it fits.
+ */
+static void
+mem_reserve(struct client *c, size_t n)
+{
+	struct client *o, *next;
+
+	for (o = TAILQ_FIRST(&clients); o != NULL && ctl_mem + n >
+	    CTL_MEM_MAX; o = next) {
+		next = TAILQ_NEXT(o, entry);
+		if (o == c || (o->in_cap == 0 && o->out_len == 0))
+			continue;
+		log_debug("control: dropping a client (pid %d) to keep "
+		    "clients' memory under %u KiB", (int)o->pid,
+		    CTL_MEM_MAX / 1024);
+		client_close(o);
+	}
+	ctl_mem += n;
+}
+
+/* The client did something: it goes to the end of the eviction order. */
+static void
+client_touch(struct client *c)
+{
+	TAILQ_REMOVE(&clients, c, entry);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	timer_set(&c->timer, CTL_TIMEOUT);
 }
 
 /*
@@ -118,7 +217,11 @@ on_client_timeout(void *arg)
 	client_close(c);
 }
 
-/* Writes what it can; returns -1 if the client was closed. */
+/*
+ * Writes what it can; returns -1 if the client was closed.  While an
+ * answer is unwritten the client is not read from: one that asks without
+ * reading holds one answer, not a queue of them.
+ */
 static int
 client_flush(struct client *c)
 {
@@ -130,8 +233,7 @@ client_flush(struct client *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			loop_mod(c->fd, c->closing ? EPOLLOUT :
-			    EPOLLIN | EPOLLOUT);
+			loop_mod(c->fd, EPOLLOUT);
 			return 0;
 		}
 		if (n <= 0) {
@@ -140,34 +242,32 @@ client_flush(struct client *c)
 		}
 		c->out_off += (size_t)n;
 	}
-	c->out_len = c->out_off = 0;
-	loop_mod(c->fd, EPOLLIN);
+	client_free_out(c);
 	if (c->closing) {
 		client_close(c);
 		return -1;
 	}
+	loop_mod(c->fd, EPOLLIN);
 	return 0;
 }
 
+/* Queues one answer line; the client has none queued (client_flush). */
 static void
 client_send(struct client *c, const char *s)
 {
 	size_t	 n = strlen(s);
 
-	if (c->out_len - c->out_off + n + 1 > CTL_MAX_OUT) {
-		/* It asks faster than it reads: it gets what is queued. */
+	if (c->out != NULL) {
+		/* Not reached: a client is not read while it has output. */
 		client_set_closing(c);
 		return;
 	}
-	if (c->out_off > 0) {
-		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-		c->out_len -= c->out_off;
-		c->out_off = 0;
-	}
-	c->out = xreallocarray(c->out, c->out_len + n + 1, 1);
-	memcpy(c->out + c->out_len, s, n);
-	c->out[c->out_len + n] = '\n';
-	c->out_len += n + 1;
+	mem_reserve(c, n + 1);
+	c->out = xreallocarray(NULL, n + 1, 1);
+	memcpy(c->out, s, n);
+	c->out[n] = '\n';
+	c->out_len = n + 1;
+	c->out_off = 0;
 }
 
 static char *
@@ -367,50 +467,164 @@ static const struct {
 	{ "stop", cmd_stop },
 };
 
-/* einhorn's {"command":"worker:ack","pid":N}: the worker is ready. */
-static char *
-einhorn_ack(struct pool *p, json_object *req, pid_t peer)
+/*
+ * The worker whose process tree pid is in: the worker itself, or one of
+ * its descendants (orphans of a worker are ours, so their parent chain
+ * ends at the master).  NULL if pid is in no worker's tree.
+ */
+static struct worker *
+tree_worker(struct pool *p, pid_t pid)
 {
 	struct worker *w;
+	int	 depth;
+
+	for (depth = 0; depth < 32 && pid > 1 && pid != p->pid; depth++) {
+		if ((w = pool_find_pid(p, pid)) != NULL)
+			return w;
+		pid = procfs_ppid(pid);
+	}
+	return NULL;
+}
+
+/*
+ * einhorn's {"command":"worker:ack","pid":N}: the worker is ready.  A
+ * process of a worker's tree may ack only that worker; only the master's
+ * user or root, from outside every worker's tree, may ack any worker.
+ */
+static char *
+einhorn_ack(struct pool *p, json_object *req, pid_t peer, bool trusted)
+{
+	struct worker *w, *own;
 	long long pid;
 
+	own = tree_worker(p, peer);
 	if (get_int(req, "pid", &pid) < 0)
 		pid = peer;
-	if ((w = pool_find_pid(p, (pid_t)pid)) == NULL &&
-	    (w = pool_find_pid(p, peer)) == NULL)
-		return error_json("worker:ack: pid %lld is not a worker", pid);
+	if (pid < 1 || pid > INT_MAX ||
+	    (w = tree_worker(p, (pid_t)pid)) == NULL)
+		return error_json("worker:ack: pid %lld is not a worker nor a "
+		    "process of one", pid);
+	if (own != NULL ? w != own : !trusted)
+		return error_json("worker:ack: pid %d may not ack pid %lld: a "
+		    "worker acks only itself", (int)peer, pid);
 	pool_worker_notify(p, w, "READY", "1");
 	return ok_json(NULL);
 }
 
 /*
- * One request line to one response line (without the newline).  Pure
- * with respect to the connection, so the fuzzer can drive it.
+ * einhorn's own client (Einhorn::Worker.ack!) sends a YAML document on
+ * one line, "%" and newlines escaped: "---%0Acommand: worker:ack%0Apid:
+ * 123%0A".  This reads that flat form, a mapping of plain or quoted
+ * scalars, into an object; anything else is not einhorn's and is NULL.
  */
-char *
-control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
-    pid_t pid)
+static json_object *
+einhorn_yaml(const char *line, size_t len)
+{
+	json_object *o;
+	char	*doc, *s, *key, *val, *next;
+	size_t	 i, j, vl;
+	long long n;
+
+	doc = xreallocarray(NULL, len + 1, 1);
+	for (i = j = 0; i < len; i++) {
+		if (line[i] == '%' && i + 2 < len && line[i + 1] == '0' &&
+		    (line[i + 2] == 'A' || line[i + 2] == 'a')) {
+			doc[j++] = '\n';
+			i += 2;
+		} else if (line[i] == '%' && i + 2 < len &&
+		    line[i + 1] == '2' && line[i + 2] == '5') {
+			doc[j++] = '%';
+			i += 2;
+		} else
+			doc[j++] = line[i];
+	}
+	doc[j] = '\0';
+	if (strncmp(doc, "---\n", 4) != 0 || memchr(doc, '\0', j) != NULL) {
+		free(doc);
+		return NULL;
+	}
+	o = json_object_new_object();
+	for (s = doc + 4; s != NULL && *s != '\0'; s = next) {
+		if ((next = strchr(s, '\n')) != NULL)
+			*next++ = '\0';
+		if (*s == '\0' || strcmp(s, "...") == 0)
+			continue;
+		key = s;
+		if ((val = strstr(s, ": ")) == NULL || val == key ||
+		    strchr(" -?[{'\"#", *key) != NULL) {
+			json_object_put(o);
+			o = NULL;
+			break;
+		}
+		*val = '\0';
+		val += 2;
+		vl = strlen(val);
+		if (vl >= 2 && (val[0] == '\'' || val[0] == '"') &&
+		    val[vl - 1] == val[0]) {
+			val[vl - 1] = '\0';
+			json_object_object_add(o, key,
+			    json_object_new_string(val + 1));
+		} else if (parse_int(val, -(long long)INT_MAX, INT_MAX,
+		    &n) == 0)
+			json_object_object_add(o, key,
+			    json_object_new_int64(n));
+		else
+			json_object_object_add(o, key,
+			    json_object_new_string(val));
+	}
+	free(doc);
+	return o;
+}
+
+static json_object *
+parse_request(const char *line, size_t len, char **err)
 {
 	struct json_tokener *tok;
-	json_object *req, *v;
-	const char *cmd;
-	char	*resp;
-	size_t	 i;
-	bool	 trusted = uid == 0 || uid == geteuid();
+	json_object *req;
 
+	*err = NULL;
+	if (len >= 4 && memcmp(line, "---%", 4) == 0) {
+		if ((req = einhorn_yaml(line, len)) == NULL)
+			*err = error_json("invalid request: not JSON, nor "
+			    "einhorn's one-line YAML");
+		return req;
+	}
+	/* Invalid UTF-8 is refused: it could not be echoed as JSON. */
 	tok = json_tokener_new_ex(32);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
 	req = json_tokener_parse_ex(tok, line, (int)len);
 	if (req == NULL || json_tokener_get_parse_end(tok) < len) {
-		resp = error_json("invalid JSON: %s", req != NULL ?
+		*err = error_json("invalid JSON: %s", req != NULL ?
 		    "trailing data after the object" :
 		    json_tokener_get_error(tok) == json_tokener_continue ?
 		    "incomplete" :
 		    json_tokener_error_desc(json_tokener_get_error(tok)));
 		json_object_put(req);
-		json_tokener_free(tok);
-		return resp;
+		req = NULL;
 	}
 	json_tokener_free(tok);
+	return req;
+}
+
+/*
+ * One request line to one response line (without the newline), for a
+ * peer of uid and pid; ack_only: the peer may only ack (einhorn's
+ * socket).  Pure with respect to the connection, so the fuzzer can drive
+ * it.
+ */
+static char *
+dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
+    pid_t pid, bool ack_only)
+{
+	json_object *req, *v;
+	const char *cmd;
+	char	*resp, shown[3 * 64 + 1];
+	size_t	 i;
+	bool	 trusted = uid == 0 || uid == geteuid();
+
+	if ((req = parse_request(line, len, &resp)) == NULL)
+		return resp;
 	if (!json_object_is_type(req, json_type_object)) {
 		json_object_put(req);
 		return error_json("a request is a JSON object like "
@@ -419,12 +633,15 @@ control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	if (json_object_object_get_ex(req, "command", &v) &&
 	    json_object_is_type(v, json_type_string) &&
 	    strcmp(json_object_get_string(v), "worker:ack") == 0) {
-		resp = einhorn_ack(p, req, pid);
+		resp = einhorn_ack(p, req, pid, trusted && !ack_only);
 		json_object_put(req);
 		return resp;
 	}
-	if (!trusted) {
+	if (ack_only || !trusted) {
 		json_object_put(req);
+		if (ack_only)
+			return error_json("this socket takes only einhorn's "
+			    "{\"command\":\"worker:ack\"}");
 		return error_json("permission denied: uid %u is neither "
 		    "wpool's uid %u nor root", (unsigned)uid,
 		    (unsigned)geteuid());
@@ -442,90 +659,166 @@ control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 			json_object_put(req);
 			return resp;
 		}
-	resp = error_json("unknown command '%.64s': expected status, reload, "
-	    "scale, restart, signal or stop", cmd);
+	text_clean(cmd, 64, shown, sizeof(shown));
+	resp = error_json("unknown command '%s': expected status, reload, "
+	    "scale, restart, signal or stop", shown);
 	json_object_put(req);
 	return resp;
+}
+
+char *
+control_dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
+    pid_t pid)
+{
+	return dispatch(p, line, len, uid, pid, false);
+}
+
+/* Answers one whole request line; returns -1 if the client was closed. */
+static int
+client_answer(struct client *c, const char *line, size_t len)
+{
+	char	*resp;
+	bool	 stop;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len == 0)
+		return 0;
+	stop_asked = false;
+	resp = dispatch(ctl_pool, line, len, c->uid, c->pid, c->ack_only);
+	stop = stop_asked;
+	stop_asked = false;
+	client_send(c, resp);
+	free(resp);
+	if (stop) {
+		snprintf(ctl_pool->stop_why, sizeof(ctl_pool->stop_why),
+		    "wpool stop");
+		pool_stop(ctl_pool, false);
+	}
+	return client_flush(c);
+}
+
+/* Keeps a partial request; -1 if it is too large (the client is told). */
+static int
+client_keep(struct client *c, const char *buf, size_t n)
+{
+	size_t	 cap;
+	char	*resp;
+
+	if (c->in_len + n > WPOOL_CTL_MAX_REQUEST) {
+		resp = error_json("request too large: over %d KiB",
+		    WPOOL_CTL_MAX_REQUEST / 1024);
+		client_send(c, resp);
+		free(resp);
+		client_set_closing(c);
+		shutdown(c->fd, SHUT_RD);
+		client_flush(c);
+		return -1;
+	}
+	if (c->in_len + n > c->in_cap) {
+		for (cap = c->in_cap ? c->in_cap : CTL_CHUNK;
+		    cap < c->in_len + n; cap *= 2)
+			;
+		mem_reserve(c, cap - c->in_cap);
+		c->in = xreallocarray(c->in, cap, 1);
+		c->in_cap = cap;
+	}
+	memcpy(c->in + c->in_len, buf, n);
+	c->in_len += n;
+	return 0;
+}
+
+/*
+ * Reads one request and answers it, then goes back to the loop: a client
+ * that sends many at once is answered one per turn of the loop, after
+ * every other client's turn.  The data past the request is only peeked
+ * at, so it stays in the kernel (whose level-triggered readiness brings
+ * us back) and not in the master's memory.  Every read has a control
+ * buffer and disposes of the descriptors that come with the data: one
+ * dropped by the kernel instead would be closed in the master's context,
+ * where a close can block.
+ */
+static void
+client_read(struct client *c)
+{
+	char	 buf[CTL_CHUNK], *nl, *line;
+	ssize_t	 n;
+	size_t	 take, len;
+
+	for (;;) {
+		n = fdrecv_msg(c->fd, buf, sizeof(buf), MSG_PEEK |
+		    MSG_DONTWAIT, NULL, NULL, NULL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			/* The client is done sending; answer what it sent. */
+			if (c->out != NULL)
+				client_set_closing(c);
+			else
+				client_close(c);
+			return;
+		}
+		nl = memchr(buf, '\n', (size_t)n);
+		take = nl != NULL ? (size_t)(nl - buf) + 1 : (size_t)n;
+		n = fdrecv_msg(c->fd, buf, take, MSG_DONTWAIT, NULL, NULL,
+		    NULL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			client_close(c);
+			return;
+		}
+		nl = memchr(buf, '\n', (size_t)n);
+		if (nl == NULL) {
+			if (client_keep(c, buf, (size_t)n) < 0)
+				return;
+			continue;
+		}
+		client_touch(c);
+		if (c->in == NULL) {
+			client_answer(c, buf, (size_t)(nl - buf));
+			return;
+		}
+		if (client_keep(c, buf, (size_t)(nl - buf)) < 0)
+			return;
+		/*
+		 * The request leaves the client before it is answered, so that
+		 * its memory is counted free when the answer's is reserved.
+		 */
+		line = c->in;
+		len = c->in_len;
+		c->in = NULL;
+		mem_release(c->in_cap);
+		c->in_len = c->in_cap = 0;
+		client_answer(c, line, len);
+		free(line);
+		return;
+	}
 }
 
 static void
 client_event(int fd, uint32_t ev, void *arg)
 {
 	struct client *c = arg;
-	char	*nl, *resp;
-	size_t	 linelen, used;
+	char	 sink[CTL_CHUNK];
 	ssize_t	 n;
-	bool	 stop;
 
 	if ((ev & EPOLLOUT) && client_flush(c) < 0)
 		return;
-	if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->closing)
+	if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->closing ||
+	    c->out != NULL)
 		return;
 	if (c->refused) {
-		char	 sink[4096];
-
-		while ((n = read(fd, sink, sizeof(sink))) > 0)
+		while ((n = fdrecv_msg(fd, sink, sizeof(sink), MSG_DONTWAIT,
+		    NULL, NULL, NULL)) > 0)
 			;
 		if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			client_close(c);
 		return;
 	}
-	for (;;) {
-		if (c->in_len >= WPOOL_CTL_MAX_REQUEST) {
-			resp = error_json("request too large: over %d KiB",
-			    WPOOL_CTL_MAX_REQUEST / 1024);
-			client_send(c, resp);
-			free(resp);
-			client_set_closing(c);
-			shutdown(fd, SHUT_RD);
-			client_flush(c);
-			return;
-		}
-		n = read(fd, c->in + c->in_len, WPOOL_CTL_MAX_REQUEST -
-		    c->in_len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n <= 0) {
-			/* The client is done sending; answer what it sent. */
-			if (c->out_len > c->out_off) {
-				client_set_closing(c);
-			} else
-				client_close(c);
-			return;
-		}
-		c->in_len += (size_t)n;
-		while ((nl = memchr(c->in, '\n', c->in_len)) != NULL) {
-			*nl = '\0';
-			linelen = (size_t)(nl - c->in);
-			used = linelen + 1;
-			if (linelen > 0 && c->in[linelen - 1] == '\r')
-				c->in[--linelen] = '\0';
-			if (linelen > 0) {
-				stop_asked = false;
-				resp = control_dispatch(ctl_pool, c->in,
-				    linelen, c->uid, c->pid);
-				stop = stop_asked;
-				stop_asked = false;
-				client_send(c, resp);
-				free(resp);
-				if (client_flush(c) < 0)
-					return;
-				if (stop) {
-					snprintf(ctl_pool->stop_why,
-					    sizeof(ctl_pool->stop_why),
-					    "wpool stop");
-					pool_stop(ctl_pool, false);
-				}
-				if (c->closing)
-					return;	/* no more requests read */
-			}
-			c->in_len -= used;
-			memmove(c->in, c->in + used, c->in_len);
-			timer_set(&c->timer, CTL_TIMEOUT);
-		}
-	}
+	client_read(c);
 }
 
 static void
@@ -535,9 +828,9 @@ control_accept(int fd, uint32_t ev, void *arg)
 	struct ucred cred;
 	socklen_t sl;
 	int	 cfd;
+	bool	 einhorn = arg != NULL;
 
 	(void)ev;
-	(void)arg;
 	for (;;) {
 		if (nclients >= CTL_MAX_CLIENTS) {
 			/* The rest wait in the backlog until a place frees. */
@@ -545,7 +838,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 				log_warnx("control: %d clients connected; "
 				    "others wait", nclients);
 			full_paused = true;
-			loop_mod(fd, 0);
+			listeners_watch(false);
 			return;
 		}
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -555,12 +848,11 @@ control_accept(int fd, uint32_t ev, void *arg)
 					log_warnx("control: out of file "
 					    "descriptors; clients wait");
 				emfile_paused = true;
-				loop_mod(fd, 0);
+				listeners_watch(false);
 				timer_set(&emfile_timer, 0.1);
 			}
 			return;
 		}
-		emfile_paused = false;
 		sl = sizeof(cred);
 		if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0) {
 			close(cfd);
@@ -571,11 +863,10 @@ control_accept(int fd, uint32_t ev, void *arg)
 		c->uid = cred.uid;
 		c->pid = cred.pid;
 		c->trusted = cred.uid == 0 || cred.uid == geteuid();
-		c->in = xcalloc(WPOOL_CTL_MAX_REQUEST + 1, 1);
+		c->ack_only = einhorn || !c->trusted;
 		timer_init(&c->timer, on_client_timeout, c);
 		if (loop_add(cfd, EPOLLIN, client_event, c) < 0) {
 			close(cfd);
-			free(c->in);
 			free(c);
 			continue;
 		}
@@ -583,15 +874,16 @@ control_accept(int fd, uint32_t ev, void *arg)
 		nclients++;
 		timer_set(&c->timer, CTL_TIMEOUT);
 		/*
-		 * Another user is told why at once; the connection stays
-		 * open for reading, so that its request is not met by a
-		 * broken pipe, and what it sends is discarded.  A worker
-		 * running as another user may still send its einhorn ack.
+		 * A peer that may only ack and is in no worker's tree is told
+		 * why at once; the connection stays open for reading, so that
+		 * its request is not met by a broken pipe, and what it sends
+		 * is discarded.
 		 */
-		if (!c->trusted && pool_find_pid(ctl_pool, cred.pid) == NULL) {
+		if (c->ack_only && tree_worker(ctl_pool, cred.pid) == NULL) {
 			char	*resp = error_json("permission denied: uid %u is "
-			    "neither wpool's uid %u nor root",
-			    (unsigned)cred.uid, (unsigned)geteuid());
+			    "neither wpool's uid %u nor root, and pid %d is "
+			    "not a worker's", (unsigned)cred.uid,
+			    (unsigned)geteuid(), (int)cred.pid);
 
 			log_warnx("control: refused a client with uid %u (pid "
 			    "%d)", (unsigned)cred.uid, (int)cred.pid);
@@ -642,12 +934,113 @@ mkdir_parent(const char *path, bool private, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * A listening socket at path, made 0600 as it is bound (by the umask: a
+ * chmod of the path afterwards would follow a symlink put in its place),
+ * refusing descriptors, and watched.
+ */
+static int
+listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
+    char *err, size_t len)
+{
+	struct sockaddr_un sun;
+	mode_t	 old;
+	int	 fd, r;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0) {
+		snprintf(err, len, "cannot create the control socket: %s",
+		    strerror(errno));
+		return -errno;
+	}
+	/* Accepted sockets inherit it; older kernels: fdrecv_msg. */
+	(void)fdrecv_refuse(fd);
+	old = umask(umask_bits);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0 || listen(fd, 1024) < 0) {
+		snprintf(err, len, "cannot listen on %s: %s", path,
+		    strerror(errno));
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if ((r = loop_add(fd, EPOLLIN, control_accept, arg)) < 0) {
+		close(fd);
+		unlink(path);
+		snprintf(err, len, "cannot watch the control socket");
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+/*
+ * Workers of another user (-u) cannot reach the control socket (0600, in
+ * a private directory), so einhorn's EINHORN_SOCK_PATH names a socket of
+ * its own for them: in a new directory that only the master and the
+ * workers' group may enter, a socket that takes only worker:ack from
+ * processes of a worker's tree.  The directory is made by mkdtemp and
+ * nobody else may write it, so the chown of the socket inside it cannot
+ * be redirected.
+ */
+static int
+einhorn_open(struct pool *p, char *err, size_t len)
+{
+	const struct conf *cf = p->conf;
+	char	 path[PATH_MAX];
+	struct stat st;
+	int	 dfd, r;
+
+	if (!cf->set_user || cf->uid == geteuid())
+		return 0;
+	snprintf(ein_dir, sizeof(ein_dir), "%s/wpool-einhorn.XXXXXX",
+	    geteuid() == 0 && stat("/run", &st) == 0 && S_ISDIR(st.st_mode) &&
+	    access("/run", W_OK) == 0 ? "/run" : "/tmp");
+	if (mkdtemp(ein_dir) == NULL) {
+		snprintf(err, len, "cannot create a directory for einhorn's "
+		    "socket (%s): %s", ein_dir, strerror(errno));
+		ein_dir[0] = '\0';
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ein_dir);
+	if ((r = listen_at(path, 0117, &ein_fd, &ein_fd, err, len)) < 0)
+		goto fail;
+	if ((dfd = open(ein_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0 || fchownat(dfd, EINHORN_SOCK, (uid_t)-1, cf->gid,
+	    AT_SYMLINK_NOFOLLOW) < 0 || fchown(dfd, (uid_t)-1, cf->gid) < 0 ||
+	    fchmod(dfd, 0710) < 0) {
+		r = -errno;
+		snprintf(err, len, "cannot give einhorn's socket in %s to "
+		    "group %u: %s", ein_dir, (unsigned)cf->gid, strerror(-r));
+		if (dfd >= 0)
+			close(dfd);
+		goto fail;
+	}
+	close(dfd);
+	p->einhorn_path = xstrdup(path);
+	log_debug("einhorn's socket for the workers: %s", path);
+	return 0;
+fail:
+	if (ein_fd >= 0) {
+		loop_del(ein_fd);
+		close(ein_fd);
+		ein_fd = -1;
+	}
+	unlink(path);
+	rmdir(ein_dir);
+	ein_dir[0] = '\0';
+	return r;
+}
+
 int
 control_open(struct pool *p, const char *path, char *err, size_t len)
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	mode_t	 old;
 	const char *env;
 	bool	 private;
 	int	 fd, r;
@@ -689,33 +1082,15 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    S_ISSOCK(st.st_mode))
 			unlink(ctl_path);
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) < 0) {
-		snprintf(err, len, "cannot create the control socket: %s",
-		    strerror(errno));
-		return -errno;
-	}
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r < 0 || listen(fd, 1024) < 0) {
-		snprintf(err, len, "cannot listen on %s: %s", ctl_path,
-		    strerror(errno));
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	chmod(ctl_path, 0600);
-	if ((r = loop_add(fd, EPOLLIN, control_accept, NULL)) < 0) {
-		close(fd);
-		unlink(ctl_path);
-		snprintf(err, len, "cannot watch the control socket");
-		return r;
-	}
-	ctl_fd = fd;
 	ctl_pool = p;
 	timer_init(&emfile_timer, on_emfile_timer, NULL);
+	if ((r = listen_at(ctl_path, 0177, NULL, &ctl_fd, err, len)) < 0)
+		return r;
 	p->control_path = xstrdup(ctl_path);
+	if ((r = einhorn_open(p, err, len)) < 0) {
+		control_close();
+		return r;
+	}
 	log_debug("control socket %s", ctl_path);
 	return 0;
 }
@@ -724,18 +1099,27 @@ void
 control_close(void)
 {
 	struct client *c;
+	char	 path[PATH_MAX];
 
 	while ((c = TAILQ_FIRST(&clients)) != NULL) {
-		if (c->out_len > c->out_off)
+		if (c->out != NULL)
 			client_flush(c);
 		if (TAILQ_FIRST(&clients) == c)
 			client_close(c);
 	}
+	timer_cancel(&emfile_timer);
 	if (ctl_fd >= 0) {
-		timer_cancel(&emfile_timer);
 		loop_del(ctl_fd);
 		close(ctl_fd);
 		unlink(ctl_path);
 	}
 	ctl_fd = -1;
+	if (ein_fd >= 0) {
+		loop_del(ein_fd);
+		close(ein_fd);
+		snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ein_dir);
+		unlink(path);
+		rmdir(ein_dir);
+	}
+	ein_fd = -1;
 }

@@ -568,7 +568,8 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 		env_add(e, tmp);
 		xasprintf(&tmp, "EINHORN_CHILD_INDEX=%d", w->id);
 		env_add(e, tmp);
-		xasprintf(&tmp, "EINHORN_SOCK_PATH=%s", p->control_path);
+		xasprintf(&tmp, "EINHORN_SOCK_PATH=%s", p->einhorn_path != NULL ?
+		    p->einhorn_path : p->control_path);
 		env_add(e, tmp);
 	}
 }

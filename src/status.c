@@ -33,6 +33,86 @@ dbl(double v)
 	return json_object_new_double_s(v, buf);
 }
 
+/*
+ * The length of the UTF-8 sequence at s (n bytes left), 0 if it is not
+ * valid: overlong forms, surrogates and code points past U+10FFFF are not.
+ */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	static const struct {
+		unsigned char lo, hi;	/* the lead byte */
+		unsigned char lo2, hi2;	/* the second byte */
+		size_t	 len;
+	} seq[] = {
+		{ 0xc2, 0xdf, 0x80, 0xbf, 2 },
+		{ 0xe0, 0xe0, 0xa0, 0xbf, 3 },
+		{ 0xe1, 0xec, 0x80, 0xbf, 3 },
+		{ 0xed, 0xed, 0x80, 0x9f, 3 },
+		{ 0xee, 0xef, 0x80, 0xbf, 3 },
+		{ 0xf0, 0xf0, 0x90, 0xbf, 4 },
+		{ 0xf1, 0xf3, 0x80, 0xbf, 4 },
+		{ 0xf4, 0xf4, 0x80, 0x8f, 4 },
+	};
+	size_t	 i, k;
+
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		if (s[0] < seq[i].lo || s[0] > seq[i].hi)
+			continue;
+		if (n < seq[i].len || s[1] < seq[i].lo2 || s[1] > seq[i].hi2)
+			return 0;
+		for (k = 2; k < seq[i].len; k++)
+			if ((s[k] & 0xc0) != 0x80)
+				return 0;
+		return seq[i].len;
+	}
+	return 0;
+}
+
+/*
+ * Text from a worker or a client (STATUS=, a command name), made fit for
+ * JSON and a terminal: at most max bytes of s are read; C0 and C1
+ * controls and DEL become spaces, bytes that are not UTF-8 become U+FFFD;
+ * out (len > 0) gets whole characters only, NUL-terminated.  Returns the
+ * length written.
+ */
+size_t
+text_clean(const char *s, size_t max, char *out, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t	 i = 0, o = 0, n, left;
+
+	for (left = 0; left < max && u[left] != '\0'; left++)
+		;
+	while (i < left) {
+		if (u[i] < 0x80) {
+			n = 1;
+			if (o + 1 >= len)
+				break;
+			out[o++] = u[i] < 0x20 || u[i] == 0x7f ? ' ' :
+			    (char)u[i];
+		} else if ((n = utf8_len(u + i, left - i)) == 0) {
+			n = 1;
+			if (o + 3 >= len)
+				break;
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		} else if (n == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0) {
+			if (o + 1 >= len)
+				break;
+			out[o++] = ' ';
+		} else {
+			if (o + n >= len)
+				break;
+			memcpy(out + o, u + i, n);
+			o += n;
+		}
+		i += n;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static json_object *
 last_exit(const struct slot *s)
 {
@@ -55,6 +135,7 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 {
 	const struct slot *s = &p->slots[w->id];
 	json_object *o = json_object_new_object();
+	char	 stext[3 * sizeof(w->status_text)];
 	double	 idle;
 
 	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
@@ -74,8 +155,11 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	json_object_object_add(o, "restarts",
 	    json_object_new_int64(s->restarts));
 	json_object_object_add(o, "last_exit", last_exit(s));
-	json_object_object_add(o, "status", w->status_text[0] ?
-	    json_object_new_string(w->status_text) : NULL);
+	/* A worker's text can be anything: JSON must be UTF-8. */
+	text_clean(w->status_text, sizeof(w->status_text), stext,
+	    sizeof(stext));
+	json_object_object_add(o, "status", stext[0] ?
+	    json_object_new_string(stext) : NULL);
 	if (worker_role(p, w) == ROLE_NONE || worker_role(p, w) == ROLE_OLD ||
 	    s->draining)
 		json_object_object_add(o, "draining",

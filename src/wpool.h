@@ -372,6 +372,7 @@ struct worker {
 	double	 cpu_percent;
 	double	 cpu_changed_mono;
 	/* balance mode */
+	struct bchan *bal;		/* balance.c's: what is in flight */
 	int	 chan_fd;
 	bool	 chan_full;
 	int	 garbage;		/* bad messages since the last good one */
@@ -492,6 +493,7 @@ struct pool {
 	char	**env_base;
 	size_t	 nenv_base;
 	char	*control_path;
+	char	*einhorn_path;		/* -u workers' EINHORN_SOCK_PATH */
 	char	*notify_path;
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
@@ -543,6 +545,34 @@ int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
+
+/*
+ * The watch over a worker's channel: one that leaves connections unread
+ * with no progress (nothing read, nothing reported closed) for
+ * BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and gets one at a
+ * time until it reads or reports one closed; after BALANCE_STUCK_SECONDS
+ * it is replaced (WATCH_RECYCLE).
+ */
+#define BALANCE_STALL_GRACE	1.0
+#define BALANCE_STUCK_SECONDS	5.0
+#define WATCH_PULL	0x1
+#define WATCH_STALLED	0x2		/* the first pull of a stall */
+#define WATCH_RECYCLE	0x4
+#define WATCH_RESUMED	0x8		/* a stalled one read again */
+
+struct chan_watch {
+	uint64_t seen_consumed;		/* bytes it had read at the last look */
+	unsigned long seen_closes;
+	double	 progress_at;		/* it last read or closed one */
+	bool	 stalled;		/* what waited was taken back */
+	bool	 recycled;
+};
+
+void	balance_watch_start(struct chan_watch *, uint64_t, unsigned long,
+	    double);
+int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
+	    double);
+bool	balance_watch_closed(struct chan_watch *, double);
 int	balance_init(struct pool *, char *, size_t);
 int	balance_worker_channel(struct worker *, int *);
 void	balance_worker_gone(struct worker *);
@@ -573,6 +603,7 @@ char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
 struct json_object *status_json(struct pool *, double, bool);
+size_t	text_clean(const char *, size_t, char *, size_t);
 
 /* client.c: the control subcommands. */
 int	client_main(int, char **, const char *, const char *);

@@ -1,7 +1,9 @@
 /*
  * test_balance.c: the balance-mode channel messages a worker sends, as
  * balance_parse_message reads them: the common {"type":"closed","id":N}
- * on its fast path, everything else through json-c, with the same answers.
+ * on its fast path, everything else through json-c, with the same answers;
+ * and the watch over a channel (balance_watch): when a worker that leaves
+ * connections unread has them taken back, and when it is replaced.
  */
 #include <errno.h>
 #include <string.h>
@@ -20,9 +22,96 @@ check(const char *msg, int want, long long want_id)
 		is_int(id, want_id, "%s -> id %lld", msg, want_id);
 }
 
+/*
+ * A worker's channel over time: look() is one look at it, t seconds in,
+ * with `read` bytes read by the worker so far, `unread` waiting, and
+ * `closes` reported.
+ */
+static struct chan_watch cw;
+
+static int
+look(double t, uint64_t read, long unread, unsigned long closes)
+{
+	return balance_watch(&cw, read, unread, closes, t);
+}
+
+static void
+watch_tests(void)
+{
+	const double G = BALANCE_STALL_GRACE, S = BALANCE_STUCK_SECONDS;
+	int	 r;
+
+	/* A worker that reads as fast as it gets: never anything to do. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(0.5, 100, 50, 0), 0, "reading: nothing to do");
+	is_int(look(1.0, 200, 50, 0), 0, "still reading");
+	is_int(look(10.0, 300, 50, 0), 0, "progress long after: nothing");
+	/* Nothing unread: holding connections for ever is no stall. */
+	is_int(look(100.0, 300, 0, 0), 0, "nothing unread for 90 s");
+	is_int(look(100.0 + S * 2, 300, 0, 0), 0, "nothing unread, much later");
+
+	/* One that stops reading: taken back after the grace, once logged. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(G / 2, 0, 80, 0), 0, "unread for half the grace");
+	r = look(G, 0, 80, 0);
+	is_int(r, WATCH_PULL | WATCH_STALLED, "unread for the grace: pulled");
+	ok(cw.stalled, "and stalled");
+	/* Taken back, nothing is unread; it stays stalled, no new pull. */
+	is_int(look(G + 0.5, 0, 0, 0), 0, "stalled, nothing unread");
+	ok(cw.stalled, "still stalled with nothing unread");
+	is_int(look(S - 0.5, 0, 0, 0), 0, "not yet replaced");
+	is_int(look(S, 0, 0, 0), WATCH_RECYCLE, "replaced after %g s", S);
+	is_int(look(S + 1, 0, 0, 0), 0, "replaced once");
+
+	/* Progress resets the clock: reads, then closes. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(0.9 * G, 0, 80, 0), 0, "no progress yet");
+	is_int(look(1.8 * G, 40, 40, 0), 0, "it read some: the clock restarts");
+	is_int(look(2.7 * G, 40, 40, 1), 0, "it closed one: restarts again");
+	r = look(3.8 * G, 40, 40, 1);
+	is_int(r, WATCH_PULL | WATCH_STALLED, "then nothing for the grace");
+
+	/* A stalled worker that reports one closed is back, clock reset. */
+	ok(balance_watch_closed(&cw, 4.0 * G), "a close ends the stall");
+	ok(!cw.stalled, "not stalled");
+	ok(!balance_watch_closed(&cw, 4.0 * G), "a second close: no stall to end");
+	is_int(look(4.0 * G + S - 0.5, 40, 0, 2), 0, "back: nothing to do");
+
+	/* A stalled worker that reads what it was sent since is back. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(G, 0, 90, 0), WATCH_PULL | WATCH_STALLED, "stalled");
+	is_int(look(G + 0.5, 0, 70, 0), WATCH_PULL, "a probe unread: pulled");
+	ok(cw.stalled, "still stalled");
+	is_int(look(G + 1.0, 70, 0, 0), WATCH_RESUMED, "the next one read");
+	ok(!cw.stalled, "no longer stalled");
+	is_int(look(G + 1.0 + S, 70, 0, 0), 0, "and not replaced");
+
+	/* Probes unread do not move the clock: replaced in time. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(G, 0, 90, 0), WATCH_PULL | WATCH_STALLED, "stalled again");
+	is_int(look(2 * G, 0, 70, 0), WATCH_PULL, "probe pulled");
+	is_int(look(S, 0, 70, 0), WATCH_PULL | WATCH_RECYCLE,
+	    "probe pulled, and replaced at %g s", S);
+
+	/* Sent to while the channel was empty: the grace starts then. */
+	memset(&cw, 0, sizeof(cw));
+	balance_watch_start(&cw, 0, 0, 0);
+	is_int(look(50.0, 0, 0, 0), 0, "empty for 50 s");
+	balance_watch_start(&cw, 0, 0, 60.0);
+	is_int(look(60.0 + G / 2, 0, 70, 0), 0, "sent at 60 s: not yet");
+	is_int(look(60.0 + G, 0, 70, 0), WATCH_PULL | WATCH_STALLED,
+	    "sent at 60 s: pulled at 60 s + grace");
+}
+
 int
 main(void)
 {
+	watch_tests();
 	/* The fast path: the exact form every worker library sends. */
 	check("{\"type\":\"closed\",\"id\":0}", 0, 0);
 	check("{\"type\":\"closed\",\"id\":7}", 0, 7);
