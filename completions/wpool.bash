@@ -52,7 +52,7 @@ _wpool_value()
 		COMPREPLY=($(compgen -W 'least-conn round-robin ip-hash' \
 			-- "$cur")) ;;
 	--ready)
-		COMPREPLY=($(compgen -W 'exec notify' -- "$cur")) ;;
+		COMPREPLY=($(compgen -W 'exec notify listen' -- "$cur")) ;;
 	--stop-signal)
 		COMPREPLY=($(compgen -W "$_wpool_signals" -- "$cur")) ;;
 	-n | --workers)

@@ -134,7 +134,7 @@ complete $o -l min-uptime -x -d 'a worker that lived this long resets its back-o
 complete $o -l no-restart -d 'do not respawn; exit when the last worker exits'
 complete $o -l stop-signal -x -a "$__wpool_signals" -d 'signal that asks a worker to stop'
 complete $o -l stop-timeout -x -d 'KILL a stopping worker after this long'
-complete $o -l ready -x -a 'exec notify' -d 'when a new worker counts as ready'
+complete $o -l ready -x -a 'exec notify listen' -d 'when a new worker counts as ready'
 complete $o -l ready-timeout -x -d 'kill a worker not ready by then'
 complete $o -l reload-batch -x -d 'workers replaced at a time in a reload'
 complete $o -l watchdog -x -d 'restart a worker whose WATCHDOG=1 pings stop'

@@ -800,8 +800,9 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
  * PROBE_FIRST_SECS, then at twice the interval up to PROBE_MAX_SECS, and
  * only while it starts: an idle master still never wakes.  One whose
  * readiness cannot be seen (no process of its tree holds a listener: a
- * server that opened sockets of its own; no listener at all) counts as
- * ready once it has lived PROBE_GRACE_SECS since its exec.
+ * server that opened sockets of its own) counts as ready once it has
+ * lived PROBE_GRACE_SECS since its exec.  A pool with no socket to wait
+ * on (no -b, or inetd) has nothing to see: exec is its readiness.
  */
 #define PROBE_FIRST_SECS	0.01
 #define PROBE_MAX_SECS		0.2
@@ -845,14 +846,15 @@ worker_probe(struct pool *p, struct worker *w)
 		return;
 	}
 	/*
-	 * A tree seen holding a listener that then holds none is going (a
-	 * gunicorn whose worker failed to boot closes its sockets before it
-	 * exits): not a server whose readiness cannot be seen.
+	 * The grace is counted from the last time the tree was seen holding
+	 * a listener: one that lets go of it may be going (a gunicorn whose
+	 * worker failed to boot closes its sockets, then exits), and must
+	 * stay alive without it for the whole grace to count as ready.
 	 */
 	if (r == READY_NOT_YET)
-		w->probe_held = true;
-	else if (r < 0 && w->probe_held)
-		r = READY_NOT_YET;
+		w->probe_held_mono = now_mono();
+	if (w->probe_held_mono > w->exec_mono)
+		lived = now_mono() - w->probe_held_mono;
 	if (r < 0 && lived >= PROBE_GRACE_SECS) {
 		log_info("worker %d (pid %d): no process of its tree holds a "
 		    "listener, so --ready listen cannot see it wait; ready "
@@ -888,6 +890,12 @@ worker_exec_seen(struct pool *p, struct worker *w)
 	if (p->conf->ready == READY_EXEC || w->notified_ready)
 		pool_worker_ready(p, w);
 	else if (p->conf->ready == READY_LISTEN) {
+		uint64_t inos[WPOOL_MAX_LISTENERS];
+
+		if (worker_listen_inodes(p, w, inos) == 0) {
+			pool_worker_ready(p, w);
+			return;
+		}
 		w->probe_every = PROBE_FIRST_SECS / 2;
 		worker_probe(p, w);
 	}

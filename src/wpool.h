@@ -363,7 +363,7 @@ struct worker {
 	struct timer probe_timer;	/* --ready listen: looks again */
 	double	 probe_every;		/* its current interval */
 	double	 exec_mono;		/* when exec was seen */
-	bool	 probe_held;		/* its tree was seen with a listener */
+	double	 probe_held_mono;	/* its tree last seen with a listener */
 	uint64_t chan_ino;		/* balance: the worker's channel end */
 	char	 status_text[256];	/* sd_notify STATUS= */
 	pid_t	 main_pid;		/* sd_notify MAINPID= */

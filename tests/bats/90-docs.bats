@@ -322,7 +322,7 @@ complete_bash() {
 	assert_equal "$(sort <<<"$output" | paste -sd' ')" \
 		"ip-hash least-conn round-robin"
 	run complete_bash wpool --ready ''
-	assert_equal "$(sort <<<"$output" | paste -sd' ')" "exec notify"
+	assert_equal "$(sort <<<"$output" | paste -sd' ')" "exec listen notify"
 	run complete_bash wpool --name web status --
 	assert_equal "$(sort <<<"$output" | paste -sd' ')" "--check --json"
 	run complete_bash wpool reload --

@@ -377,7 +377,7 @@ test_defaults(void)
 	is_int(c.no_restart, 0, "default restarts");
 	is_int(c.stop_signal, SIGTERM, "default stop-signal TERM");
 	is_dbl(c.stop_timeout, 10, "default stop-timeout 10");
-	is_int(c.ready, READY_EXEC, "default ready exec");
+	is_int(c.ready, READY_LISTEN, "default ready listen");
 	is_dbl(c.ready_timeout, 60, "default ready-timeout 60");
 	is_int(c.reload_batch, 1, "default reload-batch 1");
 	is_int(c.nlisteners, 0, "default: no listener");

@@ -5,6 +5,7 @@
  * at it.  No real process is started; every case runs in microseconds of
  * virtual time.
  */
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 struct fake_proc {
 	bool	 alive;
+	int	 probe;			/* what the readiness probe sees */
 	int	 last_signal;
 	int	 nsignals;
 	uint64_t rss;
@@ -45,6 +47,9 @@ proc(pid_t pid)
 	return &F.procs[pid - FAKE_PID0];
 }
 
+/* What the readiness probe sees of a new process at first. */
+static int probe_default = READY_NOT_YET;
+
 static pid_t
 fake_spawn(const struct spawn_req *req, int *status_fd)
 {
@@ -57,6 +62,7 @@ fake_spawn(const struct spawn_req *req, int *status_fd)
 	F.spawns++;
 	*status_fd = -1;		/* exec'd at once */
 	proc(F.next_pid)->alive = true;
+	proc(F.next_pid)->probe = probe_default;
 	return F.next_pid++;
 }
 
@@ -142,6 +148,20 @@ fake_queue_len(int fd)
 	return queued;
 }
 
+static int probes;	/* calls of the readiness probe */
+
+static int
+fake_ready_probe(pid_t pid, const uint64_t *inos, size_t n)
+{
+	struct fake_proc *pr = proc(pid);
+
+	(void)inos;
+	probes++;
+	if (pr == NULL || !pr->alive || n == 0)
+		return -ENOENT;
+	return pr->probe;
+}
+
 static const struct sys_ops fake_ops = {
 	.spawn = fake_spawn,
 	.kill = fake_kill,
@@ -150,6 +170,7 @@ static const struct sys_ops fake_ops = {
 	.real = fake_real,
 	.sample = fake_sample,
 	.queue_len = fake_queue_len,
+	.ready_probe = fake_ready_probe,
 };
 
 /* Reaps what exited and fires what is due, until nothing is left to do. */
@@ -194,6 +215,8 @@ pool_new(int n, void (*tune)(struct conf *))
 	F.obey_term = true;
 	conf_defaults(&C);
 	C.workers = n;
+	/* The tests were written for exec readiness; listen has its own. */
+	C.ready = READY_EXEC;
 	C.argv = fake_argv;
 	C.name = "test";
 	if (tune != NULL)
@@ -552,6 +575,127 @@ test_watchdog(void)
 	pool_end(p, "watchdog");
 }
 
+/* --ready listen, on one real (unbound) socket the probe is asked about. */
+static int listen_fd = -1;
+static struct listener listen_l;
+
+static void
+listen_mode(struct conf *c)
+{
+	if (listen_fd < 0)
+		listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&listen_l, 0, sizeof(listen_l));
+	listen_l.type = L_TCP;
+	listen_l.spec = "127.0.0.1:8080";
+	listen_l.name = "l0";
+	listen_l.host = "127.0.0.1";
+	listen_l.port = "8080";
+	snprintf(listen_l.address, sizeof(listen_l.address), "127.0.0.1:8080");
+	listen_l.fd = listen_fd;
+	c->listeners = &listen_l;
+	c->nlisteners = 1;
+	c->ready = READY_LISTEN;
+	c->ready_timeout = 10;
+	c->min_uptime = 2;
+}
+
+static void
+listen_done(struct pool *p, const char *name)
+{
+	pool_end(p, name);
+	C.listeners = NULL;
+	C.nlisteners = 0;
+}
+
+static void
+test_listen_ready(void)
+{
+	struct pool *p;
+	struct worker *w;
+	int	 n;
+
+	p = pool_new(1, listen_mode);
+	w = cur(p, 0);
+	advance(3.0);
+	ok(w->state == W_STARTING, "listen: still loading after 3 s: starting");
+	n = probes;
+	proc(w->pid)->probe = READY_WAITING;
+	advance(0.21);
+	ok(w->state == W_READY, "listen: ready within 0.2 s of waiting");
+	n = probes;
+	advance(5.0);
+	is_int(probes, n, "listen: a ready worker is not looked at again");
+	ok(!w->probe_timer.armed, "listen: no probe timer once ready");
+	listen_done(p, "listen ready");
+}
+
+static void
+test_listen_unseen(void)
+{
+	struct pool *p;
+	struct worker *w;
+
+	probe_default = -ENOENT;
+	p = pool_new(1, listen_mode);
+	probe_default = READY_NOT_YET;
+	w = cur(p, 0);
+	advance(0.9);
+	ok(w->state == W_STARTING, "listen unseen: starting before 1 s");
+	advance(0.25);
+	ok(w->state == W_READY, "listen unseen: ready after 1 s alive");
+	listen_done(p, "listen unseen");
+
+	/* Seen with the socket while it loads, then on sockets of its own. */
+	p = pool_new(1, listen_mode);
+	w = cur(p, 0);
+	advance(2.0);
+	proc(w->pid)->probe = -ENOENT;
+	advance(0.9);
+	ok(w->state == W_STARTING,
+	    "listen let go: not ready within 1 s of letting go");
+	advance(0.25);
+	ok(w->state == W_READY,
+	    "listen let go: ready once alive 1 s without the socket");
+	listen_done(p, "listen unseen");
+}
+
+/* A reload to a build that dies while loading fails; the old one serves. */
+static void
+test_listen_reload_broken(void)
+{
+	struct pool *p;
+	struct worker *old, *nw;
+	unsigned gen;
+
+	p = pool_new(1, listen_mode);
+	old = cur(p, 0);
+	proc(old->pid)->probe = READY_WAITING;
+	advance(0.2);
+	ok(old->state == W_READY, "listen reload: the old worker is ready");
+	is_int(pool_reload(p, &gen, NULL, 0), 0, "listen reload: accepted");
+	settle();
+	nw = p->slots[0].next;
+	ok(nw != NULL, "listen reload: a successor");
+	if (nw == NULL) {
+		listen_done(p, "listen reload");
+		return;
+	}
+	proc(nw->pid)->probe = READY_NOT_YET;
+	advance(1.5);
+	/* It closes the sockets it held, then exits: never ready. */
+	proc(nw->pid)->probe = -ENOENT;
+	advance(0.5);
+	ok(nw->state == W_STARTING, "listen reload: a tree that let go of "
+	    "the socket 0.5 s ago is not ready");
+	fake_exit(nw->pid, EXITED(3));
+	settle();
+	ok(p->reload.failed && strstr(p->reload.error, "exited with status 3"),
+	    "listen reload: the reload fails: %s", p->reload.error);
+	ok(cur(p, 0) == old && old->state == W_READY,
+	    "listen reload: the old worker keeps serving");
+	listen_done(p, "listen reload");
+}
+
 static void
 test_ready_timeout(void)
 {
@@ -858,6 +1002,9 @@ main(void)
 	test_memory_fork_fails();
 	test_watchdog();
 	test_ready_timeout();
+	test_listen_ready();
+	test_listen_unseen();
+	test_listen_reload_broken();
 	test_stop_mixed();
 	test_scale_down_states();
 	test_more_cells();
