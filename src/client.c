@@ -542,21 +542,28 @@ overtaken_outcome(json_object *ro, long long gen, long long cur)
 	return 0;
 }
 
+/* The pool without its workers: what a client that waits polls. */
+static json_object *
+brief_status(struct cli_ctx *x)
+{
+	json_object *req = simple_req("status");
+
+	json_object_object_add(req, "workers", json_object_new_boolean(0));
+	return call(x, req);
+}
+
 /* Follows a reload through brief status requests until it ends. */
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
-	json_object *st, *req, *ro, *rep;
+	json_object *st, *ro, *rep;
 	char	 last[256] = "", line[256];
 	long long cur;
 	int	 rc = 1, off;
 	size_t	 i;
 
 	for (;;) {
-		req = simple_req("status");
-		json_object_object_add(req, "workers",
-		    json_object_new_boolean(0));
-		if ((st = call(x, req)) == NULL)
+		if ((st = brief_status(x)) == NULL)
 			return 1;
 		json_object_object_get_ex(st, "reload", &ro);
 		cur = jint(ro, "generation", 0);
@@ -683,11 +690,91 @@ cmd_scale(struct cli_ctx *x, int argc, char **argv)
 	return 0;
 }
 
+/* The record of restart serial in a status, NULL if it is gone. */
+static json_object *
+restart_record(json_object *st, long long serial)
+{
+	json_object *a, *r;
+	size_t	 i;
+
+	if (!json_object_object_get_ex(st, "recent_restarts", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return NULL;
+	for (i = 0; i < json_object_array_length(a); i++) {
+		r = json_object_array_get_idx(a, i);
+		if (jint(r, "serial", 0) == serial)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * What one status says of the restart of worker id (its record serial):
+ * 0 it is done, 1 it failed or cannot be followed, -1 it runs on (then
+ * a new successor's pid, not said before, is said).
+ */
+static int
+restart_outcome(json_object *st, long long id, long long serial,
+    long long *said_pid)
+{
+	json_object *r = restart_record(st, serial);
+	const char *state = jstr(r, "state", "");
+	long long pid = jint(r, "pid", 0);
+
+	if (r == NULL) {
+		fprintf(stderr, "wpool: restart of worker %lld: outcome "
+		    "unknown, %d restarts followed\n", id, RESTART_RECORDS);
+		return 1;
+	}
+	if (strcmp(state, "done") == 0) {
+		printf("restarted worker %lld (new pid %lld) in %.2fs\n", id,
+		    pid, jdbl(r, "seconds"));
+		return 0;
+	}
+	if (strcmp(state, "failed") == 0) {
+		fprintf(stderr, "wpool: restart of worker %lld failed: %s%s\n",
+		    id, jstr(r, "error", "?"), jint(r, "old_serves", 0) ?
+		    "; the old worker keeps serving" : "");
+		return 1;
+	}
+	if (strcmp(jstr(st, "state", ""), "running") != 0) {
+		fprintf(stderr, "wpool: restart of worker %lld: the pool is "
+		    "stopping\n", id);
+		return 1;
+	}
+	if (pid > 0 && pid != *said_pid) {
+		printf("restarting worker %lld: new worker (pid %lld) "
+		    "starting\n", id, pid);
+		fflush(stdout);
+		*said_pid = pid;
+	}
+	return -1;
+}
+
+/* Follows a restart of one worker through brief status requests. */
+static int
+wait_restart(struct cli_ctx *x, long long id, long long serial)
+{
+	json_object *st;
+	long long said_pid = 0;
+	int	 rc;
+
+	for (;;) {
+		if ((st = brief_status(x)) == NULL)
+			return 1;
+		rc = restart_outcome(st, id, serial, &said_pid);
+		json_object_put(st);
+		if (rc >= 0)
+			return rc;
+		sleep_ms(20);
+	}
+}
+
 static int
 cmd_restart(struct cli_ctx *x, int argc, char **argv)
 {
 	json_object *req, *r;
-	long long id;
+	long long id, serial;
 	bool	 wait = true;
 	const char *what = NULL;
 	int	 i;
@@ -717,9 +804,13 @@ cmd_restart(struct cli_ctx *x, int argc, char **argv)
 	json_object_object_add(req, "id", json_object_new_int64(id));
 	if ((r = call(x, req)) == NULL)
 		return 1;
-	printf("restarting worker %lld\n", id);
+	serial = jint(r, "serial", 0);
 	json_object_put(r);
-	return 0;
+	printf("restarting worker %lld\n", id);
+	if (!wait)
+		return 0;
+	fflush(stdout);
+	return wait_restart(x, id, serial);
 }
 
 static int

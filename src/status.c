@@ -212,6 +212,41 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	return o;
 }
 
+/* The recent restarts of one worker, for the clients that wait for theirs. */
+static json_object *
+restarts_json(const struct pool *p, double mono)
+{
+	static const char *const names[] = {
+		[RESTART_RUNNING] = "running",
+		[RESTART_DONE] = "done",
+		[RESTART_FAILED] = "failed",
+	};
+	const struct restart_record *r;
+	json_object *a = json_object_new_array(), *o;
+	int	 i;
+
+	for (i = 0; i < p->nrestart_log; i++) {
+		r = &p->restart_log[i];
+		o = json_object_new_object();
+		json_object_object_add(o, "serial",
+		    json_object_new_int64(r->serial));
+		json_object_object_add(o, "id", json_object_new_int(r->id));
+		json_object_object_add(o, "state",
+		    json_object_new_string(names[r->state]));
+		json_object_object_add(o, "pid", r->pid > 0 ?
+		    json_object_new_int(r->pid) : NULL);
+		json_object_object_add(o, "seconds", dbl((r->state ==
+		    RESTART_RUNNING ? mono : r->finished_mono) -
+		    r->started_mono));
+		json_object_object_add(o, "error", r->state == RESTART_FAILED ?
+		    json_object_new_string(r->error) : NULL);
+		json_object_object_add(o, "old_serves",
+		    json_object_new_boolean(r->old_serves));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 /* The whole status; with brief, the pool without its workers. */
 json_object *
 status_json(struct pool *p, double mono, bool brief)
@@ -317,6 +352,7 @@ status_json(struct pool *p, double mono, bool brief)
 		json_object_object_add(ro, "replacing", rep);
 	}
 	json_object_object_add(o, "reload", ro);
+	json_object_object_add(o, "recent_restarts", restarts_json(p, mono));
 	if (brief)
 		return o;
 
