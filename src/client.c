@@ -336,18 +336,15 @@ print_connections(json_object *st)
 	}
 }
 
+/* The pool's lines above the table: mode, CPUs, listeners, a reload. */
 static void
-print_table(json_object *st)
+print_pool_head(json_object *st, bool inetd)
 {
-	json_object *ws, *ls, *w, *le, *ro;
-	char	 up[32], idle[32], rss[32], cpu[16], lexit[24], pid[16];
-	char	 stext[512];
+	json_object *ws, *ls, *ro;
+	char	 up[32];
 	size_t	 i;
-	int	 width = term_width(), used, left;
-	bool	 inetd, balance;
 
 	format_duration(jdbl(st, "uptime_s"), up, sizeof(up));
-	inetd = strcmp(jstr(st, "mode", ""), "inetd") == 0;
 	if (inetd && json_object_object_get_ex(st, "connections", &ws))
 		printf("pool %s (pid %lld): inetd mode, %zu/%lld connections, "
 		    "%lld in all, up %s\n", jstr(st, "name", "?"),
@@ -378,6 +375,93 @@ print_table(json_object *st)
 	else if (ro && strcmp(jstr(ro, "state", ""), "failed") == 0)
 		printf("  last reload (generation %lld) failed: %s\n",
 		    jint(ro, "generation", 0), jstr(ro, "error", "?"));
+}
+
+/* A worker's columns that need a process: "-" for a slot without one. */
+struct row_cells {
+	char	 pid[16], up[32], idle[32], rss[32], cpu[16], lexit[24];
+};
+
+static void
+row_cells_fill(json_object *w, const char *state, struct row_cells *c)
+{
+	json_object *le;
+
+	if (jint(w, "pid", 0) > 0) {
+		snprintf(c->pid, sizeof(c->pid), "%lld", jint(w, "pid", 0));
+		format_duration(jdbl(w, "uptime_s"), c->up, sizeof(c->up));
+		format_duration(jdbl(w, "idle_s"), c->idle, sizeof(c->idle));
+		format_bytes((uint64_t)jint(w, "rss_bytes", 0), c->rss,
+		    sizeof(c->rss));
+		snprintf(c->cpu, sizeof(c->cpu), "%.1f", jdbl(w,
+		    "cpu_percent"));
+	} else {
+		strlcpy(c->pid, "-", sizeof(c->pid));
+		if (strcmp(state, "backoff") == 0) {
+			char	 t[16];
+
+			format_duration(jdbl(w, "next_start_s"), t, sizeof(t));
+			snprintf(c->up, sizeof(c->up), "in %s", t);
+		} else
+			strlcpy(c->up, "-", sizeof(c->up));
+		strlcpy(c->idle, "-", sizeof(c->idle));
+		strlcpy(c->rss, "-", sizeof(c->rss));
+		strlcpy(c->cpu, "-", sizeof(c->cpu));
+	}
+	c->lexit[0] = '\0';
+	if (json_object_object_get_ex(w, "last_exit", &le) && le) {
+		if (jstr(le, "signal", NULL) != NULL)
+			snprintf(c->lexit, sizeof(c->lexit), "%s",
+			    jstr(le, "signal", ""));
+		else
+			snprintf(c->lexit, sizeof(c->lexit), "exit %lld",
+			    jint(le, "code", 0));
+	}
+}
+
+/* One row of the table, its STATUS text cut at the terminal's width. */
+static void
+print_worker_row(json_object *w, int width, bool balance)
+{
+	json_object *dr;
+	struct row_cells c;
+	const char *status, *state = jstr(w, "state", "?");
+	char	 stext[512];
+	int	 used, left;
+
+	row_cells_fill(w, state, &c);
+	status = printable(jstr(w, "status", ""), stext, sizeof(stext));
+	if (json_object_object_get_ex(w, "draining", &dr) && dr)
+		status = "(draining)";
+	if (balance && jint(w, "pid", 0) > 0)
+		snprintf(c.idle, sizeof(c.idle), "%lld/%lld",
+		    jint(w, "connections", 0), jint(w, "requests", 0));
+	used = printf("%-3lld %-7s %-8s %-3lld %-6s %-*s %-6s %-5s "
+	    "%-8lld ", jint(w, "id", 0), c.pid, state,
+	    jint(w, "generation", 0), c.up, balance ? 9 : 6, c.idle, c.rss,
+	    c.cpu, jint(w, "restarts", 0));
+	/* No padding at the end of a row without STATUS text. */
+	if (*status == '\0') {
+		printf("%s\n", c.lexit[0] ? c.lexit : "-");
+		return;
+	}
+	used += printf("%-9s ", c.lexit[0] ? c.lexit : "-");
+	left = width - used - 1;
+	if (left < 8)
+		left = 8;
+	printf("%.*s\n", left, status);
+}
+
+static void
+print_table(json_object *st)
+{
+	json_object *ws;
+	size_t	 i;
+	int	 width = term_width();
+	bool	 inetd, balance;
+
+	inetd = strcmp(jstr(st, "mode", ""), "inetd") == 0;
+	print_pool_head(st, inetd);
 	if (inetd) {
 		print_connections(st);
 		return;
@@ -395,64 +479,9 @@ print_table(json_object *st)
 	    "STATUS");
 	if (!json_object_object_get_ex(st, "workers", &ws))
 		return;
-	for (i = 0; i < json_object_array_length(ws); i++) {
-		const char *status, *state;
-
-		w = json_object_array_get_idx(ws, i);
-		state = jstr(w, "state", "?");
-		if (jint(w, "pid", 0) > 0) {
-			snprintf(pid, sizeof(pid), "%lld", jint(w, "pid", 0));
-			format_duration(jdbl(w, "uptime_s"), up, sizeof(up));
-			format_duration(jdbl(w, "idle_s"), idle, sizeof(idle));
-			format_bytes((uint64_t)jint(w, "rss_bytes", 0), rss,
-			    sizeof(rss));
-			snprintf(cpu, sizeof(cpu), "%.1f", jdbl(w,
-			    "cpu_percent"));
-		} else {
-			strlcpy(pid, "-", sizeof(pid));
-			if (strcmp(state, "backoff") == 0) {
-				char	 t[16];
-
-				format_duration(jdbl(w, "next_start_s"), t,
-				    sizeof(t));
-				snprintf(up, sizeof(up), "in %s", t);
-			} else
-				strlcpy(up, "-", sizeof(up));
-			strlcpy(idle, "-", sizeof(idle));
-			strlcpy(rss, "-", sizeof(rss));
-			strlcpy(cpu, "-", sizeof(cpu));
-		}
-		lexit[0] = '\0';
-		if (json_object_object_get_ex(w, "last_exit", &le) && le) {
-			if (jstr(le, "signal", NULL) != NULL)
-				snprintf(lexit, sizeof(lexit), "%s",
-				    jstr(le, "signal", ""));
-			else
-				snprintf(lexit, sizeof(lexit), "exit %lld",
-				    jint(le, "code", 0));
-		}
-		status = printable(jstr(w, "status", ""), stext,
-		    sizeof(stext));
-		if (json_object_object_get_ex(w, "draining", &le) && le)
-			status = "(draining)";
-		if (balance && jint(w, "pid", 0) > 0)
-			snprintf(idle, sizeof(idle), "%lld/%lld",
-			    jint(w, "connections", 0), jint(w, "requests", 0));
-		used = printf("%-3lld %-7s %-8s %-3lld %-6s %-*s %-6s %-5s "
-		    "%-8lld ", jint(w, "id", 0), pid, state,
-		    jint(w, "generation", 0), up, balance ? 9 : 6, idle, rss,
-		    cpu, jint(w, "restarts", 0));
-		/* No padding at the end of a row without STATUS text. */
-		if (*status == '\0') {
-			printf("%s\n", lexit[0] ? lexit : "-");
-			continue;
-		}
-		used += printf("%-9s ", lexit[0] ? lexit : "-");
-		left = width - used - 1;
-		if (left < 8)
-			left = 8;
-		printf("%.*s\n", left, status);
-	}
+	for (i = 0; i < json_object_array_length(ws); i++)
+		print_worker_row(json_object_array_get_idx(ws, i), width,
+		    balance);
 }
 
 static int
@@ -542,21 +571,28 @@ overtaken_outcome(json_object *ro, long long gen, long long cur)
 	return 0;
 }
 
+/* The pool without its workers: what a client that waits polls. */
+static json_object *
+brief_status(struct cli_ctx *x)
+{
+	json_object *req = simple_req("status");
+
+	json_object_object_add(req, "workers", json_object_new_boolean(0));
+	return call(x, req);
+}
+
 /* Follows a reload through brief status requests until it ends. */
 static int
 wait_reload(struct cli_ctx *x, long long gen)
 {
-	json_object *st, *req, *ro, *rep;
+	json_object *st, *ro, *rep;
 	char	 last[256] = "", line[256];
 	long long cur;
 	int	 rc = 1, off;
 	size_t	 i;
 
 	for (;;) {
-		req = simple_req("status");
-		json_object_object_add(req, "workers",
-		    json_object_new_boolean(0));
-		if ((st = call(x, req)) == NULL)
+		if ((st = brief_status(x)) == NULL)
 			return 1;
 		json_object_object_get_ex(st, "reload", &ro);
 		cur = jint(ro, "generation", 0);
@@ -683,11 +719,91 @@ cmd_scale(struct cli_ctx *x, int argc, char **argv)
 	return 0;
 }
 
+/* The record of restart serial in a status, NULL if it is gone. */
+static json_object *
+restart_record(json_object *st, long long serial)
+{
+	json_object *a, *r;
+	size_t	 i;
+
+	if (!json_object_object_get_ex(st, "recent_restarts", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return NULL;
+	for (i = 0; i < json_object_array_length(a); i++) {
+		r = json_object_array_get_idx(a, i);
+		if (jint(r, "serial", 0) == serial)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * What one status says of the restart of worker id (its record serial):
+ * 0 it is done, 1 it failed or cannot be followed, -1 it runs on (then
+ * a new successor's pid, not said before, is said).
+ */
+static int
+restart_outcome(json_object *st, long long id, long long serial,
+    long long *said_pid)
+{
+	json_object *r = restart_record(st, serial);
+	const char *state = jstr(r, "state", "");
+	long long pid = jint(r, "pid", 0);
+
+	if (r == NULL) {
+		fprintf(stderr, "wpool: restart of worker %lld: outcome "
+		    "unknown, %d restarts followed\n", id, RESTART_RECORDS);
+		return 1;
+	}
+	if (strcmp(state, "done") == 0) {
+		printf("restarted worker %lld (new pid %lld) in %.2fs\n", id,
+		    pid, jdbl(r, "seconds"));
+		return 0;
+	}
+	if (strcmp(state, "failed") == 0) {
+		fprintf(stderr, "wpool: restart of worker %lld failed: %s%s\n",
+		    id, jstr(r, "error", "?"), jint(r, "old_serves", 0) ?
+		    "; the old worker keeps serving" : "");
+		return 1;
+	}
+	if (strcmp(jstr(st, "state", ""), "running") != 0) {
+		fprintf(stderr, "wpool: restart of worker %lld: the pool is "
+		    "stopping\n", id);
+		return 1;
+	}
+	if (pid > 0 && pid != *said_pid) {
+		printf("restarting worker %lld: new worker (pid %lld) "
+		    "starting\n", id, pid);
+		fflush(stdout);
+		*said_pid = pid;
+	}
+	return -1;
+}
+
+/* Follows a restart of one worker through brief status requests. */
+static int
+wait_restart(struct cli_ctx *x, long long id, long long serial)
+{
+	json_object *st;
+	long long said_pid = 0;
+	int	 rc;
+
+	for (;;) {
+		if ((st = brief_status(x)) == NULL)
+			return 1;
+		rc = restart_outcome(st, id, serial, &said_pid);
+		json_object_put(st);
+		if (rc >= 0)
+			return rc;
+		sleep_ms(20);
+	}
+}
+
 static int
 cmd_restart(struct cli_ctx *x, int argc, char **argv)
 {
 	json_object *req, *r;
-	long long id;
+	long long id, serial;
 	bool	 wait = true;
 	const char *what = NULL;
 	int	 i;
@@ -717,9 +833,13 @@ cmd_restart(struct cli_ctx *x, int argc, char **argv)
 	json_object_object_add(req, "id", json_object_new_int64(id));
 	if ((r = call(x, req)) == NULL)
 		return 1;
-	printf("restarting worker %lld\n", id);
+	serial = jint(r, "serial", 0);
 	json_object_put(r);
-	return 0;
+	printf("restarting worker %lld\n", id);
+	if (!wait)
+		return 0;
+	fflush(stdout);
+	return wait_restart(x, id, serial);
 }
 
 static int

@@ -404,6 +404,9 @@ cmd_restart(struct pool *p, json_object *req)
 		return error_json("%s", err);
 	o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_int((int)id));
+	/* The record in status's "recent_restarts" its client follows. */
+	json_object_object_add(o, "serial",
+	    json_object_new_int64(p->restart_serial));
 	return ok_json(o);
 }
 

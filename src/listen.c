@@ -195,10 +195,134 @@ parse_option(struct listener *l, const char *opt, char *err, size_t len)
 #undef ONLY
 }
 
+/* The schemes a listener may start with, and what follows each. */
+static const struct {
+	const char *prefix;
+	enum listener_type type;
+} schemes[] = {
+	/* A unix: path may contain commas only if it has no options. */
+	{ "unix:", L_UNIX },
+	{ "udp://", L_UDP },
+	{ "tcp://", L_TCP },
+	{ "fd:", L_FD },
+};
+
+/*
+ * The listener's type from the start of s, its address (in s) in *addr;
+ * none is TCP.  A scheme that is not known is an error (s is cut there).
+ */
+static int
+listener_scheme(char *s, struct listener *l, char **addr, char *err,
+    size_t len)
+{
+	char	*sep;
+	size_t	 i, n;
+
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		n = strlen(schemes[i].prefix);
+		if (strncmp(s, schemes[i].prefix, n) == 0) {
+			l->type = schemes[i].type;
+			*addr = s + n;
+			return 0;
+		}
+	}
+	if (strcmp(s, "systemd") == 0 || strncmp(s, "systemd,", 8) == 0) {
+		l->type = L_SYSTEMD;
+		*addr = s + 7;
+		return 0;
+	}
+	if ((sep = strstr(s, "://")) != NULL &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
+	    (size_t)(sep - s) && sep > s) {
+		*sep = '\0';
+		return lerr(err, len, "unknown scheme '%s://': expected "
+		    SPEC_FORMS, s);
+	}
+	l->type = L_TCP;
+	*addr = s;
+	return 0;
+}
+
+static int
+unix_address(struct listener *l, const char *addr, char *err, size_t len)
+{
+	if (*addr == '\0')
+		return lerr(err, len, "unix: needs a path, like "
+		    "unix:/run/app.sock%s", "");
+	if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return lerr(err, len, "unix socket path '%s' is longer than "
+		    "107 bytes", addr);
+	l->path = xstrdup(addr);
+	l->spec = xstrdup(addr);
+	return 0;
+}
+
+/*
+ * The address part of a listener of l->type (opts: its options, if any;
+ * spec: the whole of it, for the name of a UDP one).
+ */
+static int
+listener_address(struct listener *l, const char *spec, char *addr,
+    const char *opts, char *err, size_t len)
+{
+	long long n;
+	char	*c;
+
+	switch (l->type) {
+	case L_UNIX:
+		return unix_address(l, addr, err, len);
+	case L_FD:
+		if (parse_int(addr, 0, 1 << 20, &n) < 0)
+			return lerr(err, len, "fd:'%s': expected a file "
+			    "descriptor number", addr);
+		l->adopt_fd = (int)n;
+		xasprintf(&l->spec, "fd:%d", l->adopt_fd);
+		return 0;
+	case L_SYSTEMD:
+		l->spec = xstrdup("systemd");
+		if (opts != NULL)
+			return lerr(err, len, "systemd takes no options: names "
+			    "come from LISTEN_FDNAMES%s", "");
+		return 0;
+	case L_TCP:
+	case L_UDP:
+		l->spec = xstrdup(addr);
+		if (parse_hostport(addr, l, err, len) < 0)
+			return -EINVAL;
+		if (l->type == L_UDP) {
+			free(l->spec);
+			xasprintf(&l->spec, "udp://%s", spec + 6);
+			if ((c = strchr(l->spec, ',')) != NULL)
+				*c = '\0';
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The comma-separated options after the address (opts is cut up). */
+static int
+listener_options(struct listener *l, char *opts, char *err, size_t len)
+{
+	char	*opt;
+
+	while (opts != NULL && *opts != '\0') {
+		opt = opts;
+		if ((opts = strchr(opts, ',')) != NULL)
+			*opts++ = '\0';
+		if (*opt == '\0')
+			continue;
+		if (parse_option(l, opt, err, len) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int
 listener_parse(const char *spec, struct listener *l, char *err, size_t len)
 {
-	char	*s, *addr, *opts, *opt;
+	char	*s, *addr, *opts;
 	int	 r = -EINVAL;
 
 	memset(l, 0, sizeof(*l));
@@ -209,94 +333,13 @@ listener_parse(const char *spec, struct listener *l, char *err, size_t len)
 		return lerr(err, len, "empty listener: expected %s",
 		    SPEC_FORMS);
 	s = xstrdup(spec);
-	addr = s;
-	if (strncmp(s, "unix:", 5) == 0) {
-		/* A path may contain commas only if it has no options. */
-		l->type = L_UNIX;
-		addr = s + 5;
-	} else if (strncmp(s, "udp://", 6) == 0) {
-		l->type = L_UDP;
-		addr = s + 6;
-	} else if (strncmp(s, "tcp://", 6) == 0) {
-		l->type = L_TCP;
-		addr = s + 6;
-	} else if (strncmp(s, "fd:", 3) == 0) {
-		l->type = L_FD;
-		addr = s + 3;
-	} else if (strcmp(s, "systemd") == 0 ||
-	    strncmp(s, "systemd,", 8) == 0) {
-		l->type = L_SYSTEMD;
-		addr = s + 7;
-	} else if ((opt = strstr(s, "://")) != NULL &&
-	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
-	    (size_t)(opt - s) && opt > s) {
-		*opt = '\0';
-		lerr(err, len, "unknown scheme '%s://': expected "
-		    SPEC_FORMS, s);
+	if (listener_scheme(s, l, &addr, err, len) < 0)
 		goto out;
-	} else
-		l->type = L_TCP;
 	if ((opts = strchr(addr, ',')) != NULL)
 		*opts++ = '\0';
-
-	switch (l->type) {
-	case L_UNIX:
-		if (*addr == '\0') {
-			lerr(err, len, "unix: needs a path, like "
-			    "unix:/run/app.sock%s", "");
-			goto out;
-		}
-		if (strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			lerr(err, len, "unix socket path '%s' is longer than "
-			    "107 bytes", addr);
-			goto out;
-		}
-		l->path = xstrdup(addr);
-		l->spec = xstrdup(addr);
-		break;
-	case L_FD: {
-		long long n;
-
-		if (parse_int(addr, 0, 1 << 20, &n) < 0) {
-			lerr(err, len, "fd:'%s': expected a file descriptor "
-			    "number", addr);
-			goto out;
-		}
-		l->adopt_fd = (int)n;
-		xasprintf(&l->spec, "fd:%d", l->adopt_fd);
-		break;
-	}
-	case L_SYSTEMD:
-		l->spec = xstrdup("systemd");
-		if (opts != NULL) {
-			lerr(err, len, "systemd takes no options: names come "
-			    "from LISTEN_FDNAMES%s", "");
-			goto out;
-		}
-		break;
-	case L_TCP:
-	case L_UDP:
-		l->spec = xstrdup(addr);
-		if (parse_hostport(addr, l, err, len) < 0)
-			goto out;
-		if (l->type == L_UDP) {
-			free(l->spec);
-			xasprintf(&l->spec, "udp://%s", spec + 6);
-			if ((opt = strchr(l->spec, ',')) != NULL)
-				*opt = '\0';
-		}
-		break;
-	}
-	while (opts != NULL && *opts != '\0') {
-		opt = opts;
-		if ((opts = strchr(opts, ',')) != NULL)
-			*opts++ = '\0';
-		if (*opt == '\0')
-			continue;
-		if (parse_option(l, opt, err, len) < 0)
-			goto out;
-	}
+	if (listener_address(l, spec, addr, opts, err, len) < 0 ||
+	    listener_options(l, opts, err, len) < 0)
+		goto out;
 	r = 0;
 out:
 	free(s);

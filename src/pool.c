@@ -312,6 +312,8 @@ static void	 worker_exec_seen(struct pool *, struct worker *);
 static void	 on_probe_timer(void *);
 static void	 reload_step(struct pool *);
 static void	 replace_done(struct pool *, struct slot *);
+static void	 restart_record_end(struct pool *, const struct slot *,
+		    const char *, bool);
 
 static struct pool *the_pool;	/* for timer callbacks that get a slot */
 
@@ -1979,6 +1981,8 @@ replace_done_now(struct pool *p, struct slot *s)
 	enum replace_kind kind = s->repl.kind;
 
 	s->repl.kind = REPLACE_NONE;
+	if (kind == REPLACE_RESTART)
+		restart_record_end(p, s, NULL, false);
 	if (reload_resume(p, s))
 		return;
 	if (s->cur != NULL && s->cur->recycle_pending)
@@ -2012,6 +2016,9 @@ replace_failed_now(struct pool *p, struct slot *s, const char *why)
 	enum replace_kind kind = s->repl.kind;
 
 	s->repl.kind = REPLACE_NONE;
+	if (kind == REPLACE_RESTART)
+		restart_record_end(p, s, why, !s->repl.new_is_cur &&
+		    s->cur != NULL);
 	if (reload_resume(p, s))
 		return;
 	if (kind == REPLACE_RELOAD && p->reload.active) {
@@ -2137,6 +2144,60 @@ pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * The record of a restart of one worker, for `wpool restart ID` to follow
+ * through status: begun once the restart is accepted (its end always
+ * comes later, from the deferred queue), the oldest dropped when the log
+ * is full.
+ */
+static void
+restart_record_begin(struct pool *p, const struct slot *s)
+{
+	struct restart_record *r;
+
+	if (p->nrestart_log == RESTART_RECORDS) {
+		memmove(p->restart_log, p->restart_log + 1,
+		    (RESTART_RECORDS - 1) * sizeof(*r));
+		p->nrestart_log--;
+	}
+	r = &p->restart_log[p->nrestart_log++];
+	memset(r, 0, sizeof(*r));
+	r->serial = ++p->restart_serial;
+	r->id = s->id;
+	r->state = RESTART_RUNNING;
+	if (s->next != NULL)
+		r->pid = s->next->pid;
+	else if (s->repl.new_is_cur && s->cur != NULL)
+		r->pid = s->cur->pid;
+	r->started_mono = now_mono();
+}
+
+/*
+ * The restart under way in s ended: well (why NULL, its successor serves)
+ * or not (why), the old worker serving on or not.  A slot has one
+ * replacement at a time, so at most one record of it is running.
+ */
+static void
+restart_record_end(struct pool *p, const struct slot *s, const char *why,
+    bool old_serves)
+{
+	struct restart_record *r;
+	int	 i;
+
+	for (i = p->nrestart_log - 1; i >= 0; i--) {
+		r = &p->restart_log[i];
+		if (r->id != s->id || r->state != RESTART_RUNNING)
+			continue;
+		r->state = why == NULL ? RESTART_DONE : RESTART_FAILED;
+		r->finished_mono = now_mono();
+		if (why == NULL && s->cur != NULL)
+			r->pid = s->cur->pid;
+		r->old_serves = old_serves;
+		strlcpy(r->error, why != NULL ? why : "", sizeof(r->error));
+		return;
+	}
+}
+
 int
 pool_restart(struct pool *p, int id, char *err, size_t len)
 {
@@ -2162,6 +2223,7 @@ pool_restart(struct pool *p, int id, char *err, size_t len)
 		    "replaced" : "cannot start a new worker %d", id);
 		return rc;
 	}
+	restart_record_begin(p, &p->slots[id]);
 	log_info("restarting worker %d", id);
 	return 0;
 }
@@ -2206,6 +2268,9 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			p->reload.in_flight--;
 			reload_kick = true;
 		}
+		if (p->slots[i].repl.kind == REPLACE_RESTART)
+			restart_record_end(p, s, "the pool was scaled down "
+			    "past it", false);
 		p->slots[i].repl.kind = REPLACE_NONE;
 		p->slots[i].repl.old = NULL;
 		p->slots[i].repl.ending = false;

@@ -212,16 +212,46 @@ empty_slot_json(const struct pool *p, const struct slot *s, double mono)
 	return o;
 }
 
-/* The whole status; with brief, the pool without its workers. */
-json_object *
-status_json(struct pool *p, double mono, bool brief)
+/* The recent restarts of one worker, for the clients that wait for theirs. */
+static json_object *
+restarts_json(const struct pool *p, double mono)
+{
+	static const char *const names[] = {
+		[RESTART_RUNNING] = "running",
+		[RESTART_DONE] = "done",
+		[RESTART_FAILED] = "failed",
+	};
+	const struct restart_record *r;
+	json_object *a = json_object_new_array(), *o;
+	int	 i;
+
+	for (i = 0; i < p->nrestart_log; i++) {
+		r = &p->restart_log[i];
+		o = json_object_new_object();
+		json_object_object_add(o, "serial",
+		    json_object_new_int64(r->serial));
+		json_object_object_add(o, "id", json_object_new_int(r->id));
+		json_object_object_add(o, "state",
+		    json_object_new_string(names[r->state]));
+		json_object_object_add(o, "pid", r->pid > 0 ?
+		    json_object_new_int(r->pid) : NULL);
+		json_object_object_add(o, "seconds", dbl((r->state ==
+		    RESTART_RUNNING ? mono : r->finished_mono) -
+		    r->started_mono));
+		json_object_object_add(o, "error", r->state == RESTART_FAILED ?
+		    json_object_new_string(r->error) : NULL);
+		json_object_object_add(o, "old_serves",
+		    json_object_new_boolean(r->old_serves));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* The pool's own fields, to o. */
+static void
+pool_fields(json_object *o, const struct pool *p, double mono)
 {
 	const struct conf *c = p->conf;
-	const struct reload_state *r = &p->reload;
-	json_object *o = json_object_new_object(), *ls, *ws, *ro, *fl;
-	const struct worker *w;
-	size_t	 i;
-	int	 id;
 
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "name", json_object_new_string(c->name));
@@ -250,7 +280,15 @@ status_json(struct pool *p, double mono, bool brief)
 	json_object_object_add(o, "uptime_s", dbl(mono - p->started_mono));
 	json_object_object_add(o, "restarts",
 	    json_object_new_int64((int64_t)p->restarts));
-	ls = json_object_new_array();
+}
+
+static json_object *
+listeners_json(const struct pool *p)
+{
+	const struct conf *c = p->conf;
+	json_object *ls = json_object_new_array();
+	size_t	 i;
+
 	for (i = 0; i < c->nlisteners; i++) {
 		json_object *l = json_object_new_object();
 
@@ -265,18 +303,53 @@ status_json(struct pool *p, double mono, bool brief)
 			    json_object_new_int(p->lqueue[i]));
 		json_object_array_add(ls, l);
 	}
-	json_object_object_add(o, "listeners", ls);
-	if (c->mode == MODE_BALANCE || c->mode == MODE_INETD)
-		json_object_object_add(o, "connections_total",
-		    json_object_new_int64((int64_t)p->connections_total));
-	if (c->mode == MODE_BALANCE)
-		json_object_object_add(o, "queue",
-		    json_object_new_int(p->queue_len));
-	if (c->mode == MODE_INETD)
-		json_object_object_add(o, "connections",
-		    balance_status_json(mono));
+	return ls;
+}
 
-	ro = json_object_new_object();
+/* The last reloads that failed, for the clients a newer one overtook. */
+static json_object *
+reload_failures_json(const struct pool *p)
+{
+	json_object *fl = json_object_new_array();
+	int	 i;
+
+	for (i = 0; i < p->nreload_failures; i++) {
+		json_object *f = json_object_new_object();
+
+		json_object_object_add(f, "generation", json_object_new_int64(
+		    p->reload_failures[i].generation));
+		json_object_object_add(f, "error", json_object_new_string(
+		    p->reload_failures[i].error));
+		json_object_array_add(fl, f);
+	}
+	return fl;
+}
+
+/* Which slots are being replaced right now, for a reload's progress. */
+static json_object *
+replacing_json(const struct pool *p)
+{
+	json_object *rep = json_object_new_array();
+	int	 id;
+
+	for (id = 0; id < p->target; id++)
+		if (p->slots[id].next != NULL) {
+			json_object *x = json_object_new_object();
+
+			json_object_object_add(x, "id", json_object_new_int(id));
+			json_object_object_add(x, "pid",
+			    json_object_new_int(p->slots[id].next->pid));
+			json_object_array_add(rep, x);
+		}
+	return rep;
+}
+
+static json_object *
+reload_json(const struct pool *p, double mono)
+{
+	const struct reload_state *r = &p->reload;
+	json_object *ro = json_object_new_object();
+
 	json_object_object_add(ro, "generation",
 	    json_object_new_int64(r->generation));
 	json_object_object_add(ro, "state", json_object_new_string(
@@ -286,42 +359,23 @@ status_json(struct pool *p, double mono, bool brief)
 	json_object_object_add(ro, "total", json_object_new_int(r->total));
 	json_object_object_add(ro, "error", r->failed ?
 	    json_object_new_string(r->error) : NULL);
-	fl = json_object_new_array();
-	for (i = 0; i < (size_t)p->nreload_failures; i++) {
-		json_object *f = json_object_new_object();
-
-		json_object_object_add(f, "generation", json_object_new_int64(
-		    p->reload_failures[i].generation));
-		json_object_object_add(f, "error", json_object_new_string(
-		    p->reload_failures[i].error));
-		json_object_array_add(fl, f);
-	}
-	json_object_object_add(ro, "recent_failures", fl);
+	json_object_object_add(ro, "recent_failures", reload_failures_json(p));
 	if (r->generation > 0)
 		json_object_object_add(ro, "seconds", dbl((r->active ? mono :
 		    r->finished_mono) - r->started_mono));
-	if (r->active) {
-		/* Which slots are being replaced right now, for progress. */
-		json_object *rep = json_object_new_array();
+	if (r->active)
+		json_object_object_add(ro, "replacing", replacing_json(p));
+	return ro;
+}
 
-		for (id = 0; id < p->target; id++)
-			if (p->slots[id].next != NULL) {
-				json_object *x = json_object_new_object();
+/* Workers by slot id; a slot's draining and new workers together. */
+static json_object *
+workers_json(const struct pool *p, double mono)
+{
+	json_object *ws = json_object_new_array();
+	const struct worker *w;
+	int	 id;
 
-				json_object_object_add(x, "id",
-				    json_object_new_int(id));
-				json_object_object_add(x, "pid",
-				    json_object_new_int(p->slots[id].next->pid));
-				json_object_array_add(rep, x);
-			}
-		json_object_object_add(ro, "replacing", rep);
-	}
-	json_object_object_add(o, "reload", ro);
-	if (brief)
-		return o;
-
-	/* Workers by slot id; a slot's draining and new workers together. */
-	ws = json_object_new_array();
 	for (id = 0; id < WPOOL_MAX_WORKERS; id++) {
 		const struct slot *s = &p->slots[id];
 		bool	 any = false;
@@ -335,6 +389,30 @@ status_json(struct pool *p, double mono, bool brief)
 		if (!any && s->wanted && p->state == POOL_RUNNING)
 			json_object_array_add(ws, empty_slot_json(p, s, mono));
 	}
-	json_object_object_add(o, "workers", ws);
+	return ws;
+}
+
+/* The whole status; with brief, the pool without its workers. */
+json_object *
+status_json(struct pool *p, double mono, bool brief)
+{
+	const struct conf *c = p->conf;
+	json_object *o = json_object_new_object();
+
+	pool_fields(o, p, mono);
+	json_object_object_add(o, "listeners", listeners_json(p));
+	if (c->mode == MODE_BALANCE || c->mode == MODE_INETD)
+		json_object_object_add(o, "connections_total",
+		    json_object_new_int64((int64_t)p->connections_total));
+	if (c->mode == MODE_BALANCE)
+		json_object_object_add(o, "queue",
+		    json_object_new_int(p->queue_len));
+	if (c->mode == MODE_INETD)
+		json_object_object_add(o, "connections",
+		    balance_status_json(mono));
+	json_object_object_add(o, "reload", reload_json(p, mono));
+	json_object_object_add(o, "recent_restarts", restarts_json(p, mono));
+	if (!brief)
+		json_object_object_add(o, "workers", workers_json(p, mono));
 	return o;
 }

@@ -456,6 +456,25 @@ struct reload_state {
 	bool	 again;			/* another reload was asked for */
 };
 
+/*
+ * The last RESTART_RECORDS restarts of one worker (`wpool restart ID`),
+ * for the clients that follow theirs through status, as reload's.
+ */
+#define RESTART_RECORDS	16
+
+enum restart_outcome { RESTART_RUNNING, RESTART_DONE, RESTART_FAILED };
+
+struct restart_record {
+	unsigned serial;		/* 1, 2, ...: the request's */
+	int	 id;			/* the slot */
+	enum restart_outcome state;
+	pid_t	 pid;			/* the successor's, once known */
+	bool	 old_serves;		/* failed: the old worker serves on */
+	double	 started_mono;
+	double	 finished_mono;
+	char	 error[200];
+};
+
 struct pool {
 	struct conf *conf;
 	struct cpu_info cpus;
@@ -481,6 +500,10 @@ struct pool {
 		char	 error[256];
 	} reload_failures[RELOAD_FAILURES];
 	int	 nreload_failures;
+	/* Restarts of one worker, oldest first; restart_serial the last's. */
+	struct restart_record restart_log[RESTART_RECORDS];
+	int	 nrestart_log;
+	unsigned restart_serial;
 	struct timer stop_timer;
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */

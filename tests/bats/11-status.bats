@@ -234,7 +234,8 @@ EOF
 	p0=$(pid_of_id 0) p1=$(pid_of_id 1) p2=$(pid_of_id 2)
 	run_wp restart 1
 	assert_success
-	assert_output 'restarting worker 1'
+	assert_line --index 0 'restarting worker 1'
+	assert_line --regexp '^restarted worker 1 \(new pid [0-9]+\) in [0-9.]+s$'
 	wait_gone "$p1" --timeout 5
 	wait_for_workers 3
 	[[ $(pid_of_id 1) != "$p1" ]] || fail "worker 1 kept pid $p1"
