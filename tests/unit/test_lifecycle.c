@@ -210,6 +210,8 @@ static struct pool *
 pool_new(int n, void (*tune)(struct conf *))
 {
 	memset(&F, 0, sizeof(F));
+	/* conf_defaults allocates the name anew: the last pool's goes. */
+	free(C.name);
 	F.now = 1000;
 	F.next_pid = FAKE_PID0;
 	F.obey_term = true;
@@ -218,7 +220,8 @@ pool_new(int n, void (*tune)(struct conf *))
 	/* The tests were written for exec readiness; listen has its own. */
 	C.ready = READY_EXEC;
 	C.argv = fake_argv;
-	C.name = "test";
+	free(C.name);
+	C.name = xstrdup("test");
 	if (tune != NULL)
 		tune(&C);
 	pool_init(&P, &C);
