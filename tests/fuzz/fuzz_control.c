@@ -24,6 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_init("fuzz", LOG_ERROR);
 		conf_defaults(&conf);
 		conf.argv = argv;
+		free(conf.name);	/* conf_defaults' own */
 		conf.name = xstrdup("fuzz");
 		conf.workers = 2;
 		loop_init();
