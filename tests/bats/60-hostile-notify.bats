@@ -310,7 +310,13 @@ EOF
 )
 	start_wpool -s "$CTL" -n 2 --ready notify -b 127.0.0.1:0 -- "$script"
 	local nfd0 nfd1
-	nfd0=$(ls "/proc/$WPOOL_PID/fd" | wc -l)
+	# Counted once both workers have exec'd and the master has closed
+	# their exec-status pipes (slow under ASan): the same count twice.
+	wait_until 10 eval '(($(worker_pids | wc -l) == 2)) &&
+		! grep -qx wpool /proc/$(worker_pids | head -1)/comm /proc/$(worker_pids | tail -1)/comm'
+	nfd0=-1
+	wait_until 10 eval 'n=$(ls "/proc/$WPOOL_PID/fd" | wc -l);
+		((n == nfd0)) || { nfd0=$n; sleep 0.1; false; }'
 	hostile pipes 5 1500
 	wait_for_file_line "$HOSTILE_OUT" '^closed' 15
 	cat "$HOSTILE_OUT"
