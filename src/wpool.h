@@ -340,6 +340,7 @@ enum worker_state { W_STARTING, W_READY, W_STOPPING, W_FAILED };
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
+	struct pool *pool;		/* its own: for its timers and fds */
 	int	 id;
 	pid_t	 pid;
 	unsigned generation;
@@ -411,6 +412,7 @@ enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
     EV_DRAIN, EV_STOP, EV_ENDED, EV_NEVENTS };
 
 struct slot {
+	struct pool *pool;		/* its own: for its timers */
 	int	 id;
 	bool	 inited;
 	enum slot_state state;
