@@ -49,6 +49,7 @@
 
 struct client {
 	TAILQ_ENTRY(client) entry;	/* least recently active first */
+	struct pool *pool;		/* whose requests it sends */
 	int	 fd;
 	uid_t	 uid;
 	pid_t	 pid;
@@ -71,7 +72,6 @@ static int	 ctl_fd = -1;
 static char	 ctl_path[108];
 static int	 ein_fd = -1;		/* einhorn's socket, for -u workers */
 static char	 ein_dir[PATH_MAX];
-static struct pool *ctl_pool;
 static struct timer emfile_timer;
 static bool	 emfile_paused;
 static bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
@@ -688,15 +688,15 @@ client_answer(struct client *c, const char *line, size_t len)
 	if (len == 0)
 		return 0;
 	stop_asked = false;
-	resp = dispatch(ctl_pool, line, len, c->uid, c->pid, c->ack_only);
+	resp = dispatch(c->pool, line, len, c->uid, c->pid, c->ack_only);
 	stop = stop_asked;
 	stop_asked = false;
 	client_send(c, resp);
 	free(resp);
 	if (stop) {
-		snprintf(ctl_pool->stop_why, sizeof(ctl_pool->stop_why),
+		snprintf(c->pool->stop_why, sizeof(c->pool->stop_why),
 		    "wpool stop");
-		pool_stop(ctl_pool, false);
+		pool_stop(c->pool, false);
 	}
 	return client_flush(c);
 }
@@ -827,11 +827,12 @@ client_event(int fd, uint32_t ev, void *arg)
 static void
 control_accept(int fd, uint32_t ev, void *arg)
 {
+	struct pool *p = arg;
 	struct client *c;
 	struct ucred cred;
 	socklen_t sl;
 	int	 cfd;
-	bool	 einhorn = arg != NULL;
+	bool	 einhorn = fd == ein_fd;
 
 	(void)ev;
 	for (;;) {
@@ -862,6 +863,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 			continue;
 		}
 		c = xcalloc(1, sizeof(*c));
+		c->pool = p;
 		c->fd = cfd;
 		c->uid = cred.uid;
 		c->pid = cred.pid;
@@ -882,7 +884,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 		 * its request is not met by a broken pipe, and what it sends
 		 * is discarded.
 		 */
-		if (c->ack_only && tree_worker(ctl_pool, cred.pid) == NULL) {
+		if (c->ack_only && tree_worker(p, cred.pid) == NULL) {
 			char	*resp = error_json("permission denied: uid %u is "
 			    "neither wpool's uid %u nor root, and pid %d is "
 			    "not a worker's", (unsigned)cred.uid,
@@ -943,7 +945,7 @@ mkdir_parent(const char *path, bool private, char *err, size_t len)
  * refusing descriptors, and watched.
  */
 static int
-listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
+listen_at(struct pool *p, const char *path, mode_t umask_bits, int *out,
     char *err, size_t len)
 {
 	struct sockaddr_un sun;
@@ -971,7 +973,7 @@ listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
 		close(fd);
 		return r;
 	}
-	if ((r = loop_add(fd, EPOLLIN, control_accept, arg)) < 0) {
+	if ((r = loop_add(fd, EPOLLIN, control_accept, p)) < 0) {
 		close(fd);
 		unlink(path);
 		snprintf(err, len, "cannot watch the control socket");
@@ -1010,7 +1012,7 @@ einhorn_open(struct pool *p, char *err, size_t len)
 		return -errno;
 	}
 	snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ein_dir);
-	if ((r = listen_at(path, 0117, &ein_fd, &ein_fd, err, len)) < 0)
+	if ((r = listen_at(p, path, 0117, &ein_fd, err, len)) < 0)
 		goto fail;
 	if ((dfd = open(ein_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0 || fchownat(dfd, EINHORN_SOCK, (uid_t)-1, cf->gid,
@@ -1085,9 +1087,8 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    S_ISSOCK(st.st_mode))
 			unlink(ctl_path);
 	}
-	ctl_pool = p;
 	timer_init(&emfile_timer, on_emfile_timer, NULL);
-	if ((r = listen_at(ctl_path, 0177, NULL, &ctl_fd, err, len)) < 0)
+	if ((r = listen_at(p, ctl_path, 0177, &ctl_fd, err, len)) < 0)
 		return r;
 	p->control_path = xstrdup(ctl_path);
 	if ((r = einhorn_open(p, err, len)) < 0) {

@@ -47,6 +47,7 @@ enum hphase { H_READ, H_WRITE, H_LINGER };
 
 struct hconn {
 	TAILQ_ENTRY(hconn) entry;	/* on M.busy or M.lingering */
+	struct pool *pool;		/* the one it shows */
 	int	 fd;
 	enum hphase phase;
 	char	*in;		/* NULL until the first byte */
@@ -71,7 +72,6 @@ struct peer {
 
 static struct {
 	int	 fd;		/* the listening socket, or -1 */
-	struct pool *pool;
 	int	 nconns, max_conns;
 	size_t	 out_total;	/* answers not yet handed to the kernel */
 	/*
@@ -441,7 +441,7 @@ handle_request(struct hconn *c)
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0) {
-		body = metrics_text(M.pool, &blen);
+		body = metrics_text(c->pool, &blen);
 		respond(c, 200, "OK", "text/plain; version=0.0.4; "
 		    "charset=utf-8", body, blen);
 		free(body);
@@ -449,8 +449,8 @@ handle_request(struct hconn *c)
 		json_object *o;
 		const char *s;
 
-		pool_sample(M.pool);
-		o = status_json(M.pool, now_mono(), false);
+		pool_sample(c->pool);
+		o = status_json(c->pool, now_mono(), false);
 		json_object_object_del(o, "ok");
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		respond(c, 200, "OK", "application/json", s, strlen(s));
@@ -591,13 +591,13 @@ on_resume_timer(void *arg)
 static void
 metrics_accept(int fd, uint32_t ev, void *arg)
 {
+	struct pool *p = arg;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct hconn *c;
 	int	 cfd, i;
 
 	(void)ev;
-	(void)arg;
 	for (i = 0; i < HTTP_ACCEPT_BUDGET; i++) {
 		sl = sizeof(ss);
 		memset(&ss, 0, sizeof(ss));
@@ -613,6 +613,7 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 		if (M.nconns >= M.max_conns)
 			hconn_evict();
 		c = xcalloc(1, sizeof(*c));
+		c->pool = p;
 		c->fd = cfd;
 		c->phase = H_READ;
 		timer_init(&c->timer, on_hconn_timeout, c);
@@ -659,11 +660,10 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 	r = listener_open(&l, 128, false, err, len);
 	if (r == 0) {
 		set_nonblock(l.fd, true);
-		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, NULL)) < 0)
+		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, p)) < 0)
 			close(l.fd);
 		else {
 			M.fd = l.fd;
-			M.pool = p;
 			timer_init(&M.resume_timer, on_resume_timer, NULL);
 			log_info("metrics on http://%s/metrics", l.address);
 		}

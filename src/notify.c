@@ -96,7 +96,6 @@ struct notify_msg {
 };
 
 static int	 notify_fd = -1;
-static struct pool *notify_pool;
 static char	 notify_name[108];
 
 /* The last batch peeked; kept while a helper consumes it. */
@@ -326,7 +325,7 @@ handle(struct pool *p, const struct msghdr *h, size_t len, double now)
 /* --- helpers ------------------------------------------------------------- */
 
 static void	 notify_read(int, uint32_t, void *);
-static void	 resume(void);
+static void	 resume(struct pool *);
 
 /* Said at most once a minute: a stranger may start an episode a second. */
 #define REFUSE_LOG_EVERY 60.0
@@ -366,10 +365,10 @@ set_refusing(bool on, pid_t sender, uid_t uid)
 static void
 helpers_tick(void *arg)
 {
+	struct pool *p = arg;
 	double	 now = now_mono();
 	int	 i;
 
-	(void)arg;
 	for (i = 0; i < HELPERS_MAX; i++)
 		if (helpers[i].pidfd >= 0 &&
 		    now - helpers[i].started >= HELPER_DEADLINE)
@@ -378,47 +377,54 @@ helpers_tick(void *arg)
 	if (refusing && nhelpers == 0 && now - refused_at >= REFUSE_MIN)
 		set_refusing(false, 0, 0);
 	if (paused && nhelpers < HELPERS_MAX)
-		resume();
+		resume(p);
 	if (nhelpers > 0 || refusing || paused)
 		timer_set(&helper_timer, 0.25);
 }
 
 static void
-resume(void)
+resume(struct pool *p)
 {
 	if (notify_fd >= 0 && consume_fd < 0 && !flood_paused) {
 		paused = false;
 		loop_mod(notify_fd, EPOLLIN);
-		notify_read(notify_fd, EPOLLIN, NULL);
+		notify_read(notify_fd, EPOLLIN, p);
 	}
 }
 
 static void
 on_helper_exit(int fd, uint32_t ev, void *arg)
 {
-	struct helper *h = arg;
-	(void)fd;
+	struct pool *p = arg;
+	struct helper *h = NULL;
+	int	 i;
+
 	(void)ev;
+	for (i = 0; i < HELPERS_MAX && h == NULL; i++)
+		if (helpers[i].pidfd == fd)
+			h = &helpers[i];
+	if (h == NULL)
+		return;
 	loop_del(h->pidfd);
 	close(h->pidfd);
 	h->pidfd = -1;
 	nhelpers--;
 	/* pool.c's reaper collects it: a pid of no worker, silently. */
 	if (paused)
-		resume();
+		resume(p);
 }
 
 /* The consuming helper says one byte per datagram it took. */
 static void
 on_consumed(int fd, uint32_t ev, void *arg)
 {
+	struct pool *p = arg;
 	char	 b[NOTIFY_BATCH];
 	ssize_t	 n;
 	double	 now = now_mono();
 	int	 i;
 
 	(void)ev;
-	(void)arg;
 	while ((n = read(fd, b, sizeof(b))) > 0)
 		consume_got += (int)n;
 	if (n < 0 && errno == EAGAIN)
@@ -429,10 +435,10 @@ on_consumed(int fd, uint32_t ev, void *arg)
 	if (consume_got > consume_want)
 		consume_got = consume_want;
 	/* Those it took are gone from the queue: handle them, once. */
-	acache_check(notify_pool);
+	acache_check(p);
 	for (i = 0; i < consume_got; i++)
-		handle(notify_pool, &peekv[i].msg_hdr, peekv[i].msg_len, now);
-	resume();
+		handle(p, &peekv[i].msg_hdr, peekv[i].msg_len, now);
+	resume(p);
 }
 
 /* The child: takes want datagrams, tells each, and exits. */
@@ -458,7 +464,7 @@ helper_main(int sock, int out, int want)
 
 /* Starts a helper to take the first want datagrams; false if it cannot. */
 static bool
-helper_start(int want, const struct ucred *sender)
+helper_start(struct pool *p, int want, const struct ucred *sender)
 {
 	struct helper *h = NULL;
 	int	 pfd[2], keep[2], i;
@@ -491,8 +497,8 @@ helper_start(int want, const struct ucred *sender)
 		close(pfd[0]);
 		return false;
 	}
-	if (loop_add(h->pidfd, EPOLLIN, on_helper_exit, h) < 0 ||
-	    loop_add(pfd[0], EPOLLIN, on_consumed, NULL) < 0) {
+	if (loop_add(h->pidfd, EPOLLIN, on_helper_exit, p) < 0 ||
+	    loop_add(pfd[0], EPOLLIN, on_consumed, p) < 0) {
 		(void)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL,
 		    0);
 		loop_del(h->pidfd);
@@ -560,21 +566,21 @@ consume(int fd, int n)
 static void
 on_flood_timer(void *arg)
 {
-	(void)arg;
+	struct pool *p = arg;
+
 	flood_paused = false;
 	if (!paused)
-		resume();
+		resume(p);
 }
 
 static void
 notify_read(int fd, uint32_t ev, void *arg)
 {
-	struct pool *p = notify_pool;
+	struct pool *p = arg;
 	double	 now = now_mono();
 	int	 round, n, k, i, got, seen = 0, workers = 0;
 
 	(void)ev;
-	(void)arg;
 	if (consume_fd >= 0 || flood_paused)
 		return;
 	acache_check(p);
@@ -604,7 +610,7 @@ notify_read(int fd, uint32_t ev, void *arg)
 					break;
 			(void)msg_cred(&peekv[0].msg_hdr, &cred);
 			loop_mod(fd, 0);
-			if (!helper_start(k, &cred)) {
+			if (!helper_start(p, k, &cred)) {
 				/* Until a helper is free (helpers_tick). */
 				paused = true;
 				if (!helper_timer.armed)
@@ -665,17 +671,16 @@ notify_open(struct pool *p, char *err, size_t len)
 		close(fd);
 		return r;
 	}
-	if ((r = loop_add(fd, EPOLLIN, notify_read, NULL)) < 0) {
+	if ((r = loop_add(fd, EPOLLIN, notify_read, p)) < 0) {
 		close(fd);
 		snprintf(err, len, "cannot watch the notify socket");
 		return r;
 	}
 	for (i = 0; i < HELPERS_MAX; i++)
 		helpers[i].pidfd = -1;
-	timer_init(&helper_timer, helpers_tick, NULL);
-	timer_init(&flood_timer, on_flood_timer, NULL);
+	timer_init(&helper_timer, helpers_tick, p);
+	timer_init(&flood_timer, on_flood_timer, p);
 	notify_fd = fd;
-	notify_pool = p;
 	xasprintf(&p->notify_path, "@%s", notify_name);
 	return 0;
 }
