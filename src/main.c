@@ -326,8 +326,8 @@ close_master(struct master *m)
 	struct listener *l;
 	size_t	 i;
 
-	control_close();
-	metrics_close();
+	control_close(&m->pool);
+	metrics_close(&m->pool);
 	notify_close();
 	for (i = 0; i < m->nopen; i++) {
 		l = &m->conf.listeners[i];

@@ -520,6 +520,8 @@ struct pool {
 	char	*control_path;
 	char	*einhorn_path;		/* -u workers' EINHORN_SOCK_PATH */
 	char	*notify_path;
+	struct control *ctl;		/* control.c's server */
+	struct metrics *metrics;	/* metrics.c's server, if --metrics */
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
 	int	 queue_len;			/* balance: waiting */
@@ -618,12 +620,12 @@ int	notify_parse(const char *, size_t, void (*)(const char *,
 
 /* control.c: the control socket server. */
 int	control_open(struct pool *, const char *, char *, size_t);
-void	control_close(void);
+void	control_close(struct pool *);
 char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 
 /* metrics.c: --metrics, Prometheus text and JSON over HTTP. */
 int	metrics_open(struct pool *, const char *, char *, size_t);
-void	metrics_close(void);
+void	metrics_close(struct pool *);
 char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
