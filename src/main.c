@@ -328,7 +328,7 @@ close_master(struct master *m)
 
 	control_close(&m->pool);
 	metrics_close(&m->pool);
-	notify_close();
+	notify_close(&m->pool);
 	for (i = 0; i < m->nopen; i++) {
 		l = &m->conf.listeners[i];
 		if (l->type == L_UNIX)

@@ -522,6 +522,7 @@ struct pool {
 	char	*notify_path;
 	struct control *ctl;		/* control.c's server */
 	struct metrics *metrics;	/* metrics.c's server, if --metrics */
+	struct notify *notify;		/* notify.c's socket, if it opened */
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
 	int	 queue_len;			/* balance: waiting */
@@ -614,7 +615,7 @@ int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
 int	notify_open(struct pool *, char *, size_t);
-void	notify_close(void);
+void	notify_close(struct pool *);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
 
