@@ -49,6 +49,7 @@
 
 struct client {
 	TAILQ_ENTRY(client) entry;	/* least recently active first */
+	struct control *ctl;		/* the server it came to */
 	int	 fd;
 	uid_t	 uid;
 	pid_t	 pid;
@@ -63,36 +64,40 @@ struct client {
 	struct timer timer;
 };
 
-static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
-static int	 nclients;
-static size_t	 ctl_mem;		/* every client's in_cap + out_len */
-static size_t	 ctl_freed;		/* freed since the last trim */
-static int	 ctl_fd = -1;
-static char	 ctl_path[108];
-static int	 ein_fd = -1;		/* einhorn's socket, for -u workers */
-static char	 ein_dir[PATH_MAX];
-static struct pool *ctl_pool;
-static struct timer emfile_timer;
-static bool	 emfile_paused;
-static bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
+/* The server's state: the pool's (p->ctl) from control_open on. */
+struct control {
+	struct pool *pool;
+	TAILQ_HEAD(, client) clients;
+	int	 nclients;
+	size_t	 mem;			/* every client's in_cap + out_len */
+	size_t	 freed;			/* freed since the last trim */
+	int	 fd;			/* the control socket, or -1 */
+	char	 path[108];
+	int	 ein_fd;		/* einhorn's socket, for -u workers */
+	char	 ein_dir[PATH_MAX];
+	struct timer emfile_timer;
+	bool	 emfile_paused;
+	bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
+};
 
 static void
-listeners_watch(bool on)
+listeners_watch(struct control *ctl, bool on)
 {
-	if (ctl_fd >= 0)
-		loop_mod(ctl_fd, on ? EPOLLIN : 0);
-	if (ein_fd >= 0)
-		loop_mod(ein_fd, on ? EPOLLIN : 0);
+	if (ctl->fd >= 0)
+		loop_mod(ctl->fd, on ? EPOLLIN : 0);
+	if (ctl->ein_fd >= 0)
+		loop_mod(ctl->ein_fd, on ? EPOLLIN : 0);
 }
 
 /* Out of fds: stop watching the sockets a moment instead of spinning. */
 static void
 on_emfile_timer(void *arg)
 {
-	(void)arg;
-	emfile_paused = false;
-	if (!full_paused)
-		listeners_watch(true);
+	struct control *ctl = arg;
+
+	ctl->emfile_paused = false;
+	if (!ctl->full_paused)
+		listeners_watch(ctl, true);
 }
 
 int
@@ -117,13 +122,13 @@ control_default_path(const char *name, char *buf, size_t len)
  * gone, it goes back to the system.
  */
 static void
-mem_release(size_t n)
+mem_release(struct control *ctl, size_t n)
 {
-	ctl_mem -= n;
-	ctl_freed += n;
-	if (ctl_freed >= CTL_TRIM_AFTER && ctl_mem < CTL_TRIM_AFTER / 4) {
+	ctl->mem -= n;
+	ctl->freed += n;
+	if (ctl->freed >= CTL_TRIM_AFTER && ctl->mem < CTL_TRIM_AFTER / 4) {
 		malloc_trim(0);
-		ctl_freed = 0;
+		ctl->freed = 0;
 	}
 }
 
@@ -132,7 +137,7 @@ client_free_in(struct client *c)
 {
 	free(c->in);
 	c->in = NULL;
-	mem_release(c->in_cap);
+	mem_release(c->ctl, c->in_cap);
 	c->in_len = c->in_cap = 0;
 }
 
@@ -141,26 +146,28 @@ client_free_out(struct client *c)
 {
 	free(c->out);
 	c->out = NULL;
-	mem_release(c->out_len);
+	mem_release(c->ctl, c->out_len);
 	c->out_len = c->out_off = 0;
 }
 
 static void
 client_close(struct client *c)
 {
+	struct control *ctl = c->ctl;
+
 	timer_cancel(&c->timer);
 	loop_del(c->fd);
 	close(c->fd);
-	TAILQ_REMOVE(&clients, c, entry);
-	nclients--;
+	TAILQ_REMOVE(&ctl->clients, c, entry);
+	ctl->nclients--;
 	client_free_in(c);
 	client_free_out(c);
 	free(c);
-	if (full_paused) {
+	if (ctl->full_paused) {
 		/* A place is free again: the waiting clients may come. */
-		full_paused = false;
-		if (!emfile_paused)
-			listeners_watch(true);
+		ctl->full_paused = false;
+		if (!ctl->emfile_paused)
+			listeners_watch(ctl, true);
 	}
 }
 
@@ -171,9 +178,10 @@ client_close(struct client *c)
 static void
 mem_reserve(struct client *c, size_t n)
 {
+	struct control *ctl = c->ctl;
 	struct client *o, *next;
 
-	for (o = TAILQ_FIRST(&clients); o != NULL && ctl_mem + n >
+	for (o = TAILQ_FIRST(&ctl->clients); o != NULL && ctl->mem + n >
 	    CTL_MEM_MAX; o = next) {
 		next = TAILQ_NEXT(o, entry);
 		if (o == c || (o->in_cap == 0 && o->out_len == 0))
@@ -183,15 +191,17 @@ mem_reserve(struct client *c, size_t n)
 		    CTL_MEM_MAX / 1024);
 		client_close(o);
 	}
-	ctl_mem += n;
+	ctl->mem += n;
 }
 
 /* The client did something: it goes to the end of the eviction order. */
 static void
 client_touch(struct client *c)
 {
-	TAILQ_REMOVE(&clients, c, entry);
-	TAILQ_INSERT_TAIL(&clients, c, entry);
+	struct control *ctl = c->ctl;
+
+	TAILQ_REMOVE(&ctl->clients, c, entry);
+	TAILQ_INSERT_TAIL(&ctl->clients, c, entry);
 	timer_set(&c->timer, CTL_TIMEOUT);
 }
 
@@ -688,15 +698,16 @@ client_answer(struct client *c, const char *line, size_t len)
 	if (len == 0)
 		return 0;
 	stop_asked = false;
-	resp = dispatch(ctl_pool, line, len, c->uid, c->pid, c->ack_only);
+	resp = dispatch(c->ctl->pool, line, len, c->uid, c->pid, c->ack_only);
 	stop = stop_asked;
 	stop_asked = false;
 	client_send(c, resp);
 	free(resp);
 	if (stop) {
-		snprintf(ctl_pool->stop_why, sizeof(ctl_pool->stop_why),
-		    "wpool stop");
-		pool_stop(ctl_pool, false);
+		struct pool *p = c->ctl->pool;
+
+		snprintf(p->stop_why, sizeof(p->stop_why), "wpool stop");
+		pool_stop(p, false);
 	}
 	return client_flush(c);
 }
@@ -793,7 +804,7 @@ client_read(struct client *c)
 		line = c->in;
 		len = c->in_len;
 		c->in = NULL;
-		mem_release(c->in_cap);
+		mem_release(c->ctl, c->in_cap);
 		c->in_len = c->in_cap = 0;
 		client_answer(c, line, len);
 		free(line);
@@ -827,32 +838,33 @@ client_event(int fd, uint32_t ev, void *arg)
 static void
 control_accept(int fd, uint32_t ev, void *arg)
 {
+	struct control *ctl = arg;
 	struct client *c;
 	struct ucred cred;
 	socklen_t sl;
 	int	 cfd;
-	bool	 einhorn = arg != NULL;
+	bool	 einhorn = fd == ctl->ein_fd;
 
 	(void)ev;
 	for (;;) {
-		if (nclients >= CTL_MAX_CLIENTS) {
+		if (ctl->nclients >= CTL_MAX_CLIENTS) {
 			/* The rest wait in the backlog until a place frees. */
-			if (!full_paused)
+			if (!ctl->full_paused)
 				log_warnx("control: %d clients connected; "
-				    "others wait", nclients);
-			full_paused = true;
-			listeners_watch(false);
+				    "others wait", ctl->nclients);
+			ctl->full_paused = true;
+			listeners_watch(ctl, false);
 			return;
 		}
 		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				if (!emfile_paused)
+				if (!ctl->emfile_paused)
 					log_warnx("control: out of file "
 					    "descriptors; clients wait");
-				emfile_paused = true;
-				listeners_watch(false);
-				timer_set(&emfile_timer, 0.1);
+				ctl->emfile_paused = true;
+				listeners_watch(ctl, false);
+				timer_set(&ctl->emfile_timer, 0.1);
 			}
 			return;
 		}
@@ -862,6 +874,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 			continue;
 		}
 		c = xcalloc(1, sizeof(*c));
+		c->ctl = ctl;
 		c->fd = cfd;
 		c->uid = cred.uid;
 		c->pid = cred.pid;
@@ -873,8 +886,8 @@ control_accept(int fd, uint32_t ev, void *arg)
 			free(c);
 			continue;
 		}
-		TAILQ_INSERT_TAIL(&clients, c, entry);
-		nclients++;
+		TAILQ_INSERT_TAIL(&ctl->clients, c, entry);
+		ctl->nclients++;
 		timer_set(&c->timer, CTL_TIMEOUT);
 		/*
 		 * A peer that may only ack and is in no worker's tree is told
@@ -882,7 +895,7 @@ control_accept(int fd, uint32_t ev, void *arg)
 		 * its request is not met by a broken pipe, and what it sends
 		 * is discarded.
 		 */
-		if (c->ack_only && tree_worker(ctl_pool, cred.pid) == NULL) {
+		if (c->ack_only && tree_worker(ctl->pool, cred.pid) == NULL) {
 			char	*resp = error_json("permission denied: uid %u is "
 			    "neither wpool's uid %u nor root, and pid %d is "
 			    "not a worker's", (unsigned)cred.uid,
@@ -943,7 +956,7 @@ mkdir_parent(const char *path, bool private, char *err, size_t len)
  * refusing descriptors, and watched.
  */
 static int
-listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
+listen_at(struct control *ctl, const char *path, mode_t umask_bits, int *out,
     char *err, size_t len)
 {
 	struct sockaddr_un sun;
@@ -971,7 +984,7 @@ listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
 		close(fd);
 		return r;
 	}
-	if ((r = loop_add(fd, EPOLLIN, control_accept, arg)) < 0) {
+	if ((r = loop_add(fd, EPOLLIN, control_accept, ctl)) < 0) {
 		close(fd);
 		unlink(path);
 		snprintf(err, len, "cannot watch the control socket");
@@ -991,8 +1004,9 @@ listen_at(const char *path, mode_t umask_bits, void *arg, int *out,
  * be redirected.
  */
 static int
-einhorn_open(struct pool *p, char *err, size_t len)
+einhorn_open(struct control *ctl, char *err, size_t len)
 {
+	struct pool *p = ctl->pool;
 	const struct conf *cf = p->conf;
 	char	 path[PATH_MAX];
 	struct stat st;
@@ -1000,25 +1014,26 @@ einhorn_open(struct pool *p, char *err, size_t len)
 
 	if (!cf->set_user || cf->uid == geteuid())
 		return 0;
-	snprintf(ein_dir, sizeof(ein_dir), "%s/wpool-einhorn.XXXXXX",
+	snprintf(ctl->ein_dir, sizeof(ctl->ein_dir), "%s/wpool-einhorn.XXXXXX",
 	    geteuid() == 0 && stat("/run", &st) == 0 && S_ISDIR(st.st_mode) &&
 	    access("/run", W_OK) == 0 ? "/run" : "/tmp");
-	if (mkdtemp(ein_dir) == NULL) {
+	if (mkdtemp(ctl->ein_dir) == NULL) {
 		snprintf(err, len, "cannot create a directory for einhorn's "
-		    "socket (%s): %s", ein_dir, strerror(errno));
-		ein_dir[0] = '\0';
+		    "socket (%s): %s", ctl->ein_dir, strerror(errno));
+		ctl->ein_dir[0] = '\0';
 		return -errno;
 	}
-	snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ein_dir);
-	if ((r = listen_at(path, 0117, &ein_fd, &ein_fd, err, len)) < 0)
+	snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ctl->ein_dir);
+	if ((r = listen_at(ctl, path, 0117, &ctl->ein_fd, err, len)) < 0)
 		goto fail;
-	if ((dfd = open(ein_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	if ((dfd = open(ctl->ein_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) < 0 || fchownat(dfd, EINHORN_SOCK, (uid_t)-1, cf->gid,
 	    AT_SYMLINK_NOFOLLOW) < 0 || fchown(dfd, (uid_t)-1, cf->gid) < 0 ||
 	    fchmod(dfd, 0710) < 0) {
 		r = -errno;
 		snprintf(err, len, "cannot give einhorn's socket in %s to "
-		    "group %u: %s", ein_dir, (unsigned)cf->gid, strerror(-r));
+		    "group %u: %s", ctl->ein_dir, (unsigned)cf->gid,
+		    strerror(-r));
 		if (dfd >= 0)
 			close(dfd);
 		goto fail;
@@ -1028,46 +1043,54 @@ einhorn_open(struct pool *p, char *err, size_t len)
 	log_debug("einhorn's socket for the workers: %s", path);
 	return 0;
 fail:
-	if (ein_fd >= 0) {
-		loop_del(ein_fd);
-		close(ein_fd);
-		ein_fd = -1;
+	if (ctl->ein_fd >= 0) {
+		loop_del(ctl->ein_fd);
+		close(ctl->ein_fd);
+		ctl->ein_fd = -1;
 	}
 	unlink(path);
-	rmdir(ein_dir);
-	ein_dir[0] = '\0';
+	rmdir(ctl->ein_dir);
+	ctl->ein_dir[0] = '\0';
 	return r;
 }
 
 int
 control_open(struct pool *p, const char *path, char *err, size_t len)
 {
+	struct control *ctl;
 	struct sockaddr_un sun;
 	struct stat st;
 	const char *env;
 	bool	 private;
 	int	 fd, r;
 
+	/* Freed by control_close, which the caller calls on failure too. */
+	ctl = xcalloc(1, sizeof(*ctl));
+	ctl->pool = p;
+	TAILQ_INIT(&ctl->clients);
+	ctl->fd = ctl->ein_fd = -1;
+	timer_init(&ctl->emfile_timer, on_emfile_timer, ctl);
+	p->ctl = ctl;
 	if (path != NULL)
-		strlcpy(ctl_path, path, sizeof(ctl_path));
-	else if (control_default_path(p->conf->name, ctl_path,
-	    sizeof(ctl_path)) >= (int)sizeof(ctl_path)) {
+		strlcpy(ctl->path, path, sizeof(ctl->path));
+	else if (control_default_path(p->conf->name, ctl->path,
+	    sizeof(ctl->path)) >= (int)sizeof(ctl->path)) {
 		snprintf(err, len, "the control socket path is too long; set "
 		    "one with -s PATH");
 		return -ENAMETOOLONG;
 	}
 	env = getenv("WPOOL_CONTROL");
 	private = path == NULL && (env == NULL || *env == '\0');
-	if ((r = mkdir_parent(ctl_path, private, err, len)) < 0)
+	if ((r = mkdir_parent(ctl->path, private, err, len)) < 0)
 		return r;
-	if (lstat(ctl_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+	if (lstat(ctl->path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
 		snprintf(err, len, "%s exists and is not a socket; not "
-		    "replacing it", ctl_path);
+		    "replacing it", ctl->path);
 		return -EEXIST;
 	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	strlcpy(sun.sun_path, ctl_path, sizeof(sun.sun_path));
+	strlcpy(sun.sun_path, ctl->path, sizeof(sun.sun_path));
 	/* A live socket means another pool; a dead one is left over. */
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0)) >= 0) {
@@ -1077,52 +1100,54 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		close(fd);
 		if (r == 0) {
 			snprintf(err, len, "another wpool is running on %s",
-			    ctl_path);
+			    ctl->path);
 			return -EADDRINUSE;
 		}
 		/* Only a socket is removed: -s may name the wrong file. */
-		if (errno == ECONNREFUSED && lstat(ctl_path, &st) == 0 &&
+		if (errno == ECONNREFUSED && lstat(ctl->path, &st) == 0 &&
 		    S_ISSOCK(st.st_mode))
-			unlink(ctl_path);
+			unlink(ctl->path);
 	}
-	ctl_pool = p;
-	timer_init(&emfile_timer, on_emfile_timer, NULL);
-	if ((r = listen_at(ctl_path, 0177, NULL, &ctl_fd, err, len)) < 0)
+	if ((r = listen_at(ctl, ctl->path, 0177, &ctl->fd, err, len)) < 0)
 		return r;
-	p->control_path = xstrdup(ctl_path);
-	if ((r = einhorn_open(p, err, len)) < 0) {
-		control_close();
+	p->control_path = xstrdup(ctl->path);
+	if ((r = einhorn_open(ctl, err, len)) < 0) {
+		control_close(p);
 		return r;
 	}
-	log_debug("control socket %s", ctl_path);
+	log_debug("control socket %s", ctl->path);
 	return 0;
 }
 
 void
-control_close(void)
+control_close(struct pool *p)
 {
+	struct control *ctl = p->ctl;
 	struct client *c;
 	char	 path[PATH_MAX];
 
-	while ((c = TAILQ_FIRST(&clients)) != NULL) {
+	if (ctl == NULL)
+		return;
+	while ((c = TAILQ_FIRST(&ctl->clients)) != NULL) {
 		if (c->out != NULL)
 			client_flush(c);
-		if (TAILQ_FIRST(&clients) == c)
+		if (TAILQ_FIRST(&ctl->clients) == c)
 			client_close(c);
 	}
-	timer_cancel(&emfile_timer);
-	if (ctl_fd >= 0) {
-		loop_del(ctl_fd);
-		close(ctl_fd);
-		unlink(ctl_path);
+	timer_cancel(&ctl->emfile_timer);
+	if (ctl->fd >= 0) {
+		loop_del(ctl->fd);
+		close(ctl->fd);
+		unlink(ctl->path);
 	}
-	ctl_fd = -1;
-	if (ein_fd >= 0) {
-		loop_del(ein_fd);
-		close(ein_fd);
-		snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ein_dir);
+	ctl->fd = -1;
+	if (ctl->ein_fd >= 0) {
+		loop_del(ctl->ein_fd);
+		close(ctl->ein_fd);
+		snprintf(path, sizeof(path), "%s/" EINHORN_SOCK, ctl->ein_dir);
 		unlink(path);
-		rmdir(ein_dir);
+		rmdir(ctl->ein_dir);
 	}
-	ein_fd = -1;
+	free(ctl);
+	p->ctl = NULL;
 }

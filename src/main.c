@@ -326,9 +326,9 @@ close_master(struct master *m)
 	struct listener *l;
 	size_t	 i;
 
-	control_close();
-	metrics_close();
-	notify_close();
+	control_close(&m->pool);
+	metrics_close(&m->pool);
+	notify_close(&m->pool);
 	for (i = 0; i < m->nopen; i++) {
 		l = &m->conf.listeners[i];
 		if (l->type == L_UNIX)

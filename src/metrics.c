@@ -46,7 +46,8 @@
 enum hphase { H_READ, H_WRITE, H_LINGER };
 
 struct hconn {
-	TAILQ_ENTRY(hconn) entry;	/* on M.busy or M.lingering */
+	TAILQ_ENTRY(hconn) entry;	/* on its busy or lingering list */
+	struct metrics *m;		/* its server's */
 	int	 fd;
 	enum hphase phase;
 	char	*in;		/* NULL until the first byte */
@@ -55,7 +56,7 @@ struct hconn {
 	size_t	 out_len, out_off;
 	size_t	 drained;	/* bytes read while lingering */
 	bool	 head;		/* a HEAD request: headers only */
-	int	 peer;		/* its address: index in M.peers */
+	int	 peer;		/* its address: index in m->peers */
 	struct timer timer;	/* the deadline of the phase */
 };
 TAILQ_HEAD(hconn_list, hconn);
@@ -69,9 +70,10 @@ struct peer {
 	int	 n;		/* 0: a free entry */
 };
 
-static struct {
-	int	 fd;		/* the listening socket, or -1 */
-	struct pool *pool;
+/* The server's state, the pool's (p->metrics) from metrics_open on. */
+struct metrics {
+	struct pool *pool;	/* the one it shows */
+	int	 fd;		/* the listening socket */
 	int	 nconns, max_conns;
 	size_t	 out_total;	/* answers not yet handed to the kernel */
 	/*
@@ -86,10 +88,6 @@ static struct {
 	double	 evict_logged;	/* when that was last said */
 	bool	 accept_paused;	/* out of fds */
 	struct timer resume_timer;
-} M = {
-	.fd = -1,
-	.busy = TAILQ_HEAD_INITIALIZER(M.busy),
-	.lingering = TAILQ_HEAD_INITIALIZER(M.lingering),
 };
 
 struct sbuf {
@@ -240,9 +238,9 @@ metrics_text(struct pool *p, size_t *lenp)
 	return b.s;
 }
 
-/* A new connection's entry in M.peers (there is room: one per conn). */
+/* A new connection's entry in m->peers (there is room: one per conn). */
 static int
-peer_ref(const struct sockaddr_storage *ss)
+peer_ref(struct metrics *m, const struct sockaddr_storage *ss)
 {
 	unsigned char key[16];
 	int	 i, free_i = -1;
@@ -259,41 +257,45 @@ peer_ref(const struct sockaddr_storage *ss)
 		memcpy(key, a, IN6_IS_ADDR_V4MAPPED(a) ? 16 : 8);
 	}
 	for (i = 0; i < HTTP_MAX_CONNS; i++) {
-		if (M.peers[i].n > 0 && memcmp(M.peers[i].key, key,
+		if (m->peers[i].n > 0 && memcmp(m->peers[i].key, key,
 		    sizeof(key)) == 0) {
-			M.peers[i].n++;
+			m->peers[i].n++;
 			return i;
 		}
-		if (M.peers[i].n == 0 && free_i < 0)
+		if (m->peers[i].n == 0 && free_i < 0)
 			free_i = i;
 	}
-	memcpy(M.peers[free_i].key, key, sizeof(key));
-	M.peers[free_i].n = 1;
+	memcpy(m->peers[free_i].key, key, sizeof(key));
+	m->peers[free_i].n = 1;
 	return free_i;
 }
 
 static void
 hconn_close(struct hconn *c)
 {
-	M.peers[c->peer].n--;
+	struct metrics *m = c->m;
+
+	m->peers[c->peer].n--;
 	timer_cancel(&c->timer);
-	TAILQ_REMOVE(c->phase == H_LINGER ? &M.lingering : &M.busy, c,
+	TAILQ_REMOVE(c->phase == H_LINGER ? &m->lingering : &m->busy, c,
 	    entry);
 	loop_del(c->fd);
 	close(c->fd);
-	M.out_total -= c->out_len;
+	m->out_total -= c->out_len;
 	free(c->in);
 	free(c->out);
 	free(c);
-	M.nconns--;
+	m->nconns--;
 }
 
 /* It made progress: the last to give way to a new connection. */
 static void
 hconn_touch(struct hconn *c)
 {
-	TAILQ_REMOVE(&M.busy, c, entry);
-	TAILQ_INSERT_TAIL(&M.busy, c, entry);
+	struct metrics *m = c->m;
+
+	TAILQ_REMOVE(&m->busy, c, entry);
+	TAILQ_INSERT_TAIL(&m->busy, c, entry);
 }
 
 /*
@@ -306,29 +308,29 @@ hconn_touch(struct hconn *c)
  * between the scraper's connect and its request.
  */
 static void
-hconn_evict(void)
+hconn_evict(struct metrics *m)
 {
 	struct hconn *c;
 	int	 i, most = 0;
 
-	if ((c = TAILQ_FIRST(&M.lingering)) == NULL) {
+	if ((c = TAILQ_FIRST(&m->lingering)) == NULL) {
 		for (i = 0; i < HTTP_MAX_CONNS; i++)
-			if (M.peers[i].n > most)
-				most = M.peers[i].n;
-		TAILQ_FOREACH(c, &M.busy, entry)
-			if (M.peers[c->peer].n == most)
+			if (m->peers[i].n > most)
+				most = m->peers[i].n;
+		TAILQ_FOREACH(c, &m->busy, entry)
+			if (m->peers[c->peer].n == most)
 				break;
 	}
 	if (c == NULL)
 		return;
 	hconn_close(c);
 	/* Said once a minute at most: the flood must not flood the log. */
-	M.evicted++;
-	if (M.evict_logged == 0 || now_mono() - M.evict_logged >= 60) {
-		M.evict_logged = now_mono();
+	m->evicted++;
+	if (m->evict_logged == 0 || now_mono() - m->evict_logged >= 60) {
+		m->evict_logged = now_mono();
 		log_warnx("metrics: %d connections open, the most allowed: "
 		    "dropping the least active for new ones (%lu so far)",
-		    M.max_conns, M.evicted);
+		    m->max_conns, m->evicted);
 	}
 }
 
@@ -342,12 +344,14 @@ on_hconn_timeout(void *arg)
 static void
 hconn_linger(struct hconn *c)
 {
-	M.out_total -= c->out_len;
+	struct metrics *m = c->m;
+
+	m->out_total -= c->out_len;
 	free(c->out);
 	c->out = NULL;
 	c->out_len = c->out_off = 0;
-	TAILQ_REMOVE(&M.busy, c, entry);
-	TAILQ_INSERT_TAIL(&M.lingering, c, entry);
+	TAILQ_REMOVE(&m->busy, c, entry);
+	TAILQ_INSERT_TAIL(&m->lingering, c, entry);
 	c->phase = H_LINGER;
 	if (shutdown(c->fd, SHUT_WR) < 0 || loop_mod(c->fd, EPOLLIN) < 0) {
 		hconn_close(c);
@@ -386,6 +390,7 @@ static void
 respond(struct hconn *c, int code, const char *reason, const char *type,
     const char *body, size_t blen)
 {
+	struct metrics *m = c->m;
 	struct hconn *o, *next;
 	char	 head[256];
 	size_t	 need;
@@ -398,7 +403,7 @@ respond(struct hconn *c, int code, const char *reason, const char *type,
 		blen = 0;	/* the length a GET would get, and no body */
 	need = (size_t)hl + blen;
 	/* Answers wait here for clients that do not read them: bounded. */
-	for (o = TAILQ_FIRST(&M.busy); o != NULL && M.out_total + need >
+	for (o = TAILQ_FIRST(&m->busy); o != NULL && m->out_total + need >
 	    HTTP_MAX_OUT; o = next) {
 		next = TAILQ_NEXT(o, entry);
 		if (o->phase == H_WRITE)
@@ -412,7 +417,7 @@ respond(struct hconn *c, int code, const char *reason, const char *type,
 	memcpy(c->out + hl, body, blen);
 	c->out_len = need;
 	c->out_off = 0;
-	M.out_total += need;
+	m->out_total += need;
 	c->phase = H_WRITE;
 	timer_set(&c->timer, HTTP_WRITE_TIMEOUT);
 	if (loop_mod(c->fd, EPOLLOUT) < 0) {
@@ -441,7 +446,7 @@ handle_request(struct hconn *c)
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0) {
-		body = metrics_text(M.pool, &blen);
+		body = metrics_text(c->m->pool, &blen);
 		respond(c, 200, "OK", "text/plain; version=0.0.4; "
 		    "charset=utf-8", body, blen);
 		free(body);
@@ -449,8 +454,8 @@ handle_request(struct hconn *c)
 		json_object *o;
 		const char *s;
 
-		pool_sample(M.pool);
-		o = status_json(M.pool, now_mono(), false);
+		pool_sample(c->m->pool);
+		o = status_json(c->m->pool, now_mono(), false);
 		json_object_object_del(o, "ok");
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		respond(c, 200, "OK", "application/json", s, strlen(s));
@@ -564,20 +569,21 @@ hconn_event(int fd, uint32_t ev, void *arg)
  * would wake the loop for ever.
  */
 static void
-accept_pause(double retry)
+accept_pause(struct metrics *m, double retry)
 {
-	M.accept_paused = true;
-	loop_mod(M.fd, 0);
-	timer_set(&M.resume_timer, retry);
+	m->accept_paused = true;
+	loop_mod(m->fd, 0);
+	timer_set(&m->resume_timer, retry);
 }
 
 static void
 on_resume_timer(void *arg)
 {
-	(void)arg;
-	if (M.accept_paused && M.fd >= 0) {
-		M.accept_paused = false;
-		loop_mod(M.fd, EPOLLIN);
+	struct metrics *m = arg;
+
+	if (m->accept_paused) {
+		m->accept_paused = false;
+		loop_mod(m->fd, EPOLLIN);
 	}
 }
 
@@ -591,13 +597,13 @@ on_resume_timer(void *arg)
 static void
 metrics_accept(int fd, uint32_t ev, void *arg)
 {
+	struct metrics *m = arg;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct hconn *c;
 	int	 cfd, i;
 
 	(void)ev;
-	(void)arg;
 	for (i = 0; i < HTTP_ACCEPT_BUDGET; i++) {
 		sl = sizeof(ss);
 		memset(&ss, 0, sizeof(ss));
@@ -607,12 +613,13 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 				continue;
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM)
-				accept_pause(0.1);
+				accept_pause(m, 0.1);
 			return;
 		}
-		if (M.nconns >= M.max_conns)
-			hconn_evict();
+		if (m->nconns >= m->max_conns)
+			hconn_evict(m);
 		c = xcalloc(1, sizeof(*c));
+		c->m = m;
 		c->fd = cfd;
 		c->phase = H_READ;
 		timer_init(&c->timer, on_hconn_timeout, c);
@@ -621,9 +628,9 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 			free(c);
 			continue;
 		}
-		TAILQ_INSERT_TAIL(&M.busy, c, entry);
-		c->peer = peer_ref(&ss);
-		M.nconns++;
+		TAILQ_INSERT_TAIL(&m->busy, c, entry);
+		c->peer = peer_ref(m, &ss);
+		m->nconns++;
 		timer_set(&c->timer, HTTP_HEADER_TIMEOUT);
 		/*
 		 * A scraper's request is usually there by now: take it
@@ -637,6 +644,7 @@ metrics_accept(int fd, uint32_t ev, void *arg)
 int
 metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 {
+	struct metrics *m;
 	struct listener l;
 	struct rlimit rl;
 	char	 lerr[256];
@@ -650,41 +658,49 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 			listener_free(&l);
 		return -EINVAL;
 	}
+	m = xcalloc(1, sizeof(*m));
+	m->pool = p;
+	TAILQ_INIT(&m->busy);
+	TAILQ_INIT(&m->lingering);
+	timer_init(&m->resume_timer, on_resume_timer, m);
 	/* A sixteenth of the fds at most: the rest are the workers'. */
-	M.max_conns = HTTP_MAX_CONNS;
+	m->max_conns = HTTP_MAX_CONNS;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur <
 	    (rlim_t)HTTP_MAX_CONNS * 16)
-		M.max_conns = rl.rlim_cur / 16 > HTTP_MIN_CONNS ?
+		m->max_conns = rl.rlim_cur / 16 > HTTP_MIN_CONNS ?
 		    (int)(rl.rlim_cur / 16) : HTTP_MIN_CONNS;
 	r = listener_open(&l, 128, false, err, len);
 	if (r == 0) {
 		set_nonblock(l.fd, true);
-		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, NULL)) < 0)
+		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, m)) < 0)
 			close(l.fd);
 		else {
-			M.fd = l.fd;
-			M.pool = p;
-			timer_init(&M.resume_timer, on_resume_timer, NULL);
+			m->fd = l.fd;
+			p->metrics = m;
 			log_info("metrics on http://%s/metrics", l.address);
 		}
 	}
+	if (r < 0)
+		free(m);
 	listener_free(&l);
 	return r;
 }
 
 void
-metrics_close(void)
+metrics_close(struct pool *p)
 {
+	struct metrics *m = p->metrics;
 	struct hconn *c;
 
-	while ((c = TAILQ_FIRST(&M.lingering)) != NULL)
+	if (m == NULL)
+		return;
+	while ((c = TAILQ_FIRST(&m->lingering)) != NULL)
 		hconn_close(c);
-	while ((c = TAILQ_FIRST(&M.busy)) != NULL)
+	while ((c = TAILQ_FIRST(&m->busy)) != NULL)
 		hconn_close(c);
-	if (M.fd >= 0) {
-		timer_cancel(&M.resume_timer);
-		loop_del(M.fd);
-		close(M.fd);
-	}
-	M.fd = -1;
+	timer_cancel(&m->resume_timer);
+	loop_del(m->fd);
+	close(m->fd);
+	free(m);
+	p->metrics = NULL;
 }

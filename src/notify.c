@@ -91,36 +91,42 @@ struct helper {
 };
 
 struct notify_msg {
+	struct notify *nt;
 	struct pool *p;
 	struct worker *w;
 };
 
-static int	 notify_fd = -1;
-static struct pool *notify_pool;
-static char	 notify_name[108];
-
-/* The last batch peeked; kept while a helper consumes it. */
-static struct mmsghdr peekv[NOTIFY_BATCH];
-static struct iovec peek_iov[NOTIFY_BATCH];
-static char	 peek_buf[NOTIFY_BATCH][NOTIFY_MAX];
-static union {
-	struct cmsghdr align;
-	char	 buf[CMSG_SPACE(sizeof(struct ucred))];
-} peek_ctl[NOTIFY_BATCH];
-
-static struct acache acache[ACACHE_SIZE];
-static uint64_t	 acache_print;	/* of the workers it was filled for */
-
-static struct helper helpers[HELPERS_MAX];
-static int	 nhelpers;
-static int	 consume_fd = -1;	/* the consuming helper's count pipe */
-static int	 consume_want, consume_got;
-static struct timer helper_timer, flood_timer;
-static bool	 flood_paused;
-static bool	 refusing, paused;
-static double	 refused_at, rate_window;
-static int	 rate_count;
-static unsigned long refused_total;
+/* The socket's state: the pool's (p->notify) from notify_open on. */
+struct notify {
+	struct pool *pool;
+	int	 fd;
+	char	 name[108];
+	/* The last batch peeked; kept while a helper consumes it. */
+	struct mmsghdr peekv[NOTIFY_BATCH];
+	struct iovec peek_iov[NOTIFY_BATCH];
+	char	 peek_buf[NOTIFY_BATCH][NOTIFY_MAX];
+	union {
+		struct cmsghdr align;
+		char	 buf[CMSG_SPACE(sizeof(struct ucred))];
+	} peek_ctl[NOTIFY_BATCH];
+	bool	 one_at_a_time;		/* no SO_PEEK_OFF here */
+	struct acache acache[ACACHE_SIZE];
+	uint64_t acache_print;		/* of the workers it was filled for */
+	struct helper helpers[HELPERS_MAX];
+	int	 nhelpers;
+	int	 consume_fd;		/* the consuming helper's count pipe */
+	int	 consume_want, consume_got;
+	struct timer helper_timer, flood_timer;
+	bool	 flood_paused;
+	bool	 refusing, paused;
+	double	 refused_at, rate_window;
+	int	 rate_count;
+	unsigned long refused_total;
+	double	 logged_at;		/* refusing: when last said */
+	unsigned long logged_total;	/* refused_total then */
+	bool	 told;			/* this episode was said */
+	pid_t	 last_worker, last_named;	/* MAINPID= last refused */
+};
 
 /* Calls cb(key, value) for each KEY=VALUE line; others are skipped. */
 int
@@ -168,13 +174,13 @@ workers_print(struct pool *p)
 
 /* Drops every verdict once the workers changed. */
 static void
-acache_check(struct pool *p)
+acache_check(struct notify *nt)
 {
-	uint64_t print = workers_print(p);
+	uint64_t print = workers_print(nt->pool);
 
-	if (print != acache_print) {
-		memset(acache, 0, sizeof(acache));
-		acache_print = print;
+	if (print != nt->acache_print) {
+		memset(nt->acache, 0, sizeof(nt->acache));
+		nt->acache_print = print;
 	}
 }
 
@@ -208,17 +214,18 @@ walk(struct pool *p, pid_t pid)
 }
 
 static struct acache *
-acache_slot(pid_t pid, uid_t uid)
+acache_slot(struct notify *nt, pid_t pid, uid_t uid)
 {
 	uint32_t h = ((uint32_t)pid * 2654435761U) ^ (uint32_t)uid;
 
-	return &acache[(h ^ (h >> 16)) & (ACACHE_SIZE - 1)];
+	return &nt->acache[(h ^ (h >> 16)) & (ACACHE_SIZE - 1)];
 }
 
 static struct worker *
-attribute(struct pool *p, const struct ucred *cred, double now)
+attribute(struct notify *nt, const struct ucred *cred, double now)
 {
-	struct acache *e = acache_slot(cred->pid, cred->uid);
+	struct pool *p = nt->pool;
+	struct acache *e = acache_slot(nt, cred->pid, cred->uid);
 	unsigned long long start;
 	struct worker *w;
 
@@ -269,19 +276,19 @@ mainpid_allowed(struct pool *p, struct worker *w, pid_t pid)
 static void
 on_pair(const char *key, const char *val, void *arg)
 {
-	static pid_t last_worker, last_named;
 	struct notify_msg *m = arg;
 	long long n;
 
 	if (strcmp(key, "MAINPID") == 0 && parse_int(val, 1, 1LL << 31,
 	    &n) == 0 && !mainpid_allowed(m->p, m->w, (pid_t)n)) {
 		/* Once per worker and pid: a worker that insists is not news. */
-		if (last_worker != m->w->pid || last_named != (pid_t)n)
+		if (m->nt->last_worker != m->w->pid ||
+		    m->nt->last_named != (pid_t)n)
 			log_warnx("worker %d (pid %d): MAINPID=%lld refused: "
 			    "not a process of the worker's own tree", m->w->id,
 			    (int)m->w->pid, n);
-		last_worker = m->w->pid;
-		last_named = (pid_t)n;
+		m->nt->last_worker = m->w->pid;
+		m->nt->last_named = (pid_t)n;
 		return;
 	}
 	pool_worker_notify(m->p, m->w, key, val);
@@ -306,15 +313,16 @@ msg_cred(const struct msghdr *h, struct ucred *cred)
 
 /* Returns whether the message was a worker's. */
 static bool
-handle(struct pool *p, const struct msghdr *h, size_t len, double now)
+handle(struct notify *nt, const struct msghdr *h, size_t len, double now)
 {
 	struct ucred cred;
 	struct notify_msg m;
 
 	if ((h->msg_flags & MSG_TRUNC) || !msg_cred(h, &cred))
 		return false;
-	m.p = p;
-	if ((m.w = attribute(p, &cred, now)) == NULL) {
+	m.nt = nt;
+	m.p = nt->pool;
+	if ((m.w = attribute(nt, &cred, now)) == NULL) {
 		log_debug("notify message from pid %d, not a worker: ignored",
 		    (int)cred.pid);
 		return false;
@@ -326,113 +334,118 @@ handle(struct pool *p, const struct msghdr *h, size_t len, double now)
 /* --- helpers ------------------------------------------------------------- */
 
 static void	 notify_read(int, uint32_t, void *);
-static void	 resume(void);
+static void	 resume(struct notify *);
 
 /* Said at most once a minute: a stranger may start an episode a second. */
 #define REFUSE_LOG_EVERY 60.0
 
 static void
-set_refusing(bool on, pid_t sender, uid_t uid)
+set_refusing(struct notify *nt, bool on, pid_t sender, uid_t uid)
 {
-	static double logged_at = -REFUSE_LOG_EVERY;
-	static unsigned long logged_total;
-	static bool told;
-
-	if (on == refusing)
+	if (on == nt->refusing)
 		return;
-	if (on && fdrecv_refuse(notify_fd) < 0)
+	if (on && fdrecv_refuse(nt->fd) < 0)
 		return;		/* an older kernel: the limits still hold */
 	if (!on)
-		(void)fdrecv_allow(notify_fd);
-	refusing = on;
+		(void)fdrecv_allow(nt->fd);
+	nt->refusing = on;
 	if (on) {
-		refused_at = now_mono();
-		refused_total++;
-		told = refused_at - logged_at >= REFUSE_LOG_EVERY;
-		if (told) {
+		nt->refused_at = now_mono();
+		nt->refused_total++;
+		nt->told = nt->refused_at - nt->logged_at >= REFUSE_LOG_EVERY;
+		if (nt->told) {
 			log_warnx("notify socket: refusing descriptors for "
 			    "now: too many sent with messages (the last by "
 			    "pid %d, uid %d; %lu time%s since the last "
 			    "warning)", (int)sender, (int)uid,
-			    refused_total - logged_total,
-			    refused_total - logged_total == 1 ? "" : "s");
-			logged_at = refused_at;
-			logged_total = refused_total;
+			    nt->refused_total - nt->logged_total,
+			    nt->refused_total - nt->logged_total == 1 ?
+			    "" : "s");
+			nt->logged_at = nt->refused_at;
+			nt->logged_total = nt->refused_total;
 		}
-	} else if (told)
+	} else if (nt->told)
 		log_info("notify socket: accepting descriptors again");
 }
 
 static void
 helpers_tick(void *arg)
 {
+	struct notify *nt = arg;
 	double	 now = now_mono();
 	int	 i;
 
-	(void)arg;
 	for (i = 0; i < HELPERS_MAX; i++)
-		if (helpers[i].pidfd >= 0 &&
-		    now - helpers[i].started >= HELPER_DEADLINE)
-			(void)syscall(SYS_pidfd_send_signal, helpers[i].pidfd,
-			    SIGKILL, NULL, 0);
-	if (refusing && nhelpers == 0 && now - refused_at >= REFUSE_MIN)
-		set_refusing(false, 0, 0);
-	if (paused && nhelpers < HELPERS_MAX)
-		resume();
-	if (nhelpers > 0 || refusing || paused)
-		timer_set(&helper_timer, 0.25);
+		if (nt->helpers[i].pidfd >= 0 &&
+		    now - nt->helpers[i].started >= HELPER_DEADLINE)
+			(void)syscall(SYS_pidfd_send_signal,
+			    nt->helpers[i].pidfd, SIGKILL, NULL, 0);
+	if (nt->refusing && nt->nhelpers == 0 &&
+	    now - nt->refused_at >= REFUSE_MIN)
+		set_refusing(nt, false, 0, 0);
+	if (nt->paused && nt->nhelpers < HELPERS_MAX)
+		resume(nt);
+	if (nt->nhelpers > 0 || nt->refusing || nt->paused)
+		timer_set(&nt->helper_timer, 0.25);
 }
 
 static void
-resume(void)
+resume(struct notify *nt)
 {
-	if (notify_fd >= 0 && consume_fd < 0 && !flood_paused) {
-		paused = false;
-		loop_mod(notify_fd, EPOLLIN);
-		notify_read(notify_fd, EPOLLIN, NULL);
+	if (nt->fd >= 0 && nt->consume_fd < 0 && !nt->flood_paused) {
+		nt->paused = false;
+		loop_mod(nt->fd, EPOLLIN);
+		notify_read(nt->fd, EPOLLIN, nt);
 	}
 }
 
 static void
 on_helper_exit(int fd, uint32_t ev, void *arg)
 {
-	struct helper *h = arg;
-	(void)fd;
+	struct notify *nt = arg;
+	struct helper *h = NULL;
+	int	 i;
+
 	(void)ev;
+	for (i = 0; i < HELPERS_MAX && h == NULL; i++)
+		if (nt->helpers[i].pidfd == fd)
+			h = &nt->helpers[i];
+	if (h == NULL)
+		return;
 	loop_del(h->pidfd);
 	close(h->pidfd);
 	h->pidfd = -1;
-	nhelpers--;
+	nt->nhelpers--;
 	/* pool.c's reaper collects it: a pid of no worker, silently. */
-	if (paused)
-		resume();
+	if (nt->paused)
+		resume(nt);
 }
 
 /* The consuming helper says one byte per datagram it took. */
 static void
 on_consumed(int fd, uint32_t ev, void *arg)
 {
+	struct notify *nt = arg;
 	char	 b[NOTIFY_BATCH];
 	ssize_t	 n;
 	double	 now = now_mono();
 	int	 i;
 
 	(void)ev;
-	(void)arg;
 	while ((n = read(fd, b, sizeof(b))) > 0)
-		consume_got += (int)n;
+		nt->consume_got += (int)n;
 	if (n < 0 && errno == EAGAIN)
 		return;
 	loop_del(fd);
 	close(fd);
-	consume_fd = -1;
-	if (consume_got > consume_want)
-		consume_got = consume_want;
+	nt->consume_fd = -1;
+	if (nt->consume_got > nt->consume_want)
+		nt->consume_got = nt->consume_want;
 	/* Those it took are gone from the queue: handle them, once. */
-	acache_check(notify_pool);
-	for (i = 0; i < consume_got; i++)
-		handle(notify_pool, &peekv[i].msg_hdr, peekv[i].msg_len, now);
-	resume();
+	acache_check(nt);
+	for (i = 0; i < nt->consume_got; i++)
+		handle(nt, &nt->peekv[i].msg_hdr, nt->peekv[i].msg_len, now);
+	resume(nt);
 }
 
 /* The child: takes want datagrams, tells each, and exits. */
@@ -458,7 +471,7 @@ helper_main(int sock, int out, int want)
 
 /* Starts a helper to take the first want datagrams; false if it cannot. */
 static bool
-helper_start(int want, const struct ucred *sender)
+helper_start(struct notify *nt, int want, const struct ucred *sender)
 {
 	struct helper *h = NULL;
 	int	 pfd[2], keep[2], i;
@@ -466,23 +479,23 @@ helper_start(int want, const struct ucred *sender)
 	pid_t	 pid;
 
 	for (i = 0; i < HELPERS_MAX && h == NULL; i++)
-		if (helpers[i].pidfd < 0)
-			h = &helpers[i];
-	if (now - rate_window >= 1.0) {
-		rate_window = now;
-		rate_count = 0;
+		if (nt->helpers[i].pidfd < 0)
+			h = &nt->helpers[i];
+	if (now - nt->rate_window >= 1.0) {
+		nt->rate_window = now;
+		nt->rate_count = 0;
 	}
-	if (h == NULL || nhelpers + 1 > HELPERS_MAX / 2 ||
-	    rate_count + 1 > HELPER_RATE)
-		set_refusing(true, sender->pid, sender->uid);
+	if (h == NULL || nt->nhelpers + 1 > HELPERS_MAX / 2 ||
+	    nt->rate_count + 1 > HELPER_RATE)
+		set_refusing(nt, true, sender->pid, sender->uid);
 	if (h == NULL)
 		return false;
 	if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
 		return false;
-	keep[0] = notify_fd;
+	keep[0] = nt->fd;
 	keep[1] = pfd[1];
 	if ((pid = fdrecv_fork_child(keep, 2)) == 0)
-		helper_main(notify_fd, pfd[1], want);
+		helper_main(nt->fd, pfd[1], want);
 	close(pfd[1]);
 	if (pid < 0 || (h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0) {
 		/* Without a pidfd it could not be bounded: never mind it. */
@@ -491,8 +504,8 @@ helper_start(int want, const struct ucred *sender)
 		close(pfd[0]);
 		return false;
 	}
-	if (loop_add(h->pidfd, EPOLLIN, on_helper_exit, h) < 0 ||
-	    loop_add(pfd[0], EPOLLIN, on_consumed, NULL) < 0) {
+	if (loop_add(h->pidfd, EPOLLIN, on_helper_exit, nt) < 0 ||
+	    loop_add(pfd[0], EPOLLIN, on_consumed, nt) < 0) {
 		(void)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL,
 		    0);
 		loop_del(h->pidfd);
@@ -503,41 +516,41 @@ helper_start(int want, const struct ucred *sender)
 	}
 	h->pid = pid;
 	h->started = now;
-	nhelpers++;
-	rate_count++;
-	consume_fd = pfd[0];
-	consume_want = want;
-	consume_got = 0;
-	if (!helper_timer.armed)
-		timer_set(&helper_timer, 0.25);
+	nt->nhelpers++;
+	nt->rate_count++;
+	nt->consume_fd = pfd[0];
+	nt->consume_want = want;
+	nt->consume_got = 0;
+	if (!nt->helper_timer.armed)
+		timer_set(&nt->helper_timer, 0.25);
 	return true;
 }
 
 /* --- the socket ---------------------------------------------------------- */
 
 static int
-peek_batch(int fd)
+peek_batch(struct notify *nt, int fd)
 {
-	static bool one_at_a_time;
 	int	 i, zero = 0;
 
 	for (i = 0; i < NOTIFY_BATCH; i++) {
-		peek_iov[i].iov_base = peek_buf[i];
-		peek_iov[i].iov_len = NOTIFY_MAX;
-		memset(&peekv[i], 0, sizeof(peekv[i]));
-		peekv[i].msg_hdr.msg_iov = &peek_iov[i];
-		peekv[i].msg_hdr.msg_iovlen = 1;
-		peekv[i].msg_hdr.msg_control = peek_ctl[i].buf;
-		peekv[i].msg_hdr.msg_controllen = sizeof(peek_ctl[i].buf);
+		nt->peek_iov[i].iov_base = nt->peek_buf[i];
+		nt->peek_iov[i].iov_len = NOTIFY_MAX;
+		memset(&nt->peekv[i], 0, sizeof(nt->peekv[i]));
+		nt->peekv[i].msg_hdr.msg_iov = &nt->peek_iov[i];
+		nt->peekv[i].msg_hdr.msg_iovlen = 1;
+		nt->peekv[i].msg_hdr.msg_control = nt->peek_ctl[i].buf;
+		nt->peekv[i].msg_hdr.msg_controllen =
+		    sizeof(nt->peek_ctl[i].buf);
 	}
 	/*
 	 * Each peek starts past the one before: SO_PEEK_OFF from 0.  A
 	 * kernel without it for this socket peeks the head only.
 	 */
-	if (!one_at_a_time && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero,
+	if (!nt->one_at_a_time && setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero,
 	    sizeof(zero)) < 0)
-		one_at_a_time = true;
-	return recvmmsg(fd, peekv, one_at_a_time ? 1 : NOTIFY_BATCH,
+		nt->one_at_a_time = true;
+	return recvmmsg(fd, nt->peekv, nt->one_at_a_time ? 1 : NOTIFY_BATCH,
 	    MSG_PEEK | MSG_DONTWAIT, NULL);
 }
 
@@ -560,26 +573,26 @@ consume(int fd, int n)
 static void
 on_flood_timer(void *arg)
 {
-	(void)arg;
-	flood_paused = false;
-	if (!paused)
-		resume();
+	struct notify *nt = arg;
+
+	nt->flood_paused = false;
+	if (!nt->paused)
+		resume(nt);
 }
 
 static void
 notify_read(int fd, uint32_t ev, void *arg)
 {
-	struct pool *p = notify_pool;
+	struct notify *nt = arg;
 	double	 now = now_mono();
 	int	 round, n, k, i, got, seen = 0, workers = 0;
 
 	(void)ev;
-	(void)arg;
-	if (consume_fd >= 0 || flood_paused)
+	if (nt->consume_fd >= 0 || nt->flood_paused)
 		return;
-	acache_check(p);
+	acache_check(nt);
 	for (round = 0; round < NOTIFY_ROUNDS; round++) {
-		if ((n = peek_batch(fd)) <= 0)
+		if ((n = peek_batch(nt, fd)) <= 0)
 			break;
 		/*
 		 * The leading datagrams without descriptors (MSG_CTRUNC:
@@ -587,9 +600,9 @@ notify_read(int fd, uint32_t ev, void *arg)
 		 * peeked positions no longer match datagrams.
 		 */
 		for (k = 0; k < n; k++) {
-			if (peekv[k].msg_hdr.msg_flags & MSG_CTRUNC)
+			if (nt->peekv[k].msg_hdr.msg_flags & MSG_CTRUNC)
 				break;
-			if (peekv[k].msg_hdr.msg_flags & MSG_TRUNC) {
+			if (nt->peekv[k].msg_hdr.msg_flags & MSG_TRUNC) {
 				k++;
 				break;
 			}
@@ -600,30 +613,31 @@ notify_read(int fd, uint32_t ev, void *arg)
 			/* The head carries descriptors: a helper takes it
 			 * and what follows in this batch. */
 			for (k = 1; k < n; k++)
-				if (peekv[k - 1].msg_hdr.msg_flags & MSG_TRUNC)
+				if (nt->peekv[k - 1].msg_hdr.msg_flags &
+				    MSG_TRUNC)
 					break;
-			(void)msg_cred(&peekv[0].msg_hdr, &cred);
+			(void)msg_cred(&nt->peekv[0].msg_hdr, &cred);
 			loop_mod(fd, 0);
-			if (!helper_start(k, &cred)) {
+			if (!helper_start(nt, k, &cred)) {
 				/* Until a helper is free (helpers_tick). */
-				paused = true;
-				if (!helper_timer.armed)
-					timer_set(&helper_timer, 0.25);
+				nt->paused = true;
+				if (!nt->helper_timer.armed)
+					timer_set(&nt->helper_timer, 0.25);
 			}
 			return;
 		}
 		if ((got = consume(fd, k)) <= 0)
 			break;
 		for (i = 0; i < got; i++)
-			workers += handle(p, &peekv[i].msg_hdr,
-			    peekv[i].msg_len, now);
+			workers += handle(nt, &nt->peekv[i].msg_hdr,
+			    nt->peekv[i].msg_len, now);
 		seen += got;
-		acache_check(p);
+		acache_check(nt);
 	}
 	if (seen >= FLOOD_MIN && workers == 0) {
-		flood_paused = true;
+		nt->flood_paused = true;
 		loop_mod(fd, 0);
-		timer_set(&flood_timer, FLOOD_PAUSE);
+		timer_set(&nt->flood_timer, FLOOD_PAUSE);
 	}
 }
 
@@ -634,6 +648,7 @@ notify_read(int fd, uint32_t ev, void *arg)
 int
 notify_open(struct pool *p, char *err, size_t len)
 {
+	struct notify *nt;
 	struct sockaddr_un sun;
 	socklen_t sl;
 	int	 one = 1, fd, r, i;
@@ -651,60 +666,68 @@ notify_open(struct pool *p, char *err, size_t len)
 
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
+	nt = xcalloc(1, sizeof(*nt));
+	nt->pool = p;
+	nt->fd = nt->consume_fd = -1;
+	nt->logged_at = -REFUSE_LOG_EVERY;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(notify_name, sizeof(notify_name), "wpool/%d/%08lx/notify",
+	snprintf(nt->name, sizeof(nt->name), "wpool/%d/%08lx/notify",
 	    (int)getpid(), (unsigned long)arc4random());
-	memcpy(sun.sun_path + 1, notify_name, strlen(notify_name));
+	memcpy(sun.sun_path + 1, nt->name, strlen(nt->name));
 	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-	    strlen(notify_name));
+	    strlen(nt->name));
 	if (bind(fd, (struct sockaddr *)&sun, sl) < 0) {
 		snprintf(err, len, "cannot bind the notify socket: %s",
 		    strerror(errno));
 		r = -errno;
 		close(fd);
+		free(nt);
 		return r;
 	}
-	if ((r = loop_add(fd, EPOLLIN, notify_read, NULL)) < 0) {
+	if ((r = loop_add(fd, EPOLLIN, notify_read, nt)) < 0) {
 		close(fd);
+		free(nt);
 		snprintf(err, len, "cannot watch the notify socket");
 		return r;
 	}
 	for (i = 0; i < HELPERS_MAX; i++)
-		helpers[i].pidfd = -1;
-	timer_init(&helper_timer, helpers_tick, NULL);
-	timer_init(&flood_timer, on_flood_timer, NULL);
-	notify_fd = fd;
-	notify_pool = p;
-	xasprintf(&p->notify_path, "@%s", notify_name);
+		nt->helpers[i].pidfd = -1;
+	timer_init(&nt->helper_timer, helpers_tick, nt);
+	timer_init(&nt->flood_timer, on_flood_timer, nt);
+	nt->fd = fd;
+	p->notify = nt;
+	xasprintf(&p->notify_path, "@%s", nt->name);
 	return 0;
 }
 
 void
-notify_close(void)
+notify_close(struct pool *p)
 {
+	struct notify *nt = p->notify;
 	int	 i;
 
-	if (notify_fd >= 0) {
-		loop_del(notify_fd);
-		close(notify_fd);
-	}
-	notify_fd = -1;
-	if (consume_fd >= 0) {
-		loop_del(consume_fd);
-		close(consume_fd);
-		consume_fd = -1;
+	if (nt == NULL)
+		return;
+	loop_del(nt->fd);
+	close(nt->fd);
+	if (nt->consume_fd >= 0) {
+		loop_del(nt->consume_fd);
+		close(nt->consume_fd);
+		nt->consume_fd = -1;
 	}
 	/* Helpers die with the master (PDEATHSIG) or at their deadline. */
 	for (i = 0; i < HELPERS_MAX; i++)
-		if (helpers[i].pidfd >= 0) {
-			(void)syscall(SYS_pidfd_send_signal, helpers[i].pidfd,
-			    SIGKILL, NULL, 0);
-			loop_del(helpers[i].pidfd);
-			close(helpers[i].pidfd);
-			helpers[i].pidfd = -1;
+		if (nt->helpers[i].pidfd >= 0) {
+			(void)syscall(SYS_pidfd_send_signal,
+			    nt->helpers[i].pidfd, SIGKILL, NULL, 0);
+			loop_del(nt->helpers[i].pidfd);
+			close(nt->helpers[i].pidfd);
+			nt->helpers[i].pidfd = -1;
 		}
-	nhelpers = 0;
-	timer_cancel(&helper_timer);
-	timer_cancel(&flood_timer);
+	nt->nhelpers = 0;
+	timer_cancel(&nt->helper_timer);
+	timer_cancel(&nt->flood_timer);
+	free(nt);
+	p->notify = NULL;
 }

@@ -315,8 +315,6 @@ static void	 replace_done(struct pool *, struct slot *);
 static void	 restart_record_end(struct pool *, const struct slot *,
 		    const char *, bool);
 
-static struct pool *the_pool;	/* for timer callbacks that get a slot */
-
 const char *
 worker_state_name(enum worker_state s)
 {
@@ -622,7 +620,7 @@ static void
 on_exec_status(int fd, uint32_t ev, void *arg)
 {
 	struct worker *w = arg;
-	struct pool *p = the_pool;
+	struct pool *p = w->pool;
 	struct spawn_error e;
 
 	(void)fd;
@@ -637,13 +635,14 @@ static void
 on_ready_timeout(void *arg)
 {
 	struct worker *w = arg;
+	struct pool *p = w->pool;
 
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
-	    (int)w->pid, the_pool->conf->ready_timeout);
-	slot_enter(&the_pool->slots[w->id]);
+	    (int)w->pid, p->conf->ready_timeout);
+	slot_enter(&p->slots[w->id]);
 	w->ready_failed = true;
 	worker_kill(w, SIGKILL);
-	slot_leave(the_pool, &the_pool->slots[w->id], EV_READY_TIMEOUT);
+	slot_leave(p, &p->slots[w->id], EV_READY_TIMEOUT);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -652,17 +651,18 @@ static void
 on_kill_timeout(void *arg)
 {
 	struct worker *w = arg;
+	struct pool *p = w->pool;
 
 	if (w->stop_waiting) {
 		log_warnx("worker %d (pid %d) still has %ld open connection%s "
 		    "after %gs; sending %s", w->id, (int)w->pid, w->active,
-		    w->active == 1 ? "" : "s", the_pool->conf->stop_timeout,
-		    signal_name(the_pool->conf->stop_signal));
-		worker_signal_stop(the_pool, w);
+		    w->active == 1 ? "" : "s", p->conf->stop_timeout,
+		    signal_name(p->conf->stop_signal));
+		worker_signal_stop(p, w);
 		return;
 	}
 	log_warnx("worker %d (pid %d) did not stop within %gs; sending KILL",
-	    w->id, (int)w->pid, the_pool->conf->stop_timeout);
+	    w->id, (int)w->pid, p->conf->stop_timeout);
 	worker_kill(w, SIGKILL);
 }
 
@@ -670,10 +670,11 @@ static void
 on_watchdog_timeout(void *arg)
 {
 	struct worker *w = arg;
+	struct pool *p = w->pool;
 
 	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
-	    "it (ABRT)", w->id, (int)w->pid, the_pool->conf->watchdog);
-	slot_enter(&the_pool->slots[w->id]);
+	    "it (ABRT)", w->id, (int)w->pid, p->conf->watchdog);
+	slot_enter(&p->slots[w->id]);
 	w->watchdog_fired = true;
 	/* No longer counted as ready: status --check fails until it is back. */
 	w->state = W_STOPPING;
@@ -684,8 +685,8 @@ on_watchdog_timeout(void *arg)
 	 * signal until --stop-timeout's KILL: wake it, as systemd does.
 	 */
 	sys_kill(w->pid, SIGCONT);
-	timer_set(&w->kill_timer, the_pool->conf->stop_timeout);
-	slot_leave(the_pool, &the_pool->slots[w->id], EV_WATCHDOG);
+	timer_set(&w->kill_timer, p->conf->stop_timeout);
+	slot_leave(p, &p->slots[w->id], EV_WATCHDOG);
 }
 
 /*
@@ -709,6 +710,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	pid_t	 pid;
 
 	w = xcalloc(1, sizeof(*w));
+	w->pool = p;
 	w->id = s->id;
 	w->generation = gen;
 	w->exec_fd = -1;
@@ -875,7 +877,7 @@ on_probe_timer(void *arg)
 	struct worker *w = arg;
 
 	if (w->state == W_STARTING)
-		worker_probe(the_pool, w);
+		worker_probe(w->pool, w);
 }
 
 /*
@@ -928,7 +930,7 @@ static void
 on_respawn(void *arg)
 {
 	struct slot *s = arg;
-	struct pool *p = the_pool;
+	struct pool *p = s->pool;
 
 	slot_enter(s);
 	s->respawn_at = 0;
@@ -1134,7 +1136,7 @@ static void
 on_drain_timer(void *arg)
 {
 	struct slot *s = arg;
-	struct pool *p = the_pool;
+	struct pool *p = s->pool;
 
 	if (!s->draining)
 		return;
@@ -1172,6 +1174,7 @@ slot_prepare(struct pool *p, int id)
 
 	if (!s->inited) {
 		s->inited = true;
+		s->pool = p;
 		s->id = id;
 		timer_init(&s->respawn_timer, on_respawn, s);
 		timer_init(&s->drain_timer, on_drain_timer, s);
@@ -2476,7 +2479,6 @@ int
 pool_init(struct pool *p, struct conf *c)
 {
 	memset(p, 0, sizeof(*p));
-	the_pool = p;
 	p->conf = c;
 	p->pid = getpid();
 	p->started_mono = now_mono();

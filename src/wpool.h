@@ -340,6 +340,7 @@ enum worker_state { W_STARTING, W_READY, W_STOPPING, W_FAILED };
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
+	struct pool *pool;		/* its own: for its timers and fds */
 	int	 id;
 	pid_t	 pid;
 	unsigned generation;
@@ -411,6 +412,7 @@ enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
     EV_DRAIN, EV_STOP, EV_ENDED, EV_NEVENTS };
 
 struct slot {
+	struct pool *pool;		/* its own: for its timers */
 	int	 id;
 	bool	 inited;
 	enum slot_state state;
@@ -518,6 +520,9 @@ struct pool {
 	char	*control_path;
 	char	*einhorn_path;		/* -u workers' EINHORN_SOCK_PATH */
 	char	*notify_path;
+	struct control *ctl;		/* control.c's server */
+	struct metrics *metrics;	/* metrics.c's server, if --metrics */
+	struct notify *notify;		/* notify.c's socket, if it opened */
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
 	int	 queue_len;			/* balance: waiting */
@@ -610,18 +615,18 @@ int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
 int	notify_open(struct pool *, char *, size_t);
-void	notify_close(void);
+void	notify_close(struct pool *);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
 
 /* control.c: the control socket server. */
 int	control_open(struct pool *, const char *, char *, size_t);
-void	control_close(void);
+void	control_close(struct pool *);
 char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 
 /* metrics.c: --metrics, Prometheus text and JSON over HTTP. */
 int	metrics_open(struct pool *, const char *, char *, size_t);
-void	metrics_close(void);
+void	metrics_close(struct pool *);
 char	*metrics_text(struct pool *, size_t *);
 
 /* status.c: the pool as a json-c object (pure). */
