@@ -201,14 +201,14 @@ balance_ring_lookup(uint32_t key, bool (*ok)(int, void *), void *arg)
 }
 
 static bool
-eligible(const struct worker *w)
+eligible(const struct pool *p, const struct worker *w)
 {
 	return w != NULL && w->state == W_READY &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending && w->bal != NULL &&
 	    (!w->bal->watch.stalled || !w->bal->probing) && !w->bal->muted &&
 	    w->active < WORKER_MAX_INFLIGHT &&
-	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
+	    (p->conf->max_requests == 0 || w->requests < w->max_requests);
 }
 
 /* A channel that closed while its process lives on: it is replaced. */
@@ -223,46 +223,122 @@ on_chan_timer(void *arg)
 		pool_recycle(B, w, "closed its connection channel");
 }
 
+/* The ring's ok(): arg is the pool. */
 static bool
 slot_ok(int id, void *arg)
 {
-	(void)arg;
-	return id < B->target && eligible(B->slots[id].cur);
+	const struct pool *p = arg;
+
+	return id < p->target && eligible(p, p->slots[id].cur);
 }
 
 static struct worker *
-pick(const struct conn *c)
+pick_ip_hash(struct pool *p, const struct conn *c)
 {
-	struct worker *best = NULL, *w;
-	int	 n = B->target, i, id;
+	int	 id = balance_ring_lookup(c->iphash, slot_ok, p);
 
-	switch (B->conf->balancer) {
-	case BAL_IP_HASH:
-		id = balance_ring_lookup(c->iphash, slot_ok, NULL);
-		return id >= 0 ? B->slots[id].cur : NULL;
-	case BAL_ROUND_ROBIN:
-		for (i = 0; i < n; i++) {
-			id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
-			if (eligible(B->slots[id].cur)) {
-				rr_cursor = (unsigned)id + 1;
-				return B->slots[id].cur;
-			}
+	return id >= 0 ? p->slots[id].cur : NULL;
+}
+
+static void
+resize_ip_hash(struct pool *p)
+{
+	balance_ring_build(p->target);
+}
+
+static struct worker *
+pick_round_robin(struct pool *p, const struct conn *c)
+{
+	int	 n = p->target, i, id;
+
+	(void)c;
+	for (i = 0; i < n; i++) {
+		id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
+		if (eligible(p, p->slots[id].cur)) {
+			rr_cursor = (unsigned)id + 1;
+			return p->slots[id].cur;
 		}
-		return NULL;
-	case BAL_LEAST_CONN:
-		/* Ties rotate: the scan starts after the last pick. */
-		for (i = 0; i < n; i++) {
-			id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
-			w = B->slots[id].cur;
-			if (eligible(w) && (best == NULL ||
-			    w->active < best->active))
-				best = w;
-		}
-		if (best != NULL)
-			rr_cursor = (unsigned)best->id + 1;
-		return best;
 	}
 	return NULL;
+}
+
+static struct worker *
+pick_least_conn(struct pool *p, const struct conn *c)
+{
+	struct worker *best = NULL, *w;
+	int	 n = p->target, i, id;
+
+	(void)c;
+	/* Ties rotate: the scan starts after the last pick. */
+	for (i = 0; i < n; i++) {
+		id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
+		w = p->slots[id].cur;
+		if (eligible(p, w) && (best == NULL || w->active < best->active))
+			best = w;
+	}
+	if (best != NULL)
+		rr_cursor = (unsigned)best->id + 1;
+	return best;
+}
+
+/*
+ * The balancers, one line each: the name (--balancer, the config file,
+ * status, --help, the docs and completions checks all read it from
+ * balancer_names below, through the option table), the function that
+ * picks the worker for a connection (NULL: none eligible, it waits in the
+ * queue), and the one called when the number of slots changes (NULL:
+ * nothing to do).  conf.balancer is the index of its line; the first is
+ * the default.  Adding one is a line here plus its pick function.
+ */
+#define BALANCERS(X)						\
+	X("least-conn",	 pick_least_conn,	NULL)		\
+	X("round-robin", pick_round_robin,	NULL)		\
+	X("ip-hash",	 pick_ip_hash,		resize_ip_hash)
+
+struct balancer {
+	const char *name;
+	struct worker *(*pick)(struct pool *, const struct conn *);
+	void	(*resize)(struct pool *);
+};
+
+#define BALANCER_ENTRY(name, pick, resize)	{ name, pick, resize },
+#define BALANCER_NAME(name, pick, resize)	name,
+static const struct balancer balancers[] = { BALANCERS(BALANCER_ENTRY) };
+const char *const balancer_names[] = { BALANCERS(BALANCER_NAME) NULL };
+#undef BALANCER_ENTRY
+#undef BALANCER_NAME
+
+#define NBALANCERS	(sizeof(balancers) / sizeof(balancers[0]))
+
+static const struct balancer *
+balancer_of(const struct pool *p)
+{
+	size_t	 b = (size_t)p->conf->balancer;
+
+	return b < NBALANCERS ? &balancers[b] : &balancers[0];
+}
+
+static struct worker *
+pick(struct pool *p, const struct conn *c)
+{
+	return balancer_of(p)->pick(p, c);
+}
+
+/*
+ * The pool's target changed (or was first set): the balancer that keeps
+ * state per slot (ip-hash's ring) rebuilds it.  Nothing outside balance
+ * mode.
+ */
+void
+balance_pool_resized(struct pool *p)
+{
+	const struct balancer *b;
+
+	if (p->conf->mode != MODE_BALANCE)
+		return;
+	b = balancer_of(p);
+	if (b->resize != NULL)
+		b->resize(p);
 }
 
 /*
@@ -747,7 +823,7 @@ balance_kick(void)
 		return;
 	while ((c = TAILQ_FIRST(&queue)) != NULL) {
 		for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {
-			if ((w = pick(c)) == NULL)
+			if ((w = pick(B, c)) == NULL)
 				goto out;
 			if ((r = send_conn(w, c)) > 0)
 				break;
@@ -1294,8 +1370,7 @@ balance_init(struct pool *p, char *err, size_t len)
 	timer_init(&kick_timer, on_kick, NULL);
 	if (p->conf->mode != MODE_BALANCE && p->conf->mode != MODE_INETD)
 		return 0;
-	if (p->conf->mode == MODE_BALANCE)
-		balance_ring_build(p->target);
+	balance_pool_resized(p);
 	for (i = 0; i < p->conf->nlisteners; i++) {
 		struct listener *l = &p->conf->listeners[i];
 

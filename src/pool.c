@@ -2300,8 +2300,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		}
 	}
 	pool_steer(p);
-	if (p->conf->mode == MODE_BALANCE)
-		balance_ring_build(n);
+	balance_pool_resized(p);
 	if (reload_kick || p->reload.active)
 		reload_step(p);
 	return 0;
