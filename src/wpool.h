@@ -595,13 +595,13 @@ int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
 	    double);
 bool	balance_watch_closed(struct chan_watch *, double);
 int	balance_init(struct pool *, char *, size_t);
-int	balance_worker_channel(struct worker *, int *);
-void	balance_worker_gone(struct worker *);
-void	balance_kick(void);
-bool	balance_reaped(pid_t, int);
+int	balance_worker_channel(struct pool *, struct worker *, int *);
+void	balance_worker_gone(struct pool *, struct worker *);
+void	balance_kick(struct pool *);
+bool	balance_reaped(struct pool *, pid_t, int);
 bool	balance_has_child(pid_t);
-int	balance_stop(int);
-struct json_object *balance_status_json(double);
+int	balance_stop(struct pool *, int);
+struct json_object *balance_status_json(struct pool *, double);
 int	balance_parse_message(const char *, size_t, long long *);
 void	balance_pool_resized(struct pool *);
 extern const char *const balancer_names[];	/* its balancers' table */
