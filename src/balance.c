@@ -76,6 +76,7 @@ RB_HEAD(conntree, conn);
  * closes its end or dies, instead of the kernel closing them.
  */
 struct bchan {
+	struct pool *pool;		/* its worker's */
 	int	 peer;
 	ino_t	 peer_ino;		/* to find it among the worker's fds, */
 	int	 peer_fdno;		/* where it was last seen (3) */
@@ -106,7 +107,7 @@ struct ichild {
 	double	 started;
 };
 
-static struct pool *B;
+static bool	 started;		/* balance_init ran */
 static struct connq queue = TAILQ_HEAD_INITIALIZER(queue);
 static TAILQ_HEAD(, ichild) ichildren = TAILQ_HEAD_INITIALIZER(ichildren);
 static int	 qlen;
@@ -201,14 +202,14 @@ balance_ring_lookup(uint32_t key, bool (*ok)(int, void *), void *arg)
 }
 
 static bool
-eligible(const struct worker *w)
+eligible(const struct pool *p, const struct worker *w)
 {
 	return w != NULL && w->state == W_READY &&
 	    !w->stop_sent && w->chan_fd >= 0 && !w->chan_full &&
 	    w->garbage == 0 && !w->recycle_pending && w->bal != NULL &&
 	    (!w->bal->watch.stalled || !w->bal->probing) && !w->bal->muted &&
 	    w->active < WORKER_MAX_INFLIGHT &&
-	    (B->conf->max_requests == 0 || w->requests < w->max_requests);
+	    (p->conf->max_requests == 0 || w->requests < w->max_requests);
 }
 
 /* A channel that closed while its process lives on: it is replaced. */
@@ -216,53 +217,130 @@ static void
 on_chan_timer(void *arg)
 {
 	struct worker *w = arg;
+	struct pool *p = w->bal->pool;	/* the timer lives with w->bal */
 
-	if (w->stop_sent || B->state != POOL_RUNNING)
+	if (w->stop_sent || p->state != POOL_RUNNING)
 		return;
 	if (w->chan_fd < 0)
-		pool_recycle(B, w, "closed its connection channel");
+		pool_recycle(p, w, "closed its connection channel");
 }
 
+/* The ring's ok(): arg is the pool. */
 static bool
 slot_ok(int id, void *arg)
 {
-	(void)arg;
-	return id < B->target && eligible(B->slots[id].cur);
+	const struct pool *p = arg;
+
+	return id < p->target && eligible(p, p->slots[id].cur);
 }
 
 static struct worker *
-pick(const struct conn *c)
+pick_ip_hash(struct pool *p, const struct conn *c)
 {
-	struct worker *best = NULL, *w;
-	int	 n = B->target, i, id;
+	int	 id = balance_ring_lookup(c->iphash, slot_ok, p);
 
-	switch (B->conf->balancer) {
-	case BAL_IP_HASH:
-		id = balance_ring_lookup(c->iphash, slot_ok, NULL);
-		return id >= 0 ? B->slots[id].cur : NULL;
-	case BAL_ROUND_ROBIN:
-		for (i = 0; i < n; i++) {
-			id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
-			if (eligible(B->slots[id].cur)) {
-				rr_cursor = (unsigned)id + 1;
-				return B->slots[id].cur;
-			}
+	return id >= 0 ? p->slots[id].cur : NULL;
+}
+
+static void
+resize_ip_hash(struct pool *p)
+{
+	balance_ring_build(p->target);
+}
+
+static struct worker *
+pick_round_robin(struct pool *p, const struct conn *c)
+{
+	int	 n = p->target, i, id;
+
+	(void)c;
+	for (i = 0; i < n; i++) {
+		id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
+		if (eligible(p, p->slots[id].cur)) {
+			rr_cursor = (unsigned)id + 1;
+			return p->slots[id].cur;
 		}
-		return NULL;
-	case BAL_LEAST_CONN:
-		/* Ties rotate: the scan starts after the last pick. */
-		for (i = 0; i < n; i++) {
-			id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
-			w = B->slots[id].cur;
-			if (eligible(w) && (best == NULL ||
-			    w->active < best->active))
-				best = w;
-		}
-		if (best != NULL)
-			rr_cursor = (unsigned)best->id + 1;
-		return best;
 	}
 	return NULL;
+}
+
+static struct worker *
+pick_least_conn(struct pool *p, const struct conn *c)
+{
+	struct worker *best = NULL, *w;
+	int	 n = p->target, i, id;
+
+	(void)c;
+	/* Ties rotate: the scan starts after the last pick. */
+	for (i = 0; i < n; i++) {
+		id = (int)((rr_cursor + (unsigned)i) % (unsigned)n);
+		w = p->slots[id].cur;
+		if (eligible(p, w) && (best == NULL || w->active < best->active))
+			best = w;
+	}
+	if (best != NULL)
+		rr_cursor = (unsigned)best->id + 1;
+	return best;
+}
+
+/*
+ * The balancers, one line each: the name (--balancer, the config file,
+ * status, --help, the docs and completions checks all read it from
+ * balancer_names below, through the option table), the function that
+ * picks the worker for a connection (NULL: none eligible, it waits in the
+ * queue), and the one called when the number of slots changes (NULL:
+ * nothing to do).  conf.balancer is the index of its line; the first is
+ * the default.  Adding one is a line here plus its pick function.
+ */
+#define BALANCERS(X)						\
+	X("least-conn",	 pick_least_conn,	NULL)		\
+	X("round-robin", pick_round_robin,	NULL)		\
+	X("ip-hash",	 pick_ip_hash,		resize_ip_hash)
+
+struct balancer {
+	const char *name;
+	struct worker *(*pick)(struct pool *, const struct conn *);
+	void	(*resize)(struct pool *);
+};
+
+#define BALANCER_ENTRY(name, pick, resize)	{ name, pick, resize },
+#define BALANCER_NAME(name, pick, resize)	name,
+static const struct balancer balancers[] = { BALANCERS(BALANCER_ENTRY) };
+const char *const balancer_names[] = { BALANCERS(BALANCER_NAME) NULL };
+#undef BALANCER_ENTRY
+#undef BALANCER_NAME
+
+#define NBALANCERS	(sizeof(balancers) / sizeof(balancers[0]))
+
+static const struct balancer *
+balancer_of(const struct pool *p)
+{
+	size_t	 b = (size_t)p->conf->balancer;
+
+	return b < NBALANCERS ? &balancers[b] : &balancers[0];
+}
+
+static struct worker *
+pick(struct pool *p, const struct conn *c)
+{
+	return balancer_of(p)->pick(p, c);
+}
+
+/*
+ * The pool's target changed (or was first set): the balancer that keeps
+ * state per slot (ip-hash's ring) rebuilds it.  Nothing outside balance
+ * mode.
+ */
+void
+balance_pool_resized(struct pool *p)
+{
+	const struct balancer *b;
+
+	if (p->conf->mode != MODE_BALANCE)
+		return;
+	b = balancer_of(p);
+	if (b->resize != NULL)
+		b->resize(p);
 }
 
 /*
@@ -283,7 +361,7 @@ conn_close(struct conn *c)
 }
 
 static void
-queue_flush(void)
+queue_flush(struct pool *p)
 {
 	struct conn *c;
 
@@ -292,7 +370,7 @@ queue_flush(void)
 		conn_close(c);
 	}
 	qlen = 0;
-	B->queue_len = 0;
+	p->queue_len = 0;
 }
 
 /* The peer's address for the message, and its hash for ip-hash. */
@@ -318,19 +396,19 @@ conn_describe(struct conn *c, const struct sockaddr_storage *ss,
  * the message the master wrote.
  */
 static struct conn *
-conn_rebuild(int fd, unsigned long id, const char *msg)
+conn_rebuild(struct pool *p, int fd, unsigned long id, const char *msg)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct conn *c = xcalloc(1, sizeof(*c));
-	const char *p = strstr(msg, ",\"listener\":\"");
+	const char *at = strstr(msg, ",\"listener\":\"");
 	size_t	 i, len;
 
 	c->id = id;
-	for (i = 0; p != NULL && i < B->conf->nlisteners; i++) {
-		len = strlen(B->conf->listeners[i].name);
-		if (strncmp(p + 13, B->conf->listeners[i].name, len) == 0 &&
-		    p[13 + len] == '"') {
+	for (i = 0; at != NULL && i < p->conf->nlisteners; i++) {
+		len = strlen(p->conf->listeners[i].name);
+		if (strncmp(at + 13, p->conf->listeners[i].name, len) == 0 &&
+		    at[13 + len] == '"') {
 			c->listener = (int)i;
 			break;
 		}
@@ -348,7 +426,7 @@ conn_rebuild(int fd, unsigned long id, const char *msg)
  * worker's end, so what arrives there is its own messages, one fd each.
  */
 static int
-pull_back(struct worker *w)
+pull_back(struct pool *p, struct worker *w)
 {
 	struct bchan *b = w->bal;
 	struct connq back = TAILQ_HEAD_INITIALIZER(back);
@@ -407,7 +485,7 @@ pull_back(struct worker *w)
 			if (w->active > 0)
 				w->active--;
 		} else
-			c = conn_rebuild(fd, key.id, buf);
+			c = conn_rebuild(p, fd, key.id, buf);
 		c->fd = fd;
 		c->returned = true;
 		if (w->requests > 0)
@@ -420,7 +498,7 @@ pull_back(struct worker *w)
 		TAILQ_INSERT_HEAD(&queue, c, entry);
 		qlen++;
 	}
-	B->queue_len = qlen;
+	p->queue_len = qlen;
 	return k;
 }
 
@@ -431,7 +509,7 @@ pull_back(struct worker *w)
  * the worker sent is disposed of (fds, where the kernel lets it pass them).
  */
 static int
-chan_close(struct worker *w)
+chan_close(struct pool *p, struct worker *w)
 {
 	struct bchan *b = w->bal;
 	struct conn *c, *t;
@@ -439,7 +517,7 @@ chan_close(struct worker *w)
 	int	 n = 0;
 
 	if (b != NULL && b->peer >= 0) {
-		n = pull_back(w);
+		n = pull_back(p, w);
 		close(b->peer);
 		b->peer = -1;
 	}
@@ -511,11 +589,11 @@ chan_held(struct worker *w)
 
 /* w closed its end while it lives on: as if it had closed the socket. */
 static void
-chan_lost(struct worker *w)
+chan_lost(struct pool *p, struct worker *w)
 {
 	int	 n;
 
-	n = chan_close(w);
+	n = chan_close(p, w);
 	if (n > 0) {
 		log_info("worker %d (pid %d) closed its channel with %d "
 		    "connection%s unread: they go to other workers", w->id,
@@ -523,7 +601,7 @@ chan_lost(struct worker *w)
 		timer_set(&kick_timer, 0);
 	}
 	timer_set(&w->chan_timer, CHAN_LOST_GRACE);
-	pool_worker_idle(B, w);
+	pool_worker_idle(p, w);
 }
 
 /*
@@ -592,13 +670,13 @@ balance_watch_closed(struct chan_watch *cw, double now)
  * queued there).
  */
 static bool
-watch_worker(struct worker *w, double now)
+watch_worker(struct pool *p, struct worker *w, double now)
 {
 	struct bchan *b = w->bal;
 	int	 inq = 0, n = 0, r;
 
 	if (!chan_held(w)) {
-		chan_lost(w);
+		chan_lost(p, w);
 		return true;
 	}
 	if (ioctl(b->peer, FIONREAD, &inq) < 0 || inq < 0)
@@ -606,7 +684,7 @@ watch_worker(struct worker *w, double now)
 	r = balance_watch(&b->watch, b->sent_bytes - b->pulled_bytes -
 	    (uint64_t)inq, inq, b->closes, now);
 	if (r & WATCH_PULL)
-		n = pull_back(w);
+		n = pull_back(p, w);
 	else if (inq == 0)
 		/* The last probe was taken back a look ago: another may go. */
 		b->probing = false;
@@ -623,7 +701,7 @@ watch_worker(struct worker *w, double now)
 	if ((r & WATCH_RECYCLE) && !w->stop_sent) {
 		log_warnx("worker %d (pid %d) has not read its channel for %gs",
 		    w->id, (int)w->pid, BALANCE_STUCK_SECONDS);
-		pool_recycle(B, w, "stopped reading its channel");
+		pool_recycle(p, w, "stopped reading its channel");
 	}
 	return n > 0;
 }
@@ -631,18 +709,18 @@ watch_worker(struct worker *w, double now)
 static void
 on_watch(void *arg)
 {
+	struct pool *p = arg;
 	struct worker *w, *tw;
 	double	 now = now_mono();
 	bool	 again = false, moved = false;
 
-	(void)arg;
-	if (B->state != POOL_RUNNING)
+	if (p->state != POOL_RUNNING)
 		return;
-	TAILQ_FOREACH_SAFE(w, &B->workers, entry, tw) {
+	TAILQ_FOREACH_SAFE(w, &p->workers, entry, tw) {
 		if (w->bal == NULL || w->chan_fd < 0 ||
 		    (w->active == 0 && !w->bal->watch.stalled))
 			continue;
-		if (watch_worker(w, now))
+		if (watch_worker(p, w, now))
 			moved = true;
 		if (w->chan_fd >= 0 && (w->active > 0 ||
 		    w->bal->watch.stalled))
@@ -651,21 +729,20 @@ on_watch(void *arg)
 	if (again)
 		timer_set(&watch_timer, WATCH_TICK);
 	if (moved)
-		balance_kick();
+		balance_kick(p);
 }
 
 static void
 on_kick(void *arg)
 {
-	(void)arg;
-	balance_kick();
+	balance_kick(arg);
 }
 
-static void	 accept_resume(void);
+static void	 accept_resume(struct pool *);
 
 /* Hands one connection to w: its payload's length, -EAGAIN when full. */
 static int
-send_conn(struct worker *w, struct conn *c)
+send_conn(struct pool *p, struct worker *w, struct conn *c)
 {
 	char	 payload[512];	/* a name of 255, a peer of 63, and the rest */
 	union {
@@ -679,7 +756,7 @@ send_conn(struct worker *w, struct conn *c)
 
 	n = snprintf(payload, sizeof(payload), "{\"id\":%lu,\"listener\":"
 	    "\"%s\",\"peer\":\"%s\"}", c->id,
-	    B->conf->listeners[c->listener].name, c->peer);
+	    p->conf->listeners[c->listener].name, c->peer);
 	if (n < 0 || (size_t)n >= sizeof(payload))
 		return -EMSGSIZE;
 	memset(&msg, 0, sizeof(msg));
@@ -729,27 +806,27 @@ conn_sent(struct worker *w, struct conn *c, int len)
 
 /* Dispatches queued connections while some worker can take one. */
 void
-balance_kick(void)
+balance_kick(struct pool *p)
 {
 	struct conn *c;
 	struct worker *w;
 	int	 r, tries;
 
-	if (B == NULL)
+	if (!started)
 		return;
-	if (B->conf->mode == MODE_INETD) {
+	if (p->conf->mode == MODE_INETD) {
 		/* A larger limit (scale up) lets waiting connections in. */
-		if (!accepting && nichildren < B->target)
-			accept_resume();
+		if (!accepting && nichildren < p->target)
+			accept_resume(p);
 		return;
 	}
-	if (B->conf->mode != MODE_BALANCE)
+	if (p->conf->mode != MODE_BALANCE)
 		return;
 	while ((c = TAILQ_FIRST(&queue)) != NULL) {
 		for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {
-			if ((w = pick(c)) == NULL)
+			if ((w = pick(p, c)) == NULL)
 				goto out;
-			if ((r = send_conn(w, c)) > 0)
+			if ((r = send_conn(p, w, c)) > 0)
 				break;
 			if (r == -EAGAIN) {
 				/*
@@ -768,74 +845,79 @@ balance_kick(void)
 			    strerror(-r));
 			/* Its end was shut: the channel is broken. */
 			w->garbage = GARBAGE_LIMIT;
-			pool_recycle(B, w, "cannot be passed connections");
+			pool_recycle(p, w, "cannot be passed connections");
 		}
 		if (tries == WPOOL_MAX_WORKERS)
 			break;
 		TAILQ_REMOVE(&queue, c, entry);
 		qlen--;
 		conn_sent(w, c, r);
-		if (B->conf->max_requests > 0 && w->requests >=
+		if (p->conf->max_requests > 0 && w->requests >=
 		    w->max_requests)
-			pool_recycle(B, w, "served its --max-requests");
+			pool_recycle(p, w, "served its --max-requests");
 	}
 out:
-	B->queue_len = qlen;
-	if (!accepting && qlen < B->conf->max_queue)
-		accept_resume();
+	p->queue_len = qlen;
+	if (!accepting && qlen < p->conf->max_queue)
+		accept_resume(p);
 }
 
 static void
-accept_pause(void)
+accept_pause(struct pool *p)
 {
 	size_t	 i;
 
-	for (i = 0; i < B->conf->nlisteners; i++)
-		loop_mod(B->conf->listeners[i].fd, 0);
+	for (i = 0; i < p->conf->nlisteners; i++)
+		loop_mod(p->conf->listeners[i].fd, 0);
 	accepting = false;
 }
 
 static void
-accept_resume(void)
+accept_resume(struct pool *p)
 {
 	size_t	 i;
 
-	if (B->state != POOL_RUNNING)
+	if (p->state != POOL_RUNNING)
 		return;
-	for (i = 0; i < B->conf->nlisteners; i++)
-		loop_mod(B->conf->listeners[i].fd, EPOLLIN);
+	for (i = 0; i < p->conf->nlisteners; i++)
+		loop_mod(p->conf->listeners[i].fd, EPOLLIN);
 	accepting = true;
 }
 
 static void
 on_emfile(void *arg)
 {
-	(void)arg;
-	if ((B->conf->mode == MODE_BALANCE && qlen < B->conf->max_queue) ||
-	    (B->conf->mode == MODE_INETD && nichildren < B->target))
-		accept_resume();
+	struct pool *p = arg;
+
+	if ((p->conf->mode == MODE_BALANCE && qlen < p->conf->max_queue) ||
+	    (p->conf->mode == MODE_INETD && nichildren < p->target))
+		accept_resume(p);
 }
 
-static void	 inetd_spawn(struct conn *);
+static void	 inetd_spawn(struct pool *, struct conn *);
 
 static void
 on_accept(int fd, uint32_t ev, void *arg)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
+	struct pool *p = arg;
 	struct conn *c;
-	int	 cfd, n, li = (int)(intptr_t)arg;
+	int	 cfd, n, li = 0;
 
 	(void)ev;
+	while ((size_t)li < p->conf->nlisteners &&
+	    p->conf->listeners[li].fd != fd)
+		li++;
 	for (n = 0; n < ACCEPT_BURST; n++) {
-		if (B->conf->mode == MODE_BALANCE &&
-		    qlen >= B->conf->max_queue) {
+		if (p->conf->mode == MODE_BALANCE &&
+		    qlen >= p->conf->max_queue) {
 			/* Full: the kernel's backlog holds the rest. */
-			accept_pause();
+			accept_pause(p);
 			return;
 		}
-		if (B->conf->mode == MODE_INETD && nichildren >= B->target) {
-			accept_pause();
+		if (p->conf->mode == MODE_INETD && nichildren >= p->target) {
+			accept_pause(p);
 			return;
 		}
 		sl = sizeof(ss);
@@ -845,7 +927,7 @@ on_accept(int fd, uint32_t ev, void *arg)
 			    errno == ENOBUFS || errno == ENOMEM) {
 				log_warnx("cannot accept: %s; pausing 100 ms",
 				    strerror(errno));
-				accept_pause();
+				accept_pause(p);
 				timer_set(&emfile_timer, 0.1);
 			}
 			return;
@@ -854,15 +936,15 @@ on_accept(int fd, uint32_t ev, void *arg)
 		c->fd = cfd;
 		c->id = ++next_id;
 		c->listener = li;
-		B->connections_total++;
+		p->connections_total++;
 		conn_describe(c, &ss, sl);
-		if (B->conf->mode == MODE_INETD) {
-			inetd_spawn(c);
+		if (p->conf->mode == MODE_INETD) {
+			inetd_spawn(p, c);
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&queue, c, entry);
 		qlen++;
-		balance_kick();
+		balance_kick(p);
 	}
 }
 
@@ -943,7 +1025,7 @@ balance_parse_message(const char *buf, size_t len, long long *id)
  * GARBAGE_LIMIT come in a row.
  */
 static void
-chan_garbage(struct worker *w, const char *what)
+chan_garbage(struct pool *p, struct worker *w, const char *what)
 {
 	if (w->garbage++ == 0)
 		log_warnx("worker %d (pid %d) %s: no more connections until "
@@ -951,13 +1033,13 @@ chan_garbage(struct worker *w, const char *what)
 	if (w->garbage == GARBAGE_LIMIT) {
 		w->bal->muted = true;
 		loop_mod(w->chan_fd, 0);
-		pool_recycle(B, w, "kept sending garbage");
+		pool_recycle(p, w, "kept sending garbage");
 	}
 }
 
 /* {"type":"closed","id":N}: valid only for a connection w holds. */
 static void
-chan_closed(struct worker *w, long long id)
+chan_closed(struct pool *p, struct worker *w, long long id)
 {
 	struct bchan *b = w->bal;
 	struct conn key, *c = NULL;
@@ -969,7 +1051,7 @@ chan_closed(struct worker *w, long long id)
 	if (c == NULL) {
 		snprintf(what, sizeof(what), "reported connection %lld "
 		    "closed, which it does not hold", id);
-		chan_garbage(w, what);
+		chan_garbage(p, w, what);
 		return;
 	}
 	RB_REMOVE(conntree, &b->inflight, c);
@@ -982,15 +1064,16 @@ chan_closed(struct worker *w, long long id)
 		    "it gets connections again", w->id, (int)w->pid);
 	}
 	if (w->active > 0 && --w->active == 0)
-		pool_worker_idle(B, w);
-	balance_kick();
+		pool_worker_idle(p, w);
+	balance_kick(p);
 }
 
 static void
 chan_event(int fd, uint32_t ev, void *arg)
 {
 	struct worker *w = arg;
-	struct bchan *b = w->bal;
+	struct bchan *b = w->bal;	/* set while its fd is watched */
+	struct pool *p = b->pool;
 	char	 buf[CHAN_MSG_MAX + 1];
 	long long id;
 	ssize_t	 n;
@@ -999,7 +1082,7 @@ chan_event(int fd, uint32_t ev, void *arg)
 	if (ev & EPOLLOUT) {
 		w->chan_full = false;
 		loop_mod(fd, b->muted ? 0 : EPOLLIN);
-		balance_kick();
+		balance_kick(p);
 		if (w->chan_fd != fd)
 			return;
 	}
@@ -1020,23 +1103,23 @@ chan_event(int fd, uint32_t ev, void *arg)
 			 * The master holds the worker's end too, so this is
 			 * not the worker closing its own: an error.
 			 */
-			chan_lost(w);
+			chan_lost(p, w);
 			return;
 		}
 		r = (flags & MSG_TRUNC) ? -EMSGSIZE :
 		    balance_parse_message(buf, (size_t)n, &id);
 		if (r < 0) {
-			chan_garbage(w, "sent a message that is not "
+			chan_garbage(p, w, "sent a message that is not "
 			    "{\"type\":\"closed\",\"id\":N} or "
 			    "{\"type\":\"ready\"}");
 			continue;
 		}
 		if (r == 1) {
 			w->garbage = 0;
-			pool_worker_notify(B, w, "READY", "1");
-			balance_kick();
+			pool_worker_notify(p, w, "READY", "1");
+			balance_kick(p);
 		} else
-			chan_closed(w, id);
+			chan_closed(p, w, id);
 		if (w->chan_fd != fd)
 			return;
 	}
@@ -1047,7 +1130,7 @@ chan_event(int fd, uint32_t ev, void *arg)
  * the master's end in w->chan_fd, and a copy of the worker's end.
  */
 int
-balance_worker_channel(struct worker *w, int *child_fd)
+balance_worker_channel(struct pool *p, struct worker *w, int *child_fd)
 {
 	struct bchan *b;
 	struct stat st;
@@ -1070,6 +1153,7 @@ balance_worker_channel(struct worker *w, int *child_fd)
 		return -EIO;
 	}
 	b = xcalloc(1, sizeof(*b));
+	b->pool = p;
 	b->peer = peer;
 	b->peer_ino = st.st_ino;
 	b->peer_fdno = 3;
@@ -1078,10 +1162,10 @@ balance_worker_channel(struct worker *w, int *child_fd)
 	w->chan_fd = sv[0];
 	*child_fd = sv[1];
 	timer_init(&w->chan_timer, on_chan_timer, w);
-	if (B->conf->max_requests > 0)
-		w->max_requests = B->conf->max_requests +
-		    (B->conf->max_requests_jitter > 0 ? (long)arc4random_uniform(
-		    (uint32_t)(B->conf->max_requests_jitter + 1)) : 0);
+	if (p->conf->max_requests > 0)
+		w->max_requests = p->conf->max_requests +
+		    (p->conf->max_requests_jitter > 0 ? (long)arc4random_uniform(
+		    (uint32_t)(p->conf->max_requests_jitter + 1)) : 0);
 	return 0;
 }
 
@@ -1090,29 +1174,29 @@ balance_worker_channel(struct worker *w, int *child_fd)
  * goes to other workers (from a timer: this runs inside pool.c's reaping).
  */
 void
-balance_worker_gone(struct worker *w)
+balance_worker_gone(struct pool *p, struct worker *w)
 {
 	int	 n;
 
 	if (w->chan_timer.cb != NULL)
 		timer_cancel(&w->chan_timer);
-	n = chan_close(w);
+	n = chan_close(p, w);
 	free(w->bal);
 	w->bal = NULL;
 	if (n == 0)
 		return;
-	if (B->state == POOL_RUNNING) {
+	if (p->state == POOL_RUNNING) {
 		log_info("worker %d (pid %d) left %d connection%s unread: "
 		    "they go to other workers", w->id, (int)w->pid, n,
 		    n == 1 ? "" : "s");
 		timer_set(&kick_timer, 0);
 	} else
-		queue_flush();
+		queue_flush(p);
 }
 
 /* inetd: the command runs with the connection as stdin and stdout. */
 static void
-inetd_spawn(struct conn *c)
+inetd_spawn(struct pool *p, struct conn *c)
 {
 	struct spawn_req req;
 	struct sockaddr_storage ss;
@@ -1147,28 +1231,28 @@ inetd_spawn(struct conn *c)
 		xasprintf(&vars[5], "REMOTE_ADDR=%s", rh);
 		xasprintf(&vars[6], "REMOTE_PORT=%s", rp ? rp : "");
 		xasprintf(&vars[7], "WPOOL_LISTENER=%s",
-		    B->conf->listeners[c->listener].name);
-		xasprintf(&vars[8], "WPOOL_MASTER_PID=%d", (int)B->pid);
+		    p->conf->listeners[c->listener].name);
+		xasprintf(&vars[8], "WPOOL_MASTER_PID=%d", (int)p->pid);
 	}
 #undef UNBRACKET
-	env = xcalloc(B->nenv_base + 10, sizeof(char *));
-	for (i = 0; i < B->nenv_base; i++)
-		env[n++] = B->env_base[i];
+	env = xcalloc(p->nenv_base + 10, sizeof(char *));
+	for (i = 0; i < p->nenv_base; i++)
+		env[n++] = p->env_base[i];
 	for (k = 0; k < 9; k++)
 		env[n++] = vars[k];
 	memset(&req, 0, sizeof(req));
-	req.argv = B->conf->argv;
+	req.argv = p->conf->argv;
 	req.envp = env;
 	req.stdin_fd = c->fd;
 	req.stdout_fd = c->fd;
 	req.stderr_fd = -1;
-	req.set_user = B->conf->set_user;
-	req.uid = B->conf->uid;
-	req.gid = B->conf->gid;
-	req.groups = B->conf->groups;
-	req.ngroups = B->conf->ngroups;
-	req.chdir = B->conf->chdir;
-	req.nofile = &B->nofile;
+	req.set_user = p->conf->set_user;
+	req.uid = p->conf->uid;
+	req.gid = p->conf->gid;
+	req.groups = p->conf->groups;
+	req.ngroups = p->conf->ngroups;
+	req.chdir = p->conf->chdir;
+	req.nofile = &p->nofile;
 	pid = spawn_child(&req, &status_fd);
 	for (k = 0; k < 9; k++)
 		free(vars[k]);
@@ -1188,7 +1272,7 @@ inetd_spawn(struct conn *c)
 	strlcpy(ch->peer, c->peer, sizeof(ch->peer));
 	TAILQ_INSERT_TAIL(&ichildren, ch, entry);
 	nichildren++;
-	B->nconnections = nichildren;
+	p->nconnections = nichildren;
 	log_debug("connection from %s: pid %d", c->peer, (int)pid);
 	conn_close(c);
 }
@@ -1207,7 +1291,7 @@ balance_has_child(pid_t pid)
 
 /* Called for every reaped pid that is not a worker. */
 bool
-balance_reaped(pid_t pid, int status)
+balance_reaped(struct pool *p, pid_t pid, int status)
 {
 	struct ichild *ch;
 
@@ -1218,46 +1302,46 @@ balance_reaped(pid_t pid, int status)
 		return false;
 	if (WIFEXITED(status) && WEXITSTATUS(status) >= 126)
 		log_warnx("connection from %s: '%s' exited with status %d",
-		    ch->peer, B->conf->argv[0], WEXITSTATUS(status));
-	else if (WIFSIGNALED(status) && !(B->state == POOL_STOPPING &&
-	    (WTERMSIG(status) == B->conf->stop_signal ||
+		    ch->peer, p->conf->argv[0], WEXITSTATUS(status));
+	else if (WIFSIGNALED(status) && !(p->state == POOL_STOPPING &&
+	    (WTERMSIG(status) == p->conf->stop_signal ||
 	    WTERMSIG(status) == SIGKILL))) {
 		char	 after[32];
 
 		format_duration(now_mono() - ch->started, after, sizeof(after));
 		log_warnx("connection from %s: '%s' (pid %d) killed by signal "
-		    "%s after %s", ch->peer, B->conf->argv[0], (int)pid,
+		    "%s after %s", ch->peer, p->conf->argv[0], (int)pid,
 		    signal_name(WTERMSIG(status)), after);
 	}
 	TAILQ_REMOVE(&ichildren, ch, entry);
 	free(ch);
 	nichildren--;
-	B->nconnections = nichildren;
-	if (!accepting && nichildren < B->target)
-		accept_resume();
-	if (B->state == POOL_STOPPING && nichildren == 0)
-		pool_check_done(B);
+	p->nconnections = nichildren;
+	if (!accepting && nichildren < p->target)
+		accept_resume(p);
+	if (p->state == POOL_STOPPING && nichildren == 0)
+		pool_check_done(p);
 	return true;
 }
 
 /* Stopping: ask every inetd child to stop; returns how many there are. */
 int
-balance_stop(int sig)
+balance_stop(struct pool *p, int sig)
 {
 	struct ichild *ch;
 
-	if (B == NULL)
+	if (!started)
 		return 0;
-	accept_pause();
+	accept_pause(p);
 	/* Queued connections were never served: close them. */
-	queue_flush();
+	queue_flush(p);
 	TAILQ_FOREACH(ch, &ichildren, entry)
 		kill(ch->pid, sig);
 	return nichildren;
 }
 
 json_object *
-balance_status_json(double mono)
+balance_status_json(struct pool *p, double mono)
 {
 	json_object *a = json_object_new_array();
 	struct ichild *ch;
@@ -1269,7 +1353,7 @@ balance_status_json(double mono)
 		json_object_object_add(o, "peer",
 		    json_object_new_string(ch->peer));
 		json_object_object_add(o, "listener", json_object_new_string(
-		    B->conf->listeners[ch->listener].name));
+		    p->conf->listeners[ch->listener].name));
 		{
 			char	 buf[32];
 
@@ -1288,20 +1372,18 @@ balance_init(struct pool *p, char *err, size_t len)
 	size_t	 i;
 	int	 r;
 
-	B = p;
-	timer_init(&emfile_timer, on_emfile, NULL);
-	timer_init(&watch_timer, on_watch, NULL);
-	timer_init(&kick_timer, on_kick, NULL);
+	started = true;
+	timer_init(&emfile_timer, on_emfile, p);
+	timer_init(&watch_timer, on_watch, p);
+	timer_init(&kick_timer, on_kick, p);
 	if (p->conf->mode != MODE_BALANCE && p->conf->mode != MODE_INETD)
 		return 0;
-	if (p->conf->mode == MODE_BALANCE)
-		balance_ring_build(p->target);
+	balance_pool_resized(p);
 	for (i = 0; i < p->conf->nlisteners; i++) {
 		struct listener *l = &p->conf->listeners[i];
 
 		set_nonblock(l->fd, true);
-		if ((r = loop_add(l->fd, EPOLLIN, on_accept,
-		    (void *)(intptr_t)i)) < 0) {
+		if ((r = loop_add(l->fd, EPOLLIN, on_accept, p)) < 0) {
 			snprintf(err, len, "cannot watch %s", l->address);
 			return r;
 		}

@@ -204,7 +204,6 @@ _Static_assert(sizeof(cli_opts) / sizeof(cli_opts[0]) <= 64,
     "struct conf's given has 64 bits");
 /* The enums are stored through int pointers. */
 _Static_assert(sizeof(enum pool_mode) == sizeof(int) &&
-    sizeof(enum balancer) == sizeof(int) &&
     sizeof(enum ready_mode) == sizeof(int), "enums are ints");
 
 static const char *const section_names[] = {

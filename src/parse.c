@@ -18,16 +18,13 @@
 #include "wpool.h"
 
 /*
- * The names of enum pool_mode, enum balancer and enum ready_mode, in
- * enum order, NULL-terminated: --help, the errors, `wpool check`, status
- * and the docs test all spell them from here.  The balancers are to become
- * a table of their own in balance.c (name, pick, resize); until then this
- * is their one list.
+ * The names of enum pool_mode and enum ready_mode, in enum order,
+ * NULL-terminated: --help, the errors, `wpool check`, status and the docs
+ * test all spell them from here.  The balancers' names come from their
+ * table in balance.c (balancer_names).
  */
 const char *const mode_names[] = { "shared", "reuseport", "balance",
     "inetd", NULL };
-const char *const balancer_names[] = { "least-conn", "round-robin",
-    "ip-hash", NULL };
 const char *const ready_names[] = { "exec", "notify", "listen", NULL };
 
 /* The index of v in a NULL-terminated names table, or -EINVAL. */

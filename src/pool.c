@@ -585,7 +585,7 @@ worker_free(struct pool *p, struct worker *w)
 		loop_del(w->exec_fd);
 		close(w->exec_fd);
 	}
-	balance_worker_gone(w);
+	balance_worker_gone(p, w);
 	output_writer_gone(w->pid);
 	TAILQ_REMOVE(&p->workers, w, entry);
 	p->nworkers--;
@@ -725,7 +725,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	for (i = 0; i < c->nlisteners; i++)
 		fds[i] = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
 	if (c->mode == MODE_BALANCE) {
-		if (balance_worker_channel(w, &chan) < 0) {
+		if (balance_worker_channel(p, w, &chan) < 0) {
 			log_warnx("worker %d: cannot create its channel",
 			    s->id);
 			free(w);
@@ -769,7 +769,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 			close(out_r);
 			close(err_r);
 		}
-		balance_worker_gone(w);
+		balance_worker_gone(p, w);
 		free(w);
 		return (int)pid;
 	}
@@ -1234,7 +1234,7 @@ pool_worker_ready(struct pool *p, struct worker *w)
 		replace_done(p, s);
 	slot_leave(p, s, EV_READY);
 	pool_steer(p);
-	balance_kick();
+	balance_kick(p);
 }
 
 static void
@@ -1681,7 +1681,7 @@ reap(struct pool *p)
 	while ((pid = sys_reap(&status)) > 0) {
 		if ((w = pool_find_pid(p, pid)) != NULL)
 			worker_exited(p, w, status);
-		else if (!balance_reaped(pid, status))
+		else if (!balance_reaped(p, pid, status))
 			log_debug("reaped pid %d (not a worker)", (int)pid);
 	}
 	/* Whichever way the last one went, a stopping pool may be done. */
@@ -1738,7 +1738,7 @@ on_stop_timeout(void *arg)
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
 		worker_kill(w, SIGKILL);
 	}
-	balance_stop(SIGKILL);
+	balance_stop(p, SIGKILL);
 	leftovers_kill(p);
 }
 
@@ -1784,7 +1784,7 @@ pool_stop(struct pool *p, bool now)
 			timer_cancel(&w->watchdog_timer);
 			worker_kill(w, p->conf->stop_signal);
 		}
-		balance_stop(p->conf->stop_signal);
+		balance_stop(p, p->conf->stop_signal);
 		leftovers_stop(p);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
@@ -1796,7 +1796,7 @@ pool_stop(struct pool *p, bool now)
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
 			worker_kill(w, SIGKILL);
-		balance_stop(SIGKILL);
+		balance_stop(p, SIGKILL);
 		leftovers_kill(p);
 	}
 	pool_check_done(p);
@@ -2256,7 +2256,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	p->target = n;
 	if (p->conf->mode == MODE_INETD) {
 		/* Only the limit changes; running processes finish. */
-		balance_kick();
+		balance_kick(p);
 		return 0;
 	}
 	for (i = n; i < old; i++) {
@@ -2303,8 +2303,7 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 		}
 	}
 	pool_steer(p);
-	if (p->conf->mode == MODE_BALANCE)
-		balance_ring_build(n);
+	balance_pool_resized(p);
 	if (reload_kick || p->reload.active)
 		reload_step(p);
 	return 0;

@@ -409,7 +409,7 @@ status_json(struct pool *p, double mono, bool brief)
 		    json_object_new_int(p->queue_len));
 	if (c->mode == MODE_INETD)
 		json_object_object_add(o, "connections",
-		    balance_status_json(mono));
+		    balance_status_json(p, mono));
 	json_object_object_add(o, "reload", reload_json(p, mono));
 	json_object_object_add(o, "recent_restarts", restarts_json(p, mono));
 	if (!brief)

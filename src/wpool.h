@@ -83,12 +83,10 @@ int	parse_user(const char *, uid_t *, gid_t *, bool *);
 int	parse_bool(const char *, bool *);
 int	parse_name(const char *, const char *const *);
 extern const char *const mode_names[];
-extern const char *const balancer_names[];
 extern const char *const ready_names[];
 
 /* cli.c: the run options' table; argv to struct conf. */
 enum pool_mode { MODE_SHARED, MODE_REUSEPORT, MODE_BALANCE, MODE_INETD };
-enum balancer { BAL_LEAST_CONN, BAL_ROUND_ROBIN, BAL_IP_HASH };
 enum ready_mode { READY_EXEC, READY_NOTIFY, READY_LISTEN };
 
 struct conf {
@@ -97,7 +95,7 @@ struct conf {
 	struct listener *listeners;
 	size_t	 nlisteners;
 	enum pool_mode mode;
-	enum balancer balancer;
+	int	 balancer;	/* index in balancer_names (balance.c) */
 	int	 backlog;
 	int	 max_queue;
 	double	 restart_delay;
@@ -602,14 +600,16 @@ int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
 	    double);
 bool	balance_watch_closed(struct chan_watch *, double);
 int	balance_init(struct pool *, char *, size_t);
-int	balance_worker_channel(struct worker *, int *);
-void	balance_worker_gone(struct worker *);
-void	balance_kick(void);
-bool	balance_reaped(pid_t, int);
+int	balance_worker_channel(struct pool *, struct worker *, int *);
+void	balance_worker_gone(struct pool *, struct worker *);
+void	balance_kick(struct pool *);
+bool	balance_reaped(struct pool *, pid_t, int);
 bool	balance_has_child(pid_t);
-int	balance_stop(int);
-struct json_object *balance_status_json(double);
+int	balance_stop(struct pool *, int);
+struct json_object *balance_status_json(struct pool *, double);
 int	balance_parse_message(const char *, size_t, long long *);
+void	balance_pool_resized(struct pool *);
+extern const char *const balancer_names[];	/* its balancers' table */
 void	balance_ring_build(int);
 int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 

@@ -4,6 +4,9 @@
  * on its fast path, everything else through json-c, with the same answers;
  * and the watch over a channel (balance_watch): when a worker that leaves
  * connections unread has them taken back, and when it is replaced.
+ * And the balancers' table: its names (the --balancer values), and the
+ * resize hook pool.c calls when the target changes, which rebuilds
+ * ip-hash's ring and nothing else.
  */
 #include <errno.h>
 #include <string.h>
@@ -108,10 +111,89 @@ watch_tests(void)
 	    "sent at 60 s: pulled at 60 s + grace");
 }
 
+/* Which slot each of NKEYS keys lands on; how many distinct slots. */
+#define NKEYS	4000
+static int owner[NKEYS];
+
+static int
+ring_owners(int *out)
+{
+	bool	 seen[64] = { false };
+	int	 k, id, n = 0;
+
+	for (k = 0; k < NKEYS; k++) {
+		id = balance_ring_lookup((uint32_t)k * 2654435761u, NULL, NULL);
+		out[k] = id;
+		if (id >= 0 && id < 64 && !seen[id]) {
+			seen[id] = true;
+			n++;
+		}
+	}
+	return n;
+}
+
+static void
+table_tests(void)
+{
+	struct conf c;
+	struct pool p;
+	int	 now[NKEYS], k, moved = 0, wrong = 0, maxid = -1;
+
+	/* The --balancer values, in their order, least-conn the default. */
+	is_str(balancer_names[0], "least-conn", "balancer 0 least-conn");
+	is_str(balancer_names[1], "round-robin", "balancer 1 round-robin");
+	is_str(balancer_names[2], "ip-hash", "balancer 2 ip-hash");
+	ok(balancer_names[3] == NULL, "three balancers");
+
+	memset(&c, 0, sizeof(c));
+	memset(&p, 0, sizeof(p));
+	p.conf = &c;
+	c.mode = MODE_BALANCE;
+	c.balancer = parse_name("ip-hash", balancer_names);
+	p.target = 3;
+	balance_pool_resized(&p);
+	is_int(ring_owners(owner), 3, "ip-hash, 3 slots: keys on all 3");
+	for (k = 0; k < NKEYS; k++)
+		if (owner[k] > maxid)
+			maxid = owner[k];
+	is_int(maxid, 2, "and on none past slot 2");
+
+	/* Scaled to 5: only keys that move to the new slots move. */
+	p.target = 5;
+	balance_pool_resized(&p);
+	is_int(ring_owners(now), 5, "scaled to 5: keys on all 5");
+	for (k = 0; k < NKEYS; k++)
+		if (now[k] != owner[k]) {
+			moved++;
+			if (now[k] < 3)
+				wrong++;
+		}
+	is_int(wrong, 0, "no key moved between the old slots");
+	ok(moved > NKEYS / 5 && moved < NKEYS * 3 / 5,
+	    "about 2/5 of the keys moved (%d of %d)", moved, NKEYS);
+
+	/* The other balancers and modes keep no ring: it is left alone. */
+	c.balancer = parse_name("least-conn", balancer_names);
+	p.target = 2;
+	balance_pool_resized(&p);
+	is_int(ring_owners(owner), 5, "least-conn: resize leaves the ring");
+	c.balancer = parse_name("round-robin", balancer_names);
+	balance_pool_resized(&p);
+	is_int(ring_owners(owner), 5, "round-robin: resize leaves the ring");
+	c.balancer = parse_name("ip-hash", balancer_names);
+	c.mode = MODE_SHARED;
+	balance_pool_resized(&p);
+	is_int(ring_owners(owner), 5, "shared mode: resize leaves the ring");
+	c.mode = MODE_BALANCE;
+	balance_pool_resized(&p);
+	is_int(ring_owners(owner), 2, "ip-hash at 2: keys on 2 slots");
+}
+
 int
 main(void)
 {
 	watch_tests();
+	table_tests();
 	/* The fast path: the exact form every worker library sends. */
 	check("{\"type\":\"closed\",\"id\":0}", 0, 0);
 	check("{\"type\":\"closed\",\"id\":7}", 0, 7);

@@ -337,8 +337,8 @@ test_parse_user_bool(void)
 	is_int(parse_bool("maybe", &b), -EINVAL, "parse_bool(maybe) refused");
 	ok(b, "and leaves the output");
 	is_int(parse_name("inetd", mode_names), MODE_INETD, "mode inetd");
-	is_int(parse_name("ip-hash", balancer_names), BAL_IP_HASH,
-	    "balancer ip-hash");
+	is_str(balancer_names[parse_name("ip-hash", balancer_names)],
+	    "ip-hash", "balancer ip-hash");
 	is_int(parse_name("SHARED", mode_names), -EINVAL, "names are exact");
 }
 
@@ -368,7 +368,8 @@ test_defaults(void)
 	is_int(c.workers, 0, "default workers: auto (0)");
 	is_int(c.fallback_cpus, 4, "default fallback-cpus 4");
 	is_int(c.mode, MODE_SHARED, "default mode shared");
-	is_int(c.balancer, BAL_LEAST_CONN, "default balancer least-conn");
+	is_str(balancer_names[c.balancer], "least-conn",
+	    "default balancer least-conn");
 	is_int(c.backlog, 1024, "default backlog 1024");
 	is_int(c.max_queue, 1000, "default max-queue 1000");
 	is_dbl(c.restart_delay, 0, "default restart-delay 0");
@@ -451,7 +452,8 @@ test_full_command_line(void)
 		is_int(c.listeners[2].type, L_UDP, "l2 is udp");
 	}
 	is_int(c.mode, MODE_REUSEPORT, "mode reuseport");
-	is_int(c.balancer, BAL_ROUND_ROBIN, "balancer round-robin");
+	is_str(balancer_names[c.balancer], "round-robin",
+	    "balancer round-robin");
 	is_int(c.backlog, 128, "backlog 128");
 	is_int(c.max_queue, 50, "max-queue 50");
 	is_dbl(c.restart_delay, 0.5, "restart-delay 500ms");
