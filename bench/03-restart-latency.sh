@@ -13,14 +13,19 @@
 # possible supervisor (benchtool restart-baseline: holds the listener,
 # SIGKILLs its child, waitpid, fork+exec at once) running the same testsrv.
 #
+# Each replacement lives PAUSE_MS (150) before it is killed: a worker that
+# dies within 0.1 s of its start twice in a row, whatever the signal, is a
+# crash loop (the OOM killer in a small cgroup) and backs off, so faster
+# kills would measure the back-off, not the restart.
+#
 # Targets: median and p90 <= 5 ms.
-# Env: QUICK=1 (10 kills), KILLS=N, POLL_US=N (default 200).
+# Env: QUICK=1 (10 kills), KILLS=N, POLL_US=N (default 200), PAUSE_MS=N.
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 if [ -n "$QUICK" ]; then KILLS=${KILLS:-10}; else KILLS=${KILLS:-50}; fi
 POLL_US=${POLL_US:-200}
-PAUSE_MS=${PAUSE_MS:-50}
+PAUSE_MS=${PAUSE_MS:-150}
 TARGET_MS=5
 
 preflight
