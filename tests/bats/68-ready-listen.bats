@@ -27,6 +27,18 @@ served() {
 	[[ $(curl -s --max-time 2 "http://127.0.0.1:$PORT/") == ok* ]]
 }
 
+# loads_then_serves PORT: worker 0 counts as starting while it loads (half
+# a second in as well), then as ready, and then answers GET / at once.
+loads_then_serves() {
+	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
+	sleep 0.5
+	[[ $(state_of 0) == starting ]] ||
+		fail "ready while still loading: $(state_of 0)"
+	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
+	run curl -s --max-time 2 "http://127.0.0.1:$1/"
+	assert_output --partial ok
+}
+
 # slow_start ARGS... -- COMMAND: a pool of one worker of a server that
 # loads for SLOW seconds: starting while it loads, ready once it serves.
 slow_start() {
@@ -36,17 +48,9 @@ slow_start() {
 	local t0
 	t0=$(now_us)
 	start_wpool -n 1 --stop-timeout 5 -b 127.0.0.1:0 "$@"
-	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
-	# Half-way through its loading, it is not ready.
-	sleep 0.5
-	[[ $(state_of 0) == starting ]] ||
-		fail "ready while still loading: $(state_of 0)"
-	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
+	loads_then_serves "$PORT"
 	(($(now_us) - t0 >= 1000000)) ||
 		fail "ready after $((($(now_us) - t0) / 1000)) ms, before it loaded"
-	# Ready means serving: the first request is answered at once.
-	run curl -s --max-time 2 "http://127.0.0.1:$PORT/"
-	assert_output --partial ok
 }
 
 @test "gunicorn (sync workers): starting while it imports, ready when it serves" {
@@ -105,12 +109,7 @@ slow_start() {
 	cp "$APPS/config.ru" "$BATS_TEST_TMPDIR/"
 	start_wpool -n 1 -b "127.0.0.1:$port" -C "$BATS_TEST_TMPDIR" -- \
 		puma --preload -w 2 -b "tcp://127.0.0.1:$port" config.ru
-	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
-	sleep 0.5
-	[[ $(state_of 0) == starting ]] || fail "ready while still loading"
-	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
-	run curl -s --max-time 2 "http://127.0.0.1:$port/"
-	assert_output --partial ok
+	loads_then_serves "$port"
 }
 
 @test "nginx (master and workers, NGINX=3;)" {
@@ -124,12 +123,7 @@ slow_start() {
 	export SLOW
 	start_wpool -n 1 -e 'NGINX=3;' -b "127.0.0.1:$port" -- sh -c \
 		"sleep $SLOW; exec nginx -p $BATS_TEST_TMPDIR/ngx -c $BATS_TEST_TMPDIR/ngx/nginx.conf -e stderr"
-	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
-	sleep 0.5
-	[[ $(state_of 0) == starting ]] || fail "ready before nginx ran"
-	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
-	run curl -s --max-time 2 "http://127.0.0.1:$port/"
-	assert_output --partial ok
+	loads_then_serves "$port"
 }
 
 @test "HAProxy in master-worker mode (bind fd@3)" {
@@ -137,12 +131,7 @@ slow_start() {
 	export SLOW
 	start_wpool -n 1 -b 127.0.0.1:0 -- sh -c \
 		"sleep $SLOW; exec haproxy -W -db -f $APPS/haproxy.cfg"
-	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
-	sleep 0.5
-	[[ $(state_of 0) == starting ]] || fail "ready before haproxy ran"
-	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
-	run curl -s --max-time 2 "http://127.0.0.1:$PORT/"
-	assert_output --partial ok
+	loads_then_serves "$PORT"
 }
 
 @test "lighttpd with systemd socket activation" {
@@ -155,12 +144,7 @@ slow_start() {
 	export SLOW
 	start_wpool -n 1 -b "127.0.0.1:$port" -- sh -c \
 		"sleep $SLOW; exec lighttpd -D -f $BATS_TEST_TMPDIR/lighttpd.conf"
-	wait_until 10 eval '[[ $(state_of 0) == starting ]]'
-	sleep 0.5
-	[[ $(state_of 0) == starting ]] || fail "ready before lighttpd ran"
-	wait_until 20 eval '[[ $(state_of 0) == ready ]]'
-	run curl -s --max-time 2 "http://127.0.0.1:$port/"
-	assert_output ok
+	loads_then_serves "$port"
 }
 
 # reload_to_broken: a pool of two gunicorn workers serving; the app is
