@@ -96,6 +96,8 @@ static const unsigned slot_table[SL_NSTATES][EV_NEVENTS] = {
 		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
 		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
 		[EV_STOP] = BIT(SL_STOPPING),
+		/* a replacement's old worker went after the new one died */
+		[EV_ENDED] = 0,
 	},
 	[SL_SERVING] = {
 		[EV_WATCHDOG] = BIT(SL_STOPPING),
@@ -154,7 +156,7 @@ static const unsigned slot_seen[SL_NSTATES] = {
 	    BIT(EV_REMOVE) | BIT(EV_STOP) | BIT(EV_ENDED),
 	[SL_STARTING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
 	    BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
-	    BIT(EV_DRAIN) | BIT(EV_STOP),
+	    BIT(EV_DRAIN) | BIT(EV_STOP) | BIT(EV_ENDED),
 	[SL_SERVING] = BIT(EV_WATCHDOG) | BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) |
 	    BIT(EV_REPLACE) | BIT(EV_REMOVE) | BIT(EV_DRAIN) | BIT(EV_STOP) |
 	    BIT(EV_ENDED),

@@ -699,6 +699,50 @@ test_listen_reload_broken(void)
 	listen_done(p, "listen reload");
 }
 
+/*
+ * A reload's new worker serves, its predecessor exits, and the new one
+ * dies young in the same round of reaping: the replacement ends with the
+ * slot already starting the next worker.
+ */
+static void
+test_replace_ends_while_starting(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	struct worker *nw;
+	pid_t	 old;
+	unsigned gen;
+
+	ready(p, cur(p, 0));
+	old = cur_pid(p, 0);
+	is_int(pool_reload(p, &gen, NULL, 0), 0, "ends while starting: reload");
+	settle();
+	nw = p->slots[0].next;
+	ok(nw != NULL, "ends while starting: a successor");
+	if (nw == NULL) {
+		pool_end(p, "ends while starting");
+		return;
+	}
+	F.obey_term = false;
+	pool_worker_notify(p, nw, "READY", "1");
+	settle();
+	/* The new worker dies while the old one still stops; its slot
+	 * starts another, and only then the old one is gone. */
+	fake_exit(nw->pid, EXITED(1));
+	settle();
+	advance(0.15);
+	ok(p->slots[0].state == SL_RETIRING && cur(p, 0) != NULL &&
+	    cur(p, 0)->state == W_STARTING,
+	    "ends while starting: a new worker starts while the old one stops "
+	    "(%s)", slot_state_name(p->slots[0].state));
+	fake_exit(old, EXITED(0));
+	settle();
+	ok(p->slots[0].state == SL_STARTING,
+	    "ends while starting: the replacement ended, the slot starts (%s)",
+	    slot_state_name(p->slots[0].state));
+	ok(!p->reload.active, "ends while starting: the reload is over");
+	pool_end(p, "ends while starting");
+}
+
 static void
 test_ready_timeout(void)
 {
@@ -1005,6 +1049,7 @@ main(void)
 	test_memory_fork_fails();
 	test_watchdog();
 	test_ready_timeout();
+	test_replace_ends_while_starting();
 	test_listen_ready();
 	test_listen_unseen();
 	test_listen_reload_broken();
