@@ -802,13 +802,14 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 }
 
 /*
- * --ready listen: a starting worker is looked at (readyprobe.c) after
- * PROBE_FIRST_SECS, then at twice the interval up to PROBE_MAX_SECS, and
- * only while it starts: an idle master still never wakes.  One whose
- * readiness cannot be seen (no process of its tree holds a listener: a
- * server that opened sockets of its own) counts as ready once it has
- * lived PROBE_GRACE_SECS since its exec.  A pool with no socket to wait
- * on (no -b, or inetd) has nothing to see: exec is its readiness.
+ * --ready listen: a starting worker is looked at (readyprobe.c) when its
+ * exec is seen, then after PROBE_FIRST_SECS and at twice the interval up
+ * to PROBE_MAX_SECS, and only while it starts: an idle master still never
+ * wakes.  One whose readiness cannot be seen (no process of its tree
+ * holds a listener: a server that opened sockets of its own; or /proc
+ * denied) counts as ready once it has lived PROBE_GRACE_SECS without one.
+ * A pool with no socket to wait on (no -b) has nothing to see: exec is
+ * its readiness.
  */
 #define PROBE_FIRST_SECS	0.01
 #define PROBE_MAX_SECS		0.2
