@@ -189,6 +189,33 @@ no_stray_children() {
 	! grep -qi 'not a worker\|unknown pid' "$LOG" || log_fail "the reaper spoke of a helper"
 }
 
+# barrier_behind_stranger KIND STATUS SECS: a stranger sends KIND (see
+# write_hostile_py) first; then the worker's systemd-notify --ready, with
+# its barrier, must succeed within SECS and the worker count as ready.
+barrier_behind_stranger() {
+	local kind=$1 status=$2 secs=$3 script rc t1 t0
+	write_hostile_py
+	script=$(make_script notify.sh <<EOF
+#!/bin/bash
+while [ ! -e "$BATS_TEST_TMPDIR/go" ]; do sleep 0.02; done
+t0=\$EPOCHREALTIME
+systemd-notify --ready --status="$status"
+echo "\$? \$EPOCHREALTIME \$t0" >"$BATS_TEST_TMPDIR/took"
+exec "$TESTSRV"
+EOF
+)
+	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$script"
+	hostile "$kind" 30
+	wait_for_file_line "$HOSTILE_OUT" '^sent'
+	touch "$BATS_TEST_TMPDIR/go"
+	RUN_TIMEOUT=5 wait_status 5 ".ready == 1 and .workers[0].status == \"$status\""
+	wait_for_file_line "$BATS_TEST_TMPDIR/took" .
+	read -r rc t1 t0 <"$BATS_TEST_TMPDIR/took"
+	assert_equal "$rc" 0
+	awk -v a="$t0" -v b="$t1" -v s="$secs" 'BEGIN { exit !(b - a < s) }' ||
+		fail "systemd-notify took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')s"
+}
+
 @test "a stranger's TCP socket with SO_LINGER and unsent data does not freeze the master" {
 	write_hostile_py
 	start_wpool -s "$CTL" -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
@@ -201,29 +228,9 @@ no_stray_children() {
 
 @test "a stranger's Unix socket with a lingering TCP socket in its queue stalls neither the master nor the notify socket" {
 	command -v systemd-notify >/dev/null || fail "systemd-notify missing (the systemd package)"
-	write_hostile_py
-	local script rc t1 t0
-	script=$(make_script notify.sh <<EOF
-#!/bin/bash
-while [ ! -e "$BATS_TEST_TMPDIR/go" ]; do sleep 0.02; done
-t0=\$EPOCHREALTIME
-systemd-notify --ready --status="ready behind the stranger"
-echo "\$? \$EPOCHREALTIME \$t0" >"$BATS_TEST_TMPDIR/took"
-exec "$TESTSRV"
-EOF
-)
-	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$script"
-	hostile nested 30
-	wait_for_file_line "$HOSTILE_OUT" '^sent'
-	touch "$BATS_TEST_TMPDIR/go"
-	RUN_TIMEOUT=5 wait_status 5 '.ready == 1 and .workers[0].status == "ready behind the stranger"'
-	wait_for_file_line "$BATS_TEST_TMPDIR/took" .
-	read -r rc t1 t0 <"$BATS_TEST_TMPDIR/took"
-	assert_equal "$rc" 0
-	# Its READY=1 and BARRIER=1 came right after the stranger's socket:
+	# Its READY=1 and BARRIER=1 come right after the stranger's socket:
 	# handled at once, not once a helper stuck closing it was killed (2 s).
-	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 1) }' ||
-		fail "systemd-notify took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')s"
+	barrier_behind_stranger nested "ready behind the stranger" 1
 	NO_HTTP=1 wait_for_workers 1
 	answers_and_replaces_one
 }
@@ -272,28 +279,8 @@ STATUS=told by a stranger" --every 0.1 3>&- &
 
 @test "systemd-notify --ready (with its barrier) works while a stranger's blocking fd is pending" {
 	command -v systemd-notify >/dev/null || fail "systemd-notify missing (the systemd package)"
-	write_hostile_py
-	local script rc t1 t0
-	script=$(make_script notify.sh <<EOF
-#!/bin/bash
-while [ ! -e "$BATS_TEST_TMPDIR/go" ]; do sleep 0.02; done
-t0=\$EPOCHREALTIME
-systemd-notify --ready --status="ready after the stranger"
-echo "\$? \$EPOCHREALTIME \$t0" >"$BATS_TEST_TMPDIR/took"
-exec "$TESTSRV"
-EOF
-)
-	start_wpool -s "$CTL" -n 1 --ready notify -b 127.0.0.1:0 -- "$script"
-	hostile tcp 30
-	wait_for_file_line "$HOSTILE_OUT" '^sent'
-	touch "$BATS_TEST_TMPDIR/go"
-	RUN_TIMEOUT=5 wait_status 5 '.ready == 1 and .workers[0].status == "ready after the stranger"'
-	wait_for_file_line "$BATS_TEST_TMPDIR/took" .
-	read -r rc t1 t0 <"$BATS_TEST_TMPDIR/took"
-	assert_equal "$rc" 0
-	# Its BARRIER=1 pipe was closed: it did not wait out its 5 s timeout.
-	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 3) }' ||
-		fail "systemd-notify took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')s"
+	# Its BARRIER=1 pipe is closed: it does not wait out its 5 s timeout.
+	barrier_behind_stranger tcp "ready after the stranger" 3
 }
 
 @test "a stranger sending descriptors fast is refused them (EPERM), then the barrier works again" {
