@@ -1197,9 +1197,18 @@ static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
 	struct worker *w;
+	int	 ngroup = p->ngroup;
+	int	 r;
 
-	if (slot_open_fds(p, s) < 0 ||
-	    worker_start(p, s, p->generation, &w) < 0) {
+	r = slot_open_fds(p, s);
+	if (r == 0 && p->ngroup != ngroup)
+		/*
+		 * A socket joined the group: steer now, not at the first
+		 * ready, or a client's datagrams sent meanwhile go by the
+		 * kernel's hash first and by ours after.
+		 */
+		pool_steer(p);
+	if (r < 0 || worker_start(p, s, p->generation, &w) < 0) {
 		/* fork failed (pids limit, memory): try again, backing off. */
 		slot_fork_failed(p, s);
 		return;
