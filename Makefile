@@ -50,6 +50,8 @@ all: wpool
 
 src/%.o: src/%.c src/wpool.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# The master-accept modes' own header.
+src/acceptq.o src/balance.o src/channel.o src/inetd.o: src/balance.h
 
 libwpool.a: $(OBJS)
 	rm -f $@

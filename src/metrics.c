@@ -202,7 +202,7 @@ metrics_text(struct pool *p, size_t *lenp)
 		metric_head(&b, "wpool_connections_total", "counter",
 		    "Connections accepted by the master.");
 		sb_printf(&b, "wpool_connections_total{pool=\"%s\"} %lu\n",
-		    name, p->connections_total);
+		    name, balance_accepted(p));
 	}
 	for (i = 0; i < sizeof(per_worker) / sizeof(per_worker[0]); i++) {
 		metric_head(&b, per_worker[i].metric, per_worker[i].type,

@@ -331,7 +331,7 @@ worker_state_name(enum worker_state s)
 const char *
 worker_shown_state(const struct worker *w)
 {
-	return w->state == W_READY && w->active > 0 ? "busy" :
+	return w->state == W_READY && balance_active(w) > 0 ? "busy" :
 	    worker_state_name(w->state);
 }
 
@@ -657,8 +657,9 @@ on_kill_timeout(void *arg)
 
 	if (w->stop_waiting) {
 		log_warnx("worker %d (pid %d) still has %ld open connection%s "
-		    "after %gs; sending %s", w->id, (int)w->pid, w->active,
-		    w->active == 1 ? "" : "s", p->conf->stop_timeout,
+		    "after %gs; sending %s", w->id, (int)w->pid,
+		    balance_active(w), balance_active(w) == 1 ? "" : "s",
+		    p->conf->stop_timeout,
 		    signal_name(p->conf->stop_signal));
 		worker_signal_stop(p, w);
 		return;
@@ -716,7 +717,6 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	w->id = s->id;
 	w->generation = gen;
 	w->exec_fd = -1;
-	w->chan_fd = -1;
 	timer_init(&w->ready_timer, on_ready_timeout, w);
 	timer_init(&w->kill_timer, on_kill_timeout, w);
 	timer_init(&w->watchdog_timer, on_watchdog_timeout, w);
@@ -1274,14 +1274,14 @@ worker_stop(struct pool *p, struct worker *w, const char *why)
 	timer_cancel(&w->ready_timer);
 	timer_cancel(&w->probe_timer);
 	timer_cancel(&w->watchdog_timer);
-	if (p->conf->mode == MODE_BALANCE && w->active > 0 &&
-	    w->chan_fd >= 0) {
+	if (p->conf->mode == MODE_BALANCE && balance_active(w) > 0 &&
+	    balance_has_channel(w)) {
 		w->stop_waiting = true;
 		log_info("worker %d (pid %d): %s; sending %s once its %ld open "
 		    "connection%s closed", w->id, (int)w->pid,
 		    why != NULL ? why : "replaced",
-		    signal_name(p->conf->stop_signal), w->active,
-		    w->active == 1 ? " is" : "s are");
+		    signal_name(p->conf->stop_signal), balance_active(w),
+		    balance_active(w) == 1 ? " is" : "s are");
 		timer_set(&w->kill_timer, p->conf->stop_timeout);
 		return;
 	}
@@ -1606,7 +1606,7 @@ worker_kill(struct worker *w, int sig)
 static bool
 is_worker_pid(pid_t pid, void *arg)
 {
-	return pool_find_pid(arg, pid) != NULL || balance_has_child(pid);
+	return pool_find_pid(arg, pid) != NULL || inetd_has_child(arg, pid);
 }
 
 /* The stop signal to the children that are not workers, once. */
@@ -1708,7 +1708,7 @@ reap(struct pool *p)
 void
 pool_check_done(struct pool *p)
 {
-	if (p->nworkers > 0 || p->nconnections > 0)
+	if (p->nworkers > 0 || inetd_running(p) > 0)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
 		return;

@@ -184,9 +184,9 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	}
 	if (p->conf->mode == MODE_BALANCE) {
 		json_object_object_add(o, "connections",
-		    json_object_new_int64(w->active));
+		    json_object_new_int64(balance_active(w)));
 		json_object_object_add(o, "requests",
-		    json_object_new_int64(w->requests));
+		    json_object_new_int64(balance_requests(w)));
 	}
 	return o;
 }
@@ -267,7 +267,7 @@ pool_fields(json_object *o, const struct pool *p, double mono)
 	json_object_object_add(o, "target", json_object_new_int(p->target));
 	/* inetd mode: its live processes are the connections'. */
 	json_object_object_add(o, "alive", json_object_new_int(
-	    c->mode == MODE_INETD ? p->nconnections : p->nworkers));
+	    c->mode == MODE_INETD ? inetd_running(p) : p->nworkers));
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
 	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY)));
@@ -403,10 +403,10 @@ status_json(struct pool *p, double mono, bool brief)
 	json_object_object_add(o, "listeners", listeners_json(p));
 	if (c->mode == MODE_BALANCE || c->mode == MODE_INETD)
 		json_object_object_add(o, "connections_total",
-		    json_object_new_int64((int64_t)p->connections_total));
+		    json_object_new_int64((int64_t)balance_accepted(p)));
 	if (c->mode == MODE_BALANCE)
 		json_object_object_add(o, "queue",
-		    json_object_new_int(p->queue_len));
+		    json_object_new_int(balance_queued(p)));
 	if (c->mode == MODE_INETD)
 		json_object_object_add(o, "connections",
 		    balance_status_json(p, mono));

@@ -355,7 +355,6 @@ struct worker {
 	bool	 watchdog_fired;
 	bool	 notified_ready;	/* READY=1 came before exec's EOF */
 	bool	 recycle_pending;	/* recycle once the slot is free */
-	struct timer chan_timer;	/* balance: channel lost or stuck */
 	struct timer ready_timer;
 	struct timer kill_timer;
 	struct timer watchdog_timer;
@@ -370,14 +369,7 @@ struct worker {
 	double	 sample_mono;
 	double	 cpu_percent;
 	double	 cpu_changed_mono;
-	/* balance mode */
-	struct bchan *bal;		/* balance.c's: what is in flight */
-	int	 chan_fd;
-	bool	 chan_full;
-	int	 garbage;		/* bad messages since the last good one */
-	long	 active;
-	long	 requests;
-	long	 max_requests;
+	struct chan *chan;		/* balance: channel.c writes it */
 };
 TAILQ_HEAD(worker_list, worker);
 
@@ -521,10 +513,12 @@ struct pool {
 	struct control *ctl;		/* control.c's server */
 	struct metrics *metrics;	/* metrics.c's server, if --metrics */
 	struct notify *notify;		/* notify.c's socket, if it opened */
-	unsigned long connections_total;
+	/* The master-accept modes' own, each its file's only (balance.h). */
+	struct acceptq *acceptq;	/* acceptq.c: listeners, queue */
+	struct channels *channels;	/* channel.c: the watch over them */
+	struct balance *balance;	/* balance.c: the balancers' state */
+	struct inetd *inetd;		/* inetd.c: connection processes */
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
-	int	 queue_len;			/* balance: waiting */
-	int	 nconnections;			/* inetd: running */
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
 	struct rlimit nofile;
@@ -569,7 +563,10 @@ int	tree_signal_group(pid_t, int);
 int	tree_children(pid_t *, int);
 int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
 
-/* balance.c: the master-accept modes (balance, inetd). */
+/*
+ * The master-accept modes (balance, inetd): acceptq.c, channel.c,
+ * balance.c and inetd.c, which share balance.h among themselves.
+ */
 struct json_object;
 
 /*
@@ -599,19 +596,31 @@ void	balance_watch_start(struct chan_watch *, uint64_t, unsigned long,
 int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
 	    double);
 bool	balance_watch_closed(struct chan_watch *, double);
+/* acceptq.c */
 int	balance_init(struct pool *, char *, size_t);
+void	balance_kick(struct pool *);
+int	balance_stop(struct pool *, int);
+int	balance_queued(const struct pool *);
+unsigned long balance_accepted(const struct pool *);
+/* channel.c */
 int	balance_worker_channel(struct pool *, struct worker *, int *);
 void	balance_worker_gone(struct pool *, struct worker *);
-void	balance_kick(struct pool *);
+long	balance_active(const struct worker *);
+long	balance_requests(const struct worker *);
+bool	balance_has_channel(const struct worker *);
+int	balance_parse_message(const char *, size_t, long long *);
+/* balance.c */
+void	balance_pool_resized(struct pool *);
+void	balance_free(struct pool *);
+extern const char *const balancer_names[];	/* its balancers' table */
+int	balance_ring_lookup(const struct pool *, uint32_t,
+	    bool (*)(int, void *), void *);
+/* inetd.c */
 bool	balance_reaped(struct pool *, pid_t, int);
 bool	balance_has_child(pid_t);
-int	balance_stop(struct pool *, int);
+bool	inetd_has_child(const struct pool *, pid_t);
+int	inetd_running(const struct pool *);
 struct json_object *balance_status_json(struct pool *, double);
-int	balance_parse_message(const char *, size_t, long long *);
-void	balance_pool_resized(struct pool *);
-extern const char *const balancer_names[];	/* its balancers' table */
-void	balance_ring_build(int);
-int	balance_ring_lookup(uint32_t, bool (*)(int, void *), void *);
 
 /* notify.c: the sd_notify datagram socket. */
 int	notify_open(struct pool *, char *, size_t);

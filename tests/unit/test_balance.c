@@ -116,13 +116,14 @@ watch_tests(void)
 static int owner[NKEYS];
 
 static int
-ring_owners(int *out)
+ring_owners(const struct pool *p, int *out)
 {
 	bool	 seen[64] = { false };
 	int	 k, id, n = 0;
 
 	for (k = 0; k < NKEYS; k++) {
-		id = balance_ring_lookup((uint32_t)k * 2654435761u, NULL, NULL);
+		id = balance_ring_lookup(p, (uint32_t)k * 2654435761u, NULL,
+		    NULL);
 		out[k] = id;
 		if (id >= 0 && id < 64 && !seen[id]) {
 			seen[id] = true;
@@ -152,7 +153,7 @@ table_tests(void)
 	c.balancer = parse_name("ip-hash", balancer_names);
 	p.target = 3;
 	balance_pool_resized(&p);
-	is_int(ring_owners(owner), 3, "ip-hash, 3 slots: keys on all 3");
+	is_int(ring_owners(&p, owner), 3, "ip-hash, 3 slots: keys on all 3");
 	for (k = 0; k < NKEYS; k++)
 		if (owner[k] > maxid)
 			maxid = owner[k];
@@ -161,7 +162,7 @@ table_tests(void)
 	/* Scaled to 5: only keys that move to the new slots move. */
 	p.target = 5;
 	balance_pool_resized(&p);
-	is_int(ring_owners(now), 5, "scaled to 5: keys on all 5");
+	is_int(ring_owners(&p, now), 5, "scaled to 5: keys on all 5");
 	for (k = 0; k < NKEYS; k++)
 		if (now[k] != owner[k]) {
 			moved++;
@@ -176,17 +177,21 @@ table_tests(void)
 	c.balancer = parse_name("least-conn", balancer_names);
 	p.target = 2;
 	balance_pool_resized(&p);
-	is_int(ring_owners(owner), 5, "least-conn: resize leaves the ring");
+	is_int(ring_owners(&p, owner), 5, "least-conn: resize leaves the ring");
 	c.balancer = parse_name("round-robin", balancer_names);
 	balance_pool_resized(&p);
-	is_int(ring_owners(owner), 5, "round-robin: resize leaves the ring");
+	is_int(ring_owners(&p, owner), 5, "round-robin: resize leaves the ring");
 	c.balancer = parse_name("ip-hash", balancer_names);
 	c.mode = MODE_SHARED;
 	balance_pool_resized(&p);
-	is_int(ring_owners(owner), 5, "shared mode: resize leaves the ring");
+	is_int(ring_owners(&p, owner), 5, "shared mode: resize leaves the ring");
 	c.mode = MODE_BALANCE;
 	balance_pool_resized(&p);
-	is_int(ring_owners(owner), 2, "ip-hash at 2: keys on 2 slots");
+	is_int(ring_owners(&p, owner), 2, "ip-hash at 2: keys on 2 slots");
+	balance_free(&p);
+	ok(p.balance == NULL, "balance_free: the ring is gone");
+	is_int(balance_ring_lookup(&p, 1, NULL, NULL), -1,
+	    "and no slot owns a key");
 }
 
 int

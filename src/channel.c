@@ -1,0 +1,853 @@
+/*
+ * channel.c: each balance-mode worker's channel, a SOCK_SEQPACKET pair
+ * over which the master passes connections (SCM_RIGHTS) and the worker
+ * reports them closed.  Owns both ends of every channel, the connections
+ * in flight on it (sent, not reported closed) and everything the master
+ * keeps per worker about them (w->chan: what it holds, what it served,
+ * how it misbehaved, the watch over a stall); the only writer of w->chan.
+ * Asks pool.c to replace a worker whose channel is broken or stuck.
+ */
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/tree.h>
+
+#include <json-c/json.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "balance.h"
+
+/* Garbage messages a worker may send before it is restarted. */
+#define GARBAGE_LIMIT	16
+/* A channel closed by a live worker: it is broken after this grace. */
+#define CHAN_LOST_GRACE		1.0
+/*
+ * How much a channel holds unread: its send buffer, of which each message
+ * takes some 768 bytes (the kernel doubles the value), so about 40.  A
+ * worker that does not read gets that much at most; one that does is
+ * given more as fast as it reads.
+ */
+#define CHAN_SNDBUF		16384
+/* Connections one worker may hold at once (sent, not reported closed). */
+#define WORKER_MAX_INFLIGHT	1024
+/*
+ * Workers with connections in flight are looked at every WATCH_TICK; one
+ * that stalls (wpool.h: BALANCE_STALL_GRACE, BALANCE_STUCK_SECONDS) has
+ * what waits unread in its channel taken back, then is replaced.
+ */
+#define WATCH_TICK		0.5
+
+RB_HEAD(conntree, conn);
+
+/*
+ * A worker's channel.  The master keeps both ends: fd to talk, and peer,
+ * the worker's own end (its fd 3), only to take back what waits there
+ * unread.  The kernel queues a message at the receiving end until one
+ * read takes it whole, so a read on peer gets exactly the connections the
+ * worker never took, atomically even while it runs; and holding peer
+ * keeps them queued when the worker closes its end or dies, instead of
+ * the kernel closing them.
+ */
+struct chan {
+	struct pool *pool;		/* its worker's */
+	struct worker *w;
+	int	 fd;			/* the master's end; -1 once closed */
+	int	 peer;
+	ino_t	 peer_ino;		/* to find it among the worker's fds, */
+	int	 peer_fdno;		/* where it was last seen (3) */
+	bool	 full;			/* its send buffer is: skipped */
+	int	 garbage;		/* bad messages since a good one */
+	long	 active;		/* connections in flight */
+	long	 requests;		/* connections it was given */
+	long	 max_requests;		/* --max-requests with its jitter */
+	struct timer lost_timer;	/* closed by a live worker: replaced */
+	struct conntree inflight;	/* sent and not reported closed */
+	uint64_t sent_bytes;		/* payload sent on the channel, */
+	uint64_t pulled_bytes;		/* and taken back: the rest minus */
+	unsigned long closes;		/* what is unread has been read */
+	struct chan_watch watch;
+	bool	 probing;		/* stalled: one sent, to see it read */
+	bool	 muted;			/* kept sending garbage: not read */
+};
+
+/* The pool's channels: p->channels. */
+struct channels {
+	struct timer watch_timer;	/* workers with connections in flight */
+};
+
+static int
+conn_cmp(const struct conn *a, const struct conn *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* RB_GENERATE_STATIC's __unused is off in libbsd (it clashes with Linux). */
+RB_GENERATE_INTERNAL(conntree, conn, node, conn_cmp,
+    __attribute__((__unused__)) static)
+
+static void	 on_watch(void *);
+
+int
+chan_init(struct pool *p)
+{
+	if (p->conf->mode != MODE_BALANCE)
+		return 0;
+	p->channels = xcalloc(1, sizeof(*p->channels));
+	timer_init(&p->channels->watch_timer, on_watch, p);
+	return 0;
+}
+
+/* What status, pool.c and the balancers read of a worker's channel. */
+long
+balance_active(const struct worker *w)
+{
+	return w->chan != NULL ? w->chan->active : 0;
+}
+
+long
+balance_requests(const struct worker *w)
+{
+	return w->chan != NULL ? w->chan->requests : 0;
+}
+
+bool
+balance_has_channel(const struct worker *w)
+{
+	return w->chan != NULL && w->chan->fd >= 0;
+}
+
+bool
+chan_eligible(const struct pool *p, const struct worker *w)
+{
+	const struct chan *ch;
+
+	if (w == NULL || (ch = w->chan) == NULL)
+		return false;
+	return w->state == W_READY && !w->stop_sent && ch->fd >= 0 &&
+	    !ch->full && ch->garbage == 0 && !w->recycle_pending &&
+	    (!ch->watch.stalled || !ch->probing) && !ch->muted &&
+	    ch->active < WORKER_MAX_INFLIGHT &&
+	    (p->conf->max_requests == 0 || ch->requests < ch->max_requests);
+}
+
+/* A channel that closed while its process lives on: it is replaced. */
+static void
+on_lost_timer(void *arg)
+{
+	struct chan *ch = arg;
+	struct pool *p = ch->pool;
+
+	if (ch->w->stop_sent || p->state != POOL_RUNNING)
+		return;
+	if (ch->fd < 0)
+		pool_recycle(p, ch->w, "closed its connection channel");
+}
+
+/*
+ * A connection taken back whose record is gone (the worker reported its
+ * id closed before it could know it): made again from the socket and from
+ * the message the master wrote.
+ */
+static struct conn *
+conn_rebuild(struct pool *p, int fd, unsigned long id, const char *msg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct conn *c = xcalloc(1, sizeof(*c));
+	const char *at = strstr(msg, ",\"listener\":\"");
+	size_t	 i, len;
+
+	c->id = id;
+	for (i = 0; at != NULL && i < p->conf->nlisteners; i++) {
+		len = strlen(p->conf->listeners[i].name);
+		if (strncmp(at + 13, p->conf->listeners[i].name, len) == 0 &&
+		    at[13 + len] == '"') {
+			c->listener = (int)i;
+			break;
+		}
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		ss.ss_family = AF_UNIX;
+	conn_describe(c, &ss, sl);
+	return c;
+}
+
+/* One message read at the worker's end: its first fd, the rest disposed. */
+static int
+first_fd(struct msghdr *msg)
+{
+	struct cmsghdr *cm;
+	size_t	 i, nf;
+	int	 fd = -1, f;
+
+	for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nf = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nf; i++) {
+			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int),
+			    sizeof(int));
+			if (fd < 0)
+				fd = f;
+			else
+				fdrecv_dispose(f);
+		}
+	}
+	return fd;
+}
+
+/*
+ * Takes back every connection still unread in w's channel and puts them
+ * at the head of the queue, oldest first.  Only the master writes to the
+ * worker's end, so what arrives there is its own messages, one fd each.
+ */
+static int
+pull_back(struct pool *p, struct chan *ch)
+{
+	struct connq back = TAILQ_HEAD_INITIALIZER(back);
+	char	 buf[CHAN_MSG_MAX + 1];
+	union {
+		struct cmsghdr align;
+		char	 buf[CMSG_SPACE(sizeof(int) * FDRECV_MAX_FDS)];
+	} ctl;
+	struct msghdr msg;
+	struct iovec iov;
+	struct conn key, *c;
+	ssize_t	 n;
+	int	 fd, k = 0;
+
+	if (ch->peer < 0)
+		return 0;
+	for (;;) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = buf;
+		iov.iov_len = sizeof(buf) - 1;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		/* MSG_DONTWAIT: the file's flags are the worker's too. */
+		n = recvmsg(ch->peer, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fd = first_fd(&msg);
+		ch->pulled_bytes += (uint64_t)n;
+		if (fd < 0)
+			continue;
+		buf[n] = '\0';
+		/* The master's own message: {"id":N,"listener":... */
+		key.id = strtoul(buf + 6, NULL, 10);
+		if ((c = RB_FIND(conntree, &ch->inflight, &key)) != NULL) {
+			RB_REMOVE(conntree, &ch->inflight, c);
+			if (ch->active > 0)
+				ch->active--;
+		} else
+			c = conn_rebuild(p, fd, key.id, buf);
+		c->fd = fd;
+		c->returned = true;
+		if (ch->requests > 0)
+			ch->requests--;
+		TAILQ_INSERT_TAIL(&back, c, entry);
+		k++;
+	}
+	acceptq_requeue(p, &back, k);
+	return k;
+}
+
+/*
+ * Ends w's channel: what waits unread in it goes back to the queue (the
+ * count is returned), what the worker took is its own and forgotten.
+ * Then the master's end is shut, so that nothing more arrives while what
+ * the worker sent is disposed of (fds, where the kernel lets it pass them).
+ */
+static int
+chan_close(struct pool *p, struct chan *ch)
+{
+	struct conn *c, *t;
+	char	 buf[64];
+	int	 n = 0;
+
+	if (ch->peer >= 0) {
+		n = pull_back(p, ch);
+		close(ch->peer);
+		ch->peer = -1;
+	}
+	if (ch->fd >= 0) {
+		(void)shutdown(ch->fd, SHUT_RDWR);
+		while (fdrecv_msg(ch->fd, buf, sizeof(buf), MSG_DONTWAIT,
+		    NULL, NULL, NULL) > 0)
+			;
+		loop_del(ch->fd);
+		close(ch->fd);
+		ch->fd = -1;
+	}
+	RB_FOREACH_SAFE(c, conntree, &ch->inflight, t) {
+		RB_REMOVE(conntree, &ch->inflight, c);
+		free(c);
+	}
+	ch->active = 0;
+	ch->full = false;
+	return n;
+}
+
+/*
+ * Whether w's process still holds its end of the channel: the master's
+ * copy of that end keeps it open, so a worker that closes it is not seen
+ * as an end of file.  Where it was last (fd 3 at first); all of its fds
+ * if it is not there.  When it cannot tell (no access; an exiting process
+ * has no fds; a /proc of another pid namespace, where that pid is not our
+ * child), yes.
+ */
+static bool
+chan_held(struct chan *ch)
+{
+	char	 path[64], link[64], want[64];
+	struct dirent *de;
+	pid_t	 pid = ch->w->pid;
+	ssize_t	 n;
+	DIR	*d;
+	bool	 any = false, found = false;
+
+	snprintf(want, sizeof(want), "socket:[%lu]",
+	    (unsigned long)ch->peer_ino);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid,
+	    ch->peer_fdno);
+	if ((n = readlink(path, link, sizeof(link) - 1)) >= 0) {
+		link[n] = '\0';
+		if (strcmp(link, want) == 0)
+			return true;
+	} else if (errno != ENOENT)
+		return true;
+	if (procfs_ppid(pid) != getpid())
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return true;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		any = true;
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+		if (n >= 0) {
+			link[n] = '\0';
+			if ((found = strcmp(link, want) == 0))
+				ch->peer_fdno = atoi(de->d_name);
+		}
+	}
+	closedir(d);
+	return found || !any;
+}
+
+/* w closed its end while it lives on: as if it had closed the socket. */
+static void
+chan_lost(struct pool *p, struct chan *ch)
+{
+	struct worker *w = ch->w;
+	int	 n;
+
+	n = chan_close(p, ch);
+	if (n > 0) {
+		log_info("worker %d (pid %d) closed its channel with %d "
+		    "connection%s unread: they go to other workers", w->id,
+		    (int)w->pid, n, n == 1 ? "" : "s");
+		acceptq_kick_soon(p);
+	}
+	timer_set(&ch->lost_timer, CHAN_LOST_GRACE);
+	pool_worker_idle(p, w);
+}
+
+/*
+ * The watch over one channel, pure: what a look at it (the bytes the
+ * worker has read so far, those still unread, the closes it reported)
+ * calls for.  Progress is the worker reading its channel or reporting a
+ * connection closed; a channel with nothing unread needs none, unless
+ * its worker has stalled already (what waited was taken back).  A
+ * stalled worker is sent one connection at a time, so that one that was
+ * only slow (or not scheduled) is seen to read again.
+ */
+void
+balance_watch_start(struct chan_watch *cw, uint64_t consumed,
+    unsigned long closes, double now)
+{
+	cw->seen_consumed = consumed;
+	cw->seen_closes = closes;
+	cw->progress_at = now;
+}
+
+int
+balance_watch(struct chan_watch *cw, uint64_t consumed, long unread,
+    unsigned long closes, double now)
+{
+	bool	 read = consumed != cw->seen_consumed;
+	double	 idle;
+	int	 r = 0;
+
+	if (read || closes != cw->seen_closes || (unread == 0 && !cw->stalled))
+		balance_watch_start(cw, consumed, closes, now);
+	if (cw->stalled && read) {
+		/* It read what it was sent since: it reads again. */
+		cw->stalled = false;
+		r |= WATCH_RESUMED;
+	}
+	idle = now - cw->progress_at;
+	if (unread > 0 && idle >= BALANCE_STALL_GRACE - 0.01) {
+		r |= WATCH_PULL;
+		if (!cw->stalled)
+			r |= WATCH_STALLED;
+		cw->stalled = true;
+	}
+	if (cw->stalled && !cw->recycled &&
+	    idle >= BALANCE_STUCK_SECONDS - 0.01) {
+		r |= WATCH_RECYCLE;
+		cw->recycled = true;
+	}
+	return r;
+}
+
+/* A connection reported closed: true if that ends a stall. */
+bool
+balance_watch_closed(struct chan_watch *cw, double now)
+{
+	if (!cw->stalled)
+		return false;
+	cw->stalled = false;
+	cw->progress_at = now;
+	return true;
+}
+
+/*
+ * One look at a worker with connections in flight; true if some were
+ * taken back.  What it has read is what was sent, less what was taken
+ * back and what is still unread (FIONREAD at its end: the payload bytes
+ * queued there).
+ */
+static bool
+watch_worker(struct pool *p, struct chan *ch, double now)
+{
+	struct worker *w = ch->w;
+	int	 inq = 0, n = 0, r;
+
+	if (!chan_held(ch)) {
+		chan_lost(p, ch);
+		return true;
+	}
+	if (ioctl(ch->peer, FIONREAD, &inq) < 0 || inq < 0)
+		return false;
+	r = balance_watch(&ch->watch, ch->sent_bytes - ch->pulled_bytes -
+	    (uint64_t)inq, inq, ch->closes, now);
+	if (r & WATCH_PULL)
+		n = pull_back(p, ch);
+	else if (inq == 0)
+		/* The last probe was taken back a look ago: another may go. */
+		ch->probing = false;
+	if (r & WATCH_STALLED)
+		log_warnx("worker %d (pid %d) has left %d connection%s unread "
+		    "in its channel for %gs: they go to other workers, and it "
+		    "gets one at a time until it reads again", w->id,
+		    (int)w->pid, n, n == 1 ? "" : "s", BALANCE_STALL_GRACE);
+	if (r & WATCH_RESUMED) {
+		ch->probing = false;
+		log_info("worker %d (pid %d) reads its channel again", w->id,
+		    (int)w->pid);
+	}
+	if ((r & WATCH_RECYCLE) && !w->stop_sent) {
+		log_warnx("worker %d (pid %d) has not read its channel for %gs",
+		    w->id, (int)w->pid, BALANCE_STUCK_SECONDS);
+		pool_recycle(p, w, "stopped reading its channel");
+	}
+	return n > 0;
+}
+
+static void
+on_watch(void *arg)
+{
+	struct pool *p = arg;
+	struct worker *w, *tw;
+	struct chan *ch;
+	double	 now = now_mono();
+	bool	 again = false, moved = false;
+
+	if (p->state != POOL_RUNNING)
+		return;
+	TAILQ_FOREACH_SAFE(w, &p->workers, entry, tw) {
+		if ((ch = w->chan) == NULL || ch->fd < 0 ||
+		    (ch->active == 0 && !ch->watch.stalled))
+			continue;
+		if (watch_worker(p, ch, now))
+			moved = true;
+		if (ch->fd >= 0 && (ch->active > 0 || ch->watch.stalled))
+			again = true;
+	}
+	if (again)
+		timer_set(&p->channels->watch_timer, WATCH_TICK);
+	if (moved)
+		balance_kick(p);
+}
+
+/* Hands one connection to w: its payload's length, -EAGAIN when full. */
+static int
+send_conn(struct pool *p, struct chan *ch, struct conn *c)
+{
+	char	 payload[512];	/* a name of 255, a peer of 63, and the rest */
+	union {
+		struct cmsghdr align;
+		char	 buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	int	 n;
+
+	n = snprintf(payload, sizeof(payload), "{\"id\":%lu,\"listener\":"
+	    "\"%s\",\"peer\":\"%s\"}", c->id,
+	    p->conf->listeners[c->listener].name, c->peer);
+	if (n < 0 || (size_t)n >= sizeof(payload))
+		return -EMSGSIZE;
+	memset(&msg, 0, sizeof(msg));
+	memset(&ctl, 0, sizeof(ctl));
+	iov.iov_base = payload;
+	iov.iov_len = (size_t)n;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = sizeof(ctl.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
+	if (sendmsg(ch->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return errno == EAGAIN || errno == ENOBUFS ? -EAGAIN : -errno;
+	return n;
+}
+
+/*
+ * Offers c to w (a balancer's pick): the payload's length once it is in
+ * the channel, or why not; a full channel is skipped until it drains, a
+ * broken one has its worker replaced.  c stays the queue's until
+ * chan_sent.
+ */
+int
+chan_send(struct pool *p, struct worker *w, struct conn *c)
+{
+	struct chan *ch = w->chan;
+	int	 r;
+
+	if ((r = send_conn(p, ch, c)) > 0)
+		return r;
+	if (r == -EAGAIN) {
+		/*
+		 * A busy worker's channel fills too; one that stops
+		 * reading is told by the watch.
+		 */
+		log_debug("worker %d (pid %d): its channel is full", w->id,
+		    (int)w->pid);
+		ch->full = true;
+		loop_mod(ch->fd, EPOLLIN | EPOLLOUT);
+		return r;
+	}
+	log_warnx("worker %d (pid %d): cannot pass a connection: %s", w->id,
+	    (int)w->pid, strerror(-r));
+	/* Its end was shut: the channel is broken. */
+	ch->garbage = GARBAGE_LIMIT;
+	pool_recycle(p, w, "cannot be passed connections");
+	return r;
+}
+
+/*
+ * c is w's now: the master's copy of the fd goes (the message in the
+ * channel holds the connection until the worker reads it, or the master
+ * takes it back), its record waits for the worker's "closed".
+ */
+void
+chan_sent(struct pool *p, struct worker *w, struct conn *c, int len)
+{
+	struct chan *ch = w->chan;
+
+	if (ch->watch.stalled)
+		/* A probe: if it is read, the worker is back. */
+		ch->probing = true;
+	else if (ch->active == 0)
+		/* Nothing in flight: the clock starts now. */
+		balance_watch_start(&ch->watch, ch->sent_bytes -
+		    ch->pulled_bytes, ch->closes, now_mono());
+	ch->sent_bytes += (uint64_t)len;
+	close(c->fd);
+	c->fd = -1;
+	RB_INSERT(conntree, &ch->inflight, c);
+	ch->active++;
+	ch->requests++;
+	if (!p->channels->watch_timer.armed)
+		timer_set(&p->channels->watch_timer, WATCH_TICK);
+	if (p->conf->max_requests > 0 && ch->requests >= ch->max_requests)
+		pool_recycle(p, w, "served its --max-requests");
+}
+
+/*
+ * The form every worker library sends, {"type":"closed","id":N} with N of
+ * at most 18 digits, read without json-c: that message comes once per
+ * connection, and a json-c parse (a tokener, a locale, objects) costs more
+ * than the rest of its handling.  0 and *id set when buf is exactly that;
+ * -1 for anything else, which then goes through json-c.
+ */
+static int
+parse_closed_fast(const char *buf, size_t len, long long *id)
+{
+	static const char prefix[] = "{\"type\":\"closed\",\"id\":";
+	const size_t plen = sizeof(prefix) - 1;
+	long long v = 0;
+	size_t	 i;
+
+	if (len < plen + 2 || len > plen + 19 || buf[len - 1] != '}' ||
+	    memcmp(buf, prefix, plen) != 0)
+		return -1;
+	if (buf[plen] == '0' && len != plen + 2)
+		return -1;	/* a leading zero is not JSON */
+	for (i = plen; i < len - 1; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return -1;
+		v = v * 10 + (buf[i] - '0');
+	}
+	*id = v;
+	return 0;
+}
+
+/* The whole of buf as one JSON value, or NULL. */
+static json_object *
+parse_whole(const char *buf, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new_ex(8);
+	json_object *o;
+
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	if (o != NULL && json_tokener_get_parse_end(tok) < len) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/* A message from a worker: {"type":"closed","id":N} or {"type":"ready"}. */
+int
+balance_parse_message(const char *buf, size_t len, long long *id)
+{
+	json_object *o, *t, *v;
+	const char *type;
+	int	 r = -EINVAL;
+
+	if (len == 0 || len > CHAN_MSG_MAX)
+		return -EINVAL;
+	if (parse_closed_fast(buf, len, id) == 0)
+		return 0;
+	if ((o = parse_whole(buf, len)) == NULL)
+		return -EINVAL;
+	if (json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "type", &t) &&
+	    json_object_is_type(t, json_type_string)) {
+		type = json_object_get_string(t);
+		if (strcmp(type, "ready") == 0)
+			r = 1;
+		else if (strcmp(type, "closed") == 0 &&
+		    json_object_object_get_ex(o, "id", &v) &&
+		    json_object_is_type(v, json_type_int)) {
+			*id = json_object_get_int64(v);
+			r = 0;
+		}
+	}
+	json_object_put(o);
+	return r;
+}
+
+/*
+ * A message that is not one the protocol has: logged once per run of
+ * them; the worker gets no connections until a good message comes, and
+ * is replaced (and no longer read: a flood costs the master nothing) if
+ * GARBAGE_LIMIT come in a row.
+ */
+static void
+chan_garbage(struct pool *p, struct chan *ch, const char *what)
+{
+	struct worker *w = ch->w;
+
+	if (ch->garbage++ == 0)
+		log_warnx("worker %d (pid %d) %s: no more connections until "
+		    "it behaves", w->id, (int)w->pid, what);
+	if (ch->garbage == GARBAGE_LIMIT) {
+		ch->muted = true;
+		loop_mod(ch->fd, 0);
+		pool_recycle(p, w, "kept sending garbage");
+	}
+}
+
+/* {"type":"closed","id":N}: valid only for a connection w holds. */
+static void
+chan_closed(struct pool *p, struct chan *ch, long long id)
+{
+	struct worker *w = ch->w;
+	struct conn key, *c = NULL;
+	char	 what[96];
+
+	key.id = (unsigned long)id;
+	if (id > 0)
+		c = RB_FIND(conntree, &ch->inflight, &key);
+	if (c == NULL) {
+		snprintf(what, sizeof(what), "reported connection %lld "
+		    "closed, which it does not hold", id);
+		chan_garbage(p, ch, what);
+		return;
+	}
+	RB_REMOVE(conntree, &ch->inflight, c);
+	free(c);
+	ch->garbage = 0;
+	ch->closes++;
+	if (balance_watch_closed(&ch->watch, now_mono())) {
+		ch->probing = false;
+		log_info("worker %d (pid %d) reported a connection closed: "
+		    "it gets connections again", w->id, (int)w->pid);
+	}
+	if (ch->active > 0 && --ch->active == 0)
+		pool_worker_idle(p, w);
+	balance_kick(p);
+}
+
+static void
+chan_event(int fd, uint32_t ev, void *arg)
+{
+	struct chan *ch = arg;		/* lives while its fd is watched */
+	struct pool *p = ch->pool;
+	char	 buf[CHAN_MSG_MAX + 1];
+	long long id;
+	ssize_t	 n;
+	int	 k, r, flags;
+
+	if (ev & EPOLLOUT) {
+		ch->full = false;
+		loop_mod(fd, ch->muted ? 0 : EPOLLIN);
+		balance_kick(p);
+		if (ch->fd != fd)
+			return;
+	}
+	for (k = 0; k < 256 && !ch->muted; k++) {
+		/*
+		 * The kernel refuses fds a worker sends (fdrecv_refuse);
+		 * where it cannot, fdrecv_msg disposes of them.
+		 */
+		flags = 0;
+		n = fdrecv_msg(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT, NULL,
+		    NULL, &flags);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			/*
+			 * The master holds the worker's end too, so this is
+			 * not the worker closing its own: an error.
+			 */
+			chan_lost(p, ch);
+			return;
+		}
+		r = (flags & MSG_TRUNC) ? -EMSGSIZE :
+		    balance_parse_message(buf, (size_t)n, &id);
+		if (r < 0) {
+			chan_garbage(p, ch, "sent a message that is not "
+			    "{\"type\":\"closed\",\"id\":N} or "
+			    "{\"type\":\"ready\"}");
+			continue;
+		}
+		if (r == 1) {
+			ch->garbage = 0;
+			pool_worker_notify(p, ch->w, "READY", "1");
+			balance_kick(p);
+		} else
+			chan_closed(p, ch, id);
+		if (ch->fd != fd)
+			return;
+	}
+}
+
+/*
+ * A new worker's channel: returns the worker's end (for fd 3) and keeps
+ * the master's end, and a copy of the worker's end, in w->chan.
+ */
+int
+balance_worker_channel(struct pool *p, struct worker *w, int *child_fd)
+{
+	struct chan *ch;
+	struct stat st;
+	int	 sv[2], peer = -1, sndbuf = CHAN_SNDBUF;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	/* Workers have no business sending fds: the kernel refuses them. */
+	(void)fdrecv_refuse(sv[0]);
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof(sndbuf));
+	set_nonblock(sv[0], true);
+	ch = xcalloc(1, sizeof(*ch));
+	if (fstat(sv[1], &st) < 0 ||
+	    (peer = fcntl(sv[1], F_DUPFD_CLOEXEC, 3)) < 0 ||
+	    loop_add(sv[0], EPOLLIN, chan_event, ch) < 0) {
+		if (peer >= 0)
+			close(peer);
+		close(sv[0]);
+		close(sv[1]);
+		free(ch);
+		return -EIO;
+	}
+	ch->pool = p;
+	ch->w = w;
+	ch->fd = sv[0];
+	ch->peer = peer;
+	ch->peer_ino = st.st_ino;
+	ch->peer_fdno = 3;
+	RB_INIT(&ch->inflight);
+	timer_init(&ch->lost_timer, on_lost_timer, ch);
+	if (p->conf->max_requests > 0)
+		ch->max_requests = p->conf->max_requests +
+		    (p->conf->max_requests_jitter > 0 ? (long)arc4random_uniform(
+		    (uint32_t)(p->conf->max_requests_jitter + 1)) : 0);
+	w->chan = ch;
+	*child_fd = sv[1];
+	return 0;
+}
+
+/*
+ * The worker is gone: what it took is gone with it; what it never read
+ * goes to other workers (from a timer: this runs inside pool.c's reaping).
+ */
+void
+balance_worker_gone(struct pool *p, struct worker *w)
+{
+	struct chan *ch = w->chan;
+	int	 n;
+
+	if (ch == NULL)
+		return;
+	timer_cancel(&ch->lost_timer);
+	n = chan_close(p, ch);
+	free(ch);
+	w->chan = NULL;
+	if (n == 0)
+		return;
+	if (p->state == POOL_RUNNING) {
+		log_info("worker %d (pid %d) left %d connection%s unread: "
+		    "they go to other workers", w->id, (int)w->pid, n,
+		    n == 1 ? "" : "s");
+		acceptq_kick_soon(p);
+	} else
+		acceptq_flush(p);
+}
