@@ -347,12 +347,13 @@ static char *
 cmd_reload(struct pool *p, json_object *req)
 {
 	json_object *o;
-	char	 err[256];
+	char	 err[512];
 	unsigned gen;
 	int	 r;
 
 	(void)req;
-	if ((r = pool_reload(p, &gen, err, sizeof(err))) < 0)
+	if (inetd_refuse(p, "reload", err, sizeof(err)) < 0 ||
+	    (r = pool_reload(p, &gen, err, sizeof(err))) < 0)
 		return error_json("%s", err);
 	o = json_object_new_object();
 	json_object_object_add(o, "generation", json_object_new_int64(gen));
@@ -399,8 +400,11 @@ cmd_restart(struct pool *p, json_object *req)
 {
 	json_object *v, *o;
 	long long id;
-	char	 err[256];
+	char	 err[512];
 
+	/* Before "all" goes to reload: it is refused as a restart. */
+	if (inetd_refuse(p, "restart", err, sizeof(err)) < 0)
+		return error_json("%s", err);
 	if (json_object_object_get_ex(req, "id", &v) &&
 	    json_object_is_type(v, json_type_string) &&
 	    strcmp(json_object_get_string(v), "all") == 0)
@@ -425,7 +429,7 @@ cmd_signal(struct pool *p, json_object *req)
 {
 	json_object *v, *o;
 	long long id = -1;
-	char	 err[256];
+	char	 err[512];
 	int	 sig, n, r;
 
 	if (!json_object_object_get_ex(req, "signal", &v))
@@ -441,7 +445,8 @@ cmd_signal(struct pool *p, json_object *req)
 		return error_json("signal: \"id\" must be an integer");
 	if (r == 0 && (id < 0 || id >= WPOOL_MAX_WORKERS))
 		return error_json("signal: no worker %lld", id);
-	if ((n = pool_signal(p, sig, r == 0 ? (int)id : -1, err,
+	if (inetd_refuse(p, "signal", err, sizeof(err)) < 0 ||
+	    (n = pool_signal(p, sig, r == 0 ? (int)id : -1, err,
 	    sizeof(err))) < 0)
 		return error_json("%s", err);
 	o = json_object_new_object();

@@ -246,3 +246,26 @@ balance_status_json(struct pool *p, double mono)
 	return a;
 }
 
+/*
+ * reload, restart and signal address workers, which inetd mode has not:
+ * each connection runs the command afresh, so the next one already runs
+ * it as it is now, and a connection process serves one client, whom a
+ * restart would cut off.  All three are refused alike, saying so and
+ * what to do instead: -ENOTSUP and the reason in err, or 0 in the other
+ * modes.  verb: "reload", "restart" or "signal".
+ */
+int
+inetd_refuse(const struct pool *p, const char *verb, char *err, size_t len)
+{
+	int	 n = inetd_running(p);
+
+	if (p->conf->mode != MODE_INETD)
+		return 0;
+	snprintf(err, len, "inetd mode has no workers to %s: each connection "
+	    "runs '%s' afresh, so the next one runs it as it is now; the %d "
+	    "connection process%s running serve%s %s client%s to the end (to "
+	    "signal or end one, kill the pid `wpool status` lists)", verb,
+	    p->conf->argv[0], n, n == 1 ? "" : "es", n == 1 ? "s" : "",
+	    n == 1 ? "its" : "their", n == 1 ? "" : "s");
+	return -ENOTSUP;
+}

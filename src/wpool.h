@@ -620,6 +620,7 @@ bool	balance_reaped(struct pool *, pid_t, int);
 bool	balance_has_child(pid_t);
 bool	inetd_has_child(const struct pool *, pid_t);
 int	inetd_running(const struct pool *);
+int	inetd_refuse(const struct pool *, const char *, char *, size_t);
 struct json_object *balance_status_json(struct pool *, double);
 
 /* notify.c: the sd_notify datagram socket. */
