@@ -569,12 +569,19 @@ int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
  */
 struct json_object;
 
+/* acceptq.c */
+int	balance_init(struct pool *, char *, size_t);
+void	balance_kick(struct pool *);
+int	balance_stop(struct pool *, int);
+int	balance_queued(const struct pool *);
+unsigned long balance_accepted(const struct pool *);
+
 /*
- * The watch over a worker's channel: one that leaves connections unread
- * with no progress (nothing read, nothing reported closed) for
- * BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and gets one at a
- * time until it reads or reports one closed; after BALANCE_STUCK_SECONDS
- * it is replaced (WATCH_RECYCLE).
+ * channel.c.  The watch over a worker's channel: one that leaves
+ * connections unread with no progress (nothing read, nothing reported
+ * closed) for BALANCE_STALL_GRACE has them taken back (WATCH_PULL) and
+ * gets one at a time until it reads or reports one closed; after
+ * BALANCE_STUCK_SECONDS it is replaced (WATCH_RECYCLE).
  */
 #define BALANCE_STALL_GRACE	1.0
 #define BALANCE_STUCK_SECONDS	5.0
@@ -596,25 +603,20 @@ void	balance_watch_start(struct chan_watch *, uint64_t, unsigned long,
 int	balance_watch(struct chan_watch *, uint64_t, long, unsigned long,
 	    double);
 bool	balance_watch_closed(struct chan_watch *, double);
-/* acceptq.c */
-int	balance_init(struct pool *, char *, size_t);
-void	balance_kick(struct pool *);
-int	balance_stop(struct pool *, int);
-int	balance_queued(const struct pool *);
-unsigned long balance_accepted(const struct pool *);
-/* channel.c */
 int	balance_worker_channel(struct pool *, struct worker *, int *);
 void	balance_worker_gone(struct pool *, struct worker *);
 long	balance_active(const struct worker *);
 long	balance_requests(const struct worker *);
 bool	balance_has_channel(const struct worker *);
 int	balance_parse_message(const char *, size_t, long long *);
+
 /* balance.c */
 void	balance_pool_resized(struct pool *);
 void	balance_free(struct pool *);
 extern const char *const balancer_names[];	/* its balancers' table */
 int	balance_ring_lookup(const struct pool *, uint32_t,
 	    bool (*)(int, void *), void *);
+
 /* inetd.c */
 bool	balance_reaped(struct pool *, pid_t, int);
 bool	balance_has_child(pid_t);
