@@ -414,8 +414,6 @@ struct slot {
 	int	 id;
 	bool	 inited;
 	enum slot_state state;
-	int	 ev_depth;		/* events in progress on it */
-	enum slot_state ev_from;	/* the state the outermost began in */
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
@@ -532,6 +530,19 @@ struct pool {
 	struct timer defer_timer;
 	int	 deferred[WPOOL_MAX_WORKERS];
 	int	 ndeferred;
+	/*
+	 * Events raised while a transition runs: queued, run after it
+	 * (pool.c's slot_event); the worker by pid, since it may go.
+	 */
+	bool	 in_event;
+	enum slot_event ev_doing;	/* the one running, for its log */
+	struct slot_qev {
+		int	 slot;
+		enum slot_event ev;
+		pid_t	 pid;		/* 0: no worker */
+		int	 status;
+	} *evq;
+	size_t	 nevq, evq_cap;
 	/* Transitions taken, by state and event; those the table refuses. */
 	unsigned long transitions[SL_NSTATES][EV_NEVENTS];
 	unsigned long bad_transitions;

@@ -1005,6 +1005,241 @@ test_drain(void)
 	pool_end(p, "drain");
 }
 
+/*
+ * An event raised inside a transition is one of its own, run after it:
+ * a worker that counts as ready at exec becomes ready after its start,
+ * not inside it.
+ */
+static void
+test_queued_event(void)
+{
+	struct pool *p = pool_new(1, NULL);
+
+	ok(p->transitions[SL_EMPTY][EV_START] == 1 &&
+	    p->transitions[SL_STARTING][EV_READY] == 1,
+	    "queued: start, then ready, each a transition of its own "
+	    "(start %lu, ready %lu)", p->transitions[SL_EMPTY][EV_START],
+	    p->transitions[SL_STARTING][EV_READY]);
+	ok(cur(p, 0)->state == W_READY && p->slots[0].state == SL_SERVING,
+	    "queued: the slot serves once the queue ran");
+	ok(!p->in_event && p->nevq == 0, "queued: the queue is empty after");
+	pool_end(p, "queued event");
+}
+
+/*
+ * A restart of a starting worker whose successor cannot be forked at
+ * first: the old one becoming ready meanwhile does not end the restart;
+ * the retry replaces it.
+ */
+static void
+test_restart_wait_ready(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	char	 err[128];
+	pid_t	 old = cur_pid(p, 0);
+	struct restart_record *r;
+
+	F.fail_forks = 1;
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0, "wait ready: restart");
+	is_str(slot_state_name(p->slots[0].state), "replace-wait",
+	    "wait ready: the successor's fork failed");
+	ready(p, cur(p, 0));
+	is_str(slot_state_name(p->slots[0].state), "replace-wait",
+	    "wait ready: the old worker ready, still to be replaced");
+	r = &p->restart_log[p->nrestart_log - 1];
+	ok(r->state == RESTART_RUNNING, "wait ready: the restart still runs");
+	advance(0.1);
+	ok(p->slots[0].next != NULL, "wait ready: the retry forks a successor");
+	if (p->slots[0].next != NULL)
+		ready(p, p->slots[0].next);
+	ok(cur_pid(p, 0) != old && !proc(old)->alive,
+	    "wait ready: the old worker was replaced");
+	ok(r->state == RESTART_DONE && r->pid == cur_pid(p, 0),
+	    "wait ready: the restart is done, with the new pid");
+	pool_end(p, "wait ready");
+}
+
+/*
+ * A reload's new worker serves and dies young while its predecessor
+ * still stops: the slot starts another, which is RETIRING with cur
+ * starting.  Ready or timed out there, the slot stays retiring.
+ */
+static struct pool *
+retiring_starting(void (*tune)(struct conf *), pid_t *old)
+{
+	struct pool *p = pool_new(1, tune);
+	unsigned gen;
+
+	ready(p, cur(p, 0));
+	*old = cur_pid(p, 0);
+	pool_reload(p, &gen, NULL, 0);
+	F.obey_term = false;
+	ready(p, p->slots[0].next);
+	fake_exit(cur_pid(p, 0), EXITED(1));
+	settle();
+	advance(0.15);
+	return p;
+}
+
+static void
+test_retiring_cur_starts(void)
+{
+	struct pool *p;
+	pid_t	 old;
+
+	p = retiring_starting(notify_mode, &old);
+	ok(p->slots[0].state == SL_RETIRING &&
+	    cur(p, 0)->state == W_STARTING, "retiring: cur starts");
+	ready(p, cur(p, 0));
+	ok(p->slots[0].state == SL_RETIRING && cur(p, 0)->state == W_READY,
+	    "retiring: cur ready, the old one still stops");
+	fake_exit(old, EXITED(0));
+	settle();
+	ok(p->slots[0].state == SL_SERVING, "retiring: then it serves");
+	pool_end(p, "retiring ready");
+
+	p = retiring_starting(notify_mode, &old);
+	advance(1.1);
+	ok(p->transitions[SL_RETIRING][EV_READY_TIMEOUT] == 1,
+	    "retiring timeout: cur not ready in time, the old one stopping");
+	ok(proc(old)->alive && p->slots[0].repl.old != NULL,
+	    "retiring timeout: the old one still stops");
+	pool_end(p, "retiring timeout");
+}
+
+static void
+short_watchdog(struct conf *c)
+{
+	notify_mode(c);
+	c->watchdog = 0.05;
+	c->ready_timeout = 10;
+	c->max_restart_delay = 10;
+}
+
+/*
+ * The events a worker raises itself (STOPPING=1, a starved watchdog, a
+ * ready timeout) come in whatever state its slot is in.
+ */
+static void
+test_worker_events_anywhere(void)
+{
+	struct pool *p = pool_new(8, notify_mode);
+	char	 err[128];
+	struct worker *w;
+	pid_t	 pid;
+	int	 i;
+
+	F.obey_term = false;
+	for (i = 0; i < 8; i++)
+		ready(p, cur(p, i));
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");	/* stopping */
+	pool_restart(p, 2, err, sizeof(err));			/* replacing */
+	F.fail_forks = 1;
+	pool_restart(p, 3, err, sizeof(err));		/* replace-wait */
+	pool_restart(p, 4, err, sizeof(err));		/* retiring */
+	ready(p, p->slots[4].next);
+	pool_restart(p, 5, err, sizeof(err));	/* back-off, old stopping */
+	ready(p, p->slots[5].next);
+	fake_exit(cur_pid(p, 5), EXITED(1));
+	settle();
+	pid = cur_pid(p, 7);
+	pool_scale(p, 7, err, sizeof(err));	/* 7: stopped, worker stops */
+	is_str(slot_state_name(p->slots[5].state), "backoff", "anywhere: 5");
+	is_str(slot_state_name(p->slots[7].state), "stopped", "anywhere: 7");
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 2), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 3), "STOPPING", "1");
+	pool_worker_notify(p, p->slots[4].repl.old, "STOPPING", "1");
+	pool_worker_notify(p, p->slots[5].repl.old, "STOPPING", "1");
+	w = pool_find_pid(p, pid);
+	ok(w != NULL, "anywhere: the scaled-away worker stops");
+	if (w != NULL)
+		pool_worker_notify(p, w, "STOPPING", "1");
+	is_str(slot_state_name(p->slots[2].state), "replacing",
+	    "anywhere: STOPPING=1 from cur while replacing");
+	is_str(slot_state_name(p->slots[3].state), "replace-wait",
+	    "anywhere: STOPPING=1 from cur while waiting to retry");
+	is_str(slot_state_name(p->slots[4].state), "retiring",
+	    "anywhere: STOPPING=1 from the old one");
+	pool_end(p, "anywhere");
+
+	/* The watchdog of one that said STOPPING=1, and while retrying. */
+	p = pool_new(2, short_watchdog);
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	pid = cur_pid(p, 0);
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_worker_notify(p, cur(p, 0), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 1), "WATCHDOG", "1");
+	F.fail_forks = 1;
+	pool_restart(p, 1, err, sizeof(err));
+	is_str(slot_state_name(p->slots[1].state), "replace-wait",
+	    "anywhere: slot 1 waits to retry its fork");
+	advance(0.06);
+	is_int(proc(pid)->last_signal, SIGABRT,
+	    "anywhere: the watchdog of a stopping worker fires");
+	ok(p->transitions[SL_REPLACE_WAIT][EV_WATCHDOG] == 1,
+	    "anywhere: the watchdog fired while waiting to retry");
+	pool_end(p, "anywhere watchdog");
+
+	/* Ready timeouts: of one that said STOPPING=1; while retrying. */
+	p = pool_new(2, notify_mode);
+	pid = cur_pid(p, 0);
+	pool_worker_notify(p, cur(p, 0), "STOPPING", "1");
+	advance(0.95);
+	F.fail_forks = 1;
+	pool_restart(p, 1, err, sizeof(err));
+	advance(0.06);
+	is_int(proc(pid)->last_signal, SIGKILL,
+	    "anywhere: a stopping worker not ready in time is killed");
+	ok(p->transitions[SL_REPLACE_WAIT][EV_READY_TIMEOUT] == 1,
+	    "anywhere: the ready timeout fired while waiting to retry");
+	pool_end(p, "anywhere timeout");
+}
+
+/* The cells that cannot happen are those slot_transitions says 0 of. */
+static void
+test_never_cell(void)
+{
+	ok(slot_transitions(SL_SERVING, EV_START) == 0,
+	    "never: start cannot happen in serving");
+	ok(slot_transitions(SL_SERVING, EV_EXIT) != 0, "never: exit can");
+	ok(slot_transitions(SL_NSTATES, EV_EXIT) == 0 &&
+	    slot_transitions(SL_SERVING, EV_NEVENTS) == 0,
+	    "never: out of the table");
+}
+
+/*
+ * reuseport: a slot whose worker died young (back-off) is scaled away
+ * with connections queued on its socket: a worker starts to drain them.
+ */
+static void
+test_drain_from_backoff(void)
+{
+	struct pool *p = pool_new(2, reuseport);
+	char	 err[128];
+
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	fake_exit(cur_pid(p, 1), EXITED(1));
+	settle();
+	is_str(slot_state_name(p->slots[1].state), "backoff",
+	    "drain from back-off: slot 1 backs off");
+	queued = 3;
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0,
+	    "drain from back-off: scaled to 1");
+	ok(cur(p, 1) != NULL && p->slots[1].draining,
+	    "drain from back-off: a worker starts to drain its queue");
+	is_int(p->bad_transitions, 0,
+	    "drain from back-off: remove in backoff may lead to starting");
+	queued = 0;
+	ready(p, cur(p, 1));
+	advance(0.05);
+	ok(p->slots[1].state == SL_EMPTY && p->slots[1].fds == NULL,
+	    "drain from back-off: then the slot goes");
+	pool_end(p, "drain from back-off");
+}
+
 /* Every cell of the slot table was taken by some test above. */
 static void
 test_table_walk(void)
@@ -1057,6 +1292,12 @@ main(void)
 	test_scale_down_states();
 	test_more_cells();
 	test_drain();
+	test_drain_from_backoff();
+	test_queued_event();
+	test_restart_wait_ready();
+	test_retiring_cur_starts();
+	test_worker_events_anywhere();
+	test_never_cell();
 	test_table_walk();
 	return done_testing();
 }
