@@ -1240,6 +1240,31 @@ test_drain_from_backoff(void)
 	pool_end(p, "drain from back-off");
 }
 
+static void
+inetd(struct conf *c)
+{
+	c->mode = MODE_INETD;
+}
+
+/* The lifecycle asks the mode: inetd has no slots, only a limit. */
+static void
+test_mode_inetd(void)
+{
+	struct pool *p = pool_new(2, inetd);
+	char	 err[128];
+
+	is_int(F.forks, 0, "inetd: no worker is started");
+	is_int(pool_restart(p, 0, err, sizeof(err)), -ENOENT,
+	    "inetd: restart ID is refused");
+	ok(strstr(err, "inetd mode has no workers") != NULL,
+	    "inetd: and says why: %s", err);
+	is_int(pool_scale(p, 3, err, sizeof(err)), 0, "inetd: scaled to 3");
+	ok(p->target == 3 && F.forks == 0 && !p->slots[2].inited,
+	    "inetd: only the limit changed");
+	pool_end(p, "inetd");
+	C.mode = MODE_SHARED;
+}
+
 /* Every cell of the slot table was taken by some test above. */
 static void
 test_table_walk(void)
@@ -1298,6 +1323,7 @@ main(void)
 	test_retiring_cur_starts();
 	test_worker_events_anywhere();
 	test_never_cell();
+	test_mode_inetd();
 	test_table_walk();
 	return done_testing();
 }
