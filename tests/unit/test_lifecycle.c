@@ -1265,6 +1265,106 @@ test_mode_inetd(void)
 	C.mode = MODE_SHARED;
 }
 
+/* Appends s to buf, words separated by one space. */
+static void
+words_add(char *buf, size_t len, const char *s)
+{
+	size_t	 n = strlen(buf);
+
+	snprintf(buf + n, len - n, "%s%s", n > 0 && buf[n - 1] != ' ' &&
+	    s[0] != ',' && s[0] != ':' ? " " : "", s);
+}
+
+/* The table as pool.c's opening comment lists it, one space apart. */
+static void
+table_words(char *buf, size_t len)
+{
+	unsigned done, to, t2;
+	int	 st, ev, e2, x;
+	bool	 first;
+
+	buf[0] = '\0';
+	for (st = 0; st < SL_NSTATES; st++) {
+		words_add(buf, len, slot_state_name(st));
+		done = 0;
+		for (ev = 0; ev < EV_NEVENTS; ev++) {
+			if (slot_transitions(st, ev) == 0 || done & (1u << ev))
+				continue;
+			to = slot_transitions(st, ev) & ~(1u << st);
+			first = true;
+			for (e2 = ev; e2 < EV_NEVENTS; e2++) {
+				t2 = slot_transitions(st, e2);
+				if (t2 == 0 || (t2 & ~(1u << st)) != to)
+					continue;
+				done |= 1u << e2;
+				if (!first)
+					words_add(buf, len, ",");
+				words_add(buf, len, slot_event_name(e2));
+				first = false;
+			}
+			words_add(buf, len, to == 0 ? ": =" : "->");
+			first = true;
+			for (x = 0; x < SL_NSTATES; x++)
+				if (to & (1u << x)) {
+					if (!first)
+						words_add(buf, len, "|");
+					words_add(buf, len, slot_state_name(x));
+					first = false;
+				}
+		}
+	}
+}
+
+/* The listing in the comment that opens src/pool.c, one space apart. */
+static bool
+comment_words(char *buf, size_t len)
+{
+	FILE	*f = fopen("src/pool.c", "r");
+	char	 line[256], *w, *save;
+	bool	 in = false;
+
+	buf[0] = '\0';
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (!in && strncmp(line, " *   stopped ", 13) == 0)
+			in = true;
+		if (in && strncmp(line, " *\n", 3) == 0)
+			break;
+		if (!in)
+			continue;
+		for (w = strtok_r(line + 2, " \n", &save); w != NULL;
+		    w = strtok_r(NULL, " \n", &save)) {
+			if (w[strlen(w) - 1] == ',' && strlen(w) > 1) {
+				w[strlen(w) - 1] = '\0';
+				words_add(buf, len, w);
+				words_add(buf, len, ",");
+			} else if (strcmp(w, "=") == 0)
+				words_add(buf, len, "=");
+			else if (w[strlen(w) - 1] == ':' && strlen(w) > 1) {
+				w[strlen(w) - 1] = '\0';
+				words_add(buf, len, w);
+				words_add(buf, len, ":");
+			} else
+				words_add(buf, len, w);
+		}
+	}
+	fclose(f);
+	return in;
+}
+
+/* The state diagram that opens pool.c says what the table does. */
+static void
+test_table_comment(void)
+{
+	static char want[8192], got[8192];
+
+	table_words(want, sizeof(want));
+	ok(comment_words(got, sizeof(got)), "comment: pool.c opens with the "
+	    "table's listing");
+	is_str(got, want, "comment: the listing matches the table");
+}
+
 /* Every cell of the slot table was taken by some test above. */
 static void
 test_table_walk(void)
@@ -1324,6 +1424,7 @@ main(void)
 	test_worker_events_anywhere();
 	test_never_cell();
 	test_mode_inetd();
+	test_table_comment();
 	test_table_walk();
 	return done_testing();
 }
