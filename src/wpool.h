@@ -329,7 +329,10 @@ size_t	output_flush_all(void);
 void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
 
-/* pool.c: the worker table and its state machine; the only writer. */
+/*
+ * pool.c: the worker table and its state machine; the only writer.  What
+ * differs between modes it asks of pool_mode.c (pool_mode.h, private).
+ */
 /*
  * A worker's state as pool.c's machine keeps it (and status, --json and
  * /metrics show it); "busy" is a ready worker with open connections.
