@@ -3,7 +3,9 @@
  * (sys_set): forks that succeed or fail on demand, signals recorded and
  * turned into exits, a clock the test moves and the loop's timers fired
  * at it.  No real process is started; every case runs in microseconds of
- * virtual time.
+ * virtual time.  Every cell of pool.c's slot_table that can happen is
+ * taken by some case (test_table_walk), and the listing that opens pool.c
+ * is the table's (test_table_comment).
  */
 #include <sys/socket.h>
 #include <sys/wait.h>
