@@ -139,6 +139,8 @@ static void	 restart_record_end(struct pool *, const struct slot *,
 #define SPAWNED	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_BACKOFF))
 #define CUR	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_STOPPING))
 #define REPL	(BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) | BIT(SL_RETIRING))
+/* Its worker gone: started again (starting, serving), backing off, none. */
+#define GONE	(SPAWNED | BIT(SL_EMPTY))
 
 /* What an event brings: the worker it is about, and how that one ended. */
 struct slot_arg {
@@ -188,17 +190,16 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 	[SL_BACKOFF] = {
 		[EV_START] =		NEVER,
 		/* a new cur while the old one of a replacement stops */
-		[EV_TIMER] =		CELL(act_respawn, SPAWNED |
-					    BIT(SL_EMPTY) | BIT(SL_RETIRING)),
+		[EV_TIMER] =		CELL(act_respawn, GONE |
+					    BIT(SL_RETIRING)),
 		[EV_READY] =		NEVER,
 		[EV_READY_TIMEOUT] =	NEVER,
 		[EV_WATCHDOG] =		NEVER,
 		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
-		[EV_EXIT] =		CELL(act_exit, SPAWNED | BIT(SL_EMPTY)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
 		[EV_REPLACE] =		CELL(act_replace, SPAWNED),
 		/* with connections queued, a worker starts to drain them */
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED |
-					    BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
 		[EV_DRAIN] =		NEVER,
 		[EV_STOP] =		CELL(act_stop, BIT(SL_EMPTY)),
 		[EV_ENDED] =		CELL(act_ended, SPAWNED),
@@ -211,10 +212,10 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 		[EV_WATCHDOG] =		CELL(act_watchdog, BIT(SL_STOPPING)),
 		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping,
 					    BIT(SL_STOPPING)),
-		[EV_EXIT] =		CELL(act_exit, SPAWNED | BIT(SL_EMPTY)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
 		[EV_REPLACE] =		CELL(act_replace, REPL),
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
-		[EV_DRAIN] =		CELL(act_drain, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		CELL(act_drain, GONE),
 		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
 		/* a replacement's old worker went after the new one died */
 		[EV_ENDED] =		CELL(act_ended, 0),
@@ -227,10 +228,10 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 		[EV_WATCHDOG] =		CELL(act_watchdog, BIT(SL_STOPPING)),
 		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping,
 					    BIT(SL_STOPPING)),
-		[EV_EXIT] =		CELL(act_exit, SPAWNED | BIT(SL_EMPTY)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
 		[EV_REPLACE] =		CELL(act_replace, REPL),
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
-		[EV_DRAIN] =		CELL(act_drain, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		CELL(act_drain, GONE),
 		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
 		/* a reload's turn, or a recycle that waited */
 		[EV_ENDED] =		CELL(act_ended, REPL),
@@ -243,9 +244,9 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 		/* a worker that said STOPPING=1 goes quiet */
 		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
 		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
-		[EV_EXIT] =		CELL(act_exit, SPAWNED | BIT(SL_EMPTY)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
 		[EV_REPLACE] =		CELL(act_replace, REPL),
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
 		[EV_DRAIN] =		NEVER,
 		[EV_STOP] =		CELL(act_stop, 0),
 		[EV_ENDED] =		NEVER,
@@ -263,7 +264,7 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 					    BIT(SL_REPLACE_WAIT) |
 					    BIT(SL_BACKOFF)),
 		[EV_REPLACE] =		NEVER,
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
 		[EV_DRAIN] =		NEVER,
 		[EV_STOP] =		CELL(act_stop, 0),
 		[EV_ENDED] =		NEVER,
@@ -278,9 +279,9 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
 		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
 		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
-		[EV_EXIT] =		CELL(act_exit, SPAWNED | BIT(SL_EMPTY)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
 		[EV_REPLACE] =		NEVER,
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
 		[EV_DRAIN] =		NEVER,
 		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
 		[EV_ENDED] =		NEVER,
@@ -296,7 +297,7 @@ static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 		[EV_EXIT] =		CELL(act_exit, CUR | REPL |
 					    BIT(SL_BACKOFF) | BIT(SL_EMPTY)),
 		[EV_REPLACE] =		NEVER,
-		[EV_REMOVE] =		CELL(act_remove, SPAWNED | BIT(SL_EMPTY)),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
 		[EV_DRAIN] =		NEVER,
 		[EV_STOP] =		CELL(act_stop, 0),
 		[EV_ENDED] =		NEVER,
@@ -782,6 +783,7 @@ on_ready_timeout(void *arg)
 	slot_event(w->pool, &w->pool->slots[w->id], EV_READY_TIMEOUT, w, 0);
 }
 
+/* --ready-timeout passed: the worker is killed; its exit says the rest. */
 static void
 act_ready_timeout(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -823,6 +825,7 @@ on_watchdog_timeout(void *arg)
 	slot_event(w->pool, &w->pool->slots[w->id], EV_WATCHDOG, w, 0);
 }
 
+/* --watchdog passed without WATCHDOG=1: the worker is aborted. */
 static void
 act_watchdog(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -1062,6 +1065,7 @@ on_respawn(void *arg)
 	slot_event(s->pool, s, EV_TIMER, NULL, 0);
 }
 
+/* The respawn timer: the slot's worker again, or a successor's fork. */
 static void
 act_respawn(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -1136,14 +1140,13 @@ on_drain_timer(void *arg)
 		slot_event(p, s, EV_DRAIN, NULL, 0);
 }
 
+/* A slot scaled away looks at its queue again: serve on, or go. */
 static void
 act_drain(struct pool *p, struct slot *s, struct slot_arg *a)
 {
-	int	 q;
+	int	 q = slot_queued(p, s);
 
 	(void)a;
-
-	q = slot_queued(p, s);
 	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
 	    (s->cur != NULL || s->drain_spawns < 3)) {
 		if (s->cur == NULL)
@@ -1183,6 +1186,7 @@ schedule_respawn(struct pool *p, struct slot *s, double delay)
 	(void)p;
 }
 
+/* A slot wanted (start-up, scale up) gets its worker. */
 static void
 act_start(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -1221,6 +1225,7 @@ pool_worker_ready(struct pool *p, struct worker *w)
 		slot_event(p, &p->slots[w->id], EV_READY, w, 0);
 }
 
+/* A worker is ready: it serves, and a replacement moves on. */
 static void
 act_ready(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -1689,6 +1694,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 	slot_event(p, s, EV_EXIT, w, status);
 }
 
+/* A worker was reaped: its role in the slot says what follows. */
 static void
 act_exit(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -2100,6 +2106,7 @@ on_deferred(void *arg)
 	}
 }
 
+/* The follow-up of a replacement that ended, from the deferred queue. */
 static void
 act_ended(struct pool *p, struct slot *s, struct slot_arg *a)
 {
@@ -2484,6 +2491,7 @@ on_sample_timer(void *arg)
 		timer_set(&p->sample_timer, 1.0);
 }
 
+/* STOPPING=1: the worker counts as stopping (not ready) from now. */
 static void
 act_notify_stopping(struct pool *p, struct slot *s, struct slot_arg *a)
 {
