@@ -34,12 +34,6 @@ struct inetd {
 	int	 n;
 };
 
-/*
- * The one table, for balance_has_child: its callers have no pool at hand.
- * Set once, by inetd_init.
- */
-static struct inetd *the_table;
-
 int
 inetd_init(struct pool *p)
 {
@@ -47,7 +41,6 @@ inetd_init(struct pool *p)
 		return 0;
 	p->inetd = xcalloc(1, sizeof(*p->inetd));
 	TAILQ_INIT(&p->inetd->procs);
-	the_table = p->inetd;
 	return 0;
 }
 
@@ -169,13 +162,6 @@ bool
 inetd_has_child(const struct pool *p, pid_t pid)
 {
 	return find(p->inetd, pid) != NULL;
-}
-
-/* The same, for a caller without the pool: the pool's one table. */
-bool
-balance_has_child(pid_t pid)
-{
-	return find(the_table, pid) != NULL;
 }
 
 /* Called for every reaped pid that is not a worker. */

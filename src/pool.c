@@ -2,13 +2,59 @@
  * pool.c: the worker table and its state machine.  The only file that
  * changes a worker's or a slot's state, starts or signals workers, and
  * decides when a dead one comes back.  Others read struct pool and ask
- * through the pool_* functions.
+ * through the pool_* functions; what differs between modes it asks of
+ * mode_of(p) (pool_mode.c), never of p->conf->mode.
  *
  * A slot's state is that of its roles: cur (the worker that serves, or
  * starts to), next (its successor in a replacement: reload, restart or
- * recycle) and repl.old (the predecessor being stopped).  Every event from
- * outside (a worker ready, dead, timed out; a timer; a request) is one
- * transition, recorded and checked against slot_table below:
+ * recycle) and repl.old (the predecessor being stopped).  Every event (a
+ * worker ready, dead, timed out; a timer; a request) goes through
+ * slot_event, which runs the action of its cell in slot_table and gives
+ * the slot the state its roles then make, one the cell allows.  An event
+ * raised while another runs (a worker ready as soon as it is started, a
+ * stop from inside an exit) is queued and runs after it, in order, before
+ * the callback returns; what follows the end of a replacement (the
+ * reload's next step, a recycle that waited, a queued reload) waits for
+ * the next turn of the loop, as replace-ended.  The table, one line per
+ * cell that can happen, by the names status shows (stopped is SL_EMPTY);
+ * the others are NEVER cells, whose action counts a bad transition:
+ *
+ *   stopped      start, exit, replace, remove, drain, replace-ended ->
+ *                    backoff | starting | serving
+ *                notify-stopping, stop: =
+ *   backoff      timer -> stopped | starting | serving | retiring
+ *                notify-stopping: =
+ *                exit, remove -> stopped | starting | serving
+ *                replace, replace-ended -> starting | serving
+ *                stop -> stopped
+ *   starting     ready -> serving | replacing | replace-wait | retiring
+ *                ready-timeout, replace-ended: =
+ *                watchdog, notify-stopping, stop -> stopping
+ *                exit, remove, drain -> stopped | backoff | serving
+ *                replace -> replacing | replace-wait | retiring
+ *   serving      watchdog, notify-stopping, stop -> stopping
+ *                exit, remove, drain -> stopped | backoff | starting
+ *                replace, replace-ended -> replacing | replace-wait |
+ *                    retiring
+ *   stopping     ready-timeout, watchdog, notify-stopping, stop: =
+ *                exit, remove -> stopped | backoff | starting | serving
+ *                replace -> replacing | replace-wait | retiring
+ *   replacing    ready -> serving | retiring
+ *                ready-timeout, watchdog, notify-stopping, stop: =
+ *                exit -> stopped | backoff | starting | serving |
+ *                    stopping | replace-wait
+ *                remove -> stopped | backoff | starting | serving
+ *   replace-wait timer -> starting | serving | stopping | replacing |
+ *                    retiring
+ *                ready, ready-timeout, watchdog, notify-stopping: =
+ *                exit, remove -> stopped | backoff | starting | serving
+ *                stop -> stopping
+ *   retiring     ready, ready-timeout, watchdog, notify-stopping, stop: =
+ *                exit -> stopped | backoff | starting | serving |
+ *                    stopping | replacing | replace-wait
+ *                remove -> stopped | backoff | starting | serving
+ *
+ * ("=": the slot stays as it is.)  In a picture, the main paths:
  *
  *                START, TIMER              READY
  *   EMPTY -----------------------> STARTING -------> SERVING <-----------+
@@ -22,14 +68,6 @@
  *    |        stopping)                              v                    |
  *    +----------- STOPPING <-- WATCHDOG,          RETIRING --old EXIT-----+
  *                              STOP, STOPPING=1   (old stopping)
- *
- * An EXIT of cur goes to BACKOFF (young), STARTING (restarted at once) or
- * EMPTY (--no-restart, stopping); of next back to cur's state.  Events on
- * a slot raised while another is in progress on it are part of that one.
- * What follows the end of a replacement (the reload's next step, a
- * recycle that waited, a queued reload) is an event of its own,
- * replace-ended, run from the pool's deferred queue after the current
- * callback, never from inside the transition that ended it.
  */
 #include <sys/stat.h>
 #include <sys/epoll.h>
@@ -45,6 +83,7 @@
 #include <unistd.h>
 
 #include "wpool.h"
+#include "pool_mode.h"
 
 
 /* How long a pool without workers waits for the log to take their lines. */
@@ -56,119 +95,217 @@
 /* How often a stopping pool looks for what its workers left behind. */
 #define LEFTOVER_POLL_SECS	0.1
 
+
+/*
+ * The next delay of a back-off: first, then twice the last; never below
+ * least, never above cap (or first, if cap is below it).
+ */
+static double
+backoff_next(double last, double first, double least, double cap)
+{
+	double	 d = last > 0 ? last * 2 : first;
+
+	if (d < least)
+		d = least;
+	if (cap < first)
+		cap = first;
+	return d > cap ? cap : d;
+}
+
+/*
+ * A reload or restart whose successor cannot be forked this many times in
+ * a row fails (its client waits for it); a recycle keeps trying, since
+ * the worker it replaces gets no more work.
+ */
+#define REPLACE_FORK_TRIES	3
+
+static int	 replace_begin(struct pool *, struct slot *, enum replace_kind,
+		    unsigned);
+static void	 replace_failed(struct pool *, struct slot *, const char *);
+
+static void	 worker_spawn_slot(struct pool *, struct slot *);
+static void	 replace_start(struct pool *, struct slot *);
+static void	 worker_stop(struct pool *, struct worker *, const char *);
+static void	 schedule_respawn(struct pool *, struct slot *, double);
+static void	 worker_kill(struct worker *, int);
+static void	 worker_exec_seen(struct pool *, struct worker *);
+static void	 on_probe_timer(void *);
+static void	 reload_step(struct pool *);
+static void	 replace_done(struct pool *, struct slot *);
+static void	 restart_record_end(struct pool *, const struct slot *,
+		    const char *, bool);
+
 #define BIT(st)	(1u << (st))
 #define SPAWNED	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_BACKOFF))
 #define CUR	(BIT(SL_STARTING) | BIT(SL_SERVING) | BIT(SL_STOPPING))
+#define REPL	(BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) | BIT(SL_RETIRING))
+/* Its worker gone: started again (starting, serving), backing off, none. */
+#define GONE	(SPAWNED | BIT(SL_EMPTY))
+
+/* What an event brings: the worker it is about, and how that one ended. */
+struct slot_arg {
+	struct worker *w;
+	int	 status;		/* EV_EXIT: its wait status */
+};
+
+typedef void slot_action(struct pool *, struct slot *, struct slot_arg *);
 
 /*
- * The states each event may lead to from each state (staying put is
- * always allowed: an event may change nothing).  An empty cell is an
- * event that state never sees; test_lifecycle walks the table.
+ * A cell of the table: what the event does in that state, and the states
+ * it may lead to (staying put is always allowed: an event may change
+ * nothing).  Which of them is for the slot's roles to say once the action
+ * is done: an exit is a restart at once, a back-off or the end, by the
+ * worker's age and the options, not by the state.
  */
-static const unsigned slot_table[SL_NSTATES][EV_NEVENTS] = {
+struct slot_cell {
+	slot_action *act;
+	unsigned next;
+};
+
+static slot_action act_start, act_respawn, act_ready, act_ready_timeout,
+    act_watchdog, act_notify_stopping, act_exit, act_replace, act_remove,
+    act_drain, act_stop, act_ended, slot_impossible;
+
+#define CELL(act, next)	{ act, next }
+/* An event the state never sees: counted and logged, nothing done. */
+#define NEVER		{ slot_impossible, 0 }
+
+static const struct slot_cell slot_table[SL_NSTATES][EV_NEVENTS] = {
 	[SL_EMPTY] = {
-		[EV_START] = SPAWNED,
-		[EV_EXIT] = SPAWNED,		/* a drain worker */
-		[EV_REPLACE] = SPAWNED,
-		[EV_REMOVE] = SPAWNED,
-		[EV_DRAIN] = SPAWNED,
-		[EV_STOP] = 0,
-		[EV_ENDED] = SPAWNED,
+		[EV_START] =		CELL(act_start, SPAWNED),
+		[EV_TIMER] =		NEVER,
+		[EV_READY] =		NEVER,
+		[EV_READY_TIMEOUT] =	NEVER,
+		[EV_WATCHDOG] =		NEVER,
+		/* from a worker of a slot that let it go */
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
+		/* a drain worker */
+		[EV_EXIT] =		CELL(act_exit, SPAWNED),
+		[EV_REPLACE] =		CELL(act_replace, SPAWNED),
+		[EV_REMOVE] =		CELL(act_remove, SPAWNED),
+		[EV_DRAIN] =		CELL(act_drain, SPAWNED),
+		[EV_STOP] =		CELL(act_stop, 0),
+		[EV_ENDED] =		CELL(act_ended, SPAWNED),
 	},
 	[SL_BACKOFF] = {
+		[EV_START] =		NEVER,
 		/* a new cur while the old one of a replacement stops */
-		[EV_TIMER] = SPAWNED | BIT(SL_EMPTY) | BIT(SL_RETIRING),
-		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
-		[EV_REPLACE] = SPAWNED,
-		[EV_REMOVE] = BIT(SL_EMPTY),
-		[EV_STOP] = BIT(SL_EMPTY),
-		[EV_ENDED] = SPAWNED,
+		[EV_TIMER] =		CELL(act_respawn, GONE |
+					    BIT(SL_RETIRING)),
+		[EV_READY] =		NEVER,
+		[EV_READY_TIMEOUT] =	NEVER,
+		[EV_WATCHDOG] =		NEVER,
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
+		[EV_EXIT] =		CELL(act_exit, GONE),
+		[EV_REPLACE] =		CELL(act_replace, SPAWNED),
+		/* with connections queued, a worker starts to drain them */
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		NEVER,
+		[EV_STOP] =		CELL(act_stop, BIT(SL_EMPTY)),
+		[EV_ENDED] =		CELL(act_ended, SPAWNED),
 	},
 	[SL_STARTING] = {
-		[EV_READY] = BIT(SL_SERVING) | BIT(SL_REPLACING) |
-		    BIT(SL_REPLACE_WAIT) | BIT(SL_RETIRING),
-		[EV_READY_TIMEOUT] = 0,
-		[EV_WATCHDOG] = BIT(SL_STOPPING),
-		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
-		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
-		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
-		    BIT(SL_RETIRING),
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = BIT(SL_STOPPING),
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		NEVER,
+		[EV_READY] =		CELL(act_ready, BIT(SL_SERVING) | REPL),
+		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
+		[EV_WATCHDOG] =		CELL(act_watchdog, BIT(SL_STOPPING)),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping,
+					    BIT(SL_STOPPING)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
+		[EV_REPLACE] =		CELL(act_replace, REPL),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		CELL(act_drain, GONE),
+		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
 		/* a replacement's old worker went after the new one died */
-		[EV_ENDED] = 0,
+		[EV_ENDED] =		CELL(act_ended, 0),
 	},
 	[SL_SERVING] = {
-		[EV_WATCHDOG] = BIT(SL_STOPPING),
-		[EV_NOTIFY_STOPPING] = BIT(SL_STOPPING),
-		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
-		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
-		    BIT(SL_RETIRING),
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_DRAIN] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = BIT(SL_STOPPING),
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		NEVER,
+		[EV_READY] =		NEVER,
+		[EV_READY_TIMEOUT] =	NEVER,
+		[EV_WATCHDOG] =		CELL(act_watchdog, BIT(SL_STOPPING)),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping,
+					    BIT(SL_STOPPING)),
+		[EV_EXIT] =		CELL(act_exit, GONE),
+		[EV_REPLACE] =		CELL(act_replace, REPL),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		CELL(act_drain, GONE),
+		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
 		/* a reload's turn, or a recycle that waited */
-		[EV_ENDED] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
-		    BIT(SL_RETIRING),
+		[EV_ENDED] =		CELL(act_ended, REPL),
 	},
 	[SL_STOPPING] = {
-		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
-		[EV_REPLACE] = BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
-		    BIT(SL_RETIRING),
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = 0,
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		NEVER,
+		[EV_READY] =		NEVER,
+		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
+		/* a worker that said STOPPING=1 goes quiet */
+		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
+		[EV_EXIT] =		CELL(act_exit, GONE),
+		[EV_REPLACE] =		CELL(act_replace, REPL),
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		NEVER,
+		[EV_STOP] =		CELL(act_stop, 0),
+		[EV_ENDED] =		NEVER,
 	},
 	[SL_REPLACING] = {
-		[EV_READY] = BIT(SL_RETIRING) | BIT(SL_SERVING),
-		[EV_READY_TIMEOUT] = 0,
-		[EV_WATCHDOG] = 0,
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		NEVER,
+		[EV_READY] =		CELL(act_ready, BIT(SL_RETIRING) |
+					    BIT(SL_SERVING)),
+		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
+		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
 		/* cur died (next takes over), next died, or stopping */
-		[EV_EXIT] = CUR | BIT(SL_REPLACE_WAIT) | BIT(SL_EMPTY) |
-		    BIT(SL_BACKOFF),
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = 0,
+		[EV_EXIT] =		CELL(act_exit, CUR | BIT(SL_EMPTY) |
+					    BIT(SL_REPLACE_WAIT) |
+					    BIT(SL_BACKOFF)),
+		[EV_REPLACE] =		NEVER,
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		NEVER,
+		[EV_STOP] =		CELL(act_stop, 0),
+		[EV_ENDED] =		NEVER,
 	},
 	[SL_REPLACE_WAIT] = {
-		[EV_TIMER] = CUR | BIT(SL_REPLACING) | BIT(SL_RETIRING),
-		[EV_EXIT] = SPAWNED | BIT(SL_EMPTY),
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = BIT(SL_STOPPING),
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		CELL(act_respawn, CUR |
+					    BIT(SL_REPLACING) |
+					    BIT(SL_RETIRING)),
+		/* cur was starting when its successor's fork failed */
+		[EV_READY] =		CELL(act_ready, 0),
+		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
+		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
+		[EV_EXIT] =		CELL(act_exit, GONE),
+		[EV_REPLACE] =		NEVER,
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		NEVER,
+		[EV_STOP] =		CELL(act_stop, BIT(SL_STOPPING)),
+		[EV_ENDED] =		NEVER,
 	},
 	[SL_RETIRING] = {
-		[EV_EXIT] = CUR | BIT(SL_REPLACING) | BIT(SL_REPLACE_WAIT) |
-		    BIT(SL_BACKOFF) | BIT(SL_EMPTY),
-		[EV_WATCHDOG] = 0,
-		[EV_REMOVE] = SPAWNED | BIT(SL_EMPTY),
-		[EV_STOP] = 0,
+		[EV_START] =		NEVER,
+		[EV_TIMER] =		NEVER,
+		/* a new cur, started after the successor died, is ready */
+		[EV_READY] =		CELL(act_ready, 0),
+		[EV_READY_TIMEOUT] =	CELL(act_ready_timeout, 0),
+		[EV_WATCHDOG] =		CELL(act_watchdog, 0),
+		[EV_NOTIFY_STOPPING] =	CELL(act_notify_stopping, 0),
+		[EV_EXIT] =		CELL(act_exit, CUR | REPL |
+					    BIT(SL_BACKOFF) | BIT(SL_EMPTY)),
+		[EV_REPLACE] =		NEVER,
+		[EV_REMOVE] =		CELL(act_remove, GONE),
+		[EV_DRAIN] =		NEVER,
+		[EV_STOP] =		CELL(act_stop, 0),
+		[EV_ENDED] =		NEVER,
 	},
 };
 
-/*
- * The cells a state sees: those listed above, even with no way out but
- * staying put ("= 0" marks one).  Kept apart so that the walk in
- * test_lifecycle knows which cells must be exercised.
- */
-static const unsigned slot_seen[SL_NSTATES] = {
-	[SL_EMPTY] = BIT(EV_START) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
-	    BIT(EV_DRAIN) | BIT(EV_STOP) | BIT(EV_ENDED),
-	[SL_BACKOFF] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REPLACE) |
-	    BIT(EV_REMOVE) | BIT(EV_STOP) | BIT(EV_ENDED),
-	[SL_STARTING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
-	    BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
-	    BIT(EV_DRAIN) | BIT(EV_STOP) | BIT(EV_ENDED),
-	[SL_SERVING] = BIT(EV_WATCHDOG) | BIT(EV_NOTIFY_STOPPING) | BIT(EV_EXIT) |
-	    BIT(EV_REPLACE) | BIT(EV_REMOVE) | BIT(EV_DRAIN) | BIT(EV_STOP) |
-	    BIT(EV_ENDED),
-	[SL_STOPPING] = BIT(EV_EXIT) | BIT(EV_REPLACE) | BIT(EV_REMOVE) |
-	    BIT(EV_STOP),
-	[SL_REPLACING] = BIT(EV_READY) | BIT(EV_READY_TIMEOUT) | BIT(EV_WATCHDOG) |
-	    BIT(EV_EXIT) | BIT(EV_REMOVE) | BIT(EV_STOP),
-	[SL_REPLACE_WAIT] = BIT(EV_TIMER) | BIT(EV_EXIT) | BIT(EV_REMOVE) |
-	    BIT(EV_STOP),
-	[SL_RETIRING] = BIT(EV_EXIT) | BIT(EV_WATCHDOG) | BIT(EV_REMOVE) |
-	    BIT(EV_STOP),
-};
+#undef CELL
+#undef NEVER
 
 const char *
 slot_state_name(enum slot_state st)
@@ -191,16 +328,27 @@ slot_event_name(enum slot_event ev)
 }
 
 /*
- * The states ev may lead to from st, with st itself; 0 for a cell the
- * table does not list (an event that state never sees).
+ * The states ev may lead to from st, with st itself; 0 for a cell that
+ * cannot happen (test_lifecycle walks the table with it).
  */
 unsigned
 slot_transitions(enum slot_state st, enum slot_event ev)
 {
 	if ((unsigned)st >= SL_NSTATES || (unsigned)ev >= EV_NEVENTS ||
-	    !(slot_seen[st] & BIT(ev)))
+	    slot_table[st][ev].act == slot_impossible)
 		return 0;
-	return slot_table[st][ev] | BIT(st);
+	return slot_table[st][ev].next | BIT(st);
+}
+
+/* The action of a cell that cannot happen: the table or the code is wrong. */
+static void
+slot_impossible(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)a;
+	p->bad_transitions++;
+	log_debug("worker %d: %s cannot happen in state %s, says the state "
+	    "table; ignored", s->id, slot_event_name(p->ev_doing),
+	    slot_state_name(s->state));
 }
 
 /*
@@ -245,77 +393,71 @@ slot_state_of(const struct slot *s)
 	}
 }
 
-/* An event begins on s: the state it started from is kept. */
-static void
-slot_enter(struct slot *s)
-{
-	if (s->ev_depth++ == 0)
-		s->ev_from = s->state;
-}
-
 /*
- * The event ends: the one transition function.  The slot takes the state
- * of its roles; a move the table does not allow is counted and logged,
- * since it means the table or the code is wrong.
+ * One transition: the cell's action, then the state the slot's roles make,
+ * which the cell must allow (a move it does not is counted and logged:
+ * the table or the code is wrong).
  */
 static void
-slot_leave(struct pool *p, struct slot *s, enum slot_event ev)
+slot_run(struct pool *p, struct slot *s, enum slot_event ev,
+    struct slot_arg *a)
 {
-	enum slot_state to;
+	enum slot_state from = s->state, to;
+	const struct slot_cell *cell = &slot_table[from][ev];
 
-	if (--s->ev_depth > 0)
-		return;
+	p->ev_doing = ev;
+	cell->act(p, s, a);
 	to = slot_state_of(s);
-	p->transitions[s->ev_from][ev]++;
-	if (!(slot_transitions(s->ev_from, ev) & BIT(to))) {
+	p->transitions[from][ev]++;
+	if (cell->act != slot_impossible && to != from &&
+	    !(cell->next & BIT(to))) {
 		p->bad_transitions++;
 		log_debug("worker %d: %s in state %s led to %s, which the "
 		    "state table does not allow", s->id, slot_event_name(ev),
-		    slot_state_name(s->ev_from), slot_state_name(to));
+		    slot_state_name(from), slot_state_name(to));
 	}
 	s->state = to;
 }
 
-#undef CUR
-
 /*
- * The next delay of a back-off: first, then twice the last; never below
- * least, never above cap (or first, if cap is below it).
+ * The one way into the machine.  An event raised by an action is queued
+ * (its worker by pid: it may be gone when its turn comes) and runs once
+ * the transition in progress is over, as dinit's process queues.
  */
-static double
-backoff_next(double last, double first, double least, double cap)
+static void
+slot_event(struct pool *p, struct slot *s, enum slot_event ev,
+    struct worker *w, int status)
 {
-	double	 d = last > 0 ? last * 2 : first;
+	struct slot_arg a = { w, status };
+	struct slot_qev *q;
+	size_t	 i;
 
-	if (d < least)
-		d = least;
-	if (cap < first)
-		cap = first;
-	return d > cap ? cap : d;
+	if (p->in_event) {
+		if (p->nevq == p->evq_cap) {
+			p->evq_cap = p->evq_cap ? p->evq_cap * 2 : 64;
+			p->evq = xreallocarray(p->evq, p->evq_cap,
+			    sizeof(*p->evq));
+		}
+		q = &p->evq[p->nevq++];
+		q->slot = s->id;
+		q->ev = ev;
+		q->pid = w != NULL ? w->pid : 0;
+		q->status = status;
+		return;
+	}
+	p->in_event = true;
+	slot_run(p, s, ev, &a);
+	for (i = 0; i < p->nevq; i++) {
+		q = &p->evq[i];
+		a.w = q->pid > 0 ? pool_find_pid(p, q->pid) : NULL;
+		a.status = q->status;
+		if (q->pid > 0 && a.w == NULL)
+			continue;	/* its worker went meanwhile */
+		slot_run(p, &p->slots[q->slot], q->ev, &a);
+	}
+	p->nevq = 0;
+	p->in_event = false;
 }
-
-/*
- * A reload or restart whose successor cannot be forked this many times in
- * a row fails (its client waits for it); a recycle keeps trying, since
- * the worker it replaces gets no more work.
- */
-#define REPLACE_FORK_TRIES	3
-
-static int	 replace_begin(struct pool *, struct slot *, enum replace_kind,
-		    unsigned);
-static void	 replace_failed(struct pool *, struct slot *, const char *);
-
-static void	 worker_spawn_slot(struct pool *, struct slot *);
-static void	 replace_start(struct pool *, struct slot *);
-static void	 worker_stop(struct pool *, struct worker *, const char *);
-static void	 schedule_respawn(struct pool *, struct slot *, double);
-static void	 worker_kill(struct worker *, int);
-static void	 worker_exec_seen(struct pool *, struct worker *);
-static void	 on_probe_timer(void *);
-static void	 reload_step(struct pool *);
-static void	 replace_done(struct pool *, struct slot *);
-static void	 restart_record_end(struct pool *, const struct slot *,
-		    const char *, bool);
 
 const char *
 worker_state_name(enum worker_state s)
@@ -508,7 +650,7 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 
 	for (i = 0; i < p->nenv_base; i++)
 		env_add(e, p->env_base[i]);
-	if (c->mode == MODE_BALANCE) {
+	if (mode_of(p)->chan) {
 		/* Connections come over the channel at fd 3, not listeners. */
 		xasprintf(&tmp, "WPOOL_CONN_FD=3");
 		env_add(e, tmp);
@@ -557,7 +699,7 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 		env_add(e, slots[1]);
 	}
 	if (p->control_path != NULL && c->nlisteners > 0 &&
-	    c->mode != MODE_BALANCE) {
+	    !mode_of(p)->chan) {
 		xasprintf(&tmp, "EINHORN_FD_COUNT=%zu", c->nlisteners);
 		env_add(e, tmp);
 		for (i = 0; i < c->nlisteners; i++) {
@@ -587,7 +729,7 @@ worker_free(struct pool *p, struct worker *w)
 		loop_del(w->exec_fd);
 		close(w->exec_fd);
 	}
-	balance_worker_gone(p, w);
+	mode_of(p)->worker_gone(p, w);
 	output_writer_gone(w->pid);
 	TAILQ_REMOVE(&p->workers, w, entry);
 	p->nworkers--;
@@ -637,14 +779,21 @@ static void
 on_ready_timeout(void *arg)
 {
 	struct worker *w = arg;
-	struct pool *p = w->pool;
 
+	slot_event(w->pool, &w->pool->slots[w->id], EV_READY_TIMEOUT, w, 0);
+}
+
+/* --ready-timeout passed: the worker is killed; its exit says the rest. */
+static void
+act_ready_timeout(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	struct worker *w = a->w;
+
+	(void)s;
 	log_warnx("worker %d (pid %d) not ready after %gs; killing it", w->id,
 	    (int)w->pid, p->conf->ready_timeout);
-	slot_enter(&p->slots[w->id]);
 	w->ready_failed = true;
 	worker_kill(w, SIGKILL);
-	slot_leave(p, &p->slots[w->id], EV_READY_TIMEOUT);
 }
 
 static void	 worker_signal_stop(struct pool *, struct worker *);
@@ -673,11 +822,19 @@ static void
 on_watchdog_timeout(void *arg)
 {
 	struct worker *w = arg;
-	struct pool *p = w->pool;
 
+	slot_event(w->pool, &w->pool->slots[w->id], EV_WATCHDOG, w, 0);
+}
+
+/* --watchdog passed without WATCHDOG=1: the worker is aborted. */
+static void
+act_watchdog(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	struct worker *w = a->w;
+
+	(void)s;
 	log_warnx("worker %d (pid %d) sent no WATCHDOG=1 for %gs; restarting "
 	    "it (ABRT)", w->id, (int)w->pid, p->conf->watchdog);
-	slot_enter(&p->slots[w->id]);
 	w->watchdog_fired = true;
 	/* No longer counted as ready: status --check fails until it is back. */
 	w->state = W_STOPPING;
@@ -689,7 +846,6 @@ on_watchdog_timeout(void *arg)
 	 */
 	sys_kill(w->pid, SIGCONT);
 	timer_set(&w->kill_timer, p->conf->stop_timeout);
-	slot_leave(p, &p->slots[w->id], EV_WATCHDOG);
 }
 
 /*
@@ -707,9 +863,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	int	 fds[WPOOL_MAX_LISTENERS];
 	int	 out_r = -1, out_w = -1, err_r = -1, err_w = -1, status_fd;
 	int	 chan = -1;
-	struct stat st;
 	char	 prefix[96];
-	size_t	 i;
 	pid_t	 pid;
 
 	w = xcalloc(1, sizeof(*w));
@@ -723,20 +877,10 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	timer_init(&w->probe_timer, on_probe_timer, w);
 
 	memset(&req, 0, sizeof(req));
-	req.nfds = (int)c->nlisteners;
-	for (i = 0; i < c->nlisteners; i++)
-		fds[i] = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
-	if (c->mode == MODE_BALANCE) {
-		if (balance_worker_channel(p, w, &chan) < 0) {
-			log_warnx("worker %d: cannot create its channel",
-			    s->id);
-			free(w);
-			return -EMFILE;
-		}
-		fds[0] = chan;
-		req.nfds = 1;
-		if (fstat(chan, &st) == 0)
-			w->chan_ino = (uint64_t)st.st_ino;
+	if (mode_of(p)->fds(p, s, w, fds, &req.nfds, &chan) < 0) {
+		log_warnx("worker %d: cannot create its channel", s->id);
+		free(w);
+		return -EMFILE;
 	}
 	req.argv = c->argv;
 	env_build(p, w, &env, req.pid_slots);
@@ -771,7 +915,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 			close(out_r);
 			close(err_r);
 		}
-		balance_worker_gone(p, w);
+		mode_of(p)->worker_gone(p, w);
 		free(w);
 		return (int)pid;
 	}
@@ -819,23 +963,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 static size_t
 worker_listen_inodes(struct pool *p, struct worker *w, uint64_t *out)
 {
-	struct conf *c = p->conf;
-	struct slot *s = &p->slots[w->id];
-	struct stat st;
-	size_t	 i, n = 0;
-	int	 fd;
-
-	if (c->mode == MODE_BALANCE) {
-		if (w->chan_ino != 0)
-			out[n++] = w->chan_ino;
-		return n;
-	}
-	for (i = 0; i < c->nlisteners && i < WPOOL_MAX_LISTENERS; i++) {
-		fd = s->fds != NULL ? s->fds[i] : c->listeners[i].fd;
-		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-			out[n++] = (uint64_t)st.st_ino;
-	}
-	return n;
+	return mode_of(p)->inodes(p, w, out);
 }
 
 static void
@@ -933,9 +1061,15 @@ static void
 on_respawn(void *arg)
 {
 	struct slot *s = arg;
-	struct pool *p = s->pool;
 
-	slot_enter(s);
+	slot_event(s->pool, s, EV_TIMER, NULL, 0);
+}
+
+/* The respawn timer: the slot's worker again, or a successor's fork. */
+static void
+act_respawn(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)a;
 	s->respawn_at = 0;
 	if (p->state != POOL_RUNNING || !s->wanted)
 		;
@@ -944,144 +1078,6 @@ on_respawn(void *arg)
 	else if (s->repl.kind != REPLACE_NONE && !s->repl.ending &&
 	    s->next == NULL && s->repl.old == NULL)
 		replace_start(p, s);
-	slot_leave(p, s, EV_TIMER);
-}
-
-/* reuseport: a slot's own sockets, opened once, kept across restarts. */
-static int
-slot_open_fds(struct pool *p, struct slot *s)
-{
-	struct conf *c = p->conf;
-	char	 err[512];
-	size_t	 i;
-
-	if (c->mode != MODE_REUSEPORT || s->fds != NULL)
-		return 0;
-	s->fds = xcalloc(c->nlisteners, sizeof(int));
-	s->queue = xcalloc(c->nlisteners, sizeof(int));
-	for (i = 0; i < c->nlisteners; i++) {
-		struct listener *l = &c->listeners[i];
-
-		if (l->fd >= 0) {
-			/* The socket bound at start-up is the first slot's. */
-			s->fds[i] = l->fd;
-			l->fd = -1;
-			continue;
-		}
-		if (listener_open_socket(l, c->backlog, true, &s->fds[i], err,
-		    sizeof(err)) < 0) {
-			log_warnx("worker %d: %s", s->id, err);
-			while (i-- > 0)
-				close(s->fds[i]);
-			free(s->fds);
-			free(s->queue);
-			s->fds = NULL;
-			s->queue = NULL;
-			return -1;
-		}
-	}
-	p->group[p->ngroup++] = s->id;
-	return 0;
-}
-
-/*
- * Closing a socket moves the group's last socket into its place, as the
- * kernel's reuseport_detach_sock does, so positions stay known.
- */
-static void
-slot_close_fds(struct pool *p, struct slot *s)
-{
-	size_t	 i;
-	int	 pos;
-
-	if (s->fds == NULL)
-		return;
-	for (i = 0; i < p->conf->nlisteners; i++)
-		close(s->fds[i]);
-	free(s->fds);
-	free(s->queue);
-	s->fds = NULL;
-	s->queue = NULL;
-	for (pos = 0; pos < p->ngroup; pos++)
-		if (p->group[pos] == s->id) {
-			p->group[pos] = p->group[--p->ngroup];
-			break;
-		}
-}
-
-/*
- * Connections waiting in the accept queues of a slot's sockets, and one
- * for each of its datagram sockets with a datagram waiting.
- */
-static int
-slot_queued(struct pool *p, struct slot *s)
-{
-	size_t	 i;
-	int	 q = 0, n;
-
-	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++) {
-		if (p->conf->listeners[i].type == L_UDP)
-			n = listener_dgram_waiting(s->fds[i]);
-		else
-			n = sys_queue_len(s->fds[i]);
-		if (n > 0)
-			q += n;
-	}
-	return q;
-}
-
-static bool
-slot_serving(const struct slot *s)
-{
-	return s->wanted && !s->draining && s->cur != NULL &&
-	    s->cur->state == W_READY;
-}
-
-/*
- * reuseport: new TCP connections go only to the sockets of slots whose
- * worker is ready; a dead worker's queue waits for its successor, and gets
- * no more meanwhile.  UDP datagrams go by a hash of their source to every
- * slot that stays (not a draining one): a client's datagrams keep to one
- * slot, and while its worker restarts they wait in the slot's socket for
- * the successor, instead of moving to another worker and back.
- */
-static void
-pool_steer(struct pool *p)
-{
-	static bool warned;
-	int	 ready[WPOOL_MAX_WORKERS], kept[WPOOL_MAX_WORKERS];
-	int	 nready = 0, nkept = 0, pos, r;
-	size_t	 i;
-	bool	 udp;
-
-	if (p->conf->mode != MODE_REUSEPORT || p->ngroup == 0 ||
-	    p->ngroup > WPOOL_MAX_WORKERS)
-		return;
-	for (pos = 0; pos < p->ngroup; pos++) {
-		const struct slot *s = &p->slots[p->group[pos]];
-
-		if (slot_serving(s))
-			ready[nready++] = pos;
-		if (s->wanted && !s->draining)
-			kept[nkept++] = pos;
-	}
-	for (i = 0; i < p->conf->nlisteners; i++) {
-		udp = p->conf->listeners[i].type == L_UDP;
-		if (udp && nkept > 0)
-			r = listener_steer(p->slots[p->group[0]].fds[i], kept,
-			    nkept, true);
-		else if (nready > 0 || nkept > 0)
-			r = listener_steer(p->slots[p->group[0]].fds[i],
-			    nready > 0 ? ready : kept,
-			    nready > 0 ? nready : nkept, udp);
-		else
-			continue;
-		if (r < 0 && !warned) {
-			warned = true;
-			log_warnx("cannot steer connections between slots: %s",
-			    strerror(-r));
-		}
-	}
 }
 
 /* Slots with no worker left and not wanted give their sockets back. */
@@ -1115,7 +1111,7 @@ slot_release(struct pool *p, struct slot *s)
 	}
 	s->draining = false;
 	slot_close_fds(p, s);
-	pool_steer(p);
+	mode_of(p)->steer(p);
 }
 
 /* A slot scaled away: its workers are asked to stop, its sockets go. */
@@ -1133,7 +1129,6 @@ slot_stop(struct pool *p, struct slot *s)
 	slot_release(p, s);
 }
 
-static void	 on_drain(struct pool *, struct slot *);
 
 static void
 on_drain_timer(void *arg)
@@ -1141,19 +1136,17 @@ on_drain_timer(void *arg)
 	struct slot *s = arg;
 	struct pool *p = s->pool;
 
-	if (!s->draining)
-		return;
-	slot_enter(s);
-	on_drain(p, s);
-	slot_leave(p, s, EV_DRAIN);
+	if (s->draining)
+		slot_event(p, s, EV_DRAIN, NULL, 0);
 }
 
+/* A slot scaled away looks at its queue again: serve on, or go. */
 static void
-on_drain(struct pool *p, struct slot *s)
+act_drain(struct pool *p, struct slot *s, struct slot_arg *a)
 {
-	int	 q;
+	int	 q = slot_queued(p, s);
 
-	q = slot_queued(p, s);
+	(void)a;
 	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
 	    (s->cur != NULL || s->drain_spawns < 3)) {
 		if (s->cur == NULL)
@@ -1193,6 +1186,14 @@ schedule_respawn(struct pool *p, struct slot *s, double delay)
 	(void)p;
 }
 
+/* A slot wanted (start-up, scale up) gets its worker. */
+static void
+act_start(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)a;
+	worker_spawn_slot(p, s);
+}
+
 static void
 worker_spawn_slot(struct pool *p, struct slot *s)
 {
@@ -1200,14 +1201,14 @@ worker_spawn_slot(struct pool *p, struct slot *s)
 	int	 ngroup = p->ngroup;
 	int	 r;
 
-	r = slot_open_fds(p, s);
+	r = mode_of(p)->slot_open(p, s);
 	if (r == 0 && p->ngroup != ngroup)
 		/*
 		 * A socket joined the group: steer now, not at the first
 		 * ready, or a client's datagrams sent meanwhile go by the
 		 * kernel's hash first and by ours after.
 		 */
-		pool_steer(p);
+		mode_of(p)->steer(p);
 	if (r < 0 || worker_start(p, s, p->generation, &w) < 0) {
 		/* fork failed (pids limit, memory): try again, backing off. */
 		slot_fork_failed(p, s);
@@ -1220,12 +1221,19 @@ worker_spawn_slot(struct pool *p, struct slot *s)
 void
 pool_worker_ready(struct pool *p, struct worker *w)
 {
-	struct slot *s = &p->slots[w->id];
+	if (w->state == W_STARTING)
+		slot_event(p, &p->slots[w->id], EV_READY, w, 0);
+}
+
+/* A worker is ready: it serves, and a replacement moves on. */
+static void
+act_ready(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	struct worker *w = a->w;
 	enum worker_role role;
 
 	if (w->state != W_STARTING)
 		return;
-	slot_enter(s);
 	w->state = W_READY;
 	w->ready_mono = now_mono();
 	timer_cancel(&w->ready_timer);
@@ -1241,12 +1249,17 @@ pool_worker_ready(struct pool *p, struct worker *w)
 			worker_stop(p, s->repl.old, NULL);
 		} else
 			replace_done(p, s);
-	} else if (role == ROLE_CUR && s->repl.kind != REPLACE_NONE &&
-	    s->next == NULL && s->repl.old == NULL)
+	} else if (role == ROLE_CUR && s->repl.new_is_cur &&
+	    s->repl.kind != REPLACE_NONE && s->next == NULL &&
+	    s->repl.old == NULL)
+		/*
+		 * The slot had none serving: its new worker is the one.  (A
+		 * starting one whose successor's fork failed is not: it is
+		 * still to be replaced.)
+		 */
 		replace_done(p, s);
-	slot_leave(p, s, EV_READY);
-	pool_steer(p);
-	balance_kick(p);
+	mode_of(p)->steer(p);
+	mode_of(p)->on_ready(p);
 }
 
 static void
@@ -1274,8 +1287,7 @@ worker_stop(struct pool *p, struct worker *w, const char *why)
 	timer_cancel(&w->ready_timer);
 	timer_cancel(&w->probe_timer);
 	timer_cancel(&w->watchdog_timer);
-	if (p->conf->mode == MODE_BALANCE && balance_active(w) > 0 &&
-	    balance_has_channel(w)) {
+	if (mode_of(p)->stop_waits(w)) {
 		w->stop_waiting = true;
 		log_info("worker %d (pid %d): %s; sending %s once its %ld open "
 		    "connection%s closed", w->id, (int)w->pid,
@@ -1553,7 +1565,7 @@ worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
 	if (exit_fatal(p, w, s, &x) || exit_by_role(p, w, s, &x))
 		return;
 	s->cur = NULL;
-	pool_steer(p);
+	mode_of(p)->steer(p);
 	if (s->next != NULL) {
 		/* The successor was on its way: it takes the slot now. */
 		log_info("worker %d (pid %d) %s after %s; its successor "
@@ -1606,7 +1618,8 @@ worker_kill(struct worker *w, int sig)
 static bool
 is_worker_pid(pid_t pid, void *arg)
 {
-	return pool_find_pid(arg, pid) != NULL || inetd_has_child(arg, pid);
+	return pool_find_pid(arg, pid) != NULL ||
+	    mode_of(arg)->has_child(arg, pid);
 }
 
 /* The stop signal to the children that are not workers, once. */
@@ -1678,9 +1691,14 @@ worker_exited(struct pool *p, struct worker *w, int status)
 {
 	struct slot *s = &p->slots[w->id];
 
-	slot_enter(s);
-	worker_exit_handle(p, w, s, status);
-	slot_leave(p, s, EV_EXIT);
+	slot_event(p, s, EV_EXIT, w, status);
+}
+
+/* A worker was reaped: its role in the slot says what follows. */
+static void
+act_exit(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	worker_exit_handle(p, a->w, s, a->status);
 }
 
 static void
@@ -1693,7 +1711,7 @@ reap(struct pool *p)
 	while ((pid = sys_reap(&status)) > 0) {
 		if ((w = pool_find_pid(p, pid)) != NULL)
 			worker_exited(p, w, status);
-		else if (!balance_reaped(p, pid, status))
+		else if (!mode_of(p)->reaped(p, pid, status))
 			log_debug("reaped pid %d (not a worker)", (int)pid);
 	}
 	/* Whichever way the last one went, a stopping pool may be done. */
@@ -1750,8 +1768,32 @@ on_stop_timeout(void *arg)
 		    "sending KILL", w->id, (int)w->pid, p->conf->stop_timeout);
 		worker_kill(w, SIGKILL);
 	}
-	balance_stop(p, SIGKILL);
+	mode_of(p)->stop(p, SIGKILL);
 	leftovers_kill(p);
+}
+
+/* The pool stops: the slot comes back no more, its workers are asked to go. */
+static void
+act_stop(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	struct worker *w;
+
+	(void)a;
+	timer_cancel(&s->respawn_timer);
+	s->respawn_at = 0;
+	timer_cancel(&s->drain_timer);
+	TAILQ_FOREACH(w, &p->workers, entry) {
+		if (w->id != s->id)
+			continue;
+		w->stop_sent = true;
+		w->stop_waiting = false;
+		w->state = W_STOPPING;
+		timer_cancel(&w->ready_timer);
+		timer_cancel(&w->probe_timer);
+		timer_cancel(&w->kill_timer);
+		timer_cancel(&w->watchdog_timer);
+		worker_kill(w, p->conf->stop_signal);
+	}
 }
 
 void
@@ -1771,13 +1813,6 @@ pool_stop(struct pool *p, bool now)
 			snprintf(p->reload.error, sizeof(p->reload.error),
 			    "the pool is stopping");
 		}
-		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
-			if (p->slots[i].inited) {
-				slot_enter(&p->slots[i]);
-				timer_cancel(&p->slots[i].respawn_timer);
-				p->slots[i].respawn_at = 0;
-				timer_cancel(&p->slots[i].drain_timer);
-			}
 		timer_cancel(&p->sample_timer);
 		if (p->nworkers > 0 && p->fatal)
 			log_debug("stopping the other %d workers", p->nworkers);
@@ -1786,29 +1821,19 @@ pool_stop(struct pool *p, bool now)
 			    "with %s", p->stop_why[0] ? p->stop_why : "requested",
 			    p->nworkers, p->nworkers == 1 ? "" : "s",
 			    signal_name(p->conf->stop_signal));
-		TAILQ_FOREACH(w, &p->workers, entry) {
-			w->stop_sent = true;
-			w->stop_waiting = false;
-			w->state = W_STOPPING;
-			timer_cancel(&w->ready_timer);
-			timer_cancel(&w->probe_timer);
-			timer_cancel(&w->kill_timer);
-			timer_cancel(&w->watchdog_timer);
-			worker_kill(w, p->conf->stop_signal);
-		}
-		balance_stop(p, p->conf->stop_signal);
-		leftovers_stop(p);
-		timer_set(&p->stop_timer, p->conf->stop_timeout);
 		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
 			if (p->slots[i].inited)
-				slot_leave(p, &p->slots[i], EV_STOP);
+				slot_event(p, &p->slots[i], EV_STOP, NULL, 0);
+		mode_of(p)->stop(p, p->conf->stop_signal);
+		leftovers_stop(p);
+		timer_set(&p->stop_timer, p->conf->stop_timeout);
 	}
 	if (now) {
 		log_info("stopping at once: sending KILL to %d worker%s",
 		    p->nworkers, p->nworkers == 1 ? "" : "s");
 		TAILQ_FOREACH(w, &p->workers, entry)
 			worker_kill(w, SIGKILL);
-		balance_stop(p, SIGKILL);
+		mode_of(p)->stop(p, SIGKILL);
 		leftovers_kill(p);
 	}
 	pool_check_done(p);
@@ -1885,13 +1910,21 @@ replace_begin(struct pool *p, struct slot *s, enum replace_kind kind,
 	s->repl.gen = gen;
 	s->repl.forks_failed = 0;
 	s->repl.new_is_cur = false;
-	slot_enter(s);
+	slot_event(p, s, EV_REPLACE, NULL, 0);
+	return 0;
+}
+
+/* The replacement taken by replace_begin starts. */
+static void
+act_replace(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)a;
+	if (p->state != POOL_RUNNING)
+		return;
 	/* A slot waiting to respawn starts its new worker now. */
 	timer_cancel(&s->respawn_timer);
 	s->respawn_at = 0;
 	replace_start(p, s);
-	slot_leave(p, s, EV_REPLACE);
-	return 0;
 }
 
 /*
@@ -2062,23 +2095,30 @@ on_deferred(void *arg)
 {
 	struct pool *p = arg;
 	struct slot *s;
-	char	 why[sizeof(s->repl.why)];
 
 	while (p->ndeferred > 0) {
 		s = &p->slots[p->deferred[0]];
 		memmove(p->deferred, p->deferred + 1,
 		    (size_t)--p->ndeferred * sizeof(p->deferred[0]));
-		if (!s->repl.ending)
-			continue;	/* the slot was scaled away */
-		s->repl.ending = false;
-		slot_enter(s);
-		if (s->repl.end_failed) {
-			strlcpy(why, s->repl.why, sizeof(why));
-			replace_failed_now(p, s, why);
-		} else
-			replace_done_now(p, s);
-		slot_leave(p, s, EV_ENDED);
+		/* Not ending any more: the slot was scaled away. */
+		if (s->repl.ending)
+			slot_event(p, s, EV_ENDED, NULL, 0);
 	}
+}
+
+/* The follow-up of a replacement that ended, from the deferred queue. */
+static void
+act_ended(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	char	 why[sizeof(s->repl.why)];
+
+	(void)a;
+	s->repl.ending = false;
+	if (s->repl.end_failed) {
+		strlcpy(why, s->repl.why, sizeof(why));
+		replace_failed_now(p, s, why);
+	} else
+		replace_done_now(p, s);
 }
 
 static void
@@ -2136,6 +2176,12 @@ pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 		if (err)
 			snprintf(err, len, "the pool is stopping");
 		return -ESHUTDOWN;
+	}
+	if (mode_of(p)->no_workers != NULL) {
+		/* SIGHUP in inetd mode: refused as `wpool reload` is. */
+		if (err)
+			(void)inetd_refuse(p, "reload", err, len);
+		return -ENOTSUP;
 	}
 	if (r->active) {
 		/* One more after this one, for changes made meanwhile. */
@@ -2222,9 +2268,8 @@ pool_restart(struct pool *p, int id, char *err, size_t len)
 		snprintf(err, len, "the pool is stopping");
 		return -ESHUTDOWN;
 	}
-	if (p->conf->mode == MODE_INETD) {
-		snprintf(err, len, "inetd mode has no workers to restart: "
-		    "each connection has a process of its own");
+	if (mode_of(p)->no_workers != NULL) {
+		snprintf(err, len, "%s", mode_of(p)->no_workers);
 		return -ENOENT;
 	}
 	if (id < 0 || id >= p->target || !p->slots[id].wanted) {
@@ -2243,12 +2288,38 @@ pool_restart(struct pool *p, int id, char *err, size_t len)
 	return 0;
 }
 
+/* A slot scaled away: it is wanted no more, whatever it was doing. */
+static void
+act_remove(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)a;
+	s->wanted = false;
+	timer_cancel(&s->respawn_timer);
+	s->respawn_at = 0;
+	if (s->repl.kind == REPLACE_RELOAD && p->reload.active)
+		/* The slot goes: its step of the reload is over. */
+		p->reload.in_flight--;
+	if (s->repl.kind == REPLACE_RESTART)
+		restart_record_end(p, s, "the pool was scaled down past it",
+		    false);
+	s->repl.kind = REPLACE_NONE;
+	s->repl.old = NULL;
+	s->repl.ending = false;
+	s->drain_started = now_mono();
+	s->drain_spawns = 0;
+	if (mode_of(p)->drains(s)) {
+		/* Steer new connections away, serve the queue, stop. */
+		s->draining = true;
+		timer_set(&s->drain_timer, 0.02);
+	} else
+		slot_stop(p, s);
+}
+
 int
 pool_scale(struct pool *p, int n, char *err, size_t len)
 {
 	struct slot *s;
 	int	 i, old = p->target;
-	bool	 reload_kick = false;
 
 	if (p->state != POOL_RUNNING) {
 		snprintf(err, len, "the pool is stopping");
@@ -2262,43 +2333,15 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 	if (n == old)
 		return 0;
 	log_info("scaling from %d to %d %s", old, n,
-	    p->conf->mode == MODE_INETD ? (n == 1 ? "connection process "
-	    "at most" : "connection processes at most") : n == 1 ? "worker" :
-	    "workers");
+	    n == 1 ? mode_of(p)->noun1 : mode_of(p)->nounN);
 	p->target = n;
-	if (p->conf->mode == MODE_INETD) {
-		/* Only the limit changes; running processes finish. */
-		balance_kick(p);
+	if (mode_of(p)->no_workers != NULL) {
+		mode_of(p)->resized(p);
 		return 0;
 	}
-	for (i = n; i < old; i++) {
-		/* Highest ids go first; they drain in the background. */
-		s = &p->slots[i];
-		slot_enter(s);
-		s->wanted = false;
-		timer_cancel(&s->respawn_timer);
-		s->respawn_at = 0;
-		if (p->slots[i].repl.kind == REPLACE_RELOAD && p->reload.active) {
-			/* The slot goes: its step of the reload is over. */
-			p->reload.in_flight--;
-			reload_kick = true;
-		}
-		if (p->slots[i].repl.kind == REPLACE_RESTART)
-			restart_record_end(p, s, "the pool was scaled down "
-			    "past it", false);
-		p->slots[i].repl.kind = REPLACE_NONE;
-		p->slots[i].repl.old = NULL;
-		p->slots[i].repl.ending = false;
-		s->drain_started = now_mono();
-		s->drain_spawns = 0;
-		if (p->conf->mode == MODE_REUSEPORT && s->cur != NULL) {
-			/* Steer new connections away, serve the queue, stop. */
-			s->draining = true;
-			timer_set(&s->drain_timer, 0.02);
-		} else
-			slot_stop(p, s);
-		slot_leave(p, s, EV_REMOVE);
-	}
+	/* Highest ids go first; they drain in the background. */
+	for (i = n; i < old; i++)
+		slot_event(p, &p->slots[i], EV_REMOVE, NULL, 0);
 	for (i = old; i < n; i++) {
 		s = slot_prepare(p, i);
 		s->wanted = true;
@@ -2308,15 +2351,13 @@ pool_scale(struct pool *p, int n, char *err, size_t len)
 			s->draining = false;
 			timer_cancel(&s->drain_timer);
 		}
-		if (s->cur == NULL) {
-			slot_enter(s);
-			worker_spawn_slot(p, s);
-			slot_leave(p, s, EV_START);
-		}
+		if (s->cur == NULL)
+			slot_event(p, s, EV_START, NULL, 0);
 	}
-	pool_steer(p);
-	balance_pool_resized(p);
-	if (reload_kick || p->reload.active)
+	mode_of(p)->steer(p);
+	mode_of(p)->resized(p);
+	/* A slot that went ended its step of a reload: the next may start. */
+	if (p->reload.active)
 		reload_step(p);
 	return 0;
 }
@@ -2456,6 +2497,15 @@ on_sample_timer(void *arg)
 		timer_set(&p->sample_timer, 1.0);
 }
 
+/* STOPPING=1: the worker counts as stopping (not ready) from now. */
+static void
+act_notify_stopping(struct pool *p, struct slot *s, struct slot_arg *a)
+{
+	(void)p;
+	(void)s;
+	a->w->state = W_STOPPING;
+}
+
 void
 pool_worker_notify(struct pool *p, struct worker *w, const char *key,
     const char *val)
@@ -2468,10 +2518,7 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 	} else if (strcmp(key, "STATUS") == 0) {
 		strlcpy(w->status_text, val, sizeof(w->status_text));
 	} else if (strcmp(key, "STOPPING") == 0 && strcmp(val, "1") == 0) {
-		slot_enter(&p->slots[w->id]);
-		if (w->state != W_STOPPING)
-			w->state = W_STOPPING;
-		slot_leave(p, &p->slots[w->id], EV_NOTIFY_STOPPING);
+		slot_event(p, &p->slots[w->id], EV_NOTIFY_STOPPING, w, 0);
 	} else if (strcmp(key, "RELOADING") == 0 && strcmp(val, "1") == 0) {
 		log_debug("worker %d (pid %d) is reloading", w->id,
 		    (int)w->pid);
@@ -2548,6 +2595,9 @@ pool_free(struct pool *p)
 		free(p->env_base[i]);
 	free(p->env_base);
 	free(p->slots);
+	free(p->evq);
+	p->evq = NULL;
+	p->nevq = p->evq_cap = 0;
 	p->env_base = NULL;
 	p->nenv_base = 0;
 	p->slots = NULL;
@@ -2563,24 +2613,12 @@ pool_start(struct pool *p)
 	if ((r = loop_signals(sigs, sizeof(sigs) / sizeof(sigs[0]), on_signal,
 	    p)) < 0)
 		return r;
-	if (p->conf->mode == MODE_INETD)
-		;	/* Said below, in inetd's own words. */
-	else if (p->conf->workers == 0)
-		log_info("%d worker%s (%d CPU%s: %s)", p->target,
-		    p->target == 1 ? "" : "s", p->cpus.n,
-		    p->cpus.n == 1 ? "" : "s", p->cpus.source);
-	else
-		log_info("%d worker%s", p->target, p->target == 1 ? "" : "s");
-	if (p->conf->mode == MODE_INETD) {
-		log_info("inetd mode: one process per connection, at most %d "
-		    "at a time", p->target);
+	mode_of(p)->announce(p);
+	if (mode_of(p)->no_workers != NULL)
 		return 0;
-	}
 	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
 		slot_prepare(p, i)->wanted = true;
-		slot_enter(&p->slots[i]);
-		worker_spawn_slot(p, &p->slots[i]);
-		slot_leave(p, &p->slots[i], EV_START);
+		slot_event(p, &p->slots[i], EV_START, NULL, 0);
 	}
 	if (p->conf->max_memory > 0)
 		timer_set(&p->sample_timer, 1.0);

@@ -329,7 +329,10 @@ size_t	output_flush_all(void);
 void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
 
-/* pool.c: the worker table and its state machine; the only writer. */
+/*
+ * pool.c: the worker table and its state machine; the only writer.  What
+ * differs between modes it asks of pool_mode.c (pool_mode.h, private).
+ */
 /*
  * A worker's state as pool.c's machine keeps it (and status, --json and
  * /metrics show it); "busy" is a ready worker with open connections.
@@ -406,8 +409,6 @@ struct slot {
 	int	 id;
 	bool	 inited;
 	enum slot_state state;
-	int	 ev_depth;		/* events in progress on it */
-	enum slot_state ev_from;	/* the state the outermost began in */
 	bool	 wanted;		/* id < target */
 	struct worker *cur;		/* serving (or starting) */
 	struct worker *next;		/* successor during a replace */
@@ -526,6 +527,19 @@ struct pool {
 	struct timer defer_timer;
 	int	 deferred[WPOOL_MAX_WORKERS];
 	int	 ndeferred;
+	/*
+	 * Events raised while a transition runs: queued, run after it
+	 * (pool.c's slot_event); the worker by pid, since it may go.
+	 */
+	bool	 in_event;
+	enum slot_event ev_doing;	/* the one running, for its log */
+	struct slot_qev {
+		int	 slot;
+		enum slot_event ev;
+		pid_t	 pid;		/* 0: no worker */
+		int	 status;
+	} *evq;
+	size_t	 nevq, evq_cap;
 	/* Transitions taken, by state and event; those the table refuses. */
 	unsigned long transitions[SL_NSTATES][EV_NEVENTS];
 	unsigned long bad_transitions;
@@ -619,7 +633,6 @@ int	balance_ring_lookup(const struct pool *, uint32_t,
 
 /* inetd.c */
 bool	balance_reaped(struct pool *, pid_t, int);
-bool	balance_has_child(pid_t);
 bool	inetd_has_child(const struct pool *, pid_t);
 int	inetd_running(const struct pool *);
 int	inetd_refuse(const struct pool *, const char *, char *, size_t);

@@ -3,7 +3,9 @@
  * (sys_set): forks that succeed or fail on demand, signals recorded and
  * turned into exits, a clock the test moves and the loop's timers fired
  * at it.  No real process is started; every case runs in microseconds of
- * virtual time.
+ * virtual time.  Every cell of pool.c's slot_table that can happen is
+ * taken by some case (test_table_walk), and the listing that opens pool.c
+ * is the table's (test_table_comment).
  */
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1005,6 +1007,366 @@ test_drain(void)
 	pool_end(p, "drain");
 }
 
+/*
+ * An event raised inside a transition is one of its own, run after it:
+ * a worker that counts as ready at exec becomes ready after its start,
+ * not inside it.
+ */
+static void
+test_queued_event(void)
+{
+	struct pool *p = pool_new(1, NULL);
+
+	ok(p->transitions[SL_EMPTY][EV_START] == 1 &&
+	    p->transitions[SL_STARTING][EV_READY] == 1,
+	    "queued: start, then ready, each a transition of its own "
+	    "(start %lu, ready %lu)", p->transitions[SL_EMPTY][EV_START],
+	    p->transitions[SL_STARTING][EV_READY]);
+	ok(cur(p, 0)->state == W_READY && p->slots[0].state == SL_SERVING,
+	    "queued: the slot serves once the queue ran");
+	ok(!p->in_event && p->nevq == 0, "queued: the queue is empty after");
+	pool_end(p, "queued event");
+}
+
+/*
+ * A restart of a starting worker whose successor cannot be forked at
+ * first: the old one becoming ready meanwhile does not end the restart;
+ * the retry replaces it.
+ */
+static void
+test_restart_wait_ready(void)
+{
+	struct pool *p = pool_new(1, notify_mode);
+	char	 err[128];
+	pid_t	 old = cur_pid(p, 0);
+	struct restart_record *r;
+
+	F.fail_forks = 1;
+	is_int(pool_restart(p, 0, err, sizeof(err)), 0, "wait ready: restart");
+	is_str(slot_state_name(p->slots[0].state), "replace-wait",
+	    "wait ready: the successor's fork failed");
+	ready(p, cur(p, 0));
+	is_str(slot_state_name(p->slots[0].state), "replace-wait",
+	    "wait ready: the old worker ready, still to be replaced");
+	r = &p->restart_log[p->nrestart_log - 1];
+	ok(r->state == RESTART_RUNNING, "wait ready: the restart still runs");
+	advance(0.1);
+	ok(p->slots[0].next != NULL, "wait ready: the retry forks a successor");
+	if (p->slots[0].next != NULL)
+		ready(p, p->slots[0].next);
+	ok(cur_pid(p, 0) != old && !proc(old)->alive,
+	    "wait ready: the old worker was replaced");
+	ok(r->state == RESTART_DONE && r->pid == cur_pid(p, 0),
+	    "wait ready: the restart is done, with the new pid");
+	pool_end(p, "wait ready");
+}
+
+/*
+ * A reload's new worker serves and dies young while its predecessor
+ * still stops: the slot starts another, which is RETIRING with cur
+ * starting.  Ready or timed out there, the slot stays retiring.
+ */
+static struct pool *
+retiring_starting(void (*tune)(struct conf *), pid_t *old)
+{
+	struct pool *p = pool_new(1, tune);
+	unsigned gen;
+
+	ready(p, cur(p, 0));
+	*old = cur_pid(p, 0);
+	pool_reload(p, &gen, NULL, 0);
+	F.obey_term = false;
+	ready(p, p->slots[0].next);
+	fake_exit(cur_pid(p, 0), EXITED(1));
+	settle();
+	advance(0.15);
+	return p;
+}
+
+static void
+test_retiring_cur_starts(void)
+{
+	struct pool *p;
+	pid_t	 old;
+
+	p = retiring_starting(notify_mode, &old);
+	ok(p->slots[0].state == SL_RETIRING &&
+	    cur(p, 0)->state == W_STARTING, "retiring: cur starts");
+	ready(p, cur(p, 0));
+	ok(p->slots[0].state == SL_RETIRING && cur(p, 0)->state == W_READY,
+	    "retiring: cur ready, the old one still stops");
+	fake_exit(old, EXITED(0));
+	settle();
+	ok(p->slots[0].state == SL_SERVING, "retiring: then it serves");
+	pool_end(p, "retiring ready");
+
+	p = retiring_starting(notify_mode, &old);
+	advance(1.1);
+	ok(p->transitions[SL_RETIRING][EV_READY_TIMEOUT] == 1,
+	    "retiring timeout: cur not ready in time, the old one stopping");
+	ok(proc(old)->alive && p->slots[0].repl.old != NULL,
+	    "retiring timeout: the old one still stops");
+	pool_end(p, "retiring timeout");
+}
+
+static void
+short_watchdog(struct conf *c)
+{
+	notify_mode(c);
+	c->watchdog = 0.05;
+	c->ready_timeout = 10;
+	c->max_restart_delay = 10;
+}
+
+/*
+ * The events a worker raises itself (STOPPING=1, a starved watchdog, a
+ * ready timeout) come in whatever state its slot is in.
+ */
+static void
+test_worker_events_anywhere(void)
+{
+	struct pool *p = pool_new(8, notify_mode);
+	char	 err[128];
+	struct worker *w;
+	pid_t	 pid;
+	int	 i;
+
+	F.obey_term = false;
+	for (i = 0; i < 8; i++)
+		ready(p, cur(p, i));
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");	/* stopping */
+	pool_restart(p, 2, err, sizeof(err));			/* replacing */
+	F.fail_forks = 1;
+	pool_restart(p, 3, err, sizeof(err));		/* replace-wait */
+	pool_restart(p, 4, err, sizeof(err));		/* retiring */
+	ready(p, p->slots[4].next);
+	pool_restart(p, 5, err, sizeof(err));	/* back-off, old stopping */
+	ready(p, p->slots[5].next);
+	fake_exit(cur_pid(p, 5), EXITED(1));
+	settle();
+	pid = cur_pid(p, 7);
+	pool_scale(p, 7, err, sizeof(err));	/* 7: stopped, worker stops */
+	is_str(slot_state_name(p->slots[5].state), "backoff", "anywhere: 5");
+	is_str(slot_state_name(p->slots[7].state), "stopped", "anywhere: 7");
+	pool_worker_notify(p, cur(p, 1), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 2), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 3), "STOPPING", "1");
+	pool_worker_notify(p, p->slots[4].repl.old, "STOPPING", "1");
+	pool_worker_notify(p, p->slots[5].repl.old, "STOPPING", "1");
+	w = pool_find_pid(p, pid);
+	ok(w != NULL, "anywhere: the scaled-away worker stops");
+	if (w != NULL)
+		pool_worker_notify(p, w, "STOPPING", "1");
+	is_str(slot_state_name(p->slots[2].state), "replacing",
+	    "anywhere: STOPPING=1 from cur while replacing");
+	is_str(slot_state_name(p->slots[3].state), "replace-wait",
+	    "anywhere: STOPPING=1 from cur while waiting to retry");
+	is_str(slot_state_name(p->slots[4].state), "retiring",
+	    "anywhere: STOPPING=1 from the old one");
+	pool_end(p, "anywhere");
+
+	/* The watchdog of one that said STOPPING=1, and while retrying. */
+	p = pool_new(2, short_watchdog);
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	pid = cur_pid(p, 0);
+	pool_worker_notify(p, cur(p, 0), "WATCHDOG", "1");
+	pool_worker_notify(p, cur(p, 0), "STOPPING", "1");
+	pool_worker_notify(p, cur(p, 1), "WATCHDOG", "1");
+	F.fail_forks = 1;
+	pool_restart(p, 1, err, sizeof(err));
+	is_str(slot_state_name(p->slots[1].state), "replace-wait",
+	    "anywhere: slot 1 waits to retry its fork");
+	advance(0.06);
+	is_int(proc(pid)->last_signal, SIGABRT,
+	    "anywhere: the watchdog of a stopping worker fires");
+	ok(p->transitions[SL_REPLACE_WAIT][EV_WATCHDOG] == 1,
+	    "anywhere: the watchdog fired while waiting to retry");
+	pool_end(p, "anywhere watchdog");
+
+	/* Ready timeouts: of one that said STOPPING=1; while retrying. */
+	p = pool_new(2, notify_mode);
+	pid = cur_pid(p, 0);
+	pool_worker_notify(p, cur(p, 0), "STOPPING", "1");
+	advance(0.95);
+	F.fail_forks = 1;
+	pool_restart(p, 1, err, sizeof(err));
+	advance(0.06);
+	is_int(proc(pid)->last_signal, SIGKILL,
+	    "anywhere: a stopping worker not ready in time is killed");
+	ok(p->transitions[SL_REPLACE_WAIT][EV_READY_TIMEOUT] == 1,
+	    "anywhere: the ready timeout fired while waiting to retry");
+	pool_end(p, "anywhere timeout");
+}
+
+/* The cells that cannot happen are those slot_transitions says 0 of. */
+static void
+test_never_cell(void)
+{
+	ok(slot_transitions(SL_SERVING, EV_START) == 0,
+	    "never: start cannot happen in serving");
+	ok(slot_transitions(SL_SERVING, EV_EXIT) != 0, "never: exit can");
+	ok(slot_transitions(SL_NSTATES, EV_EXIT) == 0 &&
+	    slot_transitions(SL_SERVING, EV_NEVENTS) == 0,
+	    "never: out of the table");
+}
+
+/*
+ * reuseport: a slot whose worker died young (back-off) is scaled away
+ * with connections queued on its socket: a worker starts to drain them.
+ */
+static void
+test_drain_from_backoff(void)
+{
+	struct pool *p = pool_new(2, reuseport);
+	char	 err[128];
+
+	ready(p, cur(p, 0));
+	ready(p, cur(p, 1));
+	fake_exit(cur_pid(p, 1), EXITED(1));
+	settle();
+	is_str(slot_state_name(p->slots[1].state), "backoff",
+	    "drain from back-off: slot 1 backs off");
+	queued = 3;
+	is_int(pool_scale(p, 1, err, sizeof(err)), 0,
+	    "drain from back-off: scaled to 1");
+	ok(cur(p, 1) != NULL && p->slots[1].draining,
+	    "drain from back-off: a worker starts to drain its queue");
+	is_int(p->bad_transitions, 0,
+	    "drain from back-off: remove in backoff may lead to starting");
+	queued = 0;
+	ready(p, cur(p, 1));
+	advance(0.05);
+	ok(p->slots[1].state == SL_EMPTY && p->slots[1].fds == NULL,
+	    "drain from back-off: then the slot goes");
+	pool_end(p, "drain from back-off");
+}
+
+static void
+inetd(struct conf *c)
+{
+	c->mode = MODE_INETD;
+}
+
+/* The lifecycle asks the mode: inetd has no slots, only a limit. */
+static void
+test_mode_inetd(void)
+{
+	struct pool *p = pool_new(2, inetd);
+	char	 err[128];
+
+	is_int(F.forks, 0, "inetd: no worker is started");
+	is_int(pool_restart(p, 0, err, sizeof(err)), -ENOENT,
+	    "inetd: restart ID is refused");
+	ok(strstr(err, "inetd mode has no workers") != NULL,
+	    "inetd: and says why: %s", err);
+	is_int(pool_scale(p, 3, err, sizeof(err)), 0, "inetd: scaled to 3");
+	ok(p->target == 3 && F.forks == 0 && !p->slots[2].inited,
+	    "inetd: only the limit changed");
+	pool_end(p, "inetd");
+	C.mode = MODE_SHARED;
+}
+
+/* Appends s to buf, words separated by one space. */
+static void
+words_add(char *buf, size_t len, const char *s)
+{
+	size_t	 n = strlen(buf);
+
+	snprintf(buf + n, len - n, "%s%s", n > 0 && buf[n - 1] != ' ' &&
+	    s[0] != ',' && s[0] != ':' ? " " : "", s);
+}
+
+/* The table as pool.c's opening comment lists it, one space apart. */
+static void
+table_words(char *buf, size_t len)
+{
+	unsigned done, to, t2;
+	int	 st, ev, e2, x;
+	bool	 first;
+
+	buf[0] = '\0';
+	for (st = 0; st < SL_NSTATES; st++) {
+		words_add(buf, len, slot_state_name(st));
+		done = 0;
+		for (ev = 0; ev < EV_NEVENTS; ev++) {
+			if (slot_transitions(st, ev) == 0 || done & (1u << ev))
+				continue;
+			to = slot_transitions(st, ev) & ~(1u << st);
+			first = true;
+			for (e2 = ev; e2 < EV_NEVENTS; e2++) {
+				t2 = slot_transitions(st, e2);
+				if (t2 == 0 || (t2 & ~(1u << st)) != to)
+					continue;
+				done |= 1u << e2;
+				if (!first)
+					words_add(buf, len, ",");
+				words_add(buf, len, slot_event_name(e2));
+				first = false;
+			}
+			words_add(buf, len, to == 0 ? ": =" : "->");
+			first = true;
+			for (x = 0; x < SL_NSTATES; x++)
+				if (to & (1u << x)) {
+					if (!first)
+						words_add(buf, len, "|");
+					words_add(buf, len, slot_state_name(x));
+					first = false;
+				}
+		}
+	}
+}
+
+/* The listing in the comment that opens src/pool.c, one space apart. */
+static bool
+comment_words(char *buf, size_t len)
+{
+	FILE	*f = fopen("src/pool.c", "r");
+	char	 line[256], *w, *save;
+	bool	 in = false;
+
+	buf[0] = '\0';
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (!in && strncmp(line, " *   stopped ", 13) == 0)
+			in = true;
+		if (in && strncmp(line, " *\n", 3) == 0)
+			break;
+		if (!in)
+			continue;
+		for (w = strtok_r(line + 2, " \n", &save); w != NULL;
+		    w = strtok_r(NULL, " \n", &save)) {
+			if (w[strlen(w) - 1] == ',' && strlen(w) > 1) {
+				w[strlen(w) - 1] = '\0';
+				words_add(buf, len, w);
+				words_add(buf, len, ",");
+			} else if (strcmp(w, "=") == 0)
+				words_add(buf, len, "=");
+			else if (w[strlen(w) - 1] == ':' && strlen(w) > 1) {
+				w[strlen(w) - 1] = '\0';
+				words_add(buf, len, w);
+				words_add(buf, len, ":");
+			} else
+				words_add(buf, len, w);
+		}
+	}
+	fclose(f);
+	return in;
+}
+
+/* The state diagram that opens pool.c says what the table does. */
+static void
+test_table_comment(void)
+{
+	static char want[8192], got[8192];
+
+	table_words(want, sizeof(want));
+	ok(comment_words(got, sizeof(got)), "comment: pool.c opens with the "
+	    "table's listing");
+	is_str(got, want, "comment: the listing matches the table");
+}
+
 /* Every cell of the slot table was taken by some test above. */
 static void
 test_table_walk(void)
@@ -1057,6 +1419,14 @@ main(void)
 	test_scale_down_states();
 	test_more_cells();
 	test_drain();
+	test_drain_from_backoff();
+	test_queued_event();
+	test_restart_wait_ready();
+	test_retiring_cur_starts();
+	test_worker_events_anywhere();
+	test_never_cell();
+	test_mode_inetd();
+	test_table_comment();
 	test_table_walk();
 	return done_testing();
 }
