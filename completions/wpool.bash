@@ -4,7 +4,7 @@
 # own compgen.  Install as $(pkg-config --variable=completionsdir
 # bash-completion)/wpool, or source it from ~/.bashrc.
 
-_wpool_subcommands='run check status reload scale restart signal stop'
+_wpool_subcommands='run check status reload scale restart signal stop list'
 
 # Run options that take a value, and those that do not.  Keep in step
 # with the table of run options in src/cli.c (tests/bats/90-docs.bats
@@ -145,7 +145,7 @@ _wpool()
 			fi ;;
 		run | check)
 			running=1 ;;	# run options follow
-		status | reload | scale | restart | signal | stop)
+		status | reload | scale | restart | signal | stop | list)
 			sub=$w ;;
 		*)
 			_wpool_command "$i"
@@ -159,6 +159,8 @@ _wpool()
 		case $sub in
 		status)
 			COMPREPLY=($(compgen -W '--json --check' -- "$cur")) ;;
+		list)
+			COMPREPLY=($(compgen -W '--json' -- "$cur")) ;;
 		reload | stop)
 			COMPREPLY=($(compgen -W '--no-wait' -- "$cur")) ;;
 		restart)

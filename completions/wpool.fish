@@ -30,7 +30,7 @@ function __wpool_where
                     set i (math $i + 1)
                 end
             case run check
-            case status reload scale restart signal stop
+            case status reload scale restart signal stop list
                 echo control $t (math (count $tokens) - $i)
                 return
             case '*'
@@ -98,7 +98,8 @@ function __wpool_first_word
             scale\t'change the number of workers: N, +N or -N' \
             restart\t'restart one worker, or all' \
             signal\t'send a signal to one or all workers' \
-            stop\t'graceful shutdown of the pool'
+            stop\t'graceful shutdown of the pool' \
+            list\t'list the pools running'
         set -l hits (string match -- "$cur*" $subs)
         if set -q hits[1]
             printf '%s\n' $hits
@@ -113,6 +114,7 @@ complete -c wpool -n __wpool_in_command -a '(__wpool_complete_command)'
 
 complete -c wpool -n '__wpool_control status' -l json -d 'print the raw JSON object'
 complete -c wpool -n '__wpool_control status' -l check -d 'exit 0 only if every worker is ready'
+complete -c wpool -n '__wpool_control list' -l json -d 'print a JSON object'
 complete -c wpool -n '__wpool_control reload' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control stop' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control restart' -l no-wait -d 'return once it started'
