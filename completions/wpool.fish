@@ -83,6 +83,25 @@ function __wpool_complete_command
     __fish_complete_subcommand --commandline $tokens[$parts[2]..-1]
 end
 
+# -u USER[:GROUP]: after the colon, the groups, the user kept.
+function __wpool_user
+    set -l cur (string replace -r -- '^(--user=|-u)' '' (commandline -ct))
+    if string match -q -- '*:*' $cur
+        set -l user (string split -m 1 -- : $cur)[1]
+        __fish_complete_groups | string replace -r -- '^' "$user:"
+    else
+        __fish_complete_users
+    end
+end
+
+# The names of the pools running, as `wpool list` shows them (the wpool
+# of the command line is the one asked).
+function __wpool_pools
+    set -l w (commandline -opc)[1]
+    command $w list 2>/dev/null | string match -rv -- '^NAME ' |
+        string replace -r -- ' .*' ''
+end
+
 complete -c wpool -e
 complete -c wpool -f
 
@@ -143,12 +162,12 @@ complete $o -l watchdog -x -d 'restart a worker whose WATCHDOG=1 pings stop'
 complete $o -l max-requests -x -d 'balance mode: recycle after N connections'
 complete $o -l max-requests-jitter -x -d "add a random 0..J to each worker's limit"
 complete $o -l max-memory -x -d 'recycle a worker whose RSS exceeds SIZE'
-complete $o -s u -l user -x -a '(__fish_complete_users)' -d 'run workers as USER[:GROUP]'
+complete $o -s u -l user -x -a '(__wpool_user)' -d 'run workers as USER[:GROUP]'
 complete $o -s C -l chdir -x -a '(__fish_complete_directories)' -d "workers' working directory"
 complete $o -s e -l env -x -a '(set -xn | string replace -r \'$\' =)' -d 'extra environment NAME=VALUE'
 complete $o -l log-prefix -d 'prefix each line of worker output with [NAME.ID]'
 complete $o -s s -l control -r -F -d 'control socket path'
-complete $o -l name -x -d 'pool name: control socket, log prefix'
+complete $o -l name -x -a '(__wpool_pools)' -d 'pool name: control socket, log prefix'
 complete $o -s c -l config -r -F -d 'INI config file'
 complete $o -l pidfile -r -F -d "write the master's pid to FILE, locked"
 complete $o -l metrics -x -d 'serve /metrics and /status over HTTP on HOST:PORT'

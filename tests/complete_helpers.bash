@@ -173,6 +173,21 @@ pty_wait_line() {
 	done
 }
 
+# pty_wait_cursor COLUMN: polls until the cursor is at COLUMN (from 0).
+pty_wait_cursor() {
+	local deadline x
+	deadline=$(deadline_in "${PTY_TIMEOUT:-10}")
+	until x=$(tmux -S "$TMUX_SOCK" display-message -p -t t '#{cursor_x}') &&
+		[[ $x == "$1" ]]; do
+		if past "$deadline"; then
+			fail "$(printf 'the cursor is at column %s, not %s:\n%s' \
+				"$x" "$1" "$(pty_screen)")"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
 # pty_clear: an empty command line on a clear pane.
 pty_clear() {
 	pty_keys C-u C-k C-l
@@ -195,4 +210,76 @@ pty_complete() {
 # pty_line: the command line being edited (the last prompt's line).
 pty_line() {
 	grep -E '^\$ ' <<<"$SCREEN" | tail -1 | sed -e 's/^\$ //'
+}
+
+# re_quote TEXT: TEXT as an extended regex that matches it literally.
+re_quote() {
+	sed -e 's/[][\.*^$+?(){}|/]/\\&/g' <<<"$1"
+}
+
+# pty_env DIR: a user's empty home in DIR, the wpool under test first on
+# PATH; the environment (env -i ARGS) of the shells in PTY_ENV.
+pty_env() {
+	local home=$1
+	mkdir -p "$home/bin"
+	ln -sf "$WPOOL" "$home/bin/wpool"
+	PTY_ENV=(env -i HOME="$home" TERM=screen LANG=C.UTF-8
+		PATH="$home/bin:/usr/local/bin:/usr/bin:/bin"
+		XDG_RUNTIME_DIR="$XDG_RUNTIME_DIR" XDG_CONFIG_HOME="$home/.config"
+		XDG_DATA_HOME="$home/.local/share" PS1='$ ')
+}
+
+# bash_on_pty [bare]: an interactive bash without start-up files, as a
+# user has it: bash-completion loaded (unless bare), then wpool's
+# completion sourced.
+bash_on_pty() {
+	local bc=/usr/share/bash-completion/bash_completion src=''
+	command -v tmux >/dev/null || fail "tmux is missing: make deps-test"
+	if [[ ${1-} != bare ]]; then
+		[[ -r $bc ]] || fail "bash-completion is missing: make deps-test"
+		src="source $bc; "
+	fi
+	pty_shell "${PTY_ENV[@]}" bash --norc --noprofile -i
+	pty_type "${src}source $REPO_ROOT/completions/wpool.bash; PS1='\$ '; cd $PWD"
+	pty_keys Enter
+	pty_wait '^\$$'
+}
+
+# zsh_on_pty: an interactive zsh whose .zshrc puts wpool's completion on
+# fpath and runs compinit, as a user's does.
+zsh_on_pty() {
+	command -v zsh >/dev/null || fail "zsh is missing: make deps-test"
+	command -v tmux >/dev/null || fail "tmux is missing: make deps-test"
+	local home=${PTY_ENV[2]#HOME=}
+	cat >"$home/.zshrc" <<-ZSHRC
+	fpath=($REPO_ROOT/completions \$fpath)
+	autoload -Uz compinit
+	compinit -u -d $home/.zcompdump
+	PS1='\$ '
+	unsetopt beep
+	cd $PWD
+	ZSHRC
+	pty_shell "${PTY_ENV[@]}" ZDOTDIR="$home" zsh -i
+	pty_wait '^\$$'
+}
+
+# fish_on_pty: an interactive fish with wpool's completion in the user's
+# completions directory, no greeting, no autosuggestions (they would show
+# on the line), a "$ " prompt.
+fish_on_pty() {
+	command -v fish >/dev/null || fail "fish is missing: make deps-test"
+	command -v tmux >/dev/null || fail "tmux is missing: make deps-test"
+	local home=${PTY_ENV[2]#HOME=}
+	mkdir -p "$home/.config/fish/completions"
+	ln -sf "$REPO_ROOT/completions/wpool.fish" \
+		"$home/.config/fish/completions/wpool.fish"
+	cat >"$home/.config/fish/config.fish" <<-FISH
+	set -g fish_greeting ''
+	set -g fish_autosuggestion_enabled 0
+	function fish_prompt; printf '\$ '; end
+	function fish_right_prompt; end
+	cd $PWD
+	FISH
+	pty_shell "${PTY_ENV[@]}" fish -i
+	pty_wait '^\$$'
 }
