@@ -227,35 +227,29 @@ connect_at(struct cli_ctx *x, const char *path, bool quiet)
 static size_t
 search_dirs(char dirs[SEARCH_DIRS][PATH_MAX])
 {
-	const char *e = getenv("XDG_RUNTIME_DIR");
-	char	 d[SEARCH_DIRS][PATH_MAX];
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char	 d[SEARCH_DIRS][PATH_MAX], sys[PATH_MAX];
 	unsigned uid = (unsigned)geteuid();
-	size_t	 i, j, n = 0;
+	size_t	 i, k, n = 0, ndirs = 0;
 
-	if (e != NULL && *e == '/')
-		snprintf(d[n++], PATH_MAX, "%s/wpool", e);
-	snprintf(d[n++], PATH_MAX, "/run/user/%u/wpool", uid);
 	if (uid == 0)
-		snprintf(d[n++], PATH_MAX, "/run/wpool");
+		strlcpy(sys, "/run/wpool", sizeof(sys));
 	else
-		snprintf(d[n++], PATH_MAX, "/tmp/wpool-%u", uid);
-	/* Without $XDG_RUNTIME_DIR the server's default is the last one. */
-	if (e == NULL || *e != '/') {
-		char	 t[PATH_MAX];
-
-		memcpy(t, d[1], PATH_MAX);
-		memcpy(d[1], d[0], PATH_MAX);
-		memcpy(d[0], t, PATH_MAX);
-	}
-	for (i = j = 0; i < n; i++) {
-		size_t	 k;
-
-		for (k = 0; k < j && strcmp(dirs[k], d[i]) != 0; k++)
+		snprintf(sys, sizeof(sys), "/tmp/wpool-%u", uid);
+	if (xdg != NULL && *xdg == '/')
+		snprintf(d[n++], PATH_MAX, "%s/wpool", xdg);
+	else
+		strlcpy(d[n++], sys, PATH_MAX);
+	snprintf(d[n++], PATH_MAX, "/run/user/%u/wpool", uid);
+	strlcpy(d[n++], sys, PATH_MAX);
+	/* $XDG_RUNTIME_DIR may well be /run/user/UID: each place once. */
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < ndirs && strcmp(dirs[k], d[i]) != 0; k++)
 			;
-		if (k == j)
-			memcpy(dirs[j++], d[i], PATH_MAX);
+		if (k == ndirs)
+			strlcpy(dirs[ndirs++], d[i], PATH_MAX);
 	}
-	return j;
+	return ndirs;
 }
 
 /*
