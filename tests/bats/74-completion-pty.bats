@@ -104,6 +104,7 @@ lists() {
 	completes "$b --name zb" Tab -- "$b --name $P2 "
 	completes "wpool --name=qa" Tab -- "wpool --name=$P1 "
 	# The command to run, after --.
+	completes "wpool --name $P1 list --j" Tab -- "wpool --name $P1 list --json "
 	completes "$b -- whoam" Tab -- "$b -- whoami "
 }
 
@@ -119,6 +120,7 @@ lists() {
 	completes "$b -u nobody:nogr" Tab -- "$b -u nobody:nogroup "
 	lists "wpool -s /tmp/a:b.sock st" Tab Tab -- '^status +stop$'
 	completes "$b --name zb" Tab -- "$b --name $P2 "
+	completes "wpool --name $P1 list --j" Tab -- "wpool --name $P1 list --json "
 	completes "$b -- whoam" Tab -- "$b -- whoami "
 }
 
@@ -141,6 +143,7 @@ lists() {
 	completes "wpool -s /tmp/a:b.sock sig" Tab -- "wpool -s /tmp/a:b.sock signal "
 	lists "wpool --name " Tab -- "(^| )$P1( |\$)" "(^| )$P2( |\$)"
 	completes "$b --name zb" Tab -- "$b --name $P2 "
+	completes "wpool --name $P1 list --j" Tab -- "wpool --name $P1 list --json "
 	completes "$b -- whoam" Tab -- "$b -- whoami "
 }
 
@@ -163,5 +166,6 @@ lists() {
 	completes "wpool -s /tmp/a:b.sock sig" Tab -- "wpool -s /tmp/a:b.sock signal "
 	lists "wpool --name " Tab -- "(^| )$P1( |\$)" "(^| )$P2( |\$)"
 	completes "$b --name zb" Tab -- "$b --name $P2 "
+	completes "wpool --name $P1 list --j" Tab -- "wpool --name $P1 list --json "
 	completes "$b -- whoam" Tab -- "$b -- whoami "
 }
