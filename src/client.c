@@ -108,12 +108,12 @@ untrusted(const struct stat *st, bool dir)
 }
 
 /*
- * 0, or -EPERM (said why, unless quiet) if the directory dir may not be
- * trusted to hold a pool's socket: followed if it is a link, as the
- * server's own check (mkdir_parent) does not accept one either.
+ * 0, or -EPERM (said why, about what) if the directory dir may not be
+ * trusted to hold a pool's socket.  A link must be root's or the
+ * caller's, and so must the directory it leads to.
  */
 static int
-check_dir(const char *dir, const char *what, bool quiet)
+check_dir(const char *dir, const char *what)
 {
 	struct stat st;
 	const char *why = NULL;
@@ -123,10 +123,9 @@ check_dir(const char *dir, const char *what, bool quiet)
 		why = untrusted(&st, true);
 	if (why == NULL)
 		return 0;
-	if (!quiet)
-		fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); "
-		    "only root's or your own (uid %u) are trusted\n", what, dir,
-		    why, (unsigned)st.st_uid, (unsigned)geteuid());
+	fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); only "
+	    "root's or your own (uid %u) are trusted\n", what, dir, why,
+	    (unsigned)st.st_uid, (unsigned)geteuid());
 	return -EPERM;
 }
 
@@ -144,7 +143,7 @@ check_owner(const char *path)
 
 	strlcpy(dir, path, sizeof(dir));
 	strlcpy(dir, dirname(dir), sizeof(dir));
-	if (check_dir(dir, path, false) < 0)
+	if (check_dir(dir, path) < 0)
 		return -EPERM;
 	if (lstat(path, &st) < 0 || (why = untrusted(&st, false)) == NULL)
 		return 0;
@@ -1113,7 +1112,7 @@ list_dir(struct cli_ctx *x, const char *dir, json_object *pools)
 	char	 path[PATH_MAX], name[NAME_MAX + 1];
 	int	 i, n;
 
-	if (check_dir(dir, dir, false) < 0)
+	if (check_dir(dir, dir) < 0)
 		return;
 	if ((n = scandir(dir, &ents, sock_entry, alphasort)) < 0)
 		return;
