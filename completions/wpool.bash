@@ -1,10 +1,12 @@
 # bash completion for wpool(1)                             -*- shell-script -*-
 #
 # Works with or without the bash-completion package: it needs only bash's
-# own compgen.  Install as $(pkg-config --variable=completionsdir
+# own compgen, and puts back together the words that bash splits at ':'
+# and '=' itself (_wpool_words), so that `-b 127.0.0.1:8080` stays one
+# word with either.  Install as $(pkg-config --variable=completionsdir
 # bash-completion)/wpool, or source it from ~/.bashrc.
 
-_wpool_subcommands='run check status reload scale restart signal stop'
+_wpool_subcommands='run check status reload scale restart signal stop list'
 
 # Run options that take a value, and those that do not.  Keep in step
 # with the table of run options in src/cli.c (tests/bats/90-docs.bats
@@ -57,6 +59,8 @@ _wpool_value()
 		COMPREPLY=($(compgen -W "$_wpool_signals" -- "$cur")) ;;
 	-n | --workers)
 		COMPREPLY=($(compgen -W 'auto' -- "$cur")) ;;
+	--name)
+		COMPREPLY=($(compgen -W "$(_wpool_pools)" -- "$cur")) ;;
 	-c | --config | --pidfile | -s | --control)
 		compopt -o filenames 2>/dev/null || :
 		COMPREPLY=($(compgen -f -- "$cur")) ;;
@@ -89,15 +93,16 @@ _wpool_value()
 _wpool_command()
 {
 	local at=$1
-	if ((COMP_CWORD == at)); then
+	if ((cword == at)); then
 		COMPREPLY=($(compgen -c -- "$cur"))
 		if [[ $cur == */* ]]; then
 			compopt -o filenames 2>/dev/null || :
 			COMPREPLY+=($(compgen -f -- "$cur"))
 		fi
 	elif declare -F _command_offset >/dev/null; then
-		# bash-completion knows how to complete that command's words.
-		_command_offset "$at"
+		# bash-completion knows how to complete that command's words
+		# (it counts bash's own words: map ours back).
+		_command_offset "${_wpool_raw[at]}"
 	else
 		compopt -o filenames 2>/dev/null || :
 		COMPREPLY=($(compgen -f -- "$cur"))
@@ -105,28 +110,107 @@ _wpool_command()
 	return 0
 }
 
+# The names of the pools running, as `wpool list` shows them; the wpool
+# run is the one on the command line.
+_wpool_pools()
+{
+	local w=${words[0]}
+	w=${w/#\~/$HOME}
+	[[ $w == */* ]] || w=$(type -P wpool) || return 0
+	"$w" list 2>/dev/null | while read -r w _; do
+		[[ $w == NAME ]] || printf '%s\n' "$w"
+	done
+}
+
+# bash splits the command line at the characters of COMP_WORDBREAKS,
+# ':' and '=' among them, so `-b 127.0.0.1:8080` reaches a completion as
+# three words and `--ready=ex` as three.  _wpool_words puts back together
+# what no blank separates, as the user typed it, up to the cursor: sets
+# words, cword and _wpool_raw (the index in COMP_WORDS of each word's
+# first piece).  It fails if COMP_LINE does not read as COMP_WORDS.
+_wpool_words()
+{
+	local line=${COMP_LINE:0:COMP_POINT} w i n=-1 glued
+	words=() _wpool_raw=()
+	for ((i = 0; i <= COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]-}
+		glued=1
+		if [[ $line =~ ^[[:space:]]+ ]]; then
+			line=${line:${#BASH_REMATCH[0]}}
+			glued=0
+		fi
+		if ((i == COMP_CWORD)); then
+			w=$line		# up to the cursor
+		elif [[ ${line:0:${#w}} == "$w" ]]; then
+			line=${line:${#w}}
+		else
+			return 1
+		fi
+		if ((n >= 0 && glued)) &&
+			[[ $w == [:=]* || ${words[n]} == *[:=] ]]; then
+			words[n]+=$w
+		else
+			words[++n]=$w
+			_wpool_raw[n]=$i
+		fi
+	done
+	cword=$n
+}
+
+# COMPREPLY holds whole words, but bash replaces only what follows the
+# last character of the word $1 that breaks words (':' or '=', if they
+# are in COMP_WORDBREAKS): cut that much off.
+_wpool_trim()
+{
+	local word=$1 brk='' c i pre
+	for c in : =; do
+		[[ $COMP_WORDBREAKS == *"$c"* ]] && brk+=$c
+	done
+	[[ -n $brk ]] || return 0
+	pre=${word%"${word##*[$brk]}"}
+	[[ -n $pre ]] || return 0
+	for i in "${!COMPREPLY[@]}"; do
+		COMPREPLY[i]=${COMPREPLY[i]#"$pre"}
+	done
+}
+
 _wpool()
 {
-	local cur prev w i sub='' running=''
+	local cur prev w i sub='' running='' cword whole
+	local -a words _wpool_raw
 	COMPREPLY=()
-	cur=${COMP_WORDS[COMP_CWORD]}
+	if ! _wpool_words; then
+		words=("${COMP_WORDS[@]}")
+		cword=$COMP_CWORD
+		_wpool_raw=("${!COMP_WORDS[@]}")
+	fi
+	cur=${words[cword]}
 	prev=''
-	((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+	((cword > 0)) && prev=${words[cword - 1]}
+	whole=$cur
 
-	# --opt=value: bash splits it at '=' (COMP_WORDBREAKS).
-	if [[ $cur == = && $prev == -* ]]; then
-		cur=''
-	elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then
-		prev=${COMP_WORDS[COMP_CWORD - 2]}
-	elif [[ $cur == --*=* ]]; then
+	# --opt=value: the value is being completed.
+	if [[ $cur == --*=* ]]; then
 		prev=${cur%%=*}
 		cur=${cur#*=}
 	fi
+	_wpool_complete
+	if [[ $whole == --*=* ]]; then
+		for i in "${!COMPREPLY[@]}"; do
+			COMPREPLY[i]=$prev=${COMPREPLY[i]}
+		done
+	fi
+	_wpool_trim "$whole"
+	return 0
+}
 
+# Fills COMPREPLY for cur, prev, words and cword.
+_wpool_complete()
+{
 	# Find what the words before the cursor are: options, a control
 	# command, or the start of the command to run.
-	for ((i = 1; i < COMP_CWORD; i++)); do
-		w=${COMP_WORDS[i]}
+	for ((i = 1; i < cword; i++)); do
+		w=${words[i]}
 		if [[ -n $sub ]]; then
 			break
 		fi
@@ -134,18 +218,14 @@ _wpool()
 		--)
 			_wpool_command $((i + 1))
 			return 0 ;;
-		= | --*=*)
+		--*=*)
 			_wpool_client_opt "${w%%=*}" || running=1 ;;
 		-*)
 			_wpool_client_opt "$w" || running=1
-			if _wpool_takes_value "$w" && [[ ${COMP_WORDS[i + 1]-} != = ]]; then
-				((i++))
-			elif [[ ${COMP_WORDS[i + 1]-} == = ]]; then
-				((i += 2))
-			fi ;;
+			_wpool_takes_value "$w" && ((i++)) ;;
 		run | check)
 			running=1 ;;	# run options follow
-		status | reload | scale | restart | signal | stop)
+		status | reload | scale | restart | signal | stop | list)
 			sub=$w ;;
 		*)
 			_wpool_command "$i"
@@ -155,10 +235,12 @@ _wpool()
 
 	if [[ -n $sub ]]; then
 		# Arguments of a control command: $i is its first argument.
-		local nargs=$((COMP_CWORD - i))
+		local nargs=$((cword - i))
 		case $sub in
 		status)
 			COMPREPLY=($(compgen -W '--json --check' -- "$cur")) ;;
+		list)
+			COMPREPLY=($(compgen -W '--json' -- "$cur")) ;;
 		reload | stop)
 			COMPREPLY=($(compgen -W '--no-wait' -- "$cur")) ;;
 		restart)
@@ -188,7 +270,7 @@ _wpool()
 	# command to run.
 	[[ -z $running ]] &&
 		COMPREPLY=($(compgen -W "$_wpool_subcommands" -- "$cur"))
-	((${#COMPREPLY[@]} == 0)) && _wpool_command "$COMP_CWORD"
+	((${#COMPREPLY[@]} == 0)) && _wpool_command "$cword"
 	return 0
 }
 

@@ -30,7 +30,7 @@ function __wpool_where
                     set i (math $i + 1)
                 end
             case run check
-            case status reload scale restart signal stop
+            case status reload scale restart signal stop list
                 echo control $t (math (count $tokens) - $i)
                 return
             case '*'
@@ -83,6 +83,25 @@ function __wpool_complete_command
     __fish_complete_subcommand --commandline $tokens[$parts[2]..-1]
 end
 
+# -u USER[:GROUP]: after the colon, the groups, the user kept.
+function __wpool_user
+    set -l cur (string replace -r -- '^(--user=|-u)' '' (commandline -ct))
+    if string match -q -- '*:*' $cur
+        set -l user (string split -m 1 -- : $cur)[1]
+        __fish_complete_groups | string replace -r -- '^' "$user:"
+    else
+        __fish_complete_users
+    end
+end
+
+# The names of the pools running, as `wpool list` shows them (the wpool
+# of the command line is the one asked).
+function __wpool_pools
+    set -l w (commandline -opc)[1]
+    command $w list 2>/dev/null | string match -rv -- '^NAME ' |
+        string replace -r -- ' .*' ''
+end
+
 complete -c wpool -e
 complete -c wpool -f
 
@@ -98,7 +117,8 @@ function __wpool_first_word
             scale\t'change the number of workers: N, +N or -N' \
             restart\t'restart one worker, or all' \
             signal\t'send a signal to one or all workers' \
-            stop\t'graceful shutdown of the pool'
+            stop\t'graceful shutdown of the pool' \
+            list\t'list the pools running'
         set -l hits (string match -- "$cur*" $subs)
         if set -q hits[1]
             printf '%s\n' $hits
@@ -113,6 +133,7 @@ complete -c wpool -n __wpool_in_command -a '(__wpool_complete_command)'
 
 complete -c wpool -n '__wpool_control status' -l json -d 'print the raw JSON object'
 complete -c wpool -n '__wpool_control status' -l check -d 'exit 0 only if every worker is ready'
+complete -c wpool -n '__wpool_control list' -l json -d 'print a JSON object'
 complete -c wpool -n '__wpool_control reload' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control stop' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control restart' -l no-wait -d 'return once it started'
@@ -141,12 +162,12 @@ complete $o -l watchdog -x -d 'restart a worker whose WATCHDOG=1 pings stop'
 complete $o -l max-requests -x -d 'balance mode: recycle after N connections'
 complete $o -l max-requests-jitter -x -d "add a random 0..J to each worker's limit"
 complete $o -l max-memory -x -d 'recycle a worker whose RSS exceeds SIZE'
-complete $o -s u -l user -x -a '(__fish_complete_users)' -d 'run workers as USER[:GROUP]'
+complete $o -s u -l user -x -a '(__wpool_user)' -d 'run workers as USER[:GROUP]'
 complete $o -s C -l chdir -x -a '(__fish_complete_directories)' -d "workers' working directory"
 complete $o -s e -l env -x -a '(set -xn | string replace -r \'$\' =)' -d 'extra environment NAME=VALUE'
 complete $o -l log-prefix -d 'prefix each line of worker output with [NAME.ID]'
 complete $o -s s -l control -r -F -d 'control socket path'
-complete $o -l name -x -d 'pool name: control socket, log prefix'
+complete $o -l name -x -a '(__wpool_pools)' -d 'pool name: control socket, log prefix'
 complete $o -s c -l config -r -F -d 'INI config file'
 complete $o -l pidfile -r -F -d "write the master's pid to FILE, locked"
 complete $o -l metrics -x -d 'serve /metrics and /status over HTTP on HOST:PORT'

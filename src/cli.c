@@ -221,6 +221,7 @@ static const char usage_head[] =
 "       wpool [-s PATH | --name NAME] restart ID|all [--no-wait]\n"
 "       wpool [-s PATH | --name NAME] signal SIG [ID]\n"
 "       wpool [-s PATH | --name NAME] stop [--no-wait]\n"
+"       wpool [-s PATH | --name NAME] list [--json]\n"
 "       wpool --help | --version\n"
 "\n"
 "Run COMMAND as a supervised pool of workers that share listening sockets.\n";

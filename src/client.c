@@ -1,8 +1,8 @@
 /*
- * client.c: `wpool status|reload|scale|restart|signal|stop`: connect to
- * the control socket, send one request, print the answer as a table or
- * as JSON.  Owns only its own connection; shares the protocol (JSON
- * lines) and the socket path rules with control.c.
+ * client.c: `wpool status|reload|scale|restart|signal|stop|list`: find
+ * the pool's control socket, connect, send one request, print the answer
+ * as a table or as JSON.  Owns only its own connection; shares the
+ * protocol (JSON lines) and the socket path rules with control.c.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -27,10 +28,17 @@
 #define CLIENT_TIMEOUT_MS	30000
 /* The largest answer read: a status of 1024 workers is well under it. */
 #define CLIENT_MAX_ANSWER	(8u * 1024 * 1024)
+/* `wpool list` asks every pool: one that hangs must not hang the list. */
+#define LIST_TIMEOUT_MS		2000
+/* The places a pool's socket is searched for (see search_dirs). */
+#define SEARCH_DIRS		3
 
 struct cli_ctx {
 	char	 path[108];
-	bool	 default_path;	/* not -s nor $WPOOL_CONTROL: checked */
+	const char *name;	/* --name, or NULL */
+	bool	 default_path;	/* not -s nor $WPOOL_CONTROL: searched, checked */
+	bool	 found;		/* path is the socket the search found */
+	int	 timeout_ms;
 	int	 fd;
 	char	*buf;
 	size_t	 len, cap;
@@ -42,6 +50,7 @@ static int cmd_scale(struct cli_ctx *, int, char **);
 static int cmd_restart(struct cli_ctx *, int, char **);
 static int cmd_signal(struct cli_ctx *, int, char **);
 static int cmd_stop(struct cli_ctx *, int, char **);
+static int cmd_list(struct cli_ctx *, int, char **);
 
 static const struct {
 	const char *name;
@@ -54,6 +63,7 @@ static const struct {
 	{ "restart", cmd_restart, "restart ID|all [--no-wait]" },
 	{ "signal", cmd_signal, "signal SIG [ID]" },
 	{ "stop", cmd_stop, "stop [--no-wait]" },
+	{ "list", cmd_list, "list [--json]" },
 };
 
 bool
@@ -98,6 +108,28 @@ untrusted(const struct stat *st, bool dir)
 }
 
 /*
+ * 0, or -EPERM (said why, about what) if the directory dir may not be
+ * trusted to hold a pool's socket.  A link must be root's or the
+ * caller's, and so must the directory it leads to.
+ */
+static int
+check_dir(const char *dir, const char *what)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (lstat(dir, &st) == 0 && (why = untrusted(&st, !S_ISLNK(st.st_mode)))
+	    == NULL && S_ISLNK(st.st_mode) && stat(dir, &st) == 0)
+		why = untrusted(&st, true);
+	if (why == NULL)
+		return 0;
+	fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); only "
+	    "root's or your own (uid %u) are trusted\n", what, dir, why,
+	    (unsigned)st.st_uid, (unsigned)geteuid());
+	return -EPERM;
+}
+
+/*
  * 0, or -EPERM (said why) if the socket at path may not be trusted.  For
  * the default path only, as the server checks the default directory only:
  * a path given with -s is the caller's choice.
@@ -107,38 +139,59 @@ check_owner(const char *path)
 {
 	char	 dir[PATH_MAX];
 	struct stat st;
-	const char *why = NULL, *what = path;
+	const char *why;
 
 	strlcpy(dir, path, sizeof(dir));
 	strlcpy(dir, dirname(dir), sizeof(dir));
-	if (lstat(dir, &st) == 0 && (why = untrusted(&st, !S_ISLNK(st.st_mode)))
-	    == NULL && S_ISLNK(st.st_mode) && stat(dir, &st) == 0)
-		why = untrusted(&st, true);
-	if (why != NULL)
-		what = dir;
-	else if (lstat(path, &st) == 0)
-		why = untrusted(&st, false);
-	if (why == NULL)
+	if (check_dir(dir, path) < 0)
+		return -EPERM;
+	if (lstat(path, &st) < 0 || (why = untrusted(&st, false)) == NULL)
 		return 0;
-	fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); only "
-	    "root's or your own (uid %u) are trusted\n", path, what, why,
+	fprintf(stderr, "wpool: not talking to %s: it is %s (uid %u); only "
+	    "root's or your own (uid %u) are trusted\n", path, why,
 	    (unsigned)st.st_uid, (unsigned)geteuid());
 	return -EPERM;
 }
 
+/*
+ * 0, or -EPERM (said why) if the process that listens on fd is not root
+ * or the caller: the file's owner is checked, but a socket file handed
+ * over (renamed, chowned) could still be another user's listener.
+ */
 static int
-ctx_connect(struct cli_ctx *x, bool quiet)
+check_peer(int fd, const char *path)
+{
+	struct ucred cred;
+	socklen_t sl = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &sl) < 0)
+		return -errno;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return 0;
+	fprintf(stderr, "wpool: not talking to %s: the process listening on "
+	    "it (pid %d) is uid %u's; only root's or your own (uid %u) are "
+	    "trusted\n", path, (int)cred.pid, (unsigned)cred.uid,
+	    (unsigned)geteuid());
+	return -EPERM;
+}
+
+/*
+ * Connects to the socket at path: 0 with x->fd set, or -errno (said
+ * unless quiet; a refusal to trust is always said).
+ */
+static int
+connect_at(struct cli_ctx *x, const char *path, bool quiet)
 {
 	struct sockaddr_un sun;
 	int	 fd, r;
 
-	if (x->default_path && (r = check_owner(x->path)) < 0)
+	if (x->default_path && (r = check_owner(path)) < 0)
 		return r;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -errno;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	strlcpy(sun.sun_path, x->path, sizeof(sun.sun_path));
+	strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int	 e = errno;
 
@@ -146,15 +199,105 @@ ctx_connect(struct cli_ctx *x, bool quiet)
 		if (!quiet) {
 			if (e == ENOENT || e == ECONNREFUSED)
 				fprintf(stderr, "wpool: no wpool running at "
-				    "%s\n", x->path);
+				    "%s\n", path);
 			else
 				fprintf(stderr, "wpool: cannot connect to %s: "
-				    "%s\n", x->path, strerror(e));
+				    "%s\n", path, strerror(e));
 		}
 		return -e;
 	}
+	if (x->default_path && (r = check_peer(fd, path)) < 0) {
+		close(fd);
+		return r;
+	}
 	x->fd = fd;
 	return 0;
+}
+
+/*
+ * Where a pool of this user may have put its socket, in the order
+ * searched: first where a pool started here would (the server's default:
+ * $XDG_RUNTIME_DIR/wpool, else /run/wpool for root, /tmp/wpool-UID for
+ * others), then the login session's /run/user/UID/wpool, then the
+ * directory of a pool started outside any session (systemd, cron, docker
+ * exec): /run/wpool for root, /tmp/wpool-UID for others.  Another user's
+ * directories are never searched.  Returns how many it filled.
+ */
+static size_t
+search_dirs(char dirs[SEARCH_DIRS][PATH_MAX])
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char	 d[SEARCH_DIRS][PATH_MAX], sys[PATH_MAX];
+	unsigned uid = (unsigned)geteuid();
+	size_t	 i, k, n = 0, ndirs = 0;
+
+	if (uid == 0)
+		strlcpy(sys, "/run/wpool", sizeof(sys));
+	else
+		snprintf(sys, sizeof(sys), "/tmp/wpool-%u", uid);
+	if (xdg != NULL && *xdg == '/')
+		snprintf(d[n++], PATH_MAX, "%s/wpool", xdg);
+	else
+		strlcpy(d[n++], sys, PATH_MAX);
+	snprintf(d[n++], PATH_MAX, "/run/user/%u/wpool", uid);
+	strlcpy(d[n++], sys, PATH_MAX);
+	/* $XDG_RUNTIME_DIR may well be /run/user/UID: each place once. */
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < ndirs && strcmp(dirs[k], d[i]) != 0; k++)
+			;
+		if (k == ndirs)
+			strlcpy(dirs[ndirs++], d[i], PATH_MAX);
+	}
+	return ndirs;
+}
+
+/*
+ * The pool's socket, searched for in search_dirs' order: the first that
+ * answers is the one.  If none does, says where it looked.
+ */
+static int
+find_pool(struct cli_ctx *x, bool quiet)
+{
+	char	 dirs[SEARCH_DIRS][PATH_MAX], path[PATH_MAX];
+	char	 looked[SEARCH_DIRS * 120] = "";
+	const char *name = x->name != NULL ? x->name : "wpool";
+	size_t	 i, n = search_dirs(dirs);
+	int	 r = -ENOENT, e;
+
+	for (i = 0; i < n; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s.sock", dirs[i], name) >=
+		    (int)sizeof(x->path))
+			continue;
+		if (*looked != '\0')
+			strlcat(looked, i + 1 == n ? " or " : ", ",
+			    sizeof(looked));
+		strlcat(looked, path, sizeof(looked));
+		if ((e = connect_at(x, path, true)) == 0) {
+			strlcpy(x->path, path, sizeof(x->path));
+			x->found = true;
+			return 0;
+		}
+		if (e != -ENOENT && e != -ECONNREFUSED && e != -ENOTDIR) {
+			if (e != -EPERM && !quiet)
+				fprintf(stderr, "wpool: cannot connect to %s: "
+				    "%s\n", path, strerror(-e));
+			r = e;
+		}
+	}
+	if (!quiet)
+		fprintf(stderr, "wpool: no wpool running at %s\n"
+		    "wpool: a pool of another name? give it with --name NAME, "
+		    "or its socket with -s PATH; 'wpool list' shows the pools "
+		    "running\n", looked);
+	return r;
+}
+
+static int
+ctx_connect(struct cli_ctx *x, bool quiet)
+{
+	if (x->default_path && !x->found)
+		return find_pool(x, quiet);
+	return connect_at(x, x->path, quiet);
 }
 
 /* Sends one request and reads one response line into a json object. */
@@ -189,7 +332,7 @@ request(struct cli_ctx *x, json_object *req)
 		}
 		pfd.fd = x->fd;
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, CLIENT_TIMEOUT_MS) <= 0) {
+		if (poll(&pfd, 1, x->timeout_ms) <= 0) {
 			fprintf(stderr, "wpool: no answer from %s\n", x->path);
 			return NULL;
 		}
@@ -905,6 +1048,180 @@ cmd_stop(struct cli_ctx *x, int argc, char **argv)
 	return 0;
 }
 
+/* A name of a pool's socket file: NAME.sock as --name NAME makes it. */
+static int
+sock_entry(const struct dirent *d)
+{
+	size_t	 n = strlen(d->d_name);
+
+	return n > 5 && d->d_name[0] != '.' &&
+	    strcmp(d->d_name + n - 5, ".sock") == 0;
+}
+
+/*
+ * Asks the pool at path for its brief status and adds it to pools, or
+ * leaves it out: not a socket, not trusted (said), no pool (a stale
+ * file), no answer in LIST_TIMEOUT_MS (said).
+ */
+static void
+list_one(struct cli_ctx *x, const char *path, const char *name,
+    json_object *pools)
+{
+	json_object *req, *st, *o, *v;
+	struct stat sb;
+
+	if (lstat(path, &sb) < 0 || !S_ISSOCK(sb.st_mode))
+		return;
+	if (x->fd >= 0)
+		close(x->fd);
+	x->fd = -1;
+	if (connect_at(x, path, true) < 0)
+		return;
+	strlcpy(x->path, path, sizeof(x->path));
+	req = simple_req("status");
+	json_object_object_add(req, "workers", json_object_new_boolean(0));
+	st = request(x, req);
+	json_object_put(req);
+	if (st == NULL)
+		return;
+	if (!json_object_object_get_ex(st, "ok", &v) ||
+	    !json_object_get_boolean(v)) {
+		json_object_put(st);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(name));
+	json_object_object_add(o, "pid", json_object_new_int64(jint(st, "pid",
+	    0)));
+	json_object_object_add(o, "mode", json_object_new_string(jstr(st,
+	    "mode", "?")));
+	json_object_object_add(o, "ready", json_object_new_int64(jint(st,
+	    "ready", 0)));
+	json_object_object_add(o, "target", json_object_new_int64(jint(st,
+	    "target", 0)));
+	json_object_object_add(o, "socket", json_object_new_string(path));
+	json_object_array_add(pools, o);
+	json_object_put(st);
+}
+
+/* Every trusted pool socket in dir (or only --name's), in name order. */
+static void
+list_dir(struct cli_ctx *x, const char *dir, json_object *pools)
+{
+	struct dirent **ents;
+	char	 path[PATH_MAX], name[NAME_MAX + 1];
+	int	 i, n;
+
+	if (check_dir(dir, dir) < 0)
+		return;
+	if ((n = scandir(dir, &ents, sock_entry, alphasort)) < 0)
+		return;
+	for (i = 0; i < n; i++) {
+		strlcpy(name, ents[i]->d_name, sizeof(name));
+		name[strlen(name) - 5] = '\0';
+		if ((x->name == NULL || strcmp(name, x->name) == 0) &&
+		    snprintf(path, sizeof(path), "%s/%s", dir,
+		    ents[i]->d_name) < (int)sizeof(x->path))
+			list_one(x, path, name, pools);
+		free(ents[i]);
+	}
+	free(ents);
+}
+
+static void
+print_list(json_object *pools)
+{
+	json_object *o;
+	size_t	 i, n = json_object_array_length(pools);
+	int	 w = 4;
+	char	 rt[48];
+
+	for (i = 0; i < n; i++) {
+		int	 l = (int)strlen(jstr(json_object_array_get_idx(pools,
+		    i), "name", ""));
+
+		if (l > w)
+			w = l;
+	}
+	printf("%-*s %-7s %-10s %-9s %s\n", w, "NAME", "PID", "MODE", "READY",
+	    "SOCKET");
+	for (i = 0; i < n; i++) {
+		o = json_object_array_get_idx(pools, i);
+		snprintf(rt, sizeof(rt), "%lld/%lld", jint(o, "ready", 0),
+		    jint(o, "target", 0));
+		printf("%-*s %-7lld %-10s %-9s %s\n", w, jstr(o, "name", "?"),
+		    jint(o, "pid", 0), jstr(o, "mode", "?"), rt,
+		    jstr(o, "socket", "?"));
+	}
+}
+
+/*
+ * `wpool list`: the pools whose sockets are in the places find_pool
+ * searches (or the one of -s), each asked for its brief status.
+ */
+static int
+cmd_list(struct cli_ctx *x, int argc, char **argv)
+{
+	char	 dirs[SEARCH_DIRS][PATH_MAX], looked[SEARCH_DIRS * PATH_MAX];
+	json_object *out, *pools, *searched;
+	bool	 json = false;
+	size_t	 i, n;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else
+			return usage_error("list", "unknown argument '%s'",
+			    argv[i]);
+	}
+	x->timeout_ms = LIST_TIMEOUT_MS;
+	pools = json_object_new_array();
+	searched = json_object_new_array();
+	looked[0] = '\0';
+	if (!x->default_path) {
+		char	 p[sizeof(x->path)], base[sizeof(x->path)];
+		char	*dot;
+
+		strlcpy(p, x->path, sizeof(p));
+		strlcpy(base, basename(p), sizeof(base));
+		if ((dot = strrchr(base, '.')) != NULL && strcmp(dot,
+		    ".sock") == 0)
+			*dot = '\0';
+		strlcpy(p, x->path, sizeof(p));
+		list_one(x, p, base, pools);
+		json_object_array_add(searched, json_object_new_string(p));
+		strlcpy(looked, p, sizeof(looked));
+	} else {
+		n = search_dirs(dirs);
+		for (i = 0; i < n; i++) {
+			list_dir(x, dirs[i], pools);
+			json_object_array_add(searched,
+			    json_object_new_string(dirs[i]));
+			if (i > 0)
+				strlcat(looked, ", ", sizeof(looked));
+			strlcat(looked, dirs[i], sizeof(looked));
+		}
+	}
+	if (json) {
+		out = json_object_new_object();
+		json_object_object_add(out, "pools", pools);
+		json_object_object_add(out, "searched", searched);
+		printf("%s\n", json_object_to_json_string_ext(out,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(out);
+		return 0;
+	}
+	if (json_object_array_length(pools) == 0)
+		fprintf(stderr, "wpool: no wpool running%s%s in %s\n",
+		    x->name != NULL ? " named " : "",
+		    x->name != NULL ? x->name : "", looked);
+	else
+		print_list(pools);
+	json_object_put(pools);
+	json_object_put(searched);
+	return 0;
+}
+
 int
 client_main(int argc, char **argv, const char *control, const char *name)
 {
@@ -914,6 +1231,8 @@ client_main(int argc, char **argv, const char *control, const char *name)
 
 	memset(&x, 0, sizeof(x));
 	x.fd = -1;
+	x.name = name;
+	x.timeout_ms = CLIENT_TIMEOUT_MS;
 	signal(SIGPIPE, SIG_IGN);
 	if (control != NULL) {
 		if (strlcpy(x.path, control, sizeof(x.path)) >= sizeof(x.path)) {
