@@ -219,7 +219,10 @@ ai_numeric(struct addrinfo ***tail, const struct addrinfo *h,
 	return 1;
 }
 
-/* host's lines of /etc/hosts; "localhost" is the loopback without one. */
+/*
+ * host's lines of /etc/hosts; without a line, "localhost" is the loopback
+ * (IPv4 first, as /etc/hosts usually lists it), as RFC 6761 asks.
+ */
 static int
 ai_hosts(struct addrinfo ***tail, struct addrinfo **head,
     const struct addrinfo *h, const char *host, uint16_t port)
@@ -248,8 +251,8 @@ ai_hosts(struct addrinfo ***tail, struct addrinfo **head,
 		fclose(f);
 	}
 	if (r == 0 && !seen && strcasecmp(host, "localhost") == 0 &&
-	    (r = ai_add(tail, h, AF_INET6, &lo6, 0, port)) == 0)
-		r = ai_add(tail, h, AF_INET, &lo4, 0, port);
+	    (r = ai_add(tail, h, AF_INET, &lo4, 0, port)) == 0)
+		r = ai_add(tail, h, AF_INET6, &lo6, 0, port);
 	if (r == 0 && *head == NULL)
 		r = EAI_NONAME;
 	return r;
