@@ -9,7 +9,7 @@
 # static_build_file: once per file, into BATS_FILE_TMPDIR: `make static`
 # (its own objects) and testsrv linked statically.
 static_build_file() {
-	make -s -C "$REPO_ROOT" static >"$BATS_FILE_TMPDIR/make.log" 2>&1 || {
+	make -s -j"$(nproc)" -C "$REPO_ROOT" static >"$BATS_FILE_TMPDIR/make.log" 2>&1 || {
 		cat "$BATS_FILE_TMPDIR/make.log" >&2
 		return 1
 	}
