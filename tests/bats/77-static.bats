@@ -148,3 +148,95 @@ ns_stat() {
 	assert_equal "${LISTEN_ADDRS[0]}" "127.0.0.1:$PORT"
 	wait_static_workers 1
 }
+
+@test "examples/Dockerfile's scratch stage: its RUN builds the root, its ENTRYPOINT serves as PID 1 there, its HEALTHCHECK passes" {
+	local f="$REPO_ROOT/examples/Dockerfile" ctx="$BATS_TEST_TMPDIR/ctx"
+	run -0 python3 - "$f" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1]).read().replace("\\\n", " ")
+stages, cur = {}, None
+for l in text.splitlines():
+    l = l.strip()
+    if not l or l.startswith("#"):
+        continue
+    w = l.split()
+    if w[0].upper() == "FROM":
+        cur = w[3] if len(w) > 3 and w[2].upper() == "AS" else w[1]
+        stages[cur] = [l]
+    else:
+        stages[cur].append(l)
+assert stages["static"][0].split()[1] == "build", stages["static"][0]
+assert stages["scratch"][0].split()[1] == "scratch", stages["scratch"][0]
+runs = [l[4:] for l in stages["static"] if l.upper().startswith("RUN ")]
+assert len(runs) == 1, runs
+print("RUN", runs[0])
+for l in stages["scratch"]:
+    k, _, v = l.partition(" ")
+    k = k.upper()
+    if k == "COPY":
+        print("COPY", v)
+    elif k in ("ENTRYPOINT", "CMD"):
+        print(k, " ".join(json.loads(v)))
+    elif k == "HEALTHCHECK":
+        print("CHECK", " ".join(json.loads(re.split(r"\sCMD\s", v, 1)[1])))
+EOF
+	local out=$output
+	assert_line "COPY --from=static /rootfs/ /"
+	# The build stage's tree, with make static's output already there (as
+	# the stage built it; timestamps kept, so make finds it up to date).
+	mkdir -p "$ctx"
+	cp -rp "$REPO_ROOT/Makefile" "$REPO_ROOT/src" "$REPO_ROOT/examples" "$ctx/"
+	mkdir -p "$ctx/build"
+	cp -rp "$REPO_ROOT/build/static" "$ctx/build/"
+	cp -p "$REPO_ROOT/wpool-static" "$ctx/"
+	local line
+	line=$(sed -n 's/^RUN //p' <<<"$out")
+	line=${line//\/rootfs/$ROOTFS}
+	rm -rf "$ROOTFS"
+	(cd "$ctx" && sh -ec "$line") >"$BATS_TEST_TMPDIR/build.log" 2>&1 ||
+		fail "$(printf 'the static stage failed:\n%s' "$(tail -20 "$BATS_TEST_TMPDIR/build.log")")"
+	run ldd "$ROOTFS/c_server"
+	assert_output --partial "not a dynamic executable"
+	# What the runtime adds: /proc and /dev/null.
+	mkdir -p "$ROOTFS/proc" "$ROOTFS/dev"
+	: >"$ROOTFS/dev/null"
+	WPOOL=$ROOTFS/wpool
+	local -a ep cmd args=()
+	read -ra ep <<<"$(sed -n 's/^ENTRYPOINT //p' <<<"$out")"
+	read -ra cmd <<<"$(sed -n 's/^CMD //p' <<<"$out")"
+	[[ ${ep[0]} == /wpool ]] || fail "ENTRYPOINT is not /wpool: ${ep[*]}"
+	local i
+	for ((i = 1; i < ${#ep[@]}; i++)); do
+		case ${ep[i]} in
+		-b | --bind) args+=("${ep[i]}" 127.0.0.1:0); i=$((i + 1)) ;;
+		*) args+=("${ep[i]}") ;;
+		esac
+	done
+	# start_static's -s /ctl.sock comes first; the image's default socket
+	# (/run/wpool) is what its HEALTHCHECK uses, so leave -s out here, and
+	# the tests' WPOOL_CONTROL too.
+	env -u WPOOL_CONTROL --default-signal unshare --fork --kill-child --pid --mount \
+		--mount-proc="$ROOTFS/proc" \
+		sh -c 'mount --bind /dev/null "$0/dev/null" && exec chroot "$0" "$@"' \
+		"$ROOTFS" "${ep[0]}" "${args[@]}" "${cmd[@]}" </dev/null >"$LOG" 2>&1 3>&- &
+	UNSHARE_PID=$!
+	wait_for_listeners 1
+	WPOOL_PID=$(static_master) || log_fail "no /wpool under unshare"
+	wait_for_log 'worker 0 started'
+	run -0 curl -sS --max-time 5 "http://127.0.0.1:$PORT/"
+	local check
+	read -ra check <<<"$(sed -n 's/^CHECK //p' <<<"$out")"
+	local deadline
+	deadline=$(deadline_in)
+	until env -u WPOOL_CONTROL chroot "$ROOTFS" "${check[@]}" >/dev/null 2>&1; do
+		past "$deadline" && fail "HEALTHCHECK ${check[*]} kept failing: $(env -u WPOOL_CONTROL chroot "$ROOTFS" "${check[@]}" 2>&1)"
+		sleep 0.1
+	done
+	local w
+	w=$(worker_pids | head -n1)
+	run -0 grep -E '^Uid:' "/proc/$w/status"
+	assert_output --regexp '^Uid:[[:space:]]+65534[[:space:]]'
+	kill -TERM "$WPOOL_PID"
+	wait_static_exit
+	assert_equal "$WPOOL_STATUS" 0
+}
