@@ -578,6 +578,12 @@ set_user(struct conf *c, const struct opt *o, const char *v, const char *opt,
 
 	(void)o;
 	r = parse_user(v, &c->uid, &c->gid, &found);
+	if (r == -ENOSYS) {
+		snprintf(err, len, "%s: '%s': user and group names need NSS "
+		    "or /etc/passwd and /etc/group, which this static build "
+		    "lacks here; use -u UID:GID", opt, v);
+		return -EINVAL;
+	}
 	if (r == -ESRCH)
 		return bad(err, len, opt, v, "an existing group after ':'");
 	if (r < 0)

@@ -56,14 +56,21 @@ struct sink {
 	bool	 refused;	/* a worker line waits for output_resume() */
 	unsigned long dropped;
 	size_t	 off, len;	/* kept bytes: buf[off .. off + len) */
-	char	 buf[SINK_BUF];
+	char	*buf;		/* SINK_BUF bytes of sink_bufs */
 };
 
 static char	 log_name[80] = "wpool";
 static int	 log_level = LOG_INFO;
+/*
+ * The buffers apart from the sinks, so that they are zero-initialised
+ * (.bss): inside the initialised sinks they would make 128 KiB of .data,
+ * which the kernel maps in up to 64 KiB at a time (fault-around) once a
+ * field beside them is read, and counts in the master's RSS unused.
+ */
+static char	 sink_bufs[2][SINK_BUF];
 static struct sink sinks[2] = {
-	{ .kind = SINK_PLAIN, .fd = STDOUT_FILENO },
-	{ .kind = SINK_PLAIN, .fd = STDERR_FILENO },
+	{ .kind = SINK_PLAIN, .fd = STDOUT_FILENO, .buf = sink_bufs[0] },
+	{ .kind = SINK_PLAIN, .fd = STDERR_FILENO, .buf = sink_bufs[1] },
 };
 /* sinks[1], or sinks[0] when fd 2 is the same pipe or socket as fd 1. */
 static struct sink *err_sink = &sinks[1];
@@ -129,7 +136,7 @@ sink_send(struct sink *s, const char *buf, size_t len)
 static void
 sink_keep(struct sink *s, const char *buf, size_t len)
 {
-	if (s->off + s->len + len > sizeof(s->buf)) {
+	if (s->off + s->len + len > SINK_BUF) {
 		memmove(s->buf, s->buf + s->off, s->len);
 		s->off = 0;
 	}
@@ -270,13 +277,13 @@ sink_put(struct sink *s, const char *buf, size_t len, bool own)
 	if (s->dropping && own) {
 		/* Something is kept (else the flush closed the gap). */
 		m = gap_line(s, line, sizeof(line));
-		if (s->len + m + len <= sizeof(s->buf)) {
+		if (s->len + m + len <= SINK_BUF) {
 			sink_keep(s, line, m);
 			s->dropping = false;
 			s->dropped = 0;
 		}
 	}
-	room = sizeof(s->buf) - s->len;
+	room = SINK_BUF - s->len;
 	if (!own)
 		room = room > SINK_RESERVE ? room - SINK_RESERVE : 0;
 	if (!own && s->watching && (s->dropping || len > room)) {

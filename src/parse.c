@@ -233,7 +233,12 @@ parse_workers(const char *s, int *out)
 	return 0;
 }
 
-/* USER[:GROUP], names or numbers; the group defaults to USER's own. */
+/*
+ * USER[:GROUP], names or numbers; the group defaults to USER's own.
+ * -ENOSYS: a name, where names cannot be looked up at all (the static
+ * build's lookups, src/static/lookup.c, say so with errno ENOSYS when
+ * there is no /etc/passwd or /etc/group to read).
+ */
 int
 parse_user(const char *s, uid_t *uid, gid_t *gid, bool *found)
 {
@@ -243,6 +248,7 @@ parse_user(const char *s, uid_t *uid, gid_t *gid, bool *found)
 	long long n;
 	uid_t	 u;
 	gid_t	 g;
+	int	 e;
 
 	*found = false;
 	if (s == NULL || *s == '\0' || strlcpy(user, s, sizeof(user)) >=
@@ -250,7 +256,10 @@ parse_user(const char *s, uid_t *uid, gid_t *gid, bool *found)
 		return -EINVAL;
 	if ((group = strchr(user, ':')) != NULL)
 		*group++ = '\0';
-	if ((pw = getpwnam(user)) != NULL) {
+	errno = 0;
+	pw = getpwnam(user);
+	e = errno;
+	if (pw != NULL) {
 		u = pw->pw_uid;
 		g = pw->pw_gid;
 	} else if (parse_int(user, 0, UINT_MAX - 1, &n) == 0) {
@@ -258,14 +267,17 @@ parse_user(const char *s, uid_t *uid, gid_t *gid, bool *found)
 		pw = getpwuid(u);
 		g = pw != NULL ? pw->pw_gid : (gid_t)n;
 	} else
-		return -ENOENT;
+		return e == ENOSYS ? -ENOSYS : -ENOENT;
 	if (group != NULL) {
-		if ((gr = getgrnam(group)) != NULL)
+		errno = 0;
+		gr = getgrnam(group);
+		e = errno;
+		if (gr != NULL)
 			g = gr->gr_gid;
 		else if (parse_int(group, 0, UINT_MAX - 1, &n) == 0)
 			g = (gid_t)n;
 		else
-			return -ESRCH;
+			return e == ENOSYS ? -ENOSYS : -ESRCH;
 	}
 	*uid = u;
 	*gid = g;

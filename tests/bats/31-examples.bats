@@ -284,11 +284,13 @@ assert any(re.search(r"\bmake\b.*\bwpool\b", l) for l in lines
            if l.upper().startswith("RUN ")), "make wpool"
 assert any(l.startswith("COPY --from=%s " % froms[0][3]) and "wpool" in l
            for l in lines), "COPY --from the build stage"
-ep = [l for l in lines if l.upper().startswith("ENTRYPOINT ")]
+# The image built by default is the last stage's (others: --target).
+last = max(i for i, l in enumerate(lines) if l.upper().startswith("FROM "))
+ep = [l for l in lines[last:] if l.upper().startswith("ENTRYPOINT ")]
 assert len(ep) == 1, "one ENTRYPOINT"
 ep = json.loads(ep[0].split(None, 1)[1])
 assert ep[0] == "wpool" and ep[-1] == "--", ep
-cmd = [l for l in lines if l.upper().startswith("CMD ")]
+cmd = [l for l in lines[last:] if l.upper().startswith("CMD ")]
 assert len(cmd) == 1 and json.loads(cmd[0].split(None, 1)[1]), "exec-form CMD"
 for l in lines:
     if l.upper().startswith("COPY ") and "--from" not in l:
