@@ -300,6 +300,7 @@ open_master(struct master *m)
 	/* From here on, a stalled log reader must not stall the master. */
 	log_outputs_init();
 	pool_init(&m->pool, c);
+	m->pool.tree = tree_state();
 	return open_services(m);
 }
 
@@ -314,6 +315,7 @@ run(struct master *m)
 		return 1;
 	}
 	status = pool_run(&m->pool);
+	tree_close();
 	output_close_all();
 	log_info("stopped");
 	return status;

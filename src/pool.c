@@ -1678,6 +1678,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 {
 	struct slot *s = &p->slots[w->id];
 
+	tree_worker_gone(p, w->id, w->pid);
 	slot_enter(s);
 	worker_exit_handle(p, w, s, status);
 	slot_leave(p, s, EV_EXIT);

@@ -283,6 +283,8 @@ struct sys_ops {
 	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
 	/* Optional: a fake without it cannot see readiness (-ENOENT). */
 	int	(*ready_probe)(pid_t, const uint64_t *, size_t);
+	/* Optional: a fake without it has nothing left by a worker. */
+	int	(*signal_left)(pid_t, int);	/* tree_signal_left */
 };
 
 void	sys_set(const struct sys_ops *);
@@ -294,6 +296,7 @@ int	sys_queue_len(int);
 int	sys_kill_group(pid_t, int);
 int	sys_ready_probe(pid_t, const uint64_t *, size_t);
 int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
+int	sys_signal_left(pid_t, int);
 double	now_mono(void);
 double	now_real(void);
 
@@ -521,6 +524,7 @@ struct pool {
 	struct control *ctl;		/* control.c's server */
 	struct metrics *metrics;	/* metrics.c's server, if --metrics */
 	struct notify *notify;		/* notify.c's socket, if it opened */
+	struct tree *tree;		/* tree.c's: what dead workers left */
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
 	int	 queue_len;			/* balance: waiting */
@@ -568,6 +572,10 @@ unsigned slot_transitions(enum slot_state, enum slot_event);
 int	tree_signal_group(pid_t, int);
 int	tree_children(pid_t *, int);
 int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
+int	tree_signal_left(pid_t, int);
+struct tree *tree_state(void);
+void	tree_worker_gone(struct pool *, int, pid_t);
+void	tree_close(void);
 
 /* balance.c: the master-accept modes (balance, inetd). */
 struct json_object;
