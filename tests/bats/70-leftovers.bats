@@ -94,3 +94,17 @@ load ../leftovers_helpers
 	((n <= 2)) || log_fail "$n servers run below wpool"
 	wait_for_log_count 'worker 0 \(pid [0-9]+\) left 1 process; stopping it' 3
 }
+
+@test "status --json and /metrics show the lifecycle's bad transitions (0)" {
+	local mport
+	mport=$(free_tcp_port)
+	start_wpool -n 1 --metrics "127.0.0.1:$mport" -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 1
+	run "$WPOOL" status --json
+	assert_success
+	assert_equal "$(jq '.bad_transitions' <<<"$output")" 0
+	run curl -sS --max-time 5 "http://127.0.0.1:$mport/metrics"
+	assert_success
+	assert_line 'wpool_lifecycle_bad_transitions_total{pool="wpool"} 0'
+	assert_line --partial '# TYPE wpool_lifecycle_bad_transitions_total counter'
+}
