@@ -300,6 +300,9 @@ open_master(struct master *m)
 	/* From here on, a stalled log reader must not stall the master. */
 	log_outputs_init();
 	pool_init(&m->pool, c);
+	m->pool.loop = loop_state();
+	m->pool.log = log_state();
+	m->pool.out = output_state();
 	m->pool.tree = tree_state();
 	return open_services(m);
 }

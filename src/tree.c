@@ -263,7 +263,7 @@ tree_signal_left(pid_t pgid, int sig)
 		kill(-pgid, sig);
 	for (i = 0; i < n; i++) {
 		if (adopted[i])
-			kill(t[i].pid, sig);	/* ours: not reused unreaped */
+			kill(t[i].pid, sig);	/* ours: kept till reaped */
 		else if (!pinned && t[i].pid != 0 && t[i].pgrp == pgid)
 			signal_member(t[i].pid, pgid, sig);
 	}
@@ -278,7 +278,7 @@ out:
 struct leftover {
 	TAILQ_ENTRY(leftover) entry;
 	int	 id;
-	pid_t	 pgid;			/* the worker's pid: its group */
+	pid_t	 pgid;		/* the worker's pid: its group */
 	double	 timeout;		/* --stop-timeout when it died */
 	bool	 killed;		/* KILL sent */
 	int	 polls;

@@ -37,6 +37,7 @@ void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_write_line(int, const char *, size_t);
 void	log_outputs_init(void);
+struct logstate *log_state(void);
 
 /* listen.c: listener specs; parsing and socket code never log. */
 enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
@@ -233,6 +234,7 @@ void	timer_cancel(struct timer *);
 void	loop_fire_timers(void);
 double	loop_next_deadline(void);
 void	loop_deliver_signal(int, pid_t);
+struct loop *loop_state(void);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -331,6 +333,7 @@ void	output_resume(void);
 size_t	output_flush_all(void);
 void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
+struct output *output_state(void);
 
 /* pool.c: the worker table and its state machine; the only writer. */
 /*
@@ -524,6 +527,10 @@ struct pool {
 	struct control *ctl;		/* control.c's server */
 	struct metrics *metrics;	/* metrics.c's server, if --metrics */
 	struct notify *notify;		/* notify.c's socket, if it opened */
+	/* The modules' state, all of the master's reachable from here. */
+	struct loop *loop;		/* loop.c's: fds, timers, signals */
+	struct logstate *log;		/* log.c's: name, level, sinks */
+	struct output *out;		/* output.c's: the workers' pipes */
 	struct tree *tree;		/* tree.c's: what dead workers left */
 	unsigned long connections_total;
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
