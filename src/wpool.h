@@ -575,7 +575,10 @@ const char *slot_state_name(enum slot_state);
 const char *slot_event_name(enum slot_event);
 unsigned slot_transitions(enum slot_state, enum slot_event);
 
-/* tree.c: the workers' process groups and the master's adopted children. */
+/*
+ * tree.c: the workers' process groups, the master's adopted children, and
+ * what a worker that died while the pool runs left behind.
+ */
 int	tree_signal_group(pid_t, int);
 int	tree_children(pid_t *, int);
 int	tree_signal_children(int, bool (*)(pid_t, void *), void *);

@@ -4,7 +4,8 @@
 # default: this repository's ./wpool and tests/bin/testsrv).  Every test runs
 # in its own directory (BATS_TEST_TMPDIR) with its own control socket; every
 # wait polls against a deadline (default 10 s, WPOOL_TEST_TIMEOUT); teardown
-# ends only the wpool this test started and the pids it recorded, by pid.
+# ends only the wpool this test started and the pids it recorded, by pid, and
+# fails a test whose pool, still running, counted a bad lifecycle transition.
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
