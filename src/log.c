@@ -59,8 +59,6 @@ struct sink {
 	char	*buf;		/* SINK_BUF bytes of sink_bufs */
 };
 
-static char	 log_name[80] = "wpool";
-static int	 log_level = LOG_INFO;
 /*
  * The buffers apart from the sinks, so that they are zero-initialised
  * (.bss): inside the initialised sinks they would make 128 KiB of .data,
@@ -68,21 +66,44 @@ static int	 log_level = LOG_INFO;
  * field beside them is read, and counts in the master's RSS unused.
  */
 static char	 sink_bufs[2][SINK_BUF];
-static struct sink sinks[2] = {
-	{ .kind = SINK_PLAIN, .fd = STDOUT_FILENO, .buf = sink_bufs[0] },
-	{ .kind = SINK_PLAIN, .fd = STDERR_FILENO, .buf = sink_bufs[1] },
+
+/*
+ * The log's whole state, in one place so that the pool can reach it
+ * (struct pool's log) and the in-place upgrade can see what it holds.
+ */
+struct logstate {
+	char	 name[80];
+	int	 level;
+	struct sink sinks[2];
+	/* sinks[1], or sinks[0] when fd 2 is the same pipe or socket as 1. */
+	struct sink *err_sink;
 };
-/* sinks[1], or sinks[0] when fd 2 is the same pipe or socket as fd 1. */
-static struct sink *err_sink = &sinks[1];
+
+static struct logstate lg = {
+	.name = "wpool",
+	.level = LOG_INFO,
+	.sinks = {
+		{ .kind = SINK_PLAIN, .fd = STDOUT_FILENO, .buf = sink_bufs[0] },
+		{ .kind = SINK_PLAIN, .fd = STDERR_FILENO, .buf = sink_bufs[1] },
+	},
+	.err_sink = &lg.sinks[1],
+};
 
 static void	sink_flush(struct sink *);
+
+/* The log's state, for struct pool. */
+struct logstate *
+log_state(void)
+{
+	return &lg;
+}
 
 void
 log_init(const char *name, int level)
 {
 	if (name != NULL)
-		strlcpy(log_name, name, sizeof(log_name));
-	log_level = level;
+		strlcpy(lg.name, name, sizeof(lg.name));
+	lg.level = level;
 }
 
 /* Writes all of buf to fd, retrying short writes and EINTR. */
@@ -200,10 +221,10 @@ gap_line(struct sink *s, char *line, size_t size)
 {
 	int	 m;
 
-	if (log_level < LOG_WARN)
+	if (lg.level < LOG_WARN)
 		return 0;
 	m = snprintf(line, size, "%s: warning: %lu log lines dropped: the "
-	    "log reader was not keeping up\n", log_name, s->dropped);
+	    "log reader was not keeping up\n", lg.name, s->dropped);
 	return m > 0 && (size_t)m < size ? (size_t)m : 0;
 }
 
@@ -361,15 +382,15 @@ log_outputs_drain(void)
 	double	 deadline = now_mono() + SINK_DRAIN_SECS, left;
 	size_t	 i;
 
-	for (i = 0; i < sizeof(sinks) / sizeof(sinks[0]); i++) {
-		if (sinks[i].kind == SINK_PLAIN)
+	for (i = 0; i < sizeof(lg.sinks) / sizeof(lg.sinks[0]); i++) {
+		if (lg.sinks[i].kind == SINK_PLAIN)
 			continue;
 		for (;;) {
-			sink_flush(&sinks[i]);
+			sink_flush(&lg.sinks[i]);
 			left = deadline - now_mono();
-			if (sinks[i].len == 0 || left <= 0)
+			if (lg.sinks[i].len == 0 || left <= 0)
 				break;
-			pfd.fd = sinks[i].fd;
+			pfd.fd = lg.sinks[i].fd;
 			pfd.events = POLLOUT;
 			if (poll(&pfd, 1, (int)(left * 1000) + 1) < 0 &&
 			    errno != EINTR)
@@ -387,12 +408,12 @@ log_outputs_drain(void)
 void
 log_outputs_init(void)
 {
-	sink_open(&sinks[0], STDOUT_FILENO);
-	if (sinks[0].kind != SINK_PLAIN &&
+	sink_open(&lg.sinks[0], STDOUT_FILENO);
+	if (lg.sinks[0].kind != SINK_PLAIN &&
 	    same_stream(STDOUT_FILENO, STDERR_FILENO))
-		err_sink = &sinks[0];
+		lg.err_sink = &lg.sinks[0];
 	else
-		sink_open(&sinks[1], STDERR_FILENO);
+		sink_open(&lg.sinks[1], STDERR_FILENO);
 	atexit(log_outputs_drain);
 }
 
@@ -405,9 +426,9 @@ int
 log_write_line(int fd, const char *buf, size_t len)
 {
 	if (fd == STDOUT_FILENO)
-		return sink_put(&sinks[0], buf, len, false);
+		return sink_put(&lg.sinks[0], buf, len, false);
 	if (fd == STDERR_FILENO)
-		return sink_put(err_sink, buf, len, false);
+		return sink_put(lg.err_sink, buf, len, false);
 	write_all(fd, buf, len);
 	return 0;
 }
@@ -418,9 +439,9 @@ vlog(int level, const char *tag, int errnum, const char *fmt, va_list ap)
 	char	 line[2048];
 	int	 n, m;
 
-	if (level > log_level)
+	if (level > lg.level)
 		return;
-	n = snprintf(line, sizeof(line), "%s: %s", log_name, tag);
+	n = snprintf(line, sizeof(line), "%s: %s", lg.name, tag);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
@@ -435,7 +456,7 @@ vlog(int level, const char *tag, int errnum, const char *fmt, va_list ap)
 	if ((size_t)n >= sizeof(line) - 1)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	sink_put(err_sink, line, (size_t)n, true);
+	sink_put(lg.err_sink, line, (size_t)n, true);
 }
 
 void

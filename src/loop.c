@@ -21,22 +21,34 @@ struct handler {
 	void	*arg;
 };
 
-static int	 epfd = -1;
-static int	 tfd = -1;
-static int	 sfd = -1;
-static struct handler *handlers;
-static size_t	 nhandlers;
-static bool	 stopping;
-static unsigned long wakeups;
-static TAILQ_HEAD(, timer) timers = TAILQ_HEAD_INITIALIZER(timers);
-static void	(*signal_cb)(int, pid_t, void *);
-static void	*signal_arg;
+/*
+ * The loop's whole state, in one place so that the pool can reach it
+ * (struct pool's loop) and the in-place upgrade can see what it holds.
+ */
+struct loop {
+	int	 epfd;
+	int	 tfd;			/* the timers' timerfd */
+	int	 sfd;			/* the signalfd */
+	struct handler *handlers;	/* by fd */
+	size_t	 nhandlers;
+	bool	 stopping;
+	TAILQ_HEAD(, timer) timers;	/* armed, by deadline */
+	void	(*signal_cb)(int, pid_t, void *);
+	void	*signal_arg;
+};
+
+static struct loop lp = {
+	.epfd = -1,
+	.tfd = -1,
+	.sfd = -1,
+	.timers = TAILQ_HEAD_INITIALIZER(lp.timers),
+};
 
 static void
 timers_arm(void)
 {
 	struct itimerspec its;
-	struct timer *t = TAILQ_FIRST(&timers);
+	struct timer *t = TAILQ_FIRST(&lp.timers);
 	double	 d;
 
 	memset(&its, 0, sizeof(its));
@@ -49,7 +61,7 @@ timers_arm(void)
 		if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 			its.it_value.tv_nsec = 1;
 	}
-	timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+	timerfd_settime(lp.tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 void
@@ -68,18 +80,18 @@ timer_set(struct timer *t, double after)
 	bool	 first;
 
 	if (t->armed)
-		TAILQ_REMOVE(&timers, t, entry);
+		TAILQ_REMOVE(&lp.timers, t, entry);
 	t->deadline = now_mono() + (after > 0 ? after : 0);
 	t->armed = true;
-	TAILQ_FOREACH(it, &timers, entry)
+	TAILQ_FOREACH(it, &lp.timers, entry)
 		if (it->deadline > t->deadline)
 			break;
 	if (it != NULL)
 		TAILQ_INSERT_BEFORE(it, t, entry);
 	else
-		TAILQ_INSERT_TAIL(&timers, t, entry);
-	first = TAILQ_FIRST(&timers) == t;
-	if (first && tfd >= 0)
+		TAILQ_INSERT_TAIL(&lp.timers, t, entry);
+	first = TAILQ_FIRST(&lp.timers) == t;
+	if (first && lp.tfd >= 0)
 		timers_arm();
 }
 
@@ -90,10 +102,10 @@ timer_cancel(struct timer *t)
 
 	if (!t->armed)
 		return;
-	first = TAILQ_FIRST(&timers) == t;
-	TAILQ_REMOVE(&timers, t, entry);
+	first = TAILQ_FIRST(&lp.timers) == t;
+	TAILQ_REMOVE(&lp.timers, t, entry);
 	t->armed = false;
-	if (first && tfd >= 0)
+	if (first && lp.tfd >= 0)
 		timers_arm();
 }
 
@@ -108,12 +120,12 @@ loop_fire_timers(void)
 	struct timer *t;
 	double	 now = now_mono();
 
-	while ((t = TAILQ_FIRST(&timers)) != NULL && t->deadline <= now) {
-		TAILQ_REMOVE(&timers, t, entry);
+	while ((t = TAILQ_FIRST(&lp.timers)) != NULL && t->deadline <= now) {
+		TAILQ_REMOVE(&lp.timers, t, entry);
 		t->armed = false;
 		t->cb(t->arg);
 	}
-	if (tfd >= 0)
+	if (lp.tfd >= 0)
 		timers_arm();
 }
 
@@ -121,7 +133,7 @@ loop_fire_timers(void)
 double
 loop_next_deadline(void)
 {
-	struct timer *t = TAILQ_FIRST(&timers);
+	struct timer *t = TAILQ_FIRST(&lp.timers);
 
 	return t != NULL ? t->deadline : -1;
 }
@@ -145,21 +157,22 @@ loop_add(int fd, uint32_t events, io_cb cb, void *arg)
 
 	if (fd < 0)
 		return -EBADF;
-	if ((size_t)fd >= nhandlers) {
+	if ((size_t)fd >= lp.nhandlers) {
 		size_t	 n = (size_t)fd + 64;
 
-		handlers = xreallocarray(handlers, n, sizeof(*handlers));
-		memset(handlers + nhandlers, 0,
-		    (n - nhandlers) * sizeof(*handlers));
-		nhandlers = n;
+		lp.handlers = xreallocarray(lp.handlers, n,
+		    sizeof(*lp.handlers));
+		memset(lp.handlers + lp.nhandlers, 0,
+		    (n - lp.nhandlers) * sizeof(*lp.handlers));
+		lp.nhandlers = n;
 	}
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
 	ev.data.fd = fd;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+	if (epoll_ctl(lp.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -errno;
-	handlers[fd].cb = cb;
-	handlers[fd].arg = arg;
+	lp.handlers[fd].cb = cb;
+	lp.handlers[fd].arg = arg;
 	return 0;
 }
 
@@ -171,18 +184,18 @@ loop_mod(int fd, uint32_t events)
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events;
 	ev.data.fd = fd;
-	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+	return epoll_ctl(lp.epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
 /* Call before close(fd): a closed fd leaves epoll only with its last dup. */
 void
 loop_del(int fd)
 {
-	if (fd < 0 || (size_t)fd >= nhandlers)
+	if (fd < 0 || (size_t)fd >= lp.nhandlers)
 		return;
-	epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-	handlers[fd].cb = NULL;
-	handlers[fd].arg = NULL;
+	epoll_ctl(lp.epfd, EPOLL_CTL_DEL, fd, NULL);
+	lp.handlers[fd].cb = NULL;
+	lp.handlers[fd].arg = NULL;
 }
 
 static void
@@ -196,16 +209,16 @@ signals_read(int fd, uint32_t ev, void *arg)
 	(void)arg;
 	while ((n = read(fd, si, sizeof(si))) > 0)
 		for (i = 0; i < (size_t)n / sizeof(si[0]); i++)
-			signal_cb((int)si[i].ssi_signo, (pid_t)si[i].ssi_pid,
-			    signal_arg);
+			lp.signal_cb((int)si[i].ssi_signo, (pid_t)si[i].ssi_pid,
+			    lp.signal_arg);
 }
 
 /* A signal as if it came through the signalfd: for unit tests. */
 void
 loop_deliver_signal(int sig, pid_t from)
 {
-	if (signal_cb != NULL)
-		signal_cb(sig, from, signal_arg);
+	if (lp.signal_cb != NULL)
+		lp.signal_cb(sig, from, lp.signal_arg);
 }
 
 /* Blocks the signals and delivers them through cb from the loop. */
@@ -222,11 +235,11 @@ loop_signals(const int *sigs, size_t n, void (*cb)(int, pid_t, void *),
 		sigaddset(&set, sigs[i]);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
-	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+	if ((lp.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
 		return -errno;
-	signal_cb = cb;
-	signal_arg = arg;
-	if ((r = loop_add(sfd, EPOLLIN, signals_read, NULL)) < 0)
+	lp.signal_cb = cb;
+	lp.signal_arg = arg;
+	if ((r = loop_add(lp.sfd, EPOLLIN, signals_read, NULL)) < 0)
 		return r;
 	return 0;
 }
@@ -236,21 +249,28 @@ loop_init(void)
 {
 	int	 r;
 
-	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+	if ((lp.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		return -errno;
-	if ((tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK |
+	if ((lp.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK |
 	    TFD_CLOEXEC)) < 0)
 		return -errno;
-	if ((r = loop_add(tfd, EPOLLIN, timers_fire, NULL)) < 0)
+	if ((r = loop_add(lp.tfd, EPOLLIN, timers_fire, NULL)) < 0)
 		return r;
 	timers_arm();
 	return 0;
 }
 
+/* The loop's state, for struct pool. */
+struct loop *
+loop_state(void)
+{
+	return &lp;
+}
+
 void
 loop_break(void)
 {
-	stopping = true;
+	lp.stopping = true;
 }
 
 void
@@ -259,21 +279,21 @@ loop_run(void)
 	struct epoll_event evs[64];
 	int	 i, n, fd;
 
-	stopping = false;
-	while (!stopping) {
-		n = epoll_wait(epfd, evs, 64, -1);
+	lp.stopping = false;
+	while (!lp.stopping) {
+		n = epoll_wait(lp.epfd, evs, 64, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("epoll_wait");
 			return;
 		}
-		wakeups++;
 		for (i = 0; i < n; i++) {
 			fd = evs[i].data.fd;
-			if ((size_t)fd < nhandlers && handlers[fd].cb != NULL)
-				handlers[fd].cb(fd, evs[i].events,
-				    handlers[fd].arg);
+			if ((size_t)fd < lp.nhandlers &&
+			    lp.handlers[fd].cb != NULL)
+				lp.handlers[fd].cb(fd, evs[i].events,
+				    lp.handlers[fd].arg);
 		}
 	}
 }

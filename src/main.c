@@ -300,6 +300,10 @@ open_master(struct master *m)
 	/* From here on, a stalled log reader must not stall the master. */
 	log_outputs_init();
 	pool_init(&m->pool, c);
+	m->pool.loop = loop_state();
+	m->pool.log = log_state();
+	m->pool.out = output_state();
+	m->pool.tree = tree_state();
 	return open_services(m);
 }
 
@@ -314,6 +318,7 @@ run(struct master *m)
 		return 1;
 	}
 	status = pool_run(&m->pool);
+	tree_close();
 	output_close_all();
 	log_info("stopped");
 	return status;

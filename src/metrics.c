@@ -191,6 +191,10 @@ metrics_text(struct pool *p, size_t *lenp)
 	    "Workers restarted after they died.");
 	sb_printf(&b, "wpool_restarts_total{pool=\"%s\"} %lu\n", name,
 	    p->restarts);
+	metric_head(&b, "wpool_lifecycle_bad_transitions_total", "counter",
+	    "Events the lifecycle table refused (0 unless wpool has a bug).");
+	sb_printf(&b, "wpool_lifecycle_bad_transitions_total{pool=\"%s\"} "
+	    "%lu\n", name, p->bad_transitions);
 	metric_head(&b, "wpool_uptime_seconds", "gauge",
 	    "Seconds since the master started.");
 	sb_printf(&b, "wpool_uptime_seconds{pool=\"%s\"} %.3f\n", name,

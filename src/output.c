@@ -50,29 +50,48 @@ struct outbuf {
 };
 
 /*
- * Pipes whose line log.c refused, oldest first: not read until
- * output_resume(), which serves them in that order.
+ * The module's whole state, in one place so that the pool can reach it
+ * (struct pool's out) and the in-place upgrade can see what it holds.
  */
-static TAILQ_HEAD(, outbuf) paused = TAILQ_HEAD_INITIALIZER(paused);
-static TAILQ_HEAD(, outbuf) pipes = TAILQ_HEAD_INITIALIZER(pipes);
-/* Told when no pipe is paused any more (see output_flush_all). */
-static void	(*idle_cb)(void *);
-static void	*idle_arg;
-/*
- * While a pipe is paused, it is also offered again every 100 ms: log.c's
- * call is the fast way back, this one makes sure no pipe waits for a
- * call that does not come.  Armed only while something is paused.
- */
-static struct timer retry_timer;
-static bool	 retry_inited;
+struct output {
+	/*
+	 * Pipes whose line log.c refused, oldest first: not read until
+	 * output_resume(), which serves them in that order.
+	 */
+	TAILQ_HEAD(, outbuf) paused;
+	TAILQ_HEAD(, outbuf) pipes;	/* every pipe, by link */
+	/* Told when no pipe is paused any more (see output_flush_all). */
+	void	(*idle_cb)(void *);
+	void	*idle_arg;
+	/*
+	 * While a pipe is paused, it is also offered again every 100 ms:
+	 * log.c's call is the fast way back, this one makes sure no pipe
+	 * waits for a call that does not come.  Armed only while something
+	 * is paused.
+	 */
+	struct timer retry_timer;
+	bool	 retry_inited;
+};
+
+static struct output os = {
+	.paused = TAILQ_HEAD_INITIALIZER(os.paused),
+	.pipes = TAILQ_HEAD_INITIALIZER(os.pipes),
+};
+
+/* The module's state, for struct pool. */
+struct output *
+output_state(void)
+{
+	return &os;
+}
 
 static void
 on_retry(void *arg)
 {
 	(void)arg;
 	output_resume();
-	if (!TAILQ_EMPTY(&paused))
-		timer_set(&retry_timer, 0.1);
+	if (!TAILQ_EMPTY(&os.paused))
+		timer_set(&os.retry_timer, 0.1);
 }
 
 static int
@@ -121,11 +140,11 @@ orphans_trim(void)
 	struct outbuf *o;
 	size_t	 n = 0;
 
-	TAILQ_FOREACH(o, &paused, entry)
+	TAILQ_FOREACH(o, &os.paused, entry)
 		if (o->orphan)
 			n++;
 	for (; n > OUT_MAX_ORPHANS; n--) {
-		TAILQ_FOREACH(o, &paused, entry)
+		TAILQ_FOREACH(o, &os.paused, entry)
 			if (o->orphan)
 				break;
 		log_warnx("the log reader is stalled: dropping what exited "
@@ -142,7 +161,7 @@ output_writer_gone(pid_t pid)
 {
 	struct outbuf *o;
 
-	TAILQ_FOREACH(o, &pipes, link)
+	TAILQ_FOREACH(o, &os.pipes, link)
 		if (o->pid == pid)
 			o->orphan = true;
 	orphans_trim();
@@ -158,13 +177,13 @@ output_pause(struct outbuf *o)
 {
 	loop_del(o->fd);
 	o->paused = true;
-	TAILQ_INSERT_TAIL(&paused, o, entry);
-	if (!retry_inited) {
-		timer_init(&retry_timer, on_retry, NULL);
-		retry_inited = true;
+	TAILQ_INSERT_TAIL(&os.paused, o, entry);
+	if (!os.retry_inited) {
+		timer_init(&os.retry_timer, on_retry, NULL);
+		os.retry_inited = true;
 	}
-	if (!retry_timer.armed)
-		timer_set(&retry_timer, 0.1);
+	if (!os.retry_timer.armed)
+		timer_set(&os.retry_timer, 0.1);
 }
 
 static void
@@ -215,7 +234,7 @@ output_resume(void)
 	TAILQ_HEAD(, outbuf) todo = TAILQ_HEAD_INITIALIZER(todo);
 	struct outbuf *o;
 
-	TAILQ_CONCAT(&todo, &paused, entry);
+	TAILQ_CONCAT(&todo, &os.paused, entry);
 	while ((o = TAILQ_FIRST(&todo)) != NULL) {
 		TAILQ_REMOVE(&todo, o, entry);
 		o->paused = false;
@@ -230,8 +249,8 @@ output_resume(void)
 		}
 	}
 	orphans_trim();
-	if (TAILQ_EMPTY(&paused) && idle_cb != NULL)
-		idle_cb(idle_arg);
+	if (TAILQ_EMPTY(&os.paused) && os.idle_cb != NULL)
+		os.idle_cb(os.idle_arg);
 }
 
 /*
@@ -284,11 +303,11 @@ output_flush_all(void)
 	struct outbuf *o, *next;
 	size_t	 n = 0;
 
-	TAILQ_FOREACH_SAFE(o, &pipes, link, next)
+	TAILQ_FOREACH_SAFE(o, &os.pipes, link, next)
 		if (!o->paused)
 			drain(o);
 	orphans_trim();
-	TAILQ_FOREACH(o, &paused, entry)
+	TAILQ_FOREACH(o, &os.paused, entry)
 		n++;
 	return n;
 }
@@ -303,7 +322,7 @@ output_close_all(void)
 {
 	struct outbuf *o;
 
-	while ((o = TAILQ_FIRST(&pipes)) != NULL) {
+	while ((o = TAILQ_FIRST(&os.pipes)) != NULL) {
 		flush_lines(o, true);
 		output_detach(o);
 	}
@@ -312,8 +331,8 @@ output_close_all(void)
 void
 output_on_idle(void (*cb)(void *), void *arg)
 {
-	idle_cb = cb;
-	idle_arg = arg;
+	os.idle_cb = cb;
+	os.idle_arg = arg;
 }
 
 /* Two pipes: read ends nonblocking and close-on-exec, for the master. */
@@ -355,7 +374,7 @@ output_attach(int fd, int dest, const char *prefix, pid_t pid)
 		free(o);
 		return NULL;
 	}
-	TAILQ_INSERT_TAIL(&pipes, o, link);
+	TAILQ_INSERT_TAIL(&os.pipes, o, link);
 	return o;
 }
 
@@ -365,10 +384,10 @@ output_detach(struct outbuf *o)
 	if (o == NULL)
 		return;
 	if (o->paused)
-		TAILQ_REMOVE(&paused, o, entry);
+		TAILQ_REMOVE(&os.paused, o, entry);
 	else
 		loop_del(o->fd);
-	TAILQ_REMOVE(&pipes, o, link);
+	TAILQ_REMOVE(&os.pipes, o, link);
 	close(o->fd);
 	free(o);
 }

@@ -1691,6 +1691,7 @@ worker_exited(struct pool *p, struct worker *w, int status)
 {
 	struct slot *s = &p->slots[w->id];
 
+	tree_worker_gone(p, w->id, w->pid);
 	slot_event(p, s, EV_EXIT, w, status);
 }
 

@@ -280,6 +280,9 @@ pool_fields(json_object *o, const struct pool *p, double mono)
 	json_object_object_add(o, "uptime_s", dbl(mono - p->started_mono));
 	json_object_object_add(o, "restarts",
 	    json_object_new_int64((int64_t)p->restarts));
+	/* Events the lifecycle table refused: 0 unless wpool has a bug. */
+	json_object_object_add(o, "bad_transitions",
+	    json_object_new_int64((int64_t)p->bad_transitions));
 }
 
 static json_object *

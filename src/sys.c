@@ -57,6 +57,7 @@ static const struct sys_ops real_ops = {
 	.kill_group = tree_signal_group,
 	.signal_children = tree_signal_children,
 	.ready_probe = readyprobe_tree,
+	.signal_left = tree_signal_left,
 };
 
 static const struct sys_ops *ops = &real_ops;
@@ -120,6 +121,13 @@ sys_signal_children(int sig, bool (*skip)(pid_t, void *), void *arg)
 {
 	return ops->signal_children != NULL ?
 	    ops->signal_children(sig, skip, arg) : 0;
+}
+
+/* sig to what a reaped worker left of its tree (tree.c): how many. */
+int
+sys_signal_left(pid_t leader, int sig)
+{
+	return ops->signal_left != NULL ? ops->signal_left(leader, sig) : 0;
 }
 
 double

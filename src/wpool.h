@@ -37,6 +37,7 @@ void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	log_write_line(int, const char *, size_t);
 void	log_outputs_init(void);
+struct logstate *log_state(void);
 
 /* listen.c: listener specs; parsing and socket code never log. */
 enum listener_type { L_TCP, L_UDP, L_UNIX, L_FD, L_SYSTEMD };
@@ -233,6 +234,7 @@ void	timer_cancel(struct timer *);
 void	loop_fire_timers(void);
 double	loop_next_deadline(void);
 void	loop_deliver_signal(int, pid_t);
+struct loop *loop_state(void);
 
 /* spawn.c: everything between fork and exec. */
 struct spawn_req {
@@ -283,6 +285,8 @@ struct sys_ops {
 	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
 	/* Optional: a fake without it cannot see readiness (-ENOENT). */
 	int	(*ready_probe)(pid_t, const uint64_t *, size_t);
+	/* Optional: a fake without it has nothing left by a worker. */
+	int	(*signal_left)(pid_t, int);	/* tree_signal_left */
 };
 
 void	sys_set(const struct sys_ops *);
@@ -294,6 +298,7 @@ int	sys_queue_len(int);
 int	sys_kill_group(pid_t, int);
 int	sys_ready_probe(pid_t, const uint64_t *, size_t);
 int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
+int	sys_signal_left(pid_t, int);
 double	now_mono(void);
 double	now_real(void);
 
@@ -328,6 +333,7 @@ void	output_resume(void);
 size_t	output_flush_all(void);
 void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
+struct output *output_state(void);
 
 /*
  * pool.c: the worker table and its state machine; the only writer.  What
@@ -519,6 +525,11 @@ struct pool {
 	struct channels *channels;	/* channel.c: the watch over them */
 	struct balance *balance;	/* balance.c: the balancers' state */
 	struct inetd *inetd;		/* inetd.c: connection processes */
+	/* The modules' state, all of the master's reachable from here. */
+	struct loop *loop;		/* loop.c's: fds, timers, signals */
+	struct logstate *log;		/* log.c's: name, level, sinks */
+	struct output *out;		/* output.c's: the workers' pipes */
+	struct tree *tree;		/* tree.c's: what dead workers left */
 	int	 lqueue[WPOOL_MAX_LISTENERS];	/* shared: accept queues */
 	int	 group[2 * WPOOL_MAX_WORKERS];	/* reuseport group order */
 	int	 ngroup;
@@ -572,10 +583,17 @@ const char *slot_state_name(enum slot_state);
 const char *slot_event_name(enum slot_event);
 unsigned slot_transitions(enum slot_state, enum slot_event);
 
-/* tree.c: the workers' process groups and the master's adopted children. */
+/*
+ * tree.c: the workers' process groups, the master's adopted children, and
+ * what a worker that died while the pool runs left behind.
+ */
 int	tree_signal_group(pid_t, int);
 int	tree_children(pid_t *, int);
 int	tree_signal_children(int, bool (*)(pid_t, void *), void *);
+int	tree_signal_left(pid_t, int);
+struct tree *tree_state(void);
+void	tree_worker_gone(struct pool *, int, pid_t);
+void	tree_close(void);
 
 /*
  * The master-accept modes (balance, inetd): acceptq.c, channel.c,

@@ -4,7 +4,8 @@
 # default: this repository's ./wpool and tests/bin/testsrv).  Every test runs
 # in its own directory (BATS_TEST_TMPDIR) with its own control socket; every
 # wait polls against a deadline (default 10 s, WPOOL_TEST_TIMEOUT); teardown
-# ends only the wpool this test started and the pids it recorded, by pid.
+# ends only the wpool this test started and the pids it recorded, by pid, and
+# fails a test whose pool, still running, counted a bad lifecycle transition.
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
@@ -54,6 +55,8 @@ common_setup() {
 }
 
 common_teardown() {
+	local bad
+	bad=$(lifecycle_bad_transitions)
 	stop_wpool
 	stop_holders
 	local entry pid start
@@ -64,6 +67,24 @@ common_teardown() {
 		[[ $(proc_starttime "$pid") == "$start" ]] &&
 			kill -KILL "$pid" 2>/dev/null
 	done
+	if ((${bad:-0} > 0)); then
+		fail "the pool counted $bad bad lifecycle transition(s) (bad_transitions in status --json): a wpool bug; log:
+$(cat "$LOG" 2>/dev/null)"
+		return 1
+	fi
+	return 0
+}
+
+# lifecycle_bad_transitions: what the pool this test started, if it still
+# runs and answers within a second, reports as bad_transitions (events
+# its lifecycle table refused); nothing otherwise, so that a pool that
+# has exited or is wedged on purpose does not fail the test.
+lifecycle_bad_transitions() {
+	[[ -n $WPOOL_PID ]] && kill -0 "$WPOOL_PID" 2>/dev/null || return 0
+	local out
+	out=$(timeout -k 0.5 1 "$WPOOL" status --json </dev/null 2>/dev/null 3>&-) ||
+		return 0
+	[[ $out =~ \"bad_transitions\":\ *([0-9]+) ]] && echo "${BASH_REMATCH[1]}"
 	return 0
 }
 
