@@ -266,6 +266,7 @@ int	spawn_read_status(int, struct spawn_error *);
 const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
+int	spawn_check(const char *, const char *, bool *, char *, size_t);
 
 /* sys.c: the seam to the kernel that unit tests replace with a fake. */
 struct proc_sample;
