@@ -899,7 +899,7 @@ long_opt_error(const char *arg, char *err, size_t len)
 	char	 list[512];
 
 	list[0] = '\0';
-	for (i = 0, o = 0; long_opts[i].name != NULL; i++) {
+	for (i = 0, o = 0; n > 0 && long_opts[i].name != NULL; i++) {
 		if (strncmp(long_opts[i].name, name, n) != 0)
 			continue;
 		if (long_opts[i].name[n] == '\0') {
