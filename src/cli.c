@@ -147,7 +147,8 @@ const struct opt cli_opts[] = {
 	{ .name = "max-memory", .kind = OPT_SIZE,
 	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0 | OPT_OFF0, F(max_memory),
 	  .section = SEC_SUPERVISION, .arg = "SIZE",
-	  .help = "recycle a worker whose RSS exceeds SIZE (512M)" },
+	  .help = "recycle a worker whose RSS exceeds SIZE, such as 512M "
+	      "or 1G (no limit unless given)" },
 	{ .name = "user", .letter = 'u', .kind = OPT_STRING,
 	  .flags = OPT_CLI | OPT_FILE, F(user), .set = set_user,
 	  .section = SEC_WORKERS, .arg = "USER[:GROUP]",
@@ -891,6 +892,47 @@ opt_by_letter(int ch)
 }
 
 /*
+ * What getopt_long refused in arg ("--NAME[=VALUE]"), said precisely: a
+ * flag given a value, a prefix of several options (getopt takes a prefix
+ * of one), or no such option.  getopt's own optopt would name the flag's
+ * letter, not what was typed.
+ */
+static void
+long_opt_error(const char *arg, char *err, size_t len)
+{
+	const char *name = arg + 2, *eq = strchr(name, '=');
+	size_t	 n = eq != NULL ? (size_t)(eq - name) : strlen(name), i, o;
+	int	 matches = 0;
+	char	 list[512];
+
+	list[0] = '\0';
+	for (i = 0, o = 0; n > 0 && long_opts[i].name != NULL; i++) {
+		if (strncmp(long_opts[i].name, name, n) != 0)
+			continue;
+		if (long_opts[i].name[n] == '\0') {
+			/* An exact name getopt refused: a flag with a value. */
+			snprintf(err, len, "--%s takes no value (got '%s'): "
+			    "give --%s alone", long_opts[i].name, arg,
+			    long_opts[i].name);
+			return;
+		}
+		if (o < sizeof(list))
+			o += (size_t)snprintf(list + o, sizeof(list) - o,
+			    "%s--%s", matches > 0 ? ", " : "",
+			    long_opts[i].name);
+		matches++;
+	}
+	if (matches > 1)
+		snprintf(err, len, "ambiguous option '--%.*s': could be %s",
+		    (int)n, name, list);
+	else if (matches == 1)
+		/* A prefix of one flag, given a value. */
+		snprintf(err, len, "%s takes no value (got '%s')", list, arg);
+	else
+		snprintf(err, len, "unknown option '--%.*s'", (int)n, name);
+}
+
+/*
  * Parses the run options; argv[optind...] becomes the command.  Returns
  * 0, 1 for --help/--version (already printed), or -EINVAL with err set.
  */
@@ -907,12 +949,11 @@ cli_parse(int argc, char **argv, struct conf *c, char *err, size_t len)
 	while ((ch = getopt_long(argc, argv, short_opts, long_opts,
 	    NULL)) != -1) {
 		if (ch == '?') {
-			if (optopt > 0 && optopt < 256)
+			if (strncmp(argv[optind - 1], "--", 2) == 0)
+				long_opt_error(argv[optind - 1], err, len);
+			else
 				snprintf(err, len, "unknown option '-%c'",
 				    optopt);
-			else
-				snprintf(err, len, "unknown option '%s'",
-				    argv[optind - 1]);
 			return -EINVAL;
 		}
 		if (ch == ':') {

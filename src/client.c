@@ -522,7 +522,7 @@ print_pool_head(json_object *st, bool inetd)
 
 /* A worker's columns that need a process: "-" for a slot without one. */
 struct row_cells {
-	char	 pid[16], up[32], idle[32], rss[32], cpu[16], lexit[24];
+	char	 pid[16], up[32], conns[48], rss[32], cpu[16], lexit[24];
 };
 
 static void
@@ -533,7 +533,6 @@ row_cells_fill(json_object *w, const char *state, struct row_cells *c)
 	if (jint(w, "pid", 0) > 0) {
 		snprintf(c->pid, sizeof(c->pid), "%lld", jint(w, "pid", 0));
 		format_duration(jdbl(w, "uptime_s"), c->up, sizeof(c->up));
-		format_duration(jdbl(w, "idle_s"), c->idle, sizeof(c->idle));
 		format_bytes((uint64_t)jint(w, "rss_bytes", 0), c->rss,
 		    sizeof(c->rss));
 		snprintf(c->cpu, sizeof(c->cpu), "%.1f", jdbl(w,
@@ -547,7 +546,6 @@ row_cells_fill(json_object *w, const char *state, struct row_cells *c)
 			snprintf(c->up, sizeof(c->up), "in %s", t);
 		} else
 			strlcpy(c->up, "-", sizeof(c->up));
-		strlcpy(c->idle, "-", sizeof(c->idle));
 		strlcpy(c->rss, "-", sizeof(c->rss));
 		strlcpy(c->cpu, "-", sizeof(c->cpu));
 	}
@@ -576,13 +574,18 @@ print_worker_row(json_object *w, int width, bool balance)
 	status = printable(jstr(w, "status", ""), stext, sizeof(stext));
 	if (json_object_object_get_ex(w, "draining", &dr) && dr)
 		status = "(draining)";
-	if (balance && jint(w, "pid", 0) > 0)
-		snprintf(c.idle, sizeof(c.idle), "%lld/%lld",
-		    jint(w, "connections", 0), jint(w, "requests", 0));
-	used = printf("%-3lld %-7s %-8s %-3lld %-6s %-*s %-6s %-5s "
-	    "%-8lld ", jint(w, "id", 0), c.pid, state,
-	    jint(w, "generation", 0), c.up, balance ? 9 : 6, c.idle, c.rss,
-	    c.cpu, jint(w, "restarts", 0));
+	used = printf("%-3lld %-7s %-8s %-3lld %-6s ", jint(w, "id", 0), c.pid,
+	    state, jint(w, "generation", 0), c.up);
+	if (balance) {
+		if (jint(w, "pid", 0) > 0)
+			snprintf(c.conns, sizeof(c.conns), "%lld/%lld",
+			    jint(w, "connections", 0), jint(w, "requests", 0));
+		else
+			strlcpy(c.conns, "-", sizeof(c.conns));
+		used += printf("%-9s ", c.conns);
+	}
+	used += printf("%-6s %-5s %-8lld ", c.rss, c.cpu,
+	    jint(w, "restarts", 0));
 	/* No padding at the end of a row without STATUS text. */
 	if (*status == '\0') {
 		printf("%s\n", c.lexit[0] ? c.lexit : "-");
@@ -615,11 +618,18 @@ print_table(json_object *st)
 		    jstr(st, "balancer", "?"), jint(st, "queue", 0),
 		    jint(st, "queue", 0) == 1 ? "" : "s",
 		    jint(st, "connections_total", 0));
-	/* Balance mode: open/handled connections where IDLE would be. */
-	printf("%-3s %-7s %-8s %-3s %-6s %-*s %-6s %-5s %-8s %-9s %s\n", "ID",
-	    "PID", "STATE", "GEN", "UPTIME", balance ? 9 : 6,
-	    balance ? "CONNS" : "IDLE", "RSS", "CPU%", "RESTARTS", "LAST-EXIT",
-	    "STATUS");
+	/*
+	 * Balance mode: open/handled connections, which wpool sees.  Other
+	 * modes have no column of when a worker last served: wpool does not
+	 * see their connections, and a CPU counter sampled when asked is no
+	 * measure of it.
+	 */
+	printf("%-3s %-7s %-8s %-3s %-6s ", "ID", "PID", "STATE", "GEN",
+	    "UPTIME");
+	if (balance)
+		printf("%-9s ", "CONNS");
+	printf("%-6s %-5s %-8s %-9s %s\n", "RSS", "CPU%", "RESTARTS",
+	    "LAST-EXIT", "STATUS");
 	if (!json_object_object_get_ex(st, "workers", &ws))
 		return;
 	for (i = 0; i < json_object_array_length(ws); i++)
@@ -804,8 +814,8 @@ wait_reload(struct cli_ctx *x, long long gen)
 static int
 cmd_reload(struct cli_ctx *x, int argc, char **argv)
 {
-	json_object *r;
-	bool	 wait = true;
+	json_object *r, *q;
+	bool	 wait = true, queued;
 	long long gen;
 	int	 i;
 
@@ -819,9 +829,16 @@ cmd_reload(struct cli_ctx *x, int argc, char **argv)
 	if ((r = call(x, simple_req("reload"))) == NULL)
 		return 1;
 	gen = jint(r, "generation", 0);
+	/* Asked for during another reload: it runs once that one is done. */
+	queued = json_object_object_get_ex(r, "queued", &q) &&
+	    json_object_get_boolean(q);
 	json_object_put(r);
 	if (!wait) {
-		printf("reload to generation %lld started\n", gen);
+		if (queued)
+			printf("reload to generation %lld queued: it starts "
+			    "when generation %lld is done\n", gen, gen - 1);
+		else
+			printf("reload to generation %lld started\n", gen);
 		return 0;
 	}
 	return wait_reload(x, gen);

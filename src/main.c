@@ -55,10 +55,23 @@ struct master {
 	size_t	 nopen;		/* listeners opened, in order */
 };
 
+/*
+ * Every error wpool prints starts "NAME: error: ", as the log's do (NAME
+ * is "wpool" until the configuration names the pool); a usage error
+ * (exit 64) then points to --help, one of the config file or of what the
+ * environment passed (plain_error) does not.
+ */
+static int
+plain_error(const char *err)
+{
+	fprintf(stderr, "wpool: error: %s\n", err);
+	return EXIT_USAGE;
+}
+
 static int
 usage_error(const char *err)
 {
-	fprintf(stderr, "wpool: %s\n", err);
+	fprintf(stderr, "wpool: error: %s\n", err);
 	fprintf(stderr, "Try 'wpool --help' for more information.\n");
 	return EXIT_USAGE;
 }
@@ -79,9 +92,8 @@ read_config(struct conf *c, int argc, char **argv)
 	r = conf_read(c, file, &fargv, err, sizeof(err));
 	free(file);
 	if (r < 0) {
-		/* "FILE:LINE: message": no usage hint. */
-		fprintf(stderr, "wpool: %s\n", err);
-		return EXIT_USAGE;
+		/* "FILE:LINE: message": the file is wrong, not the usage. */
+		return plain_error(err);
 	}
 	nfile = c->nlisteners;
 	r = cli_parse(argc, argv, c, err, sizeof(err));
@@ -106,20 +118,21 @@ read_config(struct conf *c, int argc, char **argv)
 static int
 misplaced_subcommand(const struct conf *c, int argc, char **argv)
 {
+	char	 err[512];
+
 	if (c->argv == NULL || c->argv <= argv || c->argv >= argv + argc ||
 	    strcmp(c->argv[-1], "--") == 0)
 		return GO_ON;
-	if (strcmp(c->argv[0], "check") == 0) {
-		fprintf(stderr, "wpool: 'check' goes first: wpool check "
+	if (strcmp(c->argv[0], "check") == 0)
+		return usage_error("'check' goes first: wpool check "
 		    "[OPTIONS] [--] [COMMAND]; to run a program called check, "
-		    "put it after '--'\n");
-		return EXIT_USAGE;
-	}
+		    "put it after '--'");
 	if (client_is_command(c->argv[0])) {
-		fprintf(stderr, "wpool: '%s' is a control command and takes "
-		    "only -s/--control and --name before it; to run a program "
-		    "called %s, put it after '--'\n", c->argv[0], c->argv[0]);
-		return EXIT_USAGE;
+		snprintf(err, sizeof(err), "'%s' is a control command and "
+		    "takes only -s/--control and --name before it; to run a "
+		    "program called %s, put it after '--'", c->argv[0],
+		    c->argv[0]);
+		return usage_error(err);
 	}
 	return GO_ON;
 }
@@ -145,28 +158,32 @@ load_conf(struct conf *c, int argc, char **argv)
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].type == L_SYSTEMD) {
 			if ((r = listener_expand_systemd(&c->listeners,
-			    &c->nlisteners, i, err, sizeof(err))) < 0) {
-				fprintf(stderr, "wpool: %s\n", err);
-				return EXIT_USAGE;
-			}
+			    &c->nlisteners, i, err, sizeof(err))) < 0)
+				return plain_error(err);	/* LISTEN_FDS */
 			i += (size_t)r - 1;
 		}
-	if (cli_validate(c, err, sizeof(err)) < 0) {
-		fprintf(stderr, "wpool: %s\n", err);
-		return EXIT_USAGE;
-	}
+	if (cli_validate(c, err, sizeof(err)) < 0)
+		return usage_error(err);
 	log_init(c->name, c->log_level);
 	return GO_ON;
 }
 
+/*
+ * Whether the command can be run, as far as can be known before starting
+ * it; interp_only: only a script's missing interpreter, which the exec
+ * would report as the script missing (the rest the first worker finds).
+ */
 static int
-lookup_status(const char *cmd, const char *dir)
+lookup_status(const struct conf *c, bool interp_only)
 {
+	char	 err[1024];
+	bool	 interp;
 	int	 r;
 
-	if ((r = spawn_lookup(cmd, dir)) == 0)
+	if ((r = spawn_check(c->argv[0], c->chdir, &interp, err,
+	    sizeof(err))) == 0 || (interp_only && !interp))
 		return GO_ON;
-	log_error("cannot run '%s': %s", cmd, strerror(-r));
+	log_error("%s", err);
 	return r == -ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
 }
 
@@ -183,14 +200,13 @@ check_conf(struct conf *c)
 	size_t	 i;
 	int	 r;
 
-	if (c->argv != NULL && (r = lookup_status(c->argv[0],
-	    c->chdir)) != GO_ON)
+	if (c->argv != NULL && (r = lookup_status(c, false)) != GO_ON)
 		return r;
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].type == L_FD &&
 		    listener_open(&c->listeners[i], c->backlog, false, err,
 		    sizeof(err)) < 0) {
-			fprintf(stderr, "%s: %s\n", c->name, err);
+			log_error("%s", err);
 			return 1;
 		}
 	cpu_usable(&ci, c->fallback_cpus);
@@ -234,7 +250,7 @@ open_listeners(struct master *m)
 
 		if (listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
 		    err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s: %s\n", c->name, err);
+			log_error("%s", err);
 			return 1;
 		}
 		log_info("listening on %s (%s, fd %zu)", l->address, l->name,
@@ -282,8 +298,7 @@ open_master(struct master *m)
 	struct conf *c = &m->conf;
 	int	 r;
 
-	if (c->mode == MODE_INETD && (r = lookup_status(c->argv[0],
-	    c->chdir)) != GO_ON)
+	if ((r = lookup_status(c, c->mode != MODE_INETD)) != GO_ON)
 		return r;
 	if ((r = open_pidfile(m)) != GO_ON || (r = open_listeners(m)) != GO_ON)
 		return r;

@@ -12,6 +12,7 @@
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <netinet/in.h>
 
@@ -148,28 +149,174 @@ label(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/* The exit causes' label values, by enum exit_cause. */
+static const char *const exit_cause_names[SLOT_NEXIT_CAUSES] = {
+	[EXIT_C_STOPPED] = "stopped",
+	[EXIT_C_EXITED] = "exited",
+	[EXIT_C_FAILED] = "failed",
+	[EXIT_C_KILLED] = "killed",
+	[EXIT_C_EXEC] = "exec_failed",
+	[EXIT_C_READY_TIMEOUT] = "ready_timeout",
+	[EXIT_C_WATCHDOG] = "watchdog",
+};
+
+/*
+ * A worker of slot s ended with status: counted by cause, the first that
+ * applies (what wpool did to it before what it did), and its requests
+ * kept, so that the slot's counters only grow across restarts.
+ */
+void
+metrics_count_exit(struct slot *s, const struct worker *w, int status)
+{
+	enum exit_cause c;
+
+	if (w->exec_failed)
+		c = EXIT_C_EXEC;
+	else if (w->ready_failed)
+		c = EXIT_C_READY_TIMEOUT;
+	else if (w->watchdog_fired)
+		c = EXIT_C_WATCHDOG;
+	else if (w->stop_sent)
+		c = EXIT_C_STOPPED;
+	else if (WIFSIGNALED(status))
+		c = EXIT_C_KILLED;
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		c = EXIT_C_EXITED;
+	else
+		c = EXIT_C_FAILED;
+	s->exits[c]++;
+	if (w->requests > 0)
+		s->requests_done += (unsigned long)w->requests;
+}
+
+/* The role label of a live worker: one of a bounded few, never a pid. */
+static const char *const role_names[] = {
+	[ROLE_NONE] = "none",
+	[ROLE_CUR] = "cur",
+	[ROLE_NEXT] = "next",
+	[ROLE_OLD] = "old",
+};
+
+/*
+ * The per-worker series, labelled by slot and role: a slot has at most
+ * one worker of each role (cur, next, old; "none" for one that outlived
+ * its slot), so the series are bounded by the slots whatever the
+ * restarts.  The pid is a value (wpool_worker_pid), not a label.
+ */
+enum { PW_UP, PW_PID, PW_RSS, PW_CPU, PW_UPTIME, PW_N };
+
+static void
+per_worker(struct sbuf *b, struct pool *p, const char *name, double now)
+{
+	static const struct {
+		const char *metric, *type, *help;
+	} pw[PW_N] = {
+		[PW_UP] = { "wpool_worker_up", "gauge",
+		    "1 for each live worker, by slot (id), role and state." },
+		[PW_PID] = { "wpool_worker_pid", "gauge",
+		    "The process id of the worker." },
+		[PW_RSS] = { "wpool_worker_rss_bytes", "gauge",
+		    "Resident memory of the worker." },
+		[PW_CPU] = { "wpool_worker_cpu_seconds_total", "counter",
+		    "CPU time used by the worker (starts again with a new "
+		    "worker in the slot and role)." },
+		[PW_UPTIME] = { "wpool_worker_uptime_seconds", "gauge",
+		    "Seconds since the worker started." },
+	};
+	/* Bit r of seen[id]: (id, role r) shown, so no series twice. */
+	static unsigned char seen[WPOOL_MAX_WORKERS];
+	struct worker *w;
+	enum worker_role r;
+	int	 i;
+
+	for (i = 0; i < PW_N; i++) {
+		metric_head(b, pw[i].metric, pw[i].type, pw[i].help);
+		memset(seen, 0, sizeof(seen));
+		TAILQ_FOREACH(w, &p->workers, entry) {
+			r = worker_role(p, w);
+			if (seen[w->id] & (1u << r))
+				continue;
+			seen[w->id] |= 1u << r;
+			sb_printf(b, "%s{pool=\"%s\",id=\"%d\",role=\"%s\"",
+			    pw[i].metric, name, w->id, role_names[r]);
+			switch (i) {
+			case PW_UP:
+				sb_printf(b, ",state=\"%s\"} 1\n",
+				    worker_state_name(w->state));
+				break;
+			case PW_PID:
+				sb_printf(b, "} %d\n", (int)w->pid);
+				break;
+			case PW_RSS:
+				sb_printf(b, "} %llu\n", (unsigned long long)
+				    w->sample.rss_bytes);
+				break;
+			case PW_CPU:
+				sb_printf(b, "} %.2f\n",
+				    w->sample.cpu_seconds);
+				break;
+			case PW_UPTIME:
+				sb_printf(b, "} %.3f\n",
+				    now - w->started_mono);
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * The per-slot counters: one series per slot that has ever run a worker
+ * (and per exit cause), growing across restarts and reloads, so that
+ * rate() over them means something.
+ */
+static void
+per_slot(struct sbuf *b, struct pool *p, const char *name)
+{
+	struct worker *w;
+	const struct slot *s;
+	unsigned long n;
+	int	 i, c;
+
+	if (p->slots == NULL)
+		return;
+	metric_head(b, "wpool_worker_restarts_total", "counter",
+	    "Times the slot's worker was restarted after it died.");
+	for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+		if (p->slots[i].inited)
+			sb_printf(b, "wpool_worker_restarts_total{pool=\"%s\","
+			    "id=\"%d\"} %u\n", name, i, p->slots[i].restarts);
+	metric_head(b, "wpool_worker_exits_total", "counter",
+	    "Workers of the slot that ended, by cause.");
+	for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
+		if (!(s = &p->slots[i])->inited)
+			continue;
+		for (c = 0; c < SLOT_NEXIT_CAUSES; c++)
+			sb_printf(b, "wpool_worker_exits_total{pool=\"%s\","
+			    "id=\"%d\",cause=\"%s\"} %lu\n", name, i,
+			    exit_cause_names[c], s->exits[c]);
+	}
+	if (p->conf->mode != MODE_BALANCE)
+		return;
+	metric_head(b, "wpool_worker_requests_total", "counter",
+	    "Connections the slot's workers were handed.");
+	for (i = 0; i < WPOOL_MAX_WORKERS; i++) {
+		if (!(s = &p->slots[i])->inited)
+			continue;
+		n = s->requests_done;
+		TAILQ_FOREACH(w, &p->workers, entry)
+			if (w->id == i && w->requests > 0)
+				n += (unsigned long)w->requests;
+		sb_printf(b, "wpool_worker_requests_total{pool=\"%s\","
+		    "id=\"%d\"} %lu\n", name, i, n);
+	}
+}
+
 char *
 metrics_text(struct pool *p, size_t *lenp)
 {
 	struct sbuf b = { NULL, 0, 0 };
-	struct worker *w;
 	double	 now = now_mono();
 	char	 name[160];
-	static const struct {
-		const char *metric, *type, *help;
-	} per_worker[] = {
-		{ "wpool_worker_up", "gauge",
-		    "1 for each live worker, labelled with its state." },
-		{ "wpool_worker_rss_bytes", "gauge",
-		    "Resident memory of the worker." },
-		{ "wpool_worker_cpu_seconds_total", "counter",
-		    "CPU time used by the worker." },
-		{ "wpool_worker_uptime_seconds", "gauge",
-		    "Seconds since the worker started." },
-		{ "wpool_worker_restarts_total", "counter",
-		    "Times the worker's slot was restarted after a death." },
-	};
-	size_t	 i;
 
 	pool_sample(p);
 	label(p->conf->name, name, sizeof(name));
@@ -208,36 +355,8 @@ metrics_text(struct pool *p, size_t *lenp)
 		sb_printf(&b, "wpool_connections_total{pool=\"%s\"} %lu\n",
 		    name, balance_accepted(p));
 	}
-	for (i = 0; i < sizeof(per_worker) / sizeof(per_worker[0]); i++) {
-		metric_head(&b, per_worker[i].metric, per_worker[i].type,
-		    per_worker[i].help);
-		TAILQ_FOREACH(w, &p->workers, entry) {
-			sb_printf(&b, "%s{pool=\"%s\",id=\"%d\",pid=\"%d\"",
-			    per_worker[i].metric, name, w->id, (int)w->pid);
-			switch (i) {
-			case 0:
-				sb_printf(&b, ",state=\"%s\"} 1\n",
-				    worker_state_name(w->state));
-				break;
-			case 1:
-				sb_printf(&b, "} %llu\n", (unsigned long long)
-				    w->sample.rss_bytes);
-				break;
-			case 2:
-				sb_printf(&b, "} %.2f\n",
-				    w->sample.cpu_seconds);
-				break;
-			case 3:
-				sb_printf(&b, "} %.3f\n",
-				    now - w->started_mono);
-				break;
-			case 4:
-				sb_printf(&b, "} %u\n",
-				    p->slots[w->id].restarts);
-				break;
-			}
-		}
-	}
+	per_worker(&b, p, name, now);
+	per_slot(&b, p, name);
 	*lenp = b.len;
 	return b.s;
 }

@@ -1559,6 +1559,7 @@ worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
 	bool	 repl_failed;
 
 	exit_info_fill(p, w, status, &x);
+	metrics_count_exit(s, w, status);
 	s->has_exit = true;
 	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	s->last_signal = x.sig;

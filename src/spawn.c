@@ -263,21 +263,20 @@ spawn_read_status(int fd, struct spawn_error *e)
 }
 
 /*
- * Whether execvp would find cmd: 0, -ENOENT or -EACCES.  inetd mode asks
- * at start-up, since it runs nothing until a client connects.
+ * Where execvp would find cmd (run from dir): 0 with the path in buf, or
+ * -ENOENT or -EACCES.
  */
-int
-spawn_lookup(const char *cmd, const char *dir)
+static int
+lookup_path(const char *cmd, const char *dir, char *buf, size_t len)
 {
 	const char *path, *p, *colon;
-	char	 buf[4096];
 	int	 r = -ENOENT;
 
 	if (strchr(cmd, '/') != NULL) {
 		if (cmd[0] != '/' && dir != NULL)
-			snprintf(buf, sizeof(buf), "%s/%s", dir, cmd);
+			snprintf(buf, len, "%s/%s", dir, cmd);
 		else
-			strlcpy(buf, cmd, sizeof(buf));
+			strlcpy(buf, cmd, len);
 		if (access(buf, X_OK) == 0)
 			return 0;
 		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -EACCES;
@@ -286,7 +285,7 @@ spawn_lookup(const char *cmd, const char *dir)
 		path = "/usr/local/bin:/usr/bin:/bin";
 	for (p = path; ; p = colon + 1) {
 		colon = strchr(p, ':');
-		snprintf(buf, sizeof(buf), "%.*s/%s", colon ? (int)(colon - p) :
+		snprintf(buf, len, "%.*s/%s", colon ? (int)(colon - p) :
 		    (int)strlen(p), p, cmd);
 		if (access(buf, X_OK) == 0)
 			return 0;
@@ -295,5 +294,81 @@ spawn_lookup(const char *cmd, const char *dir)
 		if (colon == NULL)
 			break;
 	}
+	return r;
+}
+
+/*
+ * Whether execvp would find cmd: 0, -ENOENT or -EACCES.  inetd mode asks
+ * at start-up, since it runs nothing until a client connects.
+ */
+int
+spawn_lookup(const char *cmd, const char *dir)
+{
+	char	 buf[4096];
+
+	return lookup_path(cmd, dir, buf, sizeof(buf));
+}
+
+/*
+ * The interpreter a script at path names on its "#!" line, into interp
+ * (relative to dir, as the kernel takes it from the worker's directory):
+ * 0, or -ENOENT when path is no script.
+ */
+static int
+script_interpreter(const char *path, const char *dir, char *interp,
+    size_t len)
+{
+	char	 head[256], *s, *e;
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK)) < 0)
+		return -ENOENT;
+	n = read(fd, head, sizeof(head) - 1);
+	close(fd);
+	if (n < 2 || head[0] != '#' || head[1] != '!')
+		return -ENOENT;
+	head[n] = '\0';
+	for (s = head + 2; *s == ' ' || *s == '\t'; s++)
+		;
+	for (e = s; *e != '\0' && *e != ' ' && *e != '\t' && *e != '\n';
+	    e++)
+		;
+	*e = '\0';
+	if (*s == '\0')
+		return -ENOENT;
+	if (s[0] != '/' && dir != NULL)
+		snprintf(interp, len, "%s/%s", dir, s);
+	else
+		strlcpy(interp, s, len);
+	return 0;
+}
+
+/*
+ * What a run finds out before it starts anything about running cmd: 0,
+ * or -ENOENT (not found) or -EACCES (not executable) with the error in
+ * err.  *interp tells a script whose "#!" interpreter is the one missing
+ * or not executable, which execve reports as about the script.
+ */
+int
+spawn_check(const char *cmd, const char *dir, bool *interp, char *err,
+    size_t len)
+{
+	char	 path[4096], ipath[4096];
+	int	 r;
+
+	*interp = false;
+	if ((r = lookup_path(cmd, dir, path, sizeof(path))) < 0) {
+		snprintf(err, len, "cannot run '%s': %s", cmd, strerror(-r));
+		return r;
+	}
+	if (script_interpreter(path, dir, ipath, sizeof(ipath)) < 0 ||
+	    access(ipath, X_OK) == 0)
+		return 0;
+	*interp = true;
+	r = errno == ENOENT || errno == ENOTDIR ? -ENOENT : -EACCES;
+	snprintf(err, len, "interpreter %s of script %s %s", ipath, path,
+	    r == -ENOENT ? "not found" : "is not executable");
 	return r;
 }

@@ -136,9 +136,7 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	const struct slot *s = &p->slots[w->id];
 	json_object *o = json_object_new_object();
 	char	 stext[3 * sizeof(w->status_text)];
-	double	 idle;
 
-	idle = w->cpu_changed_mono > 0 ? mono - w->cpu_changed_mono : 0;
 	json_object_object_add(o, "id", json_object_new_int(w->id));
 	json_object_object_add(o, "pid", json_object_new_int(w->pid));
 	json_object_object_add(o, "state", json_object_new_string(
@@ -147,7 +145,6 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	    json_object_new_int64(w->generation));
 	json_object_object_add(o, "started_at", iso_time(w->started_real));
 	json_object_object_add(o, "uptime_s", dbl(mono - w->started_mono));
-	json_object_object_add(o, "idle_s", dbl(idle < 0 ? 0 : idle));
 	json_object_object_add(o, "rss_bytes",
 	    json_object_new_int64((int64_t)w->sample.rss_bytes));
 	json_object_object_add(o, "cpu_percent", dbl(w->cpu_percent));

@@ -268,6 +268,7 @@ int	spawn_read_status(int, struct spawn_error *);
 const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
+int	spawn_check(const char *, const char *, bool *, char *, size_t);
 
 /* sys.c: the seam to the kernel that unit tests replace with a fake. */
 struct proc_sample;
@@ -404,6 +405,11 @@ struct replacement {
  * slot's roles: the serving worker (cur), its successor (next) and the
  * predecessor being stopped (repl.old).
  */
+/* Why a slot's workers ended, counted for /metrics (metrics.c names them). */
+enum exit_cause { EXIT_C_STOPPED, EXIT_C_EXITED, EXIT_C_FAILED,
+    EXIT_C_KILLED, EXIT_C_EXEC, EXIT_C_READY_TIMEOUT, EXIT_C_WATCHDOG,
+    SLOT_NEXIT_CAUSES };
+
 enum slot_state { SL_EMPTY, SL_BACKOFF, SL_STARTING, SL_SERVING,
     SL_STOPPING, SL_REPLACING, SL_REPLACE_WAIT, SL_RETIRING, SL_NSTATES };
 enum slot_event { EV_START, EV_TIMER, EV_READY, EV_READY_TIMEOUT,
@@ -420,6 +426,8 @@ struct slot {
 	struct worker *next;		/* successor during a replace */
 	struct replacement repl;
 	unsigned restarts;
+	unsigned long exits[SLOT_NEXIT_CAUSES];	/* metrics.c's causes */
+	unsigned long requests_done;	/* balance: of its workers gone */
 	unsigned young_deaths;		/* in a row, each under 0.1 s */
 	double	 backoff;
 	double	 respawn_at;		/* 0: not waiting */
@@ -671,6 +679,7 @@ char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 int	metrics_open(struct pool *, const char *, char *, size_t);
 void	metrics_close(struct pool *);
 char	*metrics_text(struct pool *, size_t *);
+void	metrics_count_exit(struct slot *, const struct worker *, int);
 
 /* status.c: the pool as a json-c object (pure). */
 struct json_object *status_json(struct pool *, double, bool);

@@ -61,7 +61,7 @@ stop_gracefully() {
 }
 
 # conf_error FILE LINE REGEX [ARGS...]: wpool -c FILE ARGS must fail at
-# once with exit 64, one line `wpool: FILE:LINE: ...` matching REGEX on
+# once with exit 64, one line `wpool: error: FILE:LINE: ...` matching REGEX on
 # stderr, nothing on stdout, and nothing started (no listener, no
 # worker, no control socket).
 conf_error() {
@@ -70,8 +70,8 @@ conf_error() {
 	run_wpool -64 -c "$file" "$@"
 	assert_equal "$output" ""
 	assert_equal "${#stderr_lines[@]}" 1
-	[[ ${stderr_lines[0]} == "wpool: $file:$line: "* ]] ||
-		fail "expected 'wpool: $file:$line: ...', got: $stderr"
+	[[ ${stderr_lines[0]} == "wpool: error: $file:$line: "* ]] ||
+		fail "expected 'wpool: error: $file:$line: ...', got: $stderr"
 	[[ ${stderr_lines[0]} =~ $regex ]] ||
 		fail "the message does not match /$regex/: $stderr"
 	assert_nothing_started

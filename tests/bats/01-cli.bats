@@ -56,7 +56,7 @@ bad_value() {
 	assert_equal "$status" 64
 	(($(elapsed_ms "$t0") < 2000)) || fail "took $(elapsed_ms "$t0") ms"
 	assert_one_error
-	[[ ${stderr_lines[0]} == "wpool: $opt: invalid value '$val'"* ]] ||
+	[[ ${stderr_lines[0]} == "wpool: error: $opt: invalid value '$val'"* ]] ||
 		fail "$(printf 'stderr does not name %s and %s:\n%s' "$opt" "'$val'" "$stderr")"
 	assert_equal "$output" ""
 }
@@ -114,7 +114,7 @@ bad_value() {
 @test "-q with -v is refused: one or the other" {
 	run_wpool -q -v -- "$TESTSRV" --exit 0
 	assert_equal "$status" 64
-	assert_equal "${stderr_lines[0]}" "wpool: -q/--quiet and -v/--verbose: give one or the other"
+	assert_equal "${stderr_lines[0]}" "wpool: error: -q/--quiet and -v/--verbose: give one or the other"
 }
 
 @test "--balancer and --max-queue outside balance mode are refused, as --max-requests is" {
@@ -123,7 +123,7 @@ bad_value() {
 		# shellcheck disable=SC2086
 		run_wpool $opt -b 127.0.0.1:0 -- "$TESTSRV" --exit 0
 		assert_equal "$status" 64
-		assert_equal "${stderr_lines[0]}" "wpool: --balancer and --max-queue: only in balance mode (-m balance), where wpool hands out the connections"
+		assert_equal "${stderr_lines[0]}" "wpool: error: --balancer and --max-queue: only in balance mode (-m balance), where wpool hands out the connections"
 	done
 	run_wpool -127 -m balance --balancer round-robin --max-queue 5 -b 127.0.0.1:0 -- ./no-such-command
 	assert_equal "$status" 127
@@ -133,7 +133,7 @@ bad_value() {
 	: >"$BATS_TEST_TMPDIR/file"
 	bad_value -C/--chdir "$BATS_TEST_TMPDIR/file" -C "$BATS_TEST_TMPDIR/file"
 	assert_equal "${stderr_lines[0]}" \
-		"wpool: -C/--chdir: invalid value '$BATS_TEST_TMPDIR/file': not a directory: expected a directory"
+		"wpool: error: -C/--chdir: invalid value '$BATS_TEST_TMPDIR/file': not a directory: expected a directory"
 }
 
 @test "-b with a URL scheme other than udp:// names the scheme" {
@@ -158,7 +158,7 @@ bad_value() {
 	run_wpool --foo -- "$TESTSRV" --exit 0
 	assert_equal "$status" 64
 	assert_one_error
-	assert_equal "${stderr_lines[0]}" "wpool: unknown option '--foo'"
+	assert_equal "${stderr_lines[0]}" "wpool: error: unknown option '--foo'"
 }
 
 @test "an unknown short option is refused with exit 64" {
@@ -179,7 +179,7 @@ bad_value() {
 	run_wpool -n 2
 	assert_equal "$status" 64
 	assert_one_error
-	[[ ${stderr_lines[0]} == "wpool: no command given"* ]] ||
+	[[ ${stderr_lines[0]} == "wpool: error: no command given"* ]] ||
 		fail "stderr: $stderr"
 }
 
@@ -201,6 +201,6 @@ bad_value() {
 @test "bad values in a later option are caught before a good -n auto is computed" {
 	run_wpool -n auto --mode nonsense -- "$TESTSRV" --exit 0
 	assert_equal "$status" 64
-	[[ ${stderr_lines[0]} == "wpool: -m/--mode: invalid value 'nonsense'"* ]] ||
+	[[ ${stderr_lines[0]} == "wpool: error: -m/--mode: invalid value 'nonsense'"* ]] ||
 		fail "stderr: $stderr"
 }

@@ -40,7 +40,9 @@ assert_cannot_run() {
 	printf '#!/nonexistent/interpreter\necho hi\n' >"$BATS_TEST_TMPDIR/script"
 	chmod +x "$BATS_TEST_TMPDIR/script"
 	run_wpool -127 -n 1 -- "$BATS_TEST_TMPDIR/script"
-	assert_cannot_run 127 "$BATS_TEST_TMPDIR/script"
+	# Named as the interpreter's fault, before anything starts (issue 12).
+	assert_equal "$stderr" "wpool: error: interpreter /nonexistent/interpreter of script $BATS_TEST_TMPDIR/script not found"
+	refute_output --partial started
 }
 
 @test "a file that is not executable: exit 126" {

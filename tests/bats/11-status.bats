@@ -45,7 +45,7 @@ load ../control_helpers
 			(.started_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$")) and
 			((.started_at | fromdateiso8601) - $now | fabs < 10) and
 			(.uptime_s | type == "number" and . >= 0.2 and . < 30) and
-			(.idle_s | type == "number" and . >= 0) and
+			(has("idle_s") | not) and
 			(.rss_bytes | type == "number" and . > 100000) and
 			(.cpu_percent | type == "number" and . >= 0) and
 			(.cpu_seconds | type == "number" and . >= 0) and
@@ -105,7 +105,7 @@ EOF
 	# The table shows the slot without a pid, and when it comes back.
 	run_wp status
 	assert_success
-	assert_line --regexp '^1 +- +backoff +[0-9]+ +in [0-9.]+s +- +- +- +[0-9]+ +exit 3$'
+	assert_line --regexp '^1 +- +backoff +[0-9]+ +in [0-9.]+s +- +- +[0-9]+ +exit 3$'
 }
 
 @test "status table: pool line, listeners, header, a row per worker, at most 80 columns" {
@@ -129,10 +129,11 @@ EOF
 	assert_regex "${lines[1]}" "^  [0-9]+ CPUs: .+\$"
 	assert_equal "${lines[2]}" "  listening on ${LISTEN_ADDRS[0]} (l0, fd 3)"
 	assert_equal "${lines[3]}" "  listening on ${LISTEN_ADDRS[1]} (l1, fd 4)"
-	assert_regex "${lines[4]}" '^ID +PID +STATE +GEN +UPTIME +IDLE +RSS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
+	# No IDLE column: wpool cannot see when a worker last served (issue 12).
+	assert_regex "${lines[4]}" '^ID +PID +STATE +GEN +UPTIME +RSS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
 	local p
 	for p in "${WORKERS[@]}"; do
-		assert_line --regexp "^${WORKER_ID[$p]} +$p +ready +0 +[0-9.]+[smhd]+ +[0-9.]+[smhd]+ +[0-9.]+[BKMG] +[0-9.]+ +0 +- +worker ${WORKER_ID[$p]}"
+		assert_line --regexp "^${WORKER_ID[$p]} +$p +ready +0 +[0-9.]+[smhd]+ +[0-9.]+[BKMG] +[0-9.]+ +0 +- +worker ${WORKER_ID[$p]}"
 	done
 	for l in "${lines[@]}"; do
 		((${#l} <= 80)) || fail "$(printf 'a line of %s columns:\n%s\nin:\n%s' "${#l}" "$l" "$output")"

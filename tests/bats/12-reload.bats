@@ -137,7 +137,8 @@ sample_during_reload() {
 	assert_output 'reload to generation 1 started'
 	run_wp reload --no-wait
 	assert_success
-	assert_output 'reload to generation 2 started'
+	# Queued, and said so (issue 12: it used to say "started").
+	assert_output 'reload to generation 2 queued: it starts when generation 1 is done'
 	wait_status 10 '.reload.generation == 2 and .reload.state == "done" and .ready == 2 and ([.workers[].generation] | unique) == [2]'
 	wait_for_log 'reload to generation 1 done'
 	wait_for_log 'reload to generation 2 done'

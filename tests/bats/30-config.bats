@@ -405,7 +405,9 @@ EOF
 @test "error: no command in the file nor on the command line" {
 	printf '[pool]\nworkers = 2\n[listen]\nbind = 127.0.0.1:0\n' >nocmd.ini
 	run_wpool -64 -c nocmd.ini
-	assert_equal "${#stderr_lines[@]}" 1
+	# A usage error: the pointer to --help follows (issue 12).
+	assert_equal "${#stderr_lines[@]}" 2
+	assert_equal "${stderr_lines[1]}" "Try 'wpool --help' for more information."
 	assert_equal "${stderr_lines[0]%%:*}" wpool
 	[[ $stderr == *"no command given"* ]] || fail "got: $stderr"
 	assert_nothing_started

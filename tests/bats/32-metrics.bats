@@ -28,11 +28,13 @@ metrics_port() {
 	assert_line 'wpool_workers_alive{pool="wpool"} 2'
 	assert_line 'wpool_workers_ready{pool="wpool"} 2'
 	assert_line --regexp '^wpool_restarts_total\{pool="wpool"\} 0$'
-	local p
-	for p in "${WORKERS[@]}"; do
-		assert_line --regexp "^wpool_worker_rss_bytes\\{pool=\"wpool\",id=\"[01]\",pid=\"$p\"\\} [1-9][0-9]*\$"
-		assert_line --regexp "^wpool_worker_up\\{pool=\"wpool\",id=\"[01]\",pid=\"$p\",state=\"ready\"\\} 1\$"
+	# Per-worker series by slot and role, the pid a value (issue 12).
+	local id
+	for id in 0 1; do
+		assert_line --regexp "^wpool_worker_rss_bytes\\{pool=\"wpool\",id=\"$id\",role=\"cur\"\\} [1-9][0-9]*\$"
+		assert_line "wpool_worker_up{pool=\"wpool\",id=\"$id\",role=\"cur\",state=\"ready\"} 1"
 	done
+	assert_equal "$(sed -nE 's/^wpool_worker_pid\{pool="wpool",id="[01]",role="cur"\} ([0-9]+)$/\1/p' metrics.txt | sort -n | paste -sd' ')" "${WORKERS[*]}"
 	# A kill shows up as a restart.
 	kill -9 "${WORKERS[0]}"
 	wait_for_log 'killed by signal KILL'

@@ -698,6 +698,46 @@ test_bad_values(void)
 		    errbuf);
 		conf_free(&c);
 	}
+	/* What getopt_long refused, said precisely (issue 12). */
+	{
+		static const struct {
+			const char *arg, *msg;
+		} lcases[] = {
+			{ "--help=foo", "--help takes no value (got "
+			    "'--help=foo'): give --help alone" },
+			{ "--no-restart=yes", "--no-restart takes no value (got "
+			    "'--no-restart=yes'): give --no-restart alone" },
+			{ "--no-rest=1", "--no-restart takes no value (got "
+			    "'--no-rest=1')" },
+			{ "--ver", "ambiguous option '--ver': could be "
+			    "--verbose, --version" },
+			{ "--max-req=3", "ambiguous option '--max-req': could be "
+			    "--max-requests, --max-requests-jitter" },
+			{ "--bogus=1", "unknown option '--bogus'" },
+		};
+		size_t	 k;
+
+		for (k = 0; k < sizeof(lcases) / sizeof(lcases[0]); k++) {
+			char	*argv[] = { "wpool", (char *)lcases[k].arg, "cmd",
+			    NULL };
+
+			is_int(run_cli(&c, argv), -EINVAL, "%s refused",
+			    lcases[k].arg);
+			is_str(errbuf, lcases[k].msg, "%s: message",
+			    lcases[k].arg);
+			conf_free(&c);
+		}
+	}
+	{
+		char	*argv[] = { "wpool", "--max", "3", "cmd", NULL };
+
+		is_int(run_cli(&c, argv), -EINVAL, "--max refused");
+		ok(strncmp(errbuf, "ambiguous option '--max': could be ", 35) ==
+		    0 && strstr(errbuf, "--max-memory") != NULL &&
+		    strstr(errbuf, "--max-queue") != NULL, "--max: lists them: "
+		    "%s", errbuf);
+		conf_free(&c);
+	}
 	{
 		char	*argv[] = { "wpool", "-Z", "cmd", NULL };
 
