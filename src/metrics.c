@@ -185,8 +185,8 @@ metrics_count_exit(struct slot *s, const struct worker *w, int status)
 	else
 		c = EXIT_C_FAILED;
 	s->exits[c]++;
-	if (w->requests > 0)
-		s->requests_done += (unsigned long)w->requests;
+	if (balance_requests(w) > 0)
+		s->requests_done += (unsigned long)balance_requests(w);
 }
 
 /* The role label of a live worker: one of a bounded few, never a pid. */
@@ -304,8 +304,8 @@ per_slot(struct sbuf *b, struct pool *p, const char *name)
 			continue;
 		n = s->requests_done;
 		TAILQ_FOREACH(w, &p->workers, entry)
-			if (w->id == i && w->requests > 0)
-				n += (unsigned long)w->requests;
+			if (w->id == i && balance_requests(w) > 0)
+				n += (unsigned long)balance_requests(w);
 		sb_printf(b, "wpool_worker_requests_total{pool=\"%s\","
 		    "id=\"%d\"} %lu\n", name, i, n);
 	}
