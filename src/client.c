@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,12 +78,40 @@ client_is_command(const char *s)
 	return false;
 }
 
+/* The client's messages, with the prefixes the master's log has. */
+static void __attribute__((format(printf, 2, 0)))
+cmsg(const char *kind, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "wpool: %s: ", kind);
+	vfprintf(stderr, fmt, ap);
+}
+
+static void __attribute__((format(printf, 1, 2)))
+cerr(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	cmsg("error", fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 1, 2)))
+cwarn(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	cmsg("warning", fmt, ap);
+	va_end(ap);
+}
+
 static int
 usage_error(const char *cmd, const char *fmt, const char *arg)
 {
 	size_t	 i;
 
-	fprintf(stderr, "wpool %s: ", cmd);
+	fprintf(stderr, "wpool: error: %s: ", cmd);
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\n");
 	for (i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
@@ -123,7 +152,7 @@ check_dir(const char *dir, const char *what)
 		why = untrusted(&st, true);
 	if (why == NULL)
 		return 0;
-	fprintf(stderr, "wpool: not talking to %s: %s is %s (uid %u); only "
+	cwarn("not talking to %s: %s is %s (uid %u); only "
 	    "root's or your own (uid %u) are trusted\n", what, dir, why,
 	    (unsigned)st.st_uid, (unsigned)geteuid());
 	return -EPERM;
@@ -147,7 +176,7 @@ check_owner(const char *path)
 		return -EPERM;
 	if (lstat(path, &st) < 0 || (why = untrusted(&st, false)) == NULL)
 		return 0;
-	fprintf(stderr, "wpool: not talking to %s: it is %s (uid %u); only "
+	cwarn("not talking to %s: it is %s (uid %u); only "
 	    "root's or your own (uid %u) are trusted\n", path, why,
 	    (unsigned)st.st_uid, (unsigned)geteuid());
 	return -EPERM;
@@ -168,7 +197,7 @@ check_peer(int fd, const char *path)
 		return -errno;
 	if (cred.uid == 0 || cred.uid == geteuid())
 		return 0;
-	fprintf(stderr, "wpool: not talking to %s: the process listening on "
+	cwarn("not talking to %s: the process listening on "
 	    "it (pid %d) is uid %u's; only root's or your own (uid %u) are "
 	    "trusted\n", path, (int)cred.pid, (unsigned)cred.uid,
 	    (unsigned)geteuid());
@@ -198,10 +227,10 @@ connect_at(struct cli_ctx *x, const char *path, bool quiet)
 		close(fd);
 		if (!quiet) {
 			if (e == ENOENT || e == ECONNREFUSED)
-				fprintf(stderr, "wpool: no wpool running at "
+				cerr("no wpool running at "
 				    "%s\n", path);
 			else
-				fprintf(stderr, "wpool: cannot connect to %s: "
+				cerr("cannot connect to %s: "
 				    "%s\n", path, strerror(e));
 		}
 		return -e;
@@ -279,16 +308,16 @@ find_pool(struct cli_ctx *x, bool quiet)
 		}
 		if (e != -ENOENT && e != -ECONNREFUSED && e != -ENOTDIR) {
 			if (e != -EPERM && !quiet)
-				fprintf(stderr, "wpool: cannot connect to %s: "
+				cerr("cannot connect to %s: "
 				    "%s\n", path, strerror(-e));
 			r = e;
 		}
 	}
 	if (!quiet)
-		fprintf(stderr, "wpool: no wpool running at %s\n"
-		    "wpool: a pool of another name? give it with --name NAME, "
-		    "or its socket with -s PATH; 'wpool list' shows the pools "
-		    "running\n", looked);
+		cerr("no wpool running at %s\n"
+		    "wpool: hint: a pool of another name? give it with "
+		    "--name NAME, or its socket with -s PATH; 'wpool list' "
+		    "shows the pools running\n", looked);
 	return r;
 }
 
@@ -314,14 +343,14 @@ request(struct cli_ctx *x, json_object *req)
 	size_t	 len = strlen(s);
 
 	if (write(x->fd, s, len) != (ssize_t)len || write(x->fd, "\n", 1) != 1) {
-		fprintf(stderr, "wpool: cannot send to %s: %s\n", x->path,
+		cerr("cannot send to %s: %s\n", x->path,
 		    strerror(errno));
 		return NULL;
 	}
 	x->len = 0;
 	for (;;) {
 		if (x->len >= CLIENT_MAX_ANSWER) {
-			fprintf(stderr, "wpool: the answer from %s is over %u "
+			cerr("the answer from %s is over %u "
 			    "MiB; not reading more\n", x->path,
 			    CLIENT_MAX_ANSWER >> 20);
 			return NULL;
@@ -333,14 +362,14 @@ request(struct cli_ctx *x, json_object *req)
 		pfd.fd = x->fd;
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, x->timeout_ms) <= 0) {
-			fprintf(stderr, "wpool: no answer from %s\n", x->path);
+			cerr("no answer from %s\n", x->path);
 			return NULL;
 		}
 		n = read(x->fd, x->buf + x->len, x->cap - x->len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			fprintf(stderr, "wpool: %s closed the connection\n",
+			cerr("%s closed the connection\n",
 			    x->path);
 			return NULL;
 		}
@@ -360,7 +389,7 @@ request(struct cli_ctx *x, json_object *req)
 		resp = NULL;
 	}
 	if (resp == NULL)
-		fprintf(stderr, "wpool: unreadable answer from %s\n", x->path);
+		cerr("unreadable answer from %s\n", x->path);
 	json_tokener_free(tok);
 	return resp;
 }
@@ -385,7 +414,7 @@ call(struct cli_ctx *x, json_object *req)
 	if (!json_object_object_get_ex(resp, "ok", &v) ||
 	    !json_object_get_boolean(v)) {
 		json_object_object_get_ex(resp, "error", &v);
-		fprintf(stderr, "wpool: %s\n", v ? json_object_get_string(v) :
+		cerr("%s\n", v ? json_object_get_string(v) :
 		    "request failed");
 		json_object_put(resp);
 		return NULL;
@@ -707,7 +736,7 @@ overtaken_outcome(json_object *ro, long long gen, long long cur)
 	for (i = 0; i < n; i++) {
 		f = json_object_array_get_idx(fl, i);
 		if (jint(f, "generation", 0) == gen) {
-			fprintf(stderr, "wpool: reload to generation %lld "
+			cerr("reload to generation %lld "
 			    "failed: %s (generation %lld followed)\n", gen,
 			    jstr(f, "error", "?"), cur);
 			return 1;
@@ -715,7 +744,7 @@ overtaken_outcome(json_object *ro, long long gen, long long cur)
 	}
 	if (n >= RELOAD_FAILURES && jint(json_object_array_get_idx(fl, 0),
 	    "generation", 0) > gen) {
-		fprintf(stderr, "wpool: reload to generation %lld: outcome "
+		cerr("reload to generation %lld: outcome "
 		    "unknown, %zu failed reloads followed\n", gen, n);
 		return 1;
 	}
@@ -755,7 +784,7 @@ wait_reload(struct cli_ctx *x, long long gen)
 			break;
 		}
 		if (cur < gen && strcmp(jstr(ro, "state", ""), "running") != 0) {
-			fprintf(stderr, "wpool: reload to generation %lld did "
+			cerr("reload to generation %lld did "
 			    "not start\n", gen);
 			rc = 1;
 			break;
@@ -798,7 +827,7 @@ wait_reload(struct cli_ctx *x, long long gen)
 			rc = 0;
 			break;
 		} else if (strcmp(jstr(ro, "state", ""), "failed") == 0) {
-			fprintf(stderr, "wpool: reload to generation %lld "
+			cerr("reload to generation %lld "
 			    "failed: %s\n", gen, jstr(ro, "error", "?"));
 			rc = 1;
 			break;
@@ -911,7 +940,7 @@ restart_outcome(json_object *st, long long id, long long serial,
 	long long pid = jint(r, "pid", 0);
 
 	if (r == NULL) {
-		fprintf(stderr, "wpool: restart of worker %lld: outcome "
+		cerr("restart of worker %lld: outcome "
 		    "unknown, %d restarts followed\n", id, RESTART_RECORDS);
 		return 1;
 	}
@@ -921,13 +950,13 @@ restart_outcome(json_object *st, long long id, long long serial,
 		return 0;
 	}
 	if (strcmp(state, "failed") == 0) {
-		fprintf(stderr, "wpool: restart of worker %lld failed: %s%s\n",
+		cerr("restart of worker %lld failed: %s%s\n",
 		    id, jstr(r, "error", "?"), jint(r, "old_serves", 0) ?
 		    "; the old worker keeps serving" : "");
 		return 1;
 	}
 	if (strcmp(jstr(st, "state", ""), "running") != 0) {
-		fprintf(stderr, "wpool: restart of worker %lld: the pool is "
+		cerr("restart of worker %lld: the pool is "
 		    "stopping\n", id);
 		return 1;
 	}
@@ -1253,7 +1282,7 @@ client_main(int argc, char **argv, const char *control, const char *name)
 	signal(SIGPIPE, SIG_IGN);
 	if (control != NULL) {
 		if (strlcpy(x.path, control, sizeof(x.path)) >= sizeof(x.path)) {
-			fprintf(stderr, "wpool: -s/--control: the path is too "
+			cerr("-s/--control: the path is too "
 			    "long (at most 107 bytes)\n");
 			return EXIT_USAGE;
 		}

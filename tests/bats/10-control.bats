@@ -40,7 +40,7 @@ mode_of() {
 	# -s beats the environment.
 	run --separate-stderr without_fd3 timeout 10 "$WPOOL" -s "$BATS_TEST_TMPDIR/none.sock" status
 	assert_failure 1
-	assert_equal "$stderr" "wpool: no wpool running at $BATS_TEST_TMPDIR/none.sock"
+	assert_equal "$stderr" "wpool: error: no wpool running at $BATS_TEST_TMPDIR/none.sock"
 }
 
 @test "\$XDG_RUNTIME_DIR/wpool/NAME.sock: directory created 0700, found by --name" {
@@ -60,7 +60,7 @@ mode_of() {
 	# Another name is another socket.
 	run --separate-stderr without_fd3 timeout 10 "$WPOOL" --name api status
 	assert_failure 1
-	[[ $stderr == "wpool: no wpool running at $XDG_RUNTIME_DIR/wpool/api.sock, "* ]] ||
+	[[ $stderr == "wpool: error: no wpool running at $XDG_RUNTIME_DIR/wpool/api.sock, "* ]] ||
 		fail "stderr: $stderr"
 	term_pool
 	[[ ! -e $sock ]] || fail "$sock outlived the pool"
@@ -162,7 +162,7 @@ mode_of() {
 	run --separate-stderr without_fd3 timeout 10 \
 		setpriv --reuid=nobody --regid=nogroup --clear-groups "$WPOOL" -s "$sock" status
 	assert_failure 1
-	assert_equal "$stderr" "wpool: cannot connect to $sock: Permission denied"
+	assert_equal "$stderr" "wpool: error: cannot connect to $sock: Permission denied"
 	assert_output ''
 }
 
@@ -200,7 +200,7 @@ sys.stdout.write(data.decode())' "$sock"
 	for i in 1 2 3 4 5; do
 		run --separate-stderr without_fd3 timeout 10 "${nobody[@]}" "$WPOOL" -s "$sock" status
 		assert_failure 1
-		assert_regex "$stderr" '^wpool: permission denied: '
+		assert_regex "$stderr" '^wpool: error: permission denied: '
 	done
 	# Nothing was done for them, and the owner is still served.
 	run --separate-stderr without_fd3 timeout 10 "${nobody[@]}" "$WPOOL" -s "$sock" stop --no-wait

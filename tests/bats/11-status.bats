@@ -203,14 +203,14 @@ EOF
 		'restart 0' 'restart all' 'signal HUP' 'signal USR1 0' stop; do
 		run --separate-stderr without_fd3 timeout 10 "$WPOOL" -s "$sock" $args
 		assert_failure 1
-		assert_equal "$stderr" "wpool: no wpool running at $sock"
+		assert_equal "$stderr" "wpool: error: no wpool running at $sock"
 		assert_output ''
 	done
 	# A stale socket file is no pool either.
 	make_stale_unix_socket "$sock"
 	run --separate-stderr without_fd3 timeout 10 "$WPOOL" -s "$sock" status
 	assert_failure 1
-	assert_equal "$stderr" "wpool: no wpool running at $sock"
+	assert_equal "$stderr" "wpool: error: no wpool running at $sock"
 }
 
 @test "bad client arguments: exit 64 with a usage line, before any connection" {
@@ -252,7 +252,7 @@ EOF
 		log_fail "expected 'worker 1 started (pid $new1' before the old one's end"
 	run_wp restart 7
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: no worker 7'
+	assert_regex "$stderr" '^wpool: error: no worker 7'
 	assert_equal "$(sj .ready)" 3
 }
 
@@ -282,7 +282,7 @@ EOF
 	assert_equal "$(ready_pids)" "${WORKERS[*]}"
 	run_wp signal USR1 5
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: no worker 5'
+	assert_regex "$stderr" '^wpool: error: no worker 5'
 }
 
 @test "stop: waits until the master is gone, exit 0, socket removed" {

@@ -173,7 +173,7 @@ EOF
 	wait "$r1" || rc1=$?
 	assert_equal "$rc1" 1
 	run cat "$out1"
-	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s \(generation 2 followed\)$'
+	assert_line --regexp '^wpool: error: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s \(generation 2 followed\)$'
 	assert_equal "$(sj '[.reload.recent_failures[].generation] | join(" ")')" 1
 	assert_equal "$(sj '[.workers[].generation] | unique | join(" ")')" 2
 }
@@ -198,11 +198,11 @@ EOF
 	wait_status 5 '.reload.generation == 1 and .reload.state == "running"'
 	RUN_TIMEOUT=20 run_wp reload
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: reload to generation 2 failed: new worker 0 \(pid [0-9]+\) exited with status 4'
+	assert_regex "$stderr" '^wpool: error: reload to generation 2 failed: new worker 0 \(pid [0-9]+\) exited with status 4'
 	wait "$r1" || rc1=$?
 	assert_equal "$rc1" 1
 	run cat "$out1"
-	assert_line --regexp '^wpool: reload to generation 1 failed: new worker 1 \(pid [0-9]+\) exited with status 3 .*\(generation 2 followed\)$'
+	assert_line --regexp '^wpool: error: reload to generation 1 failed: new worker 1 \(pid [0-9]+\) exited with status 3 .*\(generation 2 followed\)$'
 	assert_equal "$(sj '[.reload.recent_failures[].generation] | join(" ")')" "1 2"
 }
 
@@ -222,7 +222,7 @@ EOF
 	t0=$(now_us)
 	run_wp reload
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: reload to generation 1 failed: .*worker 0 .*not ready'
+	assert_regex "$stderr" '^wpool: error: reload to generation 1 failed: .*worker 0 .*not ready'
 	(($(elapsed_ms "$t0") >= 900)) || fail "failed after $(elapsed_ms "$t0") ms, before --ready-timeout"
 	# The old workers are untouched and serve.
 	wait_for_workers 2
@@ -259,7 +259,7 @@ EOF
 	local old=("${WORKERS[@]}")
 	run_wp reload
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s$'
+	assert_regex "$stderr" '^wpool: error: reload to generation 1 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s$'
 	wait_for_workers 2
 	assert_equal "${WORKERS[*]}" "${old[*]}"
 	assert_equal "$(sj .reload.state)" failed
@@ -369,7 +369,7 @@ EOF
 	assert_failure 64
 	run_wp scale -1
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: scale: 0 workers'
+	assert_regex "$stderr" '^wpool: error: scale: 0 workers'
 }
 
 # load_reload_test WRK-ARGS...: 4 workers of a server that drains on TERM,

@@ -49,7 +49,7 @@ EOF
 	touch "$flag"
 	run_wp restart 0
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: restart of worker 0 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s; the old worker keeps serving$'
+	assert_regex "$stderr" '^wpool: error: restart of worker 0 failed: new worker 0 \(pid [0-9]+\) exited with status 3 after [0-9.]+s; the old worker keeps serving$'
 	assert_equal "$(worker_pid_of 0)" "$old"
 	assert_equal "$(sj .ready)" 2
 	jq -e '.recent_restarts[-1] | .id == 0 and .state == "failed" and
@@ -78,7 +78,7 @@ EOF
 	touch "$flag"
 	run_wp restart 0
 	assert_failure 1
-	assert_regex "$stderr" '^wpool: restart of worker 0 failed: new worker 0 \(pid [0-9]+\) was not ready in time and was .* after [0-9.]+s; the old worker keeps serving$'
+	assert_regex "$stderr" '^wpool: error: restart of worker 0 failed: new worker 0 \(pid [0-9]+\) was not ready in time and was .* after [0-9.]+s; the old worker keeps serving$'
 	assert_equal "$(worker_pid_of 0)" "$old"
 	assert_equal "$(sj .ready)" 1
 }
@@ -124,6 +124,6 @@ EOF
 	rc=0
 	wait "$cpid" || rc=$?
 	assert_equal "$rc" 1
-	grep -Fxq 'wpool: restart of worker 1 failed: the pool was scaled down past it' "$out" ||
+	grep -Fxq 'wpool: error: restart of worker 1 failed: the pool was scaled down past it' "$out" ||
 		fail "restart said: $(cat "$out")"
 }

@@ -70,6 +70,11 @@ usage_error_is() {
 	run_wpool -1 -n 1 -b "127.0.0.1:$port" -- "$TESTSRV"
 	[[ $stderr == "wpool: error: cannot bind 127.0.0.1:$port"* ]] || fail "got: $stderr"
 	[[ $stderr != *"$POINTER"* ]] || fail "a pointer on a start-up failure: $stderr"
+	# The client's errors too: no pool, a bad argument of a command.
+	run_wpool -1 -s "$BATS_TEST_TMPDIR/none.sock" status
+	assert_equal "$stderr" "wpool: error: no wpool running at $BATS_TEST_TMPDIR/none.sock"
+	run_wpool -64 -s "$BATS_TEST_TMPDIR/none.sock" status --jsn
+	assert_equal "${stderr_lines[0]}" "wpool: error: status: unknown argument '--jsn'"
 }
 
 # A script whose interpreter is not there.

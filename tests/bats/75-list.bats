@@ -92,7 +92,7 @@ wl() {
 	assert_output ''
 	assert_equal "${#stderr_lines[@]}" 2
 	assert_equal "${stderr_lines[0]}" \
-		"wpool: no wpool running at $XDG/wpool/$n.sock, /run/user/$(id -u)/wpool/$n.sock or $(sysdir)/$n.sock"
+		"wpool: error: no wpool running at $XDG/wpool/$n.sock, /run/user/$(id -u)/wpool/$n.sock or $(sysdir)/$n.sock"
 	[[ ${stderr_lines[1]} == *"--name NAME"*"-s PATH"*"'wpool list'"* ]] ||
 		fail "no hint: ${stderr_lines[1]}"
 	# A stale socket is no pool: skipped, and not listed.
@@ -100,7 +100,7 @@ wl() {
 	make_stale_unix_socket "$XDG/wpool/$n.sock"
 	run --separate-stderr wl --name "$n" status
 	assert_failure 1
-	[[ ${stderr_lines[0]} == "wpool: no wpool running at $XDG/wpool/$n.sock, "* ]] ||
+	[[ ${stderr_lines[0]} == "wpool: error: no wpool running at $XDG/wpool/$n.sock, "* ]] ||
 		fail "stderr: $stderr"
 	run --separate-stderr wl --name "$n" list
 	assert_success
@@ -120,7 +120,7 @@ wl() {
 	# A bad argument is a usage error.
 	run --separate-stderr wl list --jsn
 	assert_failure 64
-	assert_equal "${stderr_lines[0]}" "wpool list: unknown argument '--jsn'"
+	assert_equal "${stderr_lines[0]}" "wpool: error: list: unknown argument '--jsn'"
 }
 
 @test "a socket that uid 65534 planted, or listens on, or whose directory it owns, is neither talked to nor listed" {
