@@ -42,6 +42,8 @@ DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux ruby strac
 	     valgrind jq wrk prometheus nginx python3-uvicorn haproxy lighttpd \
 	     php-cli puma golang-go golang-github-coreos-go-systemd-dev tmux \
 	     bash-completion
+# Server::Starter's own client code, for tests/bats/78-starter-port.bats.
+DEPS_TEST += libserver-starter-perl libnet-server-ss-prefork-perl starman
 DEPS_BENCH = wrk
 
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \

@@ -716,6 +716,38 @@ listener_open(struct listener *l, int backlog, bool reuseport, char *err,
 }
 
 /*
+ * The listener as SERVER_STARTER_PORT names it, in the forms Server::Starter's
+ * start_server writes and its server_ports() and Net::Server::SS::PreFork
+ * read back (the key before '=' taken as HOST:PORT): PORT for a socket on
+ * every address (-b :PORT, as --port PORT), A.B.C.D:PORT, [V6]:PORT, or a
+ * unix socket's bare path; UDP is spelled as TCP, as Server::Starter does.
+ * It is the address getsockname gave listener_open (l->address, spelled by
+ * sockaddr_format above), so port 0 is the port the kernel chose and an
+ * adopted socket (fd:N, systemd) is named by its address, never "fd:3".
+ * Returns 0, or -ENAMETOOLONG if buf was too short.
+ */
+int
+listener_starter_port(const struct listener *l, char *buf, size_t len)
+{
+	const char *a = l->address, *colon;
+	int	 n;
+
+	if (*a == '\0')
+		a = l->spec;	/* not opened: nothing better to say */
+	else if (strncmp(a, "udp://", 6) == 0)
+		a += 6;
+	colon = strrchr(a, ':');
+	if (strncmp(a, "unix:", 5) == 0 && strcmp(a, "unix:(unnamed)") != 0)
+		n = snprintf(buf, len, "%s", a + 5);
+	else if ((l->type == L_TCP || l->type == L_UDP) && l->host == NULL &&
+	    colon != NULL)
+		n = snprintf(buf, len, "%s", colon + 1);
+	else
+		n = snprintf(buf, len, "%s", a);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/*
  * Replaces a `systemd` listener with one fd: listener per socket that
  * systemd passed to this process (sd_listen_fds(3)): LISTEN_PID must be
  * ours, names come from LISTEN_FDNAMES.  Returns how many were added.

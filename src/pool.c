@@ -620,25 +620,6 @@ pid_slot(const char *name)
 	return s;
 }
 
-/*
- * A listener as Server::Starter's SERVER_STARTER_PORT names it: as the
- * user spelled it, except that port 0 becomes the port it was bound to,
- * since a worker may look its socket up by port.
- */
-static void
-starter_port(const struct listener *l, char *buf, size_t len)
-{
-	const char *bound = strrchr(l->address, ':');
-	size_t	 n = strlen(l->spec);
-
-	if ((l->type == L_TCP || l->type == L_UDP) && l->port != NULL &&
-	    strcmp(l->port, "0") == 0 && bound != NULL && n >= 2 &&
-	    strcmp(l->spec + n - 2, ":0") == 0)
-		snprintf(buf, len, "%.*s%s", (int)(n - 1), l->spec, bound + 1);
-	else
-		snprintf(buf, len, "%s", l->spec);
-}
-
 /* The worker's environment; the pids in *_PID are filled in the child. */
 static void
 env_build(struct pool *p, struct worker *w, struct envbuf *e,
@@ -660,7 +641,7 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 			    names ? ":" : "", c->listeners[i].name);
 			free(names);
 			names = tmp;
-			starter_port(&c->listeners[i], sp, sizeof(sp));
+			listener_starter_port(&c->listeners[i], sp, sizeof(sp));
 			xasprintf(&tmp, "%s%s%s=%zu", ssp ? ssp : "",
 			    ssp ? ";" : "", sp, 3 + i);
 			free(ssp);

@@ -67,6 +67,7 @@ int	listener_open_socket(const struct listener *, int, bool, int *,
 void	listener_close(struct listener *);
 void	listener_free(struct listener *);
 int	sockaddr_format(const void *, socklen_t, char *, size_t);
+int	listener_starter_port(const struct listener *, char *, size_t);
 int	listener_steer(int, const int *, int, bool);
 int	listener_queue_len(int);
 int	listener_dgram_waiting(int);

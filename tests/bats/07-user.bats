@@ -3,6 +3,12 @@
 # --pidfile: written, locked, refused to a second pool.
 
 load ../helpers
+load ../private_helpers
+
+teardown() {
+	common_teardown
+	reachable_cleanup
+}
 
 # free_low_port: a free port below 1024 on 127.0.0.1.
 free_low_port() {
@@ -39,6 +45,7 @@ require_root() {
 	require_root
 	local port uid gid
 	port=$(free_low_port) || skip "machine lacks a free port below 1024"
+	reachable_bins
 	uid=$(id -u nobody)
 	gid=$(id -g nobody)
 	start_wpool -n 2 -u nobody -b "127.0.0.1:$port" -- "$TESTSRV"
@@ -112,6 +119,7 @@ require_root() {
 
 @test "-u nobody: a worker's restart runs as nobody too" {
 	require_root
+	reachable_bins
 	start_wpool -n 1 -u nobody -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 1
 	local old=${WORKERS[0]}

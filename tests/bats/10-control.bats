@@ -4,6 +4,12 @@
 
 load ../helpers
 load ../control_helpers
+load ../private_helpers
+
+teardown() {
+	control_teardown
+	reachable_cleanup
+}
 
 # mode_of PATH: octal permission bits.
 mode_of() {
@@ -125,6 +131,8 @@ mode_of() {
 	local uid=64998 dir=/tmp/wpool-64998 tmp=$BATS_TEST_TMPDIR/other
 	[[ ! -e $dir ]] || skip "machine lacks a free uid: $dir exists"
 	chmod 0755 "$BATS_TEST_TMPDIR"
+	# wpool runs as that uid: binaries it can reach.
+	reachable_bins
 	# 1. Another user made it first (here: root, world-writable).
 	mkdir -m 0777 "$dir"
 	run timeout -k 1 5 setpriv --reuid=$uid --regid=$uid --clear-groups \

@@ -7,6 +7,7 @@
 
 load ../helpers
 load ../hardening_helpers
+load ../private_helpers
 
 NPROC_UID=64123		# an unused uid: RLIMIT_NPROC counts all of a uid's processes
 
@@ -22,6 +23,7 @@ setup() {
 teardown() {
 	hardening_teardown
 	[[ -n $SHARED_TMP && -d $SHARED_TMP ]] && rm -rf -- "$SHARED_TMP"
+	reachable_cleanup
 	return 0
 }
 
@@ -288,6 +290,8 @@ EOF
 	command -v prlimit >/dev/null || skip "machine lacks prlimit"
 	# Nothing else runs as this uid (RLIMIT_NPROC counts all its processes).
 	[[ -z $(ps -o pid= -u "$NPROC_UID" 2>/dev/null) ]] || fail "uid $NPROC_UID is in use"
+	# wpool and its workers run as that uid: binaries it can reach.
+	reachable_bins
 	SHARED_TMP=$(mktemp -d /tmp/wpool-nproc.XXXXXX)
 	chmod 0755 "$SHARED_TMP"
 	chown "$NPROC_UID:$NPROC_UID" "$SHARED_TMP"

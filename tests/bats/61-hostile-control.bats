@@ -6,6 +6,7 @@
 
 load ../helpers
 load ../control_helpers
+load ../private_helpers
 
 setup() {
 	control_setup
@@ -19,6 +20,7 @@ teardown() {
 		[[ -n $d && -d $d ]] && rm -rf -- "$d"
 	done
 	control_teardown
+	reachable_cleanup
 }
 
 OTHER_DIRS=()
@@ -434,6 +436,8 @@ for req in (b"{\"cmd\":\"\xff\xfe\x9b\"}\n", b"{\"cmd\":\"" + "é".encode() * 40
 	[[ ! -e $dir ]] || fail "$dir exists before the test"
 	OTHER_DIRS+=("$dir")
 	shared_dir
+	# The victim runs the client: a wpool it can reach.
+	reachable_bins
 	cp "$ATTACK_PY" "$SDIR/attack.py"
 	chmod 0644 "$SDIR/attack.py"
 	setpriv --reuid=$attacker --regid=$attacker --clear-groups mkdir -m 0777 "$dir"

@@ -7,6 +7,7 @@
 # the master must keep its fds, and a bad request must get its answer.
 
 load ../helpers
+load ../private_helpers
 
 # The system python: one on PATH may be a shim that nobody cannot run.
 if [[ -x /usr/bin/python3 ]]; then
@@ -14,12 +15,14 @@ if [[ -x /usr/bin/python3 ]]; then
 else
 	PY=$(command -v python3)
 fi
-ATTACK=(setpriv --reuid=65534 --regid=65534 --clear-groups
-	"$PY" "$REPO_ROOT/tests/bin/http_attack.py")
 
 setup() {
 	common_setup
 	ATTACK_PID=
+	# The attackers run as nobody: a copy of their script it can read.
+	reachable_copy "$REPO_ROOT/tests/bin/http_attack.py"
+	ATTACK=(setpriv --reuid=65534 --regid=65534 --clear-groups
+		"$PY" "$REACHABLE_DIR/http_attack.py")
 }
 
 teardown() {
@@ -28,6 +31,7 @@ teardown() {
 		wait "$ATTACK_PID" 2>/dev/null
 	fi
 	common_teardown
+	reachable_cleanup
 }
 
 # metrics_port: the port wpool logged for its metrics endpoint.

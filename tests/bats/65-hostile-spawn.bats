@@ -4,6 +4,12 @@
 # must back off like any crash loop (item 11).
 
 load ../helpers
+load ../private_helpers
+
+teardown() {
+	common_teardown
+	reachable_cleanup
+}
 
 require_root() {
 	(($(id -u) == 0)) || skip "machine lacks root for the tests (-u needs it)"
@@ -47,6 +53,7 @@ ids_of_uid() {
 
 @test "-u nobody: workers die when the master is killed with KILL, and the port stops answering" {
 	require_root
+	reachable_bins
 	start_wpool -n 2 -u nobody -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 2
 	assert_equal "$(ids_of_uid "${WORKERS[0]}")" "uid $(id -u nobody)"

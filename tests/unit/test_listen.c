@@ -646,6 +646,68 @@ test_sockaddr_format(void)
 	is_str(buf, "127.", "snprintf-style truncation");
 }
 
+/* starter(SPEC, ADDRESS): SERVER_STARTER_PORT's name of SPEC bound there. */
+static const char *
+starter(const char *spec, const char *address)
+{
+	static char buf[256];
+	struct listener l;
+
+	buf[0] = '\0';
+	if (parse(spec, &l) < 0)
+		return "(parse error)";
+	strlcpy(l.address, address, sizeof(l.address));
+	if (listener_starter_port(&l, buf, sizeof(buf)) < 0)
+		strlcpy(buf, "(error)", sizeof(buf));
+	listener_free(&l);
+	return buf;
+}
+
+/*
+ * listener_starter_port: Server::Starter's forms (start_server's --port
+ * and --path), from the address the socket is bound to.
+ */
+static void
+test_starter_port(void)
+{
+	struct listener l;
+	char	 small[4];
+
+	is_str(starter(":8080", "[::]:8080"), "8080",
+	    ":PORT is the port alone, as --port PORT");
+	is_str(starter(":0", "0.0.0.0:41234"), "41234",
+	    ":0 is the port the kernel chose");
+	is_str(starter("0.0.0.0:8080", "0.0.0.0:8080"), "0.0.0.0:8080",
+	    "an address given is kept");
+	is_str(starter("localhost:0", "127.0.0.1:41234"), "127.0.0.1:41234",
+	    "a host name is the address it was bound to");
+	is_str(starter("[::1]:0", "[::1]:41234"), "[::1]:41234",
+	    "IPv6 in brackets");
+	is_str(starter("udp://127.0.0.1:0", "udp://127.0.0.1:41234"),
+	    "127.0.0.1:41234", "UDP spelled as TCP");
+	is_str(starter("udp://:53", "udp://[::]:53"), "53",
+	    "UDP on every address: the port alone");
+	is_str(starter("unix:/tmp/s.sock", "unix:/tmp/s.sock"), "/tmp/s.sock",
+	    "a unix socket is its path");
+	is_str(starter("fd:5", "127.0.0.1:41234"), "127.0.0.1:41234",
+	    "an adopted TCP socket is its address, not fd:5");
+	is_str(starter("fd:5", "[::]:8080"), "[::]:8080",
+	    "an adopted socket on every address: its address");
+	is_str(starter("fd:5", "unix:/run/s.sock"), "/run/s.sock",
+	    "an adopted unix socket is its path");
+	is_str(starter("fd:5", "unix:@abstract"), "@abstract",
+	    "an abstract one: @name");
+	is_str(starter("127.0.0.1:80", ""), "127.0.0.1:80",
+	    "not opened: the spec");
+
+	ok(parse("127.0.0.1:80", &l) == 0, "parses");
+	strlcpy(l.address, "127.0.0.1:80", sizeof(l.address));
+	is_int(listener_starter_port(&l, small, sizeof(small)), -ENAMETOOLONG,
+	    "too short a buffer: -ENAMETOOLONG");
+	is_str(small, "127", "truncated, terminated");
+	listener_free(&l);
+}
+
 int
 main(void)
 {
@@ -653,6 +715,7 @@ main(void)
 	test_parse_other_types();
 	test_parse_errors();
 	test_sockaddr_format();
+	test_starter_port();
 	if (mkdtemp(tmpdir) == NULL) {
 		ok(0, "mkdtemp: %s", strerror(errno));
 		return done_testing();
