@@ -47,7 +47,7 @@ DEPS_TEST += libserver-starter-perl libnet-server-ss-prefork-perl starman
 DEPS_BENCH = wrk
 
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \
-	bench demo install uninstall clean static
+	bench demo install uninstall clean static check-world
 
 all: wpool
 
@@ -145,6 +145,11 @@ unit: $(UNIT_BINS)
 
 bats: wpool test-bins
 	prove --exec tests/tap-run tests/bats/*.bats
+
+# Tests against peers' code that Debian does not package, run by hand:
+# make check-world EINHORN_LIB=/path/to/einhorn/lib
+check-world: wpool test-bins
+	prove --exec tests/tap-run tests/world/*.bats
 
 # A plain build first, as for check: a tree left by SANITIZE=1 would
 # measure ASan's start-up and speed instead of wpool's.

@@ -78,6 +78,8 @@ struct control {
 	struct timer emfile_timer;
 	bool	 emfile_paused;
 	bool	 full_paused;		/* CTL_MAX_CLIENTS reached */
+	double	 ack_logged;		/* when a refused ack was last logged */
+	unsigned long acks_unlogged;	/* refused since, not logged */
 };
 
 static void
@@ -509,24 +511,61 @@ tree_worker(struct pool *p, pid_t pid)
  * process of a worker's tree may ack only that worker; only the master's
  * user or root, from outside every worker's tree, may ack any worker.
  */
+/*
+ * A refused ack is logged, since the worker it was for will be killed as
+ * not ready and nothing else would say why; at most once a second, as any
+ * local user may send them.
+ */
+static void
+ack_refused(struct pool *p, pid_t peer, const char *why)
+{
+	struct control *ctl = p->ctl;
+	struct worker *own;
+	double	 now = now_mono();
+	char	 whose[40] = "";
+
+	if (ctl != NULL && ctl->ack_logged > 0 && now - ctl->ack_logged < 1) {
+		ctl->acks_unlogged++;
+		return;
+	}
+	if ((own = tree_worker(p, peer)) != NULL)
+		snprintf(whose, sizeof(whose), " (of worker %d)", own->id);
+	if (ctl != NULL && ctl->acks_unlogged > 0)
+		log_warnx("refused an einhorn ack from pid %d%s: %s (and %lu "
+		    "more in the last second)", (int)peer, whose, why,
+		    ctl->acks_unlogged);
+	else
+		log_warnx("refused an einhorn ack from pid %d%s: %s",
+		    (int)peer, whose, why);
+	if (ctl != NULL) {
+		ctl->ack_logged = now;
+		ctl->acks_unlogged = 0;
+	}
+}
+
 static char *
 einhorn_ack(struct pool *p, json_object *req, pid_t peer, bool trusted)
 {
 	struct worker *w, *own;
 	long long pid;
+	char	 why[160];
 
 	own = tree_worker(p, peer);
 	if (get_int(req, "pid", &pid) < 0)
 		pid = peer;
 	if (pid < 1 || pid > INT_MAX ||
 	    (w = tree_worker(p, (pid_t)pid)) == NULL)
-		return error_json("worker:ack: pid %lld is not a worker nor a "
-		    "process of one", pid);
-	if (own != NULL ? w != own : !trusted)
-		return error_json("worker:ack: pid %d may not ack pid %lld: a "
-		    "worker acks only itself", (int)peer, pid);
-	pool_worker_notify(p, w, "READY", "1");
-	return ok_json(NULL);
+		snprintf(why, sizeof(why), "worker:ack: pid %lld is not a "
+		    "worker nor a process of one", pid);
+	else if (own != NULL ? w != own : !trusted)
+		snprintf(why, sizeof(why), "worker:ack: pid %d may not ack "
+		    "pid %lld: a worker acks only itself", (int)peer, pid);
+	else {
+		pool_worker_notify(p, w, "READY", "1");
+		return ok_json(NULL);
+	}
+	ack_refused(p, peer, why);
+	return error_json("%s", why);
 }
 
 /*
@@ -641,8 +680,12 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	size_t	 i;
 	bool	 trusted = uid == 0 || uid == geteuid();
 
-	if ((req = parse_request(line, len, &resp)) == NULL)
+	if ((req = parse_request(line, len, &resp)) == NULL) {
+		if (ack_only || (len >= 4 && memcmp(line, "---%", 4) == 0))
+			ack_refused(p, pid, "neither JSON nor einhorn's "
+			    "one-line YAML");
 		return resp;
+	}
 	if (!json_object_is_type(req, json_type_object)) {
 		json_object_put(req);
 		return error_json("a request is a JSON object like "
@@ -657,9 +700,12 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	}
 	if (ack_only || !trusted) {
 		json_object_put(req);
-		if (ack_only)
+		if (ack_only) {
+			ack_refused(p, pid, "a request other than worker:ack "
+			    "from a peer that may only ack");
 			return error_json("this socket takes only einhorn's "
 			    "{\"command\":\"worker:ack\"}");
+		}
 		return error_json("permission denied: uid %u is neither "
 		    "wpool's uid %u nor root", (unsigned)uid,
 		    (unsigned)geteuid());

@@ -305,7 +305,9 @@ EOF
 	echo "$p1" >"$BATS_TEST_TMPDIR/target.1"
 	wait_status 5 '.workers[1].state == "ready" and .workers[0].state == "starting"'
 	assert_equal "$(sj '.ready')" 1
-	: "$p0"
+	# The refusal is in the log: the worker left starting would be
+	# killed at --ready-timeout, and nothing else would say why.
+	wait_for_log "refused an einhorn ack from pid [0-9]+ \\(of worker 0\\): worker:ack: pid [0-9]+ may not ack pid $p1: a worker acks only itself"
 }
 
 # --- item 7 -------------------------------------------------------------------
