@@ -717,6 +717,26 @@ worker_free(struct pool *p, struct worker *w)
 	free(w);
 }
 
+/*
+ * What a failed exec says: execve's ENOENT or EACCES about a script whose
+ * "#!" interpreter is the one missing is told as such (spawn_check), not
+ * as about the script, which is there.
+ */
+static void
+exec_error_text(struct pool *p, const struct spawn_error *e, char *buf,
+    size_t len)
+{
+	const struct conf *c = p->conf;
+	bool	 interp;
+
+	if (e->stage == SPAWN_STAGE_EXEC && (e->err == ENOENT ||
+	    e->err == EACCES) && spawn_check(c->argv[0], c->chdir, &interp,
+	    buf, len) < 0 && interp)
+		return;
+	snprintf(buf, len, "cannot %s '%s': %s", spawn_stage_name(e->stage),
+	    c->argv[0], strerror(e->err));
+}
+
 /* Reads the exec-status pipe; true if the worker could not exec. */
 static bool
 worker_check_exec(struct pool *p, struct worker *w, struct spawn_error *e)
@@ -1394,13 +1414,14 @@ exit_fatal(struct pool *p, struct worker *w, struct slot *s,
     const struct exit_info *x)
 {
 	const struct spawn_error *e = &x->e;
+	char	 why[1024];
 
 	if (!x->exec_failed || p->ever_started || p->state != POOL_RUNNING ||
 	    (e->stage == SPAWN_STAGE_FDS && (e->err == EMFILE ||
 	    e->err == ENFILE || e->err == ENOMEM)))
 		return false;
-	log_error("cannot %s '%s': %s", spawn_stage_name(e->stage),
-	    p->conf->argv[0], strerror(e->err));
+	exec_error_text(p, e, why, sizeof(why));
+	log_error("%s", why);
 	p->exit_status = spawn_exit_status(e);
 	p->exit_status_set = true;
 	p->fatal = true;
@@ -1507,17 +1528,18 @@ exit_restart(struct pool *p, struct worker *w, struct slot *s,
     struct exit_info *x)
 {
 	struct conf *c = p->conf;
-	char	 when[96];
+	char	 when[96], why[1024];
 	double	 delay, min_uptime = c->min_uptime > YOUNG_SECS ?
 	    c->min_uptime : YOUNG_SECS;
 
 	delay = exit_restart_delay(p, s, x, when, sizeof(when));
 	s->restarts++;
 	p->restarts++;
-	if (x->exec_failed)
-		log_warnx("worker %d (pid %d): cannot %s '%s': %s; %s", w->id,
-		    (int)w->pid, spawn_stage_name(x->e.stage), c->argv[0],
-		    strerror(x->e.err), when);
+	if (x->exec_failed) {
+		exec_error_text(p, &x->e, why, sizeof(why));
+		log_warnx("worker %d (pid %d): %s; %s", w->id, (int)w->pid,
+		    why, when);
+	}
 	else if (x->outside || x->lived >= min_uptime)
 		log_info("worker %d (pid %d) %s after %s; %s", w->id,
 		    (int)w->pid, x->how, x->after, when);

@@ -108,6 +108,17 @@ bad_script() {
 	assert_success
 }
 
+@test "an interpreter that goes missing while the pool runs is named as such when a worker cannot start" {
+	printf '#!/bin/sh\nexec %s\n' "$TESTSRV" >s.sh
+	chmod +x s.sh
+	start_wpool -n 1 -b 127.0.0.1:0 -- "$BATS_TEST_TMPDIR/s.sh"
+	wait_for_workers 1
+	# A deploy replaces the script with one whose interpreter is not there.
+	bad_script s.sh /nonexistent/interp
+	kill -KILL "${WORKERS[0]}"
+	wait_for_log "worker 0 \(pid [0-9]+\): interpreter /nonexistent/interp of script $BATS_TEST_TMPDIR/s.sh not found; "
+}
+
 @test "reload --no-wait says queued when the reload waits for the one under way" {
 	# Slow to get ready: the first reload is still under way for the second.
 	start_wpool -n 1 --ready-timeout 30 -b 127.0.0.1:0 -- "$TESTSRV" --delay-start 3
