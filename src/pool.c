@@ -929,7 +929,6 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	w->state = W_STARTING;
 	w->started_mono = now_mono();
 	w->started_real = now_real();
-	w->cpu_changed_mono = w->started_mono;
 	w->exec_fd = status_fd;
 	if (status_fd >= 0 && (set_nonblock(status_fd, true),
 	    loop_add(status_fd, EPOLLIN, on_exec_status, w) < 0)) {
@@ -2434,10 +2433,6 @@ pool_sample(struct pool *p)
 		if (w->sample_mono > 0 && now > w->sample_mono)
 			w->cpu_percent = 100.0 * (s.cpu_seconds -
 			    w->sample.cpu_seconds) / (now - w->sample_mono);
-		if (w->sample_mono == 0 || s.cpu_seconds !=
-		    w->sample.cpu_seconds)
-			w->cpu_changed_mono = w->sample_mono == 0 &&
-			    s.cpu_seconds == 0 ? w->started_mono : now;
 		w->sample = s;
 		w->sample_mono = now;
 	}

@@ -379,7 +379,6 @@ struct worker {
 	struct proc_sample sample;
 	double	 sample_mono;
 	double	 cpu_percent;
-	double	 cpu_changed_mono;
 	struct chan *chan;		/* balance: channel.c writes it */
 };
 TAILQ_HEAD(worker_list, worker);
