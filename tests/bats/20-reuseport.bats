@@ -280,7 +280,9 @@ slot_inodes() {
 	assert_equal "$output" ""
 	[[ $stderr == *unix* && $stderr == *reuseport* ]] ||
 		fail "unclear message: $stderr"
-	assert_equal "$(wc -l <<<"$stderr")" 1
+	# The error, then the pointer to --help of every usage error.
+	assert_equal "$(wc -l <<<"$stderr")" 2
+	assert_equal "${stderr_lines[1]}" "Try 'wpool --help' for more information."
 	[[ ! -e $BATS_TEST_TMPDIR/s.sock ]] || fail "the socket file was created"
 	# Mixed with a TCP listener, the same.
 	run_wpool -64 -m reuseport -b 127.0.0.1:0 -b "unix:$BATS_TEST_TMPDIR/s.sock" -- "$TESTSRV"

@@ -103,7 +103,7 @@ EOF
 	wait_status 10 '.ready == 2'
 	run_wp restart 5
 	assert_failure 1
-	assert_equal "$stderr" 'wpool: no worker 5: ids are 0 to 1'
+	assert_equal "$stderr" 'wpool: error: no worker 5: ids are 0 to 1'
 	assert_output ''
 	run_wp restart 1024
 	assert_failure 64

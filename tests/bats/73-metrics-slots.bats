@@ -111,9 +111,12 @@ cur0_ready() {
 	done
 	# With --max-requests 5, two of the slot's workers served and left.
 	wait_for_log_count 'exited with status 0 after [0-9.]+s; replaced' 2
+	# ... and no worker of the slot is on its way out (one that reached
+	# its --max-requests with the last request is stopping for a moment).
 	requests_are() {
 		scrape after.txt
-		(($(value after.txt 'wpool_worker_requests_total{pool="wpool",id="0"}') - n0 == $1))
+		(($(value after.txt 'wpool_worker_requests_total{pool="wpool",id="0"}') - n0 == $1)) &&
+			! grep -q 'role="old"' after.txt
 	}
 	wait_until 10 requests_are 12
 	diff <(series before.txt) <(series after.txt) || fail "the series changed"
