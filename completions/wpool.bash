@@ -241,7 +241,9 @@ _wpool_complete()
 			COMPREPLY=($(compgen -W '--json --check' -- "$cur")) ;;
 		list)
 			COMPREPLY=($(compgen -W '--json' -- "$cur")) ;;
-		reload | stop)
+		reload)
+			COMPREPLY=($(compgen -W '--no-wait --dry-run' -- "$cur")) ;;
+		stop)
 			COMPREPLY=($(compgen -W '--no-wait' -- "$cur")) ;;
 		restart)
 			if ((nargs == 0)); then

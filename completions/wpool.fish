@@ -135,6 +135,7 @@ complete -c wpool -n '__wpool_control status' -l json -d 'print the raw JSON obj
 complete -c wpool -n '__wpool_control status' -l check -d 'exit 0 only if every worker is ready'
 complete -c wpool -n '__wpool_control list' -l json -d 'print a JSON object'
 complete -c wpool -n '__wpool_control reload' -l no-wait -d 'return once it started'
+complete -c wpool -n '__wpool_control reload' -l dry-run -d 'print what the config file would change'
 complete -c wpool -n '__wpool_control stop' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control restart' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control restart 0' -a all -d 'every worker, rolling'

@@ -217,7 +217,7 @@ static const char usage_head[] =
 "       wpool run [RUN OPTIONS] [--] COMMAND [ARG...]\n"
 "       wpool check [RUN OPTIONS] [--] [COMMAND [ARG...]]\n"
 "       wpool [-s PATH | --name NAME] status [--json] [--check]\n"
-"       wpool [-s PATH | --name NAME] reload [--no-wait]\n"
+"       wpool [-s PATH | --name NAME] reload [--no-wait] [--dry-run]\n"
 "       wpool [-s PATH | --name NAME] scale N|+N|-N\n"
 "       wpool [-s PATH | --name NAME] restart ID|all [--no-wait]\n"
 "       wpool [-s PATH | --name NAME] signal SIG [ID]\n"

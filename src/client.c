@@ -59,7 +59,7 @@ static const struct {
 	const char *usage;
 } client_cmds[] = {
 	{ "status", cmd_status, "status [--json] [--check]" },
-	{ "reload", cmd_reload, "reload [--no-wait]" },
+	{ "reload", cmd_reload, "reload [--no-wait] [--dry-run]" },
 	{ "scale", cmd_scale, "scale N|+N|-N" },
 	{ "restart", cmd_restart, "restart ID|all [--no-wait]" },
 	{ "signal", cmd_signal, "signal SIG [ID]" },
@@ -843,20 +843,38 @@ wait_reload(struct cli_ctx *x, long long gen)
 static int
 cmd_reload(struct cli_ctx *x, int argc, char **argv)
 {
-	json_object *r, *q;
-	bool	 wait = true, queued;
+	json_object *r, *q, *req;
+	bool	 wait = true, queued, dry = false;
 	long long gen;
 	int	 i;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--no-wait") == 0)
 			wait = false;
+		else if (strcmp(argv[i], "--dry-run") == 0 ||
+		    strcmp(argv[i], "-n") == 0)
+			dry = true;
 		else
 			return usage_error(argv[0], "unknown argument '%s'",
 			    argv[i]);
 	}
-	if ((r = call(x, simple_req("reload"))) == NULL)
+	req = simple_req("reload");
+	if (dry)
+		json_object_object_add(req, "dry_run",
+		    json_object_new_boolean(true));
+	if ((r = call(x, req)) == NULL)
 		return 1;
+	if (dry) {
+		const char *ch = jstr(r, "changes", "");
+
+		/* One line per change, as the master's log has them. */
+		if (*ch == '\0')
+			printf("reload would change nothing\n");
+		else
+			fputs(ch, stdout);
+		json_object_put(r);
+		return 0;
+	}
 	gen = jint(r, "generation", 0);
 	/* Asked for during another reload: it runs once that one is done. */
 	queued = json_object_object_get_ex(r, "queued", &q) &&

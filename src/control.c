@@ -349,13 +349,26 @@ static char *
 cmd_reload(struct pool *p, json_object *req)
 {
 	json_object *o;
-	char	 err[512];
+	char	 err[1024];
 	unsigned gen;
 	int	 r;
 
-	(void)req;
-	if (inetd_refuse(p, "reload", err, sizeof(err)) < 0 ||
-	    (r = pool_reload(p, &gen, err, sizeof(err))) < 0)
+	if (inetd_refuse(p, "reload", err, sizeof(err)) < 0)
+		return error_json("%s", err);
+	if (json_object_object_get_ex(req, "dry_run", &o) &&
+	    json_object_get_boolean(o)) {
+		char	*changes;
+
+		/* What the file would change; nothing is bound or started. */
+		if (pool_reload_dry(p, &changes, err, sizeof(err)) < 0)
+			return error_json("%s", err);
+		o = json_object_new_object();
+		json_object_object_add(o, "changes",
+		    json_object_new_string(changes));
+		free(changes);
+		return ok_json(o);
+	}
+	if ((r = pool_reload(p, &gen, err, sizeof(err))) < 0)
 		return error_json("%s", err);
 	o = json_object_new_object();
 	json_object_object_add(o, "generation", json_object_new_int64(gen));

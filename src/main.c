@@ -76,94 +76,25 @@ usage_error(const char *err)
 	return EXIT_USAGE;
 }
 
-/*
- * The file first, then the command line on top of it: -b there replaces
- * the file's listeners, a command after -- the file's command.
- */
-static int
-read_config(struct conf *c, int argc, char **argv)
-{
-	char	*file = xstrdup(c->config), **fargv = NULL, **a, err[1024];
-	size_t	 i, nfile;
-	int	 r;
-
-	conf_free(c);
-	conf_defaults(c);
-	r = conf_read(c, file, &fargv, err, sizeof(err));
-	free(file);
-	if (r < 0) {
-		/* "FILE:LINE: message": the file is wrong, not the usage. */
-		return plain_error(err);
-	}
-	nfile = c->nlisteners;
-	r = cli_parse(argc, argv, c, err, sizeof(err));
-	if (r == 0 && c->nlisteners > nfile) {
-		for (i = 0; i < nfile; i++)
-			listener_free(&c->listeners[i]);
-		memmove(c->listeners, c->listeners + nfile,
-		    (c->nlisteners - nfile) * sizeof(*c->listeners));
-		c->nlisteners -= nfile;
-	}
-	if (c->argv == NULL)
-		c->argv = fargv;
-	else if (fargv != NULL) {
-		for (a = fargv; *a != NULL; a++)
-			free(*a);
-		free(fargv);
-	}
-	return r < 0 ? usage_error(err) : GO_ON;
-}
-
-/* A subcommand word where the command to run goes, without "--". */
-static int
-misplaced_subcommand(const struct conf *c, int argc, char **argv)
-{
-	char	 err[512];
-
-	if (c->argv == NULL || c->argv <= argv || c->argv >= argv + argc ||
-	    strcmp(c->argv[-1], "--") == 0)
-		return GO_ON;
-	if (strcmp(c->argv[0], "check") == 0)
-		return usage_error("'check' goes first: wpool check "
-		    "[OPTIONS] [--] [COMMAND]; to run a program called check, "
-		    "put it after '--'");
-	if (client_is_command(c->argv[0])) {
-		snprintf(err, sizeof(err), "'%s' is a control command and "
-		    "takes only -s/--control and --name before it; to run a "
-		    "program called %s, put it after '--'", c->argv[0],
-		    c->argv[0]);
-		return usage_error(err);
-	}
-	return GO_ON;
-}
-
 /* Step 1: the command line and the config file into c, validated. */
 static int
 load_conf(struct conf *c, int argc, char **argv)
 {
 	char	 err[1024];
-	size_t	 i;
-	int	 r;
 
-	conf_defaults(c);
-	r = cli_parse(argc, argv, c, err, sizeof(err));
-	if (r == 1)
+	/* A reload builds its configuration from the same argv. */
+	reconf_init(argc, argv);
+	switch (conf_build(c, argc, argv, err, sizeof(err))) {
+	case 0:
+		break;
+	case CONF_HELP:
 		return 0;
-	if (r < 0)
+	case CONF_E_FILE:
+		/* "FILE:LINE: message", LISTEN_FDS: not the usage. */
+		return plain_error(err);
+	default:
 		return usage_error(err);
-	if (c->config != NULL && (r = read_config(c, argc, argv)) != GO_ON)
-		return r;
-	if ((r = misplaced_subcommand(c, argc, argv)) != GO_ON)
-		return r;
-	for (i = 0; i < c->nlisteners; i++)
-		if (c->listeners[i].type == L_SYSTEMD) {
-			if ((r = listener_expand_systemd(&c->listeners,
-			    &c->nlisteners, i, err, sizeof(err))) < 0)
-				return plain_error(err);	/* LISTEN_FDS */
-			i += (size_t)r - 1;
-		}
-	if (cli_validate(c, err, sizeof(err)) < 0)
-		return usage_error(err);
+	}
 	log_init(c->name, c->log_level);
 	return GO_ON;
 }
@@ -349,8 +280,11 @@ close_master(struct master *m)
 	control_close(&m->pool);
 	metrics_close(&m->pool);
 	notify_close(&m->pool);
-	for (i = 0; i < m->nopen; i++) {
+	/* A reload may have changed them: the open ones are those with fds. */
+	for (i = 0; i < m->conf.nlisteners; i++) {
 		l = &m->conf.listeners[i];
+		if (l->fd < 0)
+			continue;
 		if (l->type == L_UNIX)
 			unlink(l->path);
 		listener_close(l);

@@ -2171,11 +2171,82 @@ reload_step(struct pool *p)
 	}
 }
 
+/*
+ * A reload re-reads the -c file (reconf.c) before its first new worker:
+ * checked only (apply false: a reload queued behind another, a dry run),
+ * or made the running configuration, the base environment rebuilt from
+ * it.  *workers: the worker count to scale to, or 0 to keep the pool's.
+ */
+static int
+reload_conf(struct pool *p, bool apply, int *workers, char **dry, char *err,
+    size_t len)
+{
+	struct conf n;
+	char	*changes, *line, *next;
+	int	 was = p->conf->workers, rc;
+	size_t	 i;
+
+	*workers = 0;
+	if ((rc = reconf_prepare(p, &n, apply, &changes, err, len)) < 0)
+		return rc;
+	if (!apply) {
+		if (dry != NULL)
+			*dry = changes != NULL ? changes : xstrdup("");
+		else
+			free(changes);
+		reconf_abandon(p, &n);
+		return 0;
+	}
+	for (line = changes; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		*next++ = '\0';
+		log_info("reload: %s", line);
+	}
+	free(changes);
+	reconf_commit(p, &n);
+	for (i = 0; i < p->nenv_base; i++)
+		free(p->env_base[i]);
+	free(p->env_base);
+	p->env_base = NULL;
+	p->nenv_base = 0;
+	env_base_build(p);
+	if (p->conf->max_memory > 0 && !p->sample_timer.armed)
+		timer_set(&p->sample_timer, 1.0);
+	if (p->conf->workers != was) {
+		*workers = p->conf->workers;
+		if (*workers == 0 && cpu_usable(&p->cpus,
+		    p->conf->fallback_cpus) == 0)
+			*workers = p->cpus.n;
+		if (*workers == 0)
+			*workers = p->conf->fallback_cpus;
+		if (*workers > WPOOL_MAX_WORKERS)
+			*workers = WPOOL_MAX_WORKERS;
+	}
+	return 0;
+}
+
+/* `wpool reload --dry-run`: what a reload would change, one per line. */
+int
+pool_reload_dry(struct pool *p, char **changes, char *err, size_t len)
+{
+	int	 workers;
+
+	*changes = NULL;
+	return reload_conf(p, false, &workers, changes, err, len);
+}
+
 int
 pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 {
 	struct reload_state *r = &p->reload;
+	char	 ebuf[1024];
+	bool	 logged = err == NULL;
+	int	 workers = 0, rc;
 
+	if (err == NULL) {
+		err = ebuf;
+		len = sizeof(ebuf);
+	}
 	if (p->state != POOL_RUNNING) {
 		if (err)
 			snprintf(err, len, "the pool is stopping");
@@ -2186,6 +2257,14 @@ pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 		if (err)
 			(void)inetd_refuse(p, "reload", err, len);
 		return -ENOTSUP;
+	}
+	/* The file is read again when the reload runs, checked now too. */
+	if (p->conf->config != NULL && (rc = reload_conf(p, !r->active,
+	    &workers, NULL, err, len)) < 0) {
+		if (logged)
+			log_warnx("reload refused: %s; the pool runs on as it "
+			    "was", err);
+		return rc;
 	}
 	if (r->active) {
 		/* One more after this one, for changes made meanwhile. */
@@ -2198,12 +2277,22 @@ pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 	memset(r, 0, sizeof(*r));
 	r->active = true;
 	r->generation = p->generation;
-	r->total = p->target;
 	r->started_mono = now_mono();
+	r->total = p->target;
+	/*
+	 * Slots added now start at the new generation (reload_step skips
+	 * them): only those both generations have are replaced.
+	 */
+	if (workers > 0 && workers != p->target) {
+		if (workers < r->total)
+			r->total = workers;
+		if (pool_scale(p, workers, err, len) < 0)
+			log_warnx("reload: %s", err);
+	}
 	if (gen)
 		*gen = r->generation;
 	log_info("reload to generation %u: replacing %d worker%s, %d at a "
-	    "time", r->generation, p->target, p->target == 1 ? "" : "s",
+	    "time", r->generation, r->total, r->total == 1 ? "" : "s",
 	    p->conf->reload_batch);
 	reload_step(p);
 	return 0;

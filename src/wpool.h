@@ -147,6 +147,7 @@ enum opt_section { SEC_NONE, SEC_POOL, SEC_SUPERVISION, SEC_WORKERS,
 #define MODE_BIT(m)	(1u << (m))
 
 struct cpu_info;
+struct pool;
 struct opt {
 	const char *name;	/* --NAME, and the [pool] key */
 	char	 letter;	/* -L, or 0 */
@@ -196,6 +197,19 @@ void	pid_file_remove(int, const char *);
 int	conf_read(struct conf *, const char *, char ***, char *, size_t);
 int	conf_split_command(const char *, char ***, char *, size_t);
 void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
+
+/*
+ * reconf.c: the configuration from the start's argv and the file, at
+ * start and at each reload, and what a reload may change.
+ */
+enum { CONF_HELP = 1, CONF_E_USAGE = 2, CONF_E_FILE = 3 };
+void	reconf_init(int, char **);
+int	conf_build(struct conf *, int, char **, char *, size_t);
+void	conf_release(struct conf *);
+int	reconf_prepare(struct pool *, struct conf *, bool, char **, char *,
+	    size_t);
+void	reconf_commit(struct pool *, struct conf *);
+void	reconf_abandon(struct pool *, struct conf *);
 
 /* cpu.c: how many CPUs the pool may use. */
 struct cpu_info {
@@ -570,6 +584,7 @@ int	pool_start(struct pool *);
 int	pool_run(struct pool *);
 void	pool_stop(struct pool *, bool);
 int	pool_reload(struct pool *, unsigned *, char *, size_t);
+int	pool_reload_dry(struct pool *, char **, char *, size_t);
 int	pool_scale(struct pool *, int, char *, size_t);
 int	pool_restart(struct pool *, int, char *, size_t);
 int	pool_signal(struct pool *, int, int, char *, size_t);

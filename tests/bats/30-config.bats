@@ -424,7 +424,7 @@ EOF
 # have their own sections, nor --help/--version).
 pool_keys() {
 	"$WPOOL" --help | grep -oE -- '--[a-z][a-z-]+' | sed 's/^--//' |
-		grep -vxE 'config|bind|env|help|version|json|check|no-wait' |
+		grep -vxE 'config|bind|env|help|version|json|check|no-wait|dry-run' |
 		sort -u
 }
 

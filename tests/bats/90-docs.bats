@@ -115,7 +115,7 @@ table_rows() {
 	# The options of control subcommands are in the usage lines only.
 	for name in $(help_long_opts); do
 		name=${name#--}
-		case $name in json | check | no-wait) continue ;; esac
+		case $name in json | check | no-wait | dry-run) continue ;; esac
 		table_rows cli | grep -qE "^${name} " || extra+=("--$name")
 	done
 	((${#missing[@]} == 0)) || fail "the table's options missing from --help: ${missing[*]}"
@@ -326,7 +326,7 @@ complete_bash() {
 	run complete_bash wpool --name web status --
 	assert_equal "$(sort <<<"$output" | paste -sd' ')" "--check --json"
 	run complete_bash wpool reload --
-	assert_output "--no-wait"
+	assert_equal "$(sort <<<"$output" | paste -sd' ')" "--dry-run --no-wait"
 	run complete_bash wpool restart a
 	assert_output "all"
 }
