@@ -196,3 +196,23 @@ EOF
 	wait_for_workers 2
 	assert_pins "0:$A:$A 1:$B:$B"
 }
+
+@test "--cpu-affinity with -n auto under a cgroup quota of 0.5 CPU: one worker, on the mask's first CPU" {
+	# The fixture bounds the count; the pin comes from the real mask.
+	export WPOOL_SYSFS_ROOT=$FIXTURES/cgroup-v1-quota/sys WPOOL_PROCFS_ROOT=$FIXTURES/cgroup-v1-quota/proc
+	start_pinned "$A,$B" -n auto --cpu-affinity
+	wait_for_log '^wpool: 1 worker \(.*cgroup v1'
+	wait_for_workers 1
+	assert_pins "0:$A:$A"
+}
+
+@test "--cpu-affinity with -u 65534:65534: the pin holds for a worker of another user" {
+	(($(id -u) == 0)) || fail "needs root to run workers as another user"
+	start_pinned "$A,$B" -n 2 -u 65534:65534 --cpu-affinity
+	wait_for_workers 2
+	assert_pins "0:$A:$A 1:$B:$B"
+	local p
+	for p in $(worker_pids); do
+		assert_equal "$(stat -c %u "/proc/$p")" 65534
+	done
+}
