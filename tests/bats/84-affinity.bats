@@ -18,6 +18,7 @@ setup() {
 		fail "these tests need 2 usable CPUs; this process may use: ${cpus[*]}"
 	A=${cpus[0]}
 	B=${cpus[1]}
+	EXTRA_PREFIX=()
 }
 
 teardown() {
@@ -76,7 +77,7 @@ assert_pins() {
 start_pinned() {
 	local mask=$1
 	shift
-	WPOOL_PREFIX=(taskset -c "$mask")
+	WPOOL_PREFIX=(taskset -c "$mask" "${EXTRA_PREFIX[@]}")
 	start_wpool -s "$CTL" "$@" -- sleep 60
 }
 
@@ -215,4 +216,23 @@ EOF
 	for p in $(worker_pids); do
 		assert_equal "$(stat -c %u "/proc/$p")" 65534
 	done
+}
+
+@test "--cpu-affinity: a worker whose pin fails is reported as such and retried like any start failure, and its successor is pinned" {
+	local shim=$REPO_ROOT/tests/shim/pinfail.so trigger=$BATS_TEST_TMPDIR/fail-next-pin
+	[[ -f $shim ]] || fail "no $shim (run: make test-bins)"
+	# Under ASan (make SANITIZE=1) the shim comes first: say that is fine.
+	EXTRA_PREFIX=(env LD_PRELOAD="$shim" PINFAIL_TRIGGER="$trigger"
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+	start_pinned "$A,$B" -n 2 --cpu-affinity
+	wait_for_workers 2
+	assert_pins "0:$A:$A 1:$B:$B"
+	local old1
+	old1=$(worker_pid_of 1)
+	: >"$trigger"
+	kill -KILL "$old1"
+	wait_for_log "worker 1 \(pid [0-9]+\): cannot pin to its CPU 'sleep': Invalid argument; restarting"
+	[[ ! -e $trigger ]] || log_fail "the pin did not fail"
+	wait_status 10 "[.workers[] | select(.id == 1 and .state == \"ready\" and .pid != $old1)] | length == 1"
+	assert_pins "0:$A:$A 1:$B:$B"
 }
