@@ -164,6 +164,13 @@ const struct opt cli_opts[] = {
 	{ .name = "log-prefix", .kind = OPT_FLAG, .flags = OPT_CLI | OPT_FILE,
 	  F(log_prefix), .section = SEC_WORKERS,
 	  .help = "prefix each line of worker output with [NAME.ID]" },
+	{ .name = "cpu-affinity", .kind = OPT_FLAG, .flags = OPT_CLI | OPT_FILE,
+	  F(cpu_affinity), .modes = MODE_BIT(MODE_SHARED) |
+	  MODE_BIT(MODE_REUSEPORT) | MODE_BIT(MODE_BALANCE),
+	  .mode_why = "which keep a worker per slot (an inetd connection "
+	  "has none)", .section = SEC_WORKERS,
+	  .help = "pin worker i to the i-th CPU of wpool's own\n"
+	  "mask, wrapping; sets WPOOL_CPU" },
 	{ .name = "control", .letter = 's', .kind = OPT_STRING,
 	  .flags = OPT_CLI | OPT_FILE, F(control), .valid = control_ok,
 	  .accepted = "a socket path of 1 to 107 bytes",

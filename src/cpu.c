@@ -276,3 +276,41 @@ cpu_usable(struct cpu_info *ci, int fallback)
 	    "could be read");
 	return -ENOENT;
 }
+
+/*
+ * --cpu-affinity: the CPU of slot `slot` is the (slot mod n)-th of the n
+ * CPUs in set, counted upwards, as nginx's worker_cpu_affinity auto
+ * counts them; slots wrap when there are more than CPUs.  Pure, for the
+ * unit test: the CPU number, or -ENOENT for an empty set.
+ */
+int
+cpu_nth(const cpu_set_t *set, int slot)
+{
+	int	 n = CPU_COUNT(set), i, k;
+
+	if (n <= 0 || slot < 0)
+		return -ENOENT;
+	k = slot % n;
+	for (i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, set) && k-- == 0)
+			return i;
+	return -ENOENT;
+}
+
+/*
+ * The CPU a worker of slot `slot` is pinned to: asked of the master's
+ * mask at each start rather than once, so that a mask changed under a
+ * running master (taskset -p, a cpuset resized) never names a CPU the
+ * kernel would refuse, while a slot keeps its CPU across restarts and
+ * reloads as long as the mask stays.  -errno if it cannot be read.
+ */
+int
+cpu_for_slot(int slot)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return -errno;
+	return cpu_nth(&set, slot);
+}

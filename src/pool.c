@@ -508,7 +508,7 @@ env_scrubbed(const char *e)
 	    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
 	    "WATCHDOG_PID=", "EINHORN_", "SERVER_STARTER_", "WPOOL_WORKER_ID=",
 	    "WPOOL_WORKERS=", "WPOOL_MASTER_PID=", "WPOOL_GENERATION=",
-	    "WPOOL_CONN_FD=" };
+	    "WPOOL_CONN_FD=", "WPOOL_CPU=" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
@@ -864,7 +864,7 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	int	 fds[WPOOL_MAX_LISTENERS];
 	int	 out_r = -1, out_w = -1, err_r = -1, err_w = -1, status_fd;
 	int	 chan = -1;
-	char	 prefix[96];
+	char	 prefix[96], *tmp;
 	pid_t	 pid;
 
 	w = xcalloc(1, sizeof(*w));
@@ -885,6 +885,15 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	}
 	req.argv = c->argv;
 	env_build(p, w, &env, req.pid_slots);
+	if (c->cpu_affinity && (req.cpu = cpu_for_slot(s->id)) >= 0) {
+		req.pin_cpu = true;
+		xasprintf(&tmp, "WPOOL_CPU=%d", req.cpu);
+		env_add(&env, tmp);
+	} else if (c->cpu_affinity) {
+		errno = -req.cpu;
+		log_warn("worker %d: cannot read the CPUs to pin it to; "
+		    "it runs unpinned", s->id);
+	}
 	req.envp = env.v;
 	req.fds = fds;
 	req.stdin_fd = -1;
@@ -939,8 +948,12 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 	timer_set(&w->ready_timer, c->ready_timeout);
 	TAILQ_INSERT_TAIL(&p->workers, w, entry);
 	p->nworkers++;
-	log_info("worker %d started (pid %d, generation %u)", s->id, (int)pid,
-	    gen);
+	if (req.pin_cpu)
+		log_info("worker %d started (pid %d, generation %u) on CPU %d",
+		    s->id, (int)pid, gen, req.cpu);
+	else
+		log_info("worker %d started (pid %d, generation %u)", s->id,
+		    (int)pid, gen);
 	*wp = w;
 	return 0;
 }

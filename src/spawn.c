@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -33,6 +34,8 @@ spawn_stage_name(int stage)
 		return "change directory";
 	case SPAWN_STAGE_EXEC:
 		return "run";
+	case SPAWN_STAGE_CPU:
+		return "pin to its CPU";
 	}
 	return "start";
 }
@@ -154,6 +157,26 @@ child_parent_death(pid_t parent)
 }
 
 /*
+ * --cpu-affinity: the worker's whole tree runs on one CPU, set before
+ * exec so that nothing of it ever runs elsewhere and a server that
+ * counts its CPUs (nginx auto, Go's GOMAXPROCS) sees one.  Before the
+ * credentials change, though any user may narrow its own mask.
+ */
+static int
+child_pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE) {
+		errno = EINVAL;
+		return -1;
+	}
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+/*
  * Forks and execs.  Returns the pid, with *status_fd the read end of the
  * exec-status pipe (close-on-exec), or -errno when fork itself fails.
  */
@@ -223,6 +246,8 @@ spawn_child(const struct spawn_req *r, int *status_fd)
 	}
 	if (r->nofile != NULL)
 		setrlimit(RLIMIT_NOFILE, r->nofile);
+	if (r->pin_cpu && child_pin(r->cpu) < 0)
+		child_fail(p[1], SPAWN_STAGE_CPU);
 	if (r->chdir != NULL && chdir(r->chdir) < 0)
 		child_fail(p[1], SPAWN_STAGE_CHDIR);
 	if (r->set_user) {

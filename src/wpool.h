@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -127,6 +128,7 @@ struct conf {
 	uint64_t max_memory;	/* 0: off */
 	char	*pidfile;
 	bool	 log_prefix;
+	bool	 cpu_affinity;	/* worker i pinned to the i-th usable CPU */
 	char	*metrics;
 	int	 log_level;
 	char	**argv;		/* the command */
@@ -222,6 +224,8 @@ int	cpu_parse_cgroup1_quota(const char *, const char *, double *);
 int	cpu_parse_self_cgroup(const char *, char *, size_t, char *, size_t);
 int	cpu_parse_cpulist(const char *);
 int	cpu_usable(struct cpu_info *, int);
+int	cpu_nth(const cpu_set_t *, int);
+int	cpu_for_slot(int);
 
 /* loop.c: epoll, signalfd and timers; knows nothing about wpool. */
 typedef void (*io_cb)(int, uint32_t, void *);
@@ -268,6 +272,8 @@ struct spawn_req {
 	int	 ngroups;
 	const char *chdir;
 	const struct rlimit *nofile;	/* restored in the child, or NULL */
+	bool	 pin_cpu;		/* --cpu-affinity: pin to cpu */
+	int	 cpu;
 };
 
 /* Why a child could not exec, read from its status pipe. */
@@ -276,7 +282,7 @@ struct spawn_error {
 	int	 err;		/* errno */
 };
 enum { SPAWN_STAGE_FDS = 1, SPAWN_STAGE_USER, SPAWN_STAGE_CHDIR,
-    SPAWN_STAGE_EXEC };
+    SPAWN_STAGE_EXEC, SPAWN_STAGE_CPU };
 
 pid_t	spawn_child(const struct spawn_req *, int *);
 int	spawn_read_status(int, struct spawn_error *);

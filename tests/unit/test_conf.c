@@ -379,8 +379,8 @@ test_errors(void)
 	    "max-queue, restart-delay, max-restart-delay, min-uptime, "
 	    "no-restart, stop-signal, stop-timeout, ready, ready-timeout, "
 	    "reload-batch, watchdog, max-requests, max-requests-jitter, "
-	    "max-memory, user, chdir, log-prefix, control, pidfile, metrics, "
-	    "quiet, verbose or command");
+	    "max-memory, user, chdir, log-prefix, cpu-affinity, control, "
+	    "pidfile, metrics, quiet, verbose or command");
 	conf_bad("a command-line-only option is an unknown key",
 	    "[pool]\nhelp = 1\n", 2, "unknown key 'help' in [pool]");
 	conf_bad("config in [pool] points to the command line",
