@@ -93,10 +93,12 @@ refused() {
 	sed -i '3i bogus = 1' pool.ini
 	run_wp reload
 	assert_failure 1
-	assert_equal "$stderr" "wpool: error: pool.ini:3: unknown key 'bogus' in [pool]: expected name, workers, fallback-cpus, mode, balancer, backlog, max-queue, restart-delay, max-restart-delay, min-uptime, no-restart, stop-signal, stop-timeout, ready, ready-timeout, reload-batch, watchdog, max-requests, max-requests-jitter, max-memory, user, chdir, log-prefix, control, pidfile, metrics, quiet, verbose or command"
+	local refused=$stderr
+	[[ $refused == "wpool: error: pool.ini:3: unknown key 'bogus' in [pool]: expected name, workers, "*" or command" ]] ||
+		fail "got: $refused"
 	# The same message as at start.
 	run_wpool -64 check -c pool.ini
-	assert_equal "$stderr" "wpool: error: pool.ini:3: unknown key 'bogus' in [pool]: expected name, workers, fallback-cpus, mode, balancer, backlog, max-queue, restart-delay, max-restart-delay, min-uptime, no-restart, stop-signal, stop-timeout, ready, ready-timeout, reload-batch, watchdog, max-requests, max-requests-jitter, max-memory, user, chdir, log-prefix, control, pidfile, metrics, quiet, verbose or command"
+	assert_equal "$stderr" "$refused"
 	# A bad value; an unreadable file; a bind that fails (port taken).
 	cp good.ini pool.ini
 	sed -i 's/^stop-timeout = 5s$/stop-timeout = soon/' pool.ini
