@@ -271,6 +271,34 @@ drains_queue(const struct slot *s)
 	return s->cur != NULL;
 }
 
+/*
+ * shared: the pool's listeners, held by the master to its end, where
+ * what the last worker left queued would be reset on close.  (reuseport's
+ * slot sockets drain as a slot's; balance and inetd's master accepts.)
+ */
+static int
+stop_queued_listeners(struct pool *p)
+{
+	size_t	 i;
+	int	 q = 0, n;
+
+	for (i = 0; i < p->conf->nlisteners; i++) {
+		if (p->conf->listeners[i].fd < 0 ||
+		    p->conf->listeners[i].type == L_UDP)
+			continue;
+		if ((n = sys_queue_len(p->conf->listeners[i].fd)) > 0)
+			q += n;
+	}
+	return q;
+}
+
+static int
+stop_queued_none(struct pool *p)
+{
+	(void)p;
+	return 0;
+}
+
 static void
 worker_gone_none(struct pool *p, struct worker *w)
 {
@@ -316,6 +344,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = pool_nothing, .stop_waits = stop_now,
 		.drains = drains_never, .on_ready = pool_nothing,
+		.stop_queued = stop_queued_listeners,
 		.worker_gone = worker_gone_none, .resized = pool_nothing,
 		.stop = stop_none, .reaped = reaped_none,
 		.has_child = has_child_none,
@@ -326,6 +355,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = steer_group, .stop_waits = stop_now,
 		.drains = drains_queue, .on_ready = pool_nothing,
+		.stop_queued = stop_queued_none,
 		.worker_gone = worker_gone_none, .resized = pool_nothing,
 		.stop = stop_none, .reaped = reaped_none,
 		.has_child = has_child_none,
@@ -337,6 +367,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_channel, .inodes = inodes_channel,
 		.steer = pool_nothing, .stop_waits = stop_when_idle,
 		.drains = drains_never, .on_ready = balance_kick,
+		.stop_queued = stop_queued_none,
 		.worker_gone = balance_worker_gone,
 		.resized = balance_pool_resized, .stop = stop_accepting,
 		.reaped = reaped_none, .has_child = has_child_none,
@@ -350,6 +381,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = pool_nothing, .stop_waits = stop_now,
 		.drains = drains_never, .on_ready = pool_nothing,
+		.stop_queued = stop_queued_none,
 		.worker_gone = worker_gone_none,
 		/* Only the limit changes; running processes finish. */
 		.resized = balance_kick, .stop = stop_accepting,
