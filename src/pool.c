@@ -1142,19 +1142,18 @@ on_drain_timer(void *arg)
 
 /*
  * A stopping pool whose last worker is gone may still have connections
- * the kernel queued on its listeners (shared mode: the master holds them
- * to its end), which closing them would reset: slot 0 starts a worker to
- * serve them, a few times at most and within --stop-timeout of the stop.
+ * the kernel queued on its sockets, which the master holds to its end
+ * and closing them would reset (shared mode: the listeners; reuseport: a
+ * slot's own): the slot starts a worker to serve them, a few times at
+ * most and within --stop-timeout of the stop.
  */
 static bool
-stop_drain_wanted(struct pool *p)
+stop_drain_wanted(struct pool *p, struct slot *s)
 {
-	const struct slot *s = &p->slots[0];
-
 	return p->state == POOL_STOPPING && !p->stop_now && !p->fatal &&
 	    s->inited && s->drain_spawns < 3 &&
 	    now_mono() - p->stop_mono < p->conf->stop_timeout &&
-	    mode_of(p)->stop_queued(p) > 0;
+	    mode_of(p)->stop_queued(p, s) > 0;
 }
 
 /* The stopping pool's drain worker: start it, watch the queue, stop it. */
@@ -1162,20 +1161,20 @@ static void
 stop_drain(struct pool *p, struct slot *s)
 {
 	struct worker *w;
-	int	 q = mode_of(p)->stop_queued(p);
+	int	 q = mode_of(p)->stop_queued(p, s);
 
 	if (s->cur == NULL) {
-		if (!stop_drain_wanted(p)) {
+		if (!stop_drain_wanted(p, s)) {
 			s->draining = false;
 			pool_check_done(p);
 			return;
 		}
-		log_info("%d connection%s queued on the listeners at stop; "
-		    "starting a worker to serve them", q, q == 1 ? "" : "s");
+		log_info("worker %d: %d connection%s queued at stop; starting "
+		    "a worker to serve them", s->id, q, q == 1 ? "" : "s");
 		s->drain_spawns++;
 		if (worker_start(p, s, p->generation, &w) < 0) {
-			log_warnx("cannot start a worker to drain the "
-			    "listeners' queue");
+			log_warnx("worker %d: cannot start a worker to "
+			    "drain its queue", s->id);
 			s->drain_spawns = 3;
 			s->draining = false;
 			pool_check_done(p);
@@ -1193,11 +1192,12 @@ stop_drain(struct pool *p, struct slot *s)
 	}
 	s->draining = false;
 	if (q > 0)
-		log_warnx("%d connections still queued %gs after the stop "
-		    "(--stop-timeout)", q, p->conf->stop_timeout);
+		log_warnx("worker %d: %d connections still queued %gs after "
+		    "the stop (--stop-timeout)", s->id, q,
+		    p->conf->stop_timeout);
 	else
-		log_info("the listeners' queue is drained; stopping the "
-		    "worker that served it");
+		log_info("worker %d: its queue is drained; stopping the "
+		    "worker that served it", s->id);
 	slot_event(p, s, EV_STOP, NULL, 0);
 }
 
@@ -1796,15 +1796,21 @@ reap(struct pool *p)
 void
 pool_check_done(struct pool *p)
 {
+	bool	 drains;
+	int	 i;
+
 	if (p->nworkers > 0 || inetd_running(p) > 0)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
 		return;
-	if (stop_drain_wanted(p)) {
-		/* Its action comes back here if it starts none. */
-		slot_event(p, &p->slots[0], EV_DRAIN, NULL, 0);
+	/* Each drain's action comes back here if it starts none. */
+	for (i = 0, drains = false; i < WPOOL_MAX_WORKERS; i++)
+		if (stop_drain_wanted(p, &p->slots[i])) {
+			slot_event(p, &p->slots[i], EV_DRAIN, NULL, 0);
+			drains = true;
+		}
+	if (drains)
 		return;
-	}
 	if (leftovers_pending(p))
 		return;
 	if (!p->output_waited && output_flush_all() > 0) {
@@ -1888,8 +1894,8 @@ pool_stop(struct pool *p, bool now)
 	if (p->state != POOL_STOPPING) {
 		p->state = POOL_STOPPING;
 		p->stop_mono = now_mono();
-		if (p->slots[0].inited)
-			p->slots[0].drain_spawns = 0;
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			p->slots[i].drain_spawns = 0;
 		if (p->reload.active) {
 			p->reload.active = false;
 			p->reload.failed = true;

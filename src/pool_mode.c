@@ -273,16 +273,16 @@ drains_queue(const struct slot *s)
 
 /*
  * shared: the pool's listeners, held by the master to its end, where
- * what the last worker left queued would be reset on close.  (reuseport's
- * slot sockets drain as a slot's; balance and inetd's master accepts.)
+ * what the last worker left queued would be reset on close; slot 0's
+ * worker serves them.  (balance and inetd: the master accepts.)
  */
 static int
-stop_queued_listeners(struct pool *p)
+stop_queued_listeners(struct pool *p, struct slot *s)
 {
 	size_t	 i;
 	int	 q = 0, n;
 
-	for (i = 0; i < p->conf->nlisteners; i++) {
+	for (i = 0; s->id == 0 && i < p->conf->nlisteners; i++) {
 		if (p->conf->listeners[i].fd < 0 ||
 		    p->conf->listeners[i].type == L_UDP)
 			continue;
@@ -293,9 +293,10 @@ stop_queued_listeners(struct pool *p)
 }
 
 static int
-stop_queued_none(struct pool *p)
+stop_queued_none(struct pool *p, struct slot *s)
 {
 	(void)p;
+	(void)s;
 	return 0;
 }
 
@@ -355,7 +356,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = steer_group, .stop_waits = stop_now,
 		.drains = drains_queue, .on_ready = pool_nothing,
-		.stop_queued = stop_queued_none,
+		.stop_queued = slot_queued,
 		.worker_gone = worker_gone_none, .resized = pool_nothing,
 		.stop = stop_none, .reaped = reaped_none,
 		.has_child = has_child_none,

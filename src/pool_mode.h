@@ -29,10 +29,11 @@ struct mode_ops {
 	/* A slot scaled away serves its queue before it stops. */
 	bool	(*drains)(const struct slot *);
 	/*
-	 * The pool stops: connections the kernel queued on the sockets the
-	 * master closes last, which a worker started for them may serve.
+	 * The pool stops: connections the kernel queued on the sockets of
+	 * the slot the master closes last, which a worker started in that
+	 * slot may serve.
 	 */
-	int	(*stop_queued)(struct pool *);
+	int	(*stop_queued)(struct pool *, struct slot *);
 	/* A worker became ready: what waits for one may go to it. */
 	void	(*on_ready)(struct pool *);
 	/* A worker is freed: what the mode kept of it goes. */

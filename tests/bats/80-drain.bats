@@ -70,14 +70,22 @@ load ../drain_helpers
 	[[ $stderr == *--min-ready* && $stderr == *2000* ]] || fail "stderr: $stderr"
 }
 
-@test "shared mode: connections queued on the listener when the last worker stops are served, not reset" {
+# queued_at_stop MODE: the test of both modes below.
+queued_at_stop() {
 	# One worker that answers one connection at a time and, on TERM,
 	# finishes the one in hand but accepts no more (gunicorn's sync
 	# worker): while it sleeps on A, B1..B6 wait in the accept queue.
-	start_wpool -v -s "$CTL" -n 1 -b 127.0.0.1:0 -- "$TESTSRV" --blocking --graceful
+	start_wpool -v -s "$CTL" -m "$1" -n 1 -b 127.0.0.1:0 -- \
+		"$TESTSRV" --blocking --graceful
 	wait_for_workers 1
 	curl -sS --max-time 10 -o /dev/null "http://127.0.0.1:$PORT/sleep?ms=1500" 3>&- &
 	local apid=$!
+	# A is accepted (connected, none queued) before the others come.
+	a_served() {
+		(($(queue_len "$PORT") == 0)) &&
+			(($(ss -Htn state established "( sport = :$PORT )" | wc -l) >= 1))
+	}
+	wait_until 5 a_served
 	queue_clients 6 "$PORT" "$BATS_TEST_TMPDIR/q"
 	queued_6() { (($(queue_len "$PORT") >= 6)); }
 	wait_until 5 queued_6
@@ -89,7 +97,15 @@ load ../drain_helpers
 	run cat "$BATS_TEST_TMPDIR"/q.*
 	assert_equal "${#lines[@]}" 6
 	refute_line --partial FAIL
-	wait_for_log '[0-9]+ connections? queued on the listeners at stop; starting a worker to serve them'
-	wait_for_log "the listeners' queue is drained"
+	wait_for_log 'worker 0: [0-9]+ connections? queued at stop; starting a worker to serve them'
+	wait_for_log 'worker 0: its queue is drained'
 	no_bad_transitions
+}
+
+@test "shared mode: connections queued on the listener when the last worker stops are served, not reset" {
+	queued_at_stop shared
+}
+
+@test "reuseport: connections queued on a slot's socket when its worker stops are served, not reset" {
+	queued_at_stop reuseport
 }
