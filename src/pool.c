@@ -1934,8 +1934,9 @@ pool_stop(struct pool *p, bool now)
  * at once that it is not ready (status --check, /readyz: drain.c) and
  * serves on for the delay, so that a load balancer or Kubernetes takes it
  * out of rotation before the workers stop accepting; then it stops as
- * without.  Another request during the delay stops it then, as one that
- * comes from an orchestrator's impatient operator means.
+ * without.  Another request during the delay ends it and the stop goes
+ * ahead at once, as systemd's and Kubernetes' users expect of a second
+ * TERM (a further INT is then the KILL it always was).
  */
 void
 pool_stop_request(struct pool *p)
