@@ -2,6 +2,7 @@
 # 81-*) and bench/80-drain.sh.  Loaded after ../helpers and
 # ../control_helpers.
 
+# shellcheck disable=SC2034  # used by the bats files
 DRAIN_CLIENT="$REPO_ROOT/tests/bin/drain_client.py"
 
 # metrics_port: the port wpool logged for its --metrics endpoint (MPORT).
