@@ -13,7 +13,7 @@ _wpool_subcommands='run check status reload scale restart signal stop list'
 # checks).
 _wpool_opts_value='-n --workers -b --bind -m --mode --balancer --backlog
 	--max-queue --restart-delay --max-restart-delay --min-uptime
-	--stop-signal --stop-timeout --ready --ready-timeout --reload-batch
+	--stop-signal --stop-timeout --shutdown-delay --min-ready --ready --ready-timeout --reload-batch
 	--fallback-cpus -s --control --name -c --config -u --user -C --chdir
 	-e --env --watchdog --max-requests --max-requests-jitter --max-memory
 	--pidfile --metrics'

@@ -13,7 +13,7 @@ function __wpool_where
     set -l tokens (commandline -opc)
     set -l with_value -n --workers -b --bind -m --mode --balancer --backlog \
         --max-queue --restart-delay --max-restart-delay --min-uptime \
-        --stop-signal --stop-timeout --ready --ready-timeout --reload-batch \
+        --stop-signal --stop-timeout --shutdown-delay --min-ready --ready --ready-timeout --reload-batch \
         --fallback-cpus -s --control --name -c --config -u --user -C --chdir \
         -e --env --watchdog --max-requests --max-requests-jitter \
         --max-memory --pidfile --metrics
@@ -156,6 +156,8 @@ complete $o -l min-uptime -x -d 'a worker that lived this long resets its back-o
 complete $o -l no-restart -d 'do not respawn; exit when the last worker exits'
 complete $o -l stop-signal -x -a "$__wpool_signals" -d 'signal that asks a worker to stop'
 complete $o -l stop-timeout -x -d 'KILL a stopping worker after this long'
+complete $o -l shutdown-delay -x -d 'on a stop: not ready at once, serve on this long'
+complete $o -l min-ready -x -d 'ready with this many workers ready'
 complete $o -l ready -x -a 'exec notify listen' -d 'when a new worker counts as ready'
 complete $o -l ready-timeout -x -d 'kill a worker not ready by then'
 complete $o -l reload-batch -x -d 'workers replaced at a time in a reload'

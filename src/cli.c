@@ -118,6 +118,17 @@ const struct opt cli_opts[] = {
 	  .ex = { "10 or 2.5", "1m" }, .dflt = "10",
 	  .section = SEC_SUPERVISION, .arg = "SEC",
 	  .help = "then KILL after this long" },
+	{ .name = "shutdown-delay", .kind = OPT_DURATION,
+	  .flags = OPT_CLI | OPT_FILE | OPT_OFF0, F(shutdown_delay),
+	  .ex = { "5 or 1.5", "10s" }, .section = SEC_SUPERVISION,
+	  .arg = "SEC",
+	  .help = "on TERM, INT or stop: not ready at once, serve on\n"
+	  "this long, then stop (a second TERM or INT: now)" },
+	{ .name = "min-ready", .kind = OPT_INT,
+	  .flags = OPT_CLI | OPT_FILE | OPT_OFF0, F(min_ready), .min = 1,
+	  .max = WPOOL_MAX_WORKERS, .section = SEC_SUPERVISION, .arg = "N",
+	  .help = "ready (status --check, /readyz) with N workers\n"
+	  "ready; default: every wanted one" },
 	{ .name = "ready", .kind = OPT_ENUM, .flags = OPT_CLI | OPT_FILE,
 	  F(ready), .values = ready_names, .dflt = "listen",
 	  .section = SEC_SUPERVISION, .arg = "MODE",

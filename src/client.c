@@ -685,19 +685,22 @@ cmd_status(struct cli_ctx *x, int argc, char **argv)
 	if ((st = call(x, simple_req("status"))) == NULL)
 		return 1;
 	if (check) {
-		long long ready = jint(st, "ready", 0),
-		    target = jint(st, "target", 0);
-		int	 rc = ready >= target && target > 0 ? 0 : 1;
+		json_object *h;
+		int	 rc;
 
+		/* The master's own answer (drain.c), as /readyz gives it. */
+		if (!json_object_object_get_ex(st, "healthy", &h)) {
+			cerr("the master did not say whether it is healthy\n");
+			json_object_put(st);
+			return 1;
+		}
+		rc = json_object_get_boolean(h) ? 0 : 1;
 		if (json)
 			printf("%s\n", json_object_to_json_string_ext(st,
 			    JSON_C_TO_STRING_PLAIN));
-		else if (strcmp(jstr(st, "mode", ""), "inetd") == 0)
-			printf("%s: inetd mode, accepting connections\n",
-			    rc == 0 ? "healthy" : "unhealthy");
 		else
-			printf("%s: %lld/%lld workers ready\n", rc == 0 ?
-			    "healthy" : "unhealthy", ready, target);
+			printf("%s: %s\n", rc == 0 ? "healthy" : "unhealthy",
+			    jstr(st, "health", ""));
 		json_object_put(st);
 		return rc;
 	}

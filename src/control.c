@@ -770,8 +770,10 @@ client_answer(struct client *c, const char *line, size_t len)
 	if (stop) {
 		struct pool *p = c->ctl->pool;
 
-		snprintf(p->stop_why, sizeof(p->stop_why), "wpool stop");
-		pool_stop(p, false);
+		if (!p->stop_delayed)
+			snprintf(p->stop_why, sizeof(p->stop_why),
+			    "wpool stop");
+		pool_stop_request(p);
 	}
 	return client_flush(c);
 }

@@ -1,7 +1,8 @@
 /*
  * metrics.c: --metrics ADDR, a small HTTP/1.0-style endpoint on the
- * master's own loop: GET /metrics (Prometheus text format) and GET
- * /status (the JSON of `wpool status --json`).  Owns its listening socket
+ * master's own loop: GET /metrics (Prometheus text format), GET
+ * /status (the JSON of `wpool status --json`), and the probes GET /livez
+ * (200 while the loop turns) and GET /readyz (200 or 503: drain.c).  Owns its listening socket
  * and connections.  Anyone who can reach the port may be hostile, so
  * everything a client can make the master hold is bounded: a few
  * connections (at the limit one of the address that holds the most, the
@@ -551,11 +552,70 @@ respond(struct hconn *c, int code, const char *reason, const char *type,
 }
 
 static void
+route_metrics(struct hconn *c)
+{
+	char	*body;
+	size_t	 blen;
+
+	body = metrics_text(c->m->pool, &blen);
+	respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+	    body, blen);
+	free(body);
+}
+
+static void
+route_status(struct hconn *c)
+{
+	json_object *o;
+	const char *s;
+
+	pool_sample(c->m->pool);
+	o = status_json(c->m->pool, now_mono(), false);
+	json_object_object_del(o, "ok");
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	respond(c, 200, "OK", "application/json", s, strlen(s));
+	json_object_put(o);
+}
+
+/* Liveness: that this answers at all is the master's loop turning. */
+static void
+route_livez(struct hconn *c)
+{
+	respond(c, 200, "OK", "text/plain", "ok\n", 3);
+}
+
+/* Readiness: drain.c's answer, the one `status --check` gives. */
+static void
+route_readyz(struct hconn *c)
+{
+	char	 why[128], body[160];
+	bool	 ok = pool_ready(c->m->pool, why, sizeof(why));
+	int	 n;
+
+	n = snprintf(body, sizeof(body), "%s: %s\n", ok ? "ready" :
+	    "not ready", why);
+	if (ok)
+		respond(c, 200, "OK", "text/plain", body, (size_t)n);
+	else
+		respond(c, 503, "Service Unavailable", "text/plain", body,
+		    (size_t)n);
+}
+
+static const struct {
+	const char *path;
+	void	(*fn)(struct hconn *);
+} routes[] = {
+	{ "/metrics", route_metrics },
+	{ "/status", route_status },
+	{ "/livez", route_livez },
+	{ "/readyz", route_readyz },
+};
+
+static void
 handle_request(struct hconn *c)
 {
 	char	 method[8], path[256];
-	char	*body;
-	size_t	 blen;
+	size_t	 i;
 
 	if (sscanf(c->in, "%7s %255s", method, path) != 2) {
 		respond(c, 400, "Bad Request", "text/plain", "bad request\n",
@@ -568,24 +628,15 @@ handle_request(struct hconn *c)
 		    "only GET\n", 9);
 		return;
 	}
-	if (strcmp(path, "/metrics") == 0) {
-		body = metrics_text(c->m->pool, &blen);
-		respond(c, 200, "OK", "text/plain; version=0.0.4; "
-		    "charset=utf-8", body, blen);
-		free(body);
-	} else if (strcmp(path, "/status") == 0) {
-		json_object *o;
-		const char *s;
-
-		pool_sample(c->m->pool);
-		o = status_json(c->m->pool, now_mono(), false);
-		json_object_object_del(o, "ok");
-		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-		respond(c, 200, "OK", "application/json", s, strlen(s));
-		json_object_put(o);
-	} else
-		respond(c, 404, "Not Found", "text/plain",
-		    "not found: try /metrics or /status\n", 36);
+	/* A probe's query string (?verbose) changes nothing. */
+	path[strcspn(path, "?")] = '\0';
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strcmp(path, routes[i].path) == 0) {
+			routes[i].fn(c);
+			return;
+		}
+	respond(c, 404, "Not Found", "text/plain",
+	    "not found: try /metrics, /status, /livez or /readyz\n", 52);
 }
 
 /*

@@ -1153,13 +1153,79 @@ on_drain_timer(void *arg)
 		slot_event(p, s, EV_DRAIN, NULL, 0);
 }
 
+/*
+ * A stopping pool whose last worker is gone may still have connections
+ * the kernel queued on its sockets, which the master holds to its end
+ * and closing them would reset (shared mode: the listeners; reuseport: a
+ * slot's own): the slot starts a worker to serve them, a few times at
+ * most and within --stop-timeout of the stop.
+ */
+static bool
+stop_drain_wanted(struct pool *p, struct slot *s)
+{
+	return p->state == POOL_STOPPING && !p->stop_now && !p->fatal &&
+	    s->inited && s->drain_spawns < 3 &&
+	    now_mono() - p->stop_mono < p->conf->stop_timeout &&
+	    mode_of(p)->stop_queued(p, s) > 0;
+}
+
+/* The stopping pool's drain worker: start it, watch the queue, stop it. */
+static void
+stop_drain(struct pool *p, struct slot *s)
+{
+	struct worker *w;
+	int	 q = mode_of(p)->stop_queued(p, s);
+
+	if (s->cur == NULL) {
+		if (!stop_drain_wanted(p, s)) {
+			s->draining = false;
+			pool_check_done(p);
+			return;
+		}
+		log_info("worker %d: %d connection%s queued at stop; starting "
+		    "a worker to serve them", s->id, q, q == 1 ? "" : "s");
+		s->drain_spawns++;
+		if (worker_start(p, s, p->generation, &w) < 0) {
+			log_warnx("worker %d: cannot start a worker to "
+			    "drain its queue", s->id);
+			s->drain_spawns = 3;
+			s->draining = false;
+			pool_check_done(p);
+			return;
+		}
+		s->cur = w;
+		worker_exec_seen(p, w);
+		s->draining = true;
+		timer_set(&s->drain_timer, 0.02);
+		return;
+	}
+	if (q > 0 && now_mono() - p->stop_mono < p->conf->stop_timeout) {
+		timer_set(&s->drain_timer, 0.02);
+		return;
+	}
+	s->draining = false;
+	if (q > 0)
+		log_warnx("worker %d: %d connections still queued %gs after "
+		    "the stop (--stop-timeout)", s->id, q,
+		    p->conf->stop_timeout);
+	else
+		log_info("worker %d: its queue is drained; stopping the "
+		    "worker that served it", s->id);
+	slot_event(p, s, EV_STOP, NULL, 0);
+}
+
 /* A slot scaled away looks at its queue again: serve on, or go. */
 static void
 act_drain(struct pool *p, struct slot *s, struct slot_arg *a)
 {
-	int	 q = slot_queued(p, s);
+	int	 q;
 
 	(void)a;
+	if (p->state == POOL_STOPPING) {
+		stop_drain(p, s);
+		return;
+	}
+	q = slot_queued(p, s);
 	if (q > 0 && now_mono() - s->drain_started < p->conf->stop_timeout &&
 	    (s->cur != NULL || s->drain_spawns < 3)) {
 		if (s->cur == NULL)
@@ -1743,9 +1809,20 @@ reap(struct pool *p)
 void
 pool_check_done(struct pool *p)
 {
+	bool	 drains;
+	int	 i;
+
 	if (p->nworkers > 0 || inetd_running(p) > 0)
 		return;
 	if (p->state != POOL_STOPPING && !p->conf->no_restart)
+		return;
+	/* Each drain's action comes back here if it starts none. */
+	for (i = 0, drains = false; i < WPOOL_MAX_WORKERS; i++)
+		if (stop_drain_wanted(p, &p->slots[i])) {
+			slot_event(p, &p->slots[i], EV_DRAIN, NULL, 0);
+			drains = true;
+		}
+	if (drains)
 		return;
 	if (leftovers_pending(p))
 		return;
@@ -1821,8 +1898,17 @@ pool_stop(struct pool *p, bool now)
 
 	if (p->state == POOL_DONE)
 		return;
+	if (p->stop_delayed) {
+		timer_cancel(&p->delay_timer);
+		p->stop_delayed = false;
+	}
+	if (now)
+		p->stop_now = true;
 	if (p->state != POOL_STOPPING) {
 		p->state = POOL_STOPPING;
+		p->stop_mono = now_mono();
+		for (i = 0; i < WPOOL_MAX_WORKERS; i++)
+			p->slots[i].drain_spawns = 0;
 		if (p->reload.active) {
 			p->reload.active = false;
 			p->reload.failed = true;
@@ -1857,6 +1943,39 @@ pool_stop(struct pool *p, bool now)
 }
 
 /*
+ * TERM, INT, QUIT or `wpool stop`.  With --shutdown-delay the pool says
+ * at once that it is not ready (status --check, /readyz: drain.c) and
+ * serves on for the delay, so that a load balancer or Kubernetes takes it
+ * out of rotation before the workers stop accepting; then it stops as
+ * without.  Another request during the delay ends it and the stop goes
+ * ahead at once, as systemd's and Kubernetes' users expect of a second
+ * TERM (a further INT is then the KILL it always was).
+ */
+void
+pool_stop_request(struct pool *p)
+{
+	double	 d = p->conf->shutdown_delay;
+
+	if (p->state == POOL_RUNNING && !p->stop_delayed && d > 0) {
+		p->stop_delayed = true;
+		log_info("stopping (%s) in %gs (--shutdown-delay): not ready "
+		    "from now, serving on; TERM or INT again stops now",
+		    p->stop_why[0] ? p->stop_why : "requested", d);
+		timer_set(&p->delay_timer, d);
+		return;
+	}
+	if (p->stop_delayed)
+		log_info("asked again to stop: ending --shutdown-delay now");
+	pool_stop(p, false);
+}
+
+static void
+on_delay_timer(void *arg)
+{
+	pool_stop(arg, false);
+}
+
+/*
  * Only to ready workers: one still starting may not have its handlers
  * yet, and USR2's or WINCH's default action would kill it.
  */
@@ -1888,10 +2007,10 @@ on_signal(int sig, pid_t from, void *arg)
 			pool_stop(p, true);
 			break;
 		}
-		if (p->state == POOL_RUNNING)
+		if (p->state == POOL_RUNNING && !p->stop_delayed)
 			snprintf(p->stop_why, sizeof(p->stop_why), "SIG%s",
 			    signal_name(sig));
-		pool_stop(p, false);
+		pool_stop_request(p);
 		break;
 	case SIGHUP:
 	case SIGUSR1:
@@ -2650,6 +2769,7 @@ pool_init(struct pool *p, struct conf *c)
 	 */
 	p->slots = xcalloc(WPOOL_MAX_WORKERS, sizeof(*p->slots));
 	timer_init(&p->stop_timer, on_stop_timeout, p);
+	timer_init(&p->delay_timer, on_delay_timer, p);
 	timer_init(&p->sample_timer, on_sample_timer, p);
 	timer_init(&p->output_timer, on_output_timer, p);
 	timer_init(&p->defer_timer, on_deferred, p);

@@ -271,6 +271,35 @@ drains_queue(const struct slot *s)
 	return s->cur != NULL;
 }
 
+/*
+ * shared: the pool's listeners, held by the master to its end, where
+ * what the last worker left queued would be reset on close; slot 0's
+ * worker serves them.  (balance and inetd: the master accepts.)
+ */
+static int
+stop_queued_listeners(struct pool *p, struct slot *s)
+{
+	size_t	 i;
+	int	 q = 0, n;
+
+	for (i = 0; s->id == 0 && i < p->conf->nlisteners; i++) {
+		if (p->conf->listeners[i].fd < 0 ||
+		    p->conf->listeners[i].type == L_UDP)
+			continue;
+		if ((n = sys_queue_len(p->conf->listeners[i].fd)) > 0)
+			q += n;
+	}
+	return q;
+}
+
+static int
+stop_queued_none(struct pool *p, struct slot *s)
+{
+	(void)p;
+	(void)s;
+	return 0;
+}
+
 static void
 worker_gone_none(struct pool *p, struct worker *w)
 {
@@ -316,6 +345,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = pool_nothing, .stop_waits = stop_now,
 		.drains = drains_never, .on_ready = pool_nothing,
+		.stop_queued = stop_queued_listeners,
 		.worker_gone = worker_gone_none, .resized = pool_nothing,
 		.stop = stop_none, .reaped = reaped_none,
 		.has_child = has_child_none,
@@ -326,6 +356,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = steer_group, .stop_waits = stop_now,
 		.drains = drains_queue, .on_ready = pool_nothing,
+		.stop_queued = slot_queued,
 		.worker_gone = worker_gone_none, .resized = pool_nothing,
 		.stop = stop_none, .reaped = reaped_none,
 		.has_child = has_child_none,
@@ -337,6 +368,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_channel, .inodes = inodes_channel,
 		.steer = pool_nothing, .stop_waits = stop_when_idle,
 		.drains = drains_never, .on_ready = balance_kick,
+		.stop_queued = stop_queued_none,
 		.worker_gone = balance_worker_gone,
 		.resized = balance_pool_resized, .stop = stop_accepting,
 		.reaped = reaped_none, .has_child = has_child_none,
@@ -350,6 +382,7 @@ static const struct mode_ops mode_table[] = {
 		.fds = fds_listeners, .inodes = inodes_listeners,
 		.steer = pool_nothing, .stop_waits = stop_now,
 		.drains = drains_never, .on_ready = pool_nothing,
+		.stop_queued = stop_queued_none,
 		.worker_gone = worker_gone_none,
 		/* Only the limit changes; running processes finish. */
 		.resized = balance_kick, .stop = stop_accepting,

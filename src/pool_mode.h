@@ -28,6 +28,12 @@ struct mode_ops {
 	bool	(*stop_waits)(const struct worker *);
 	/* A slot scaled away serves its queue before it stops. */
 	bool	(*drains)(const struct slot *);
+	/*
+	 * The pool stops: connections the kernel queued on the sockets of
+	 * the slot the master closes last, which a worker started in that
+	 * slot may serve.
+	 */
+	int	(*stop_queued)(struct pool *, struct slot *);
 	/* A worker became ready: what waits for one may go to it. */
 	void	(*on_ready)(struct pool *);
 	/* A worker is freed: what the mode kept of it goes. */

@@ -268,6 +268,16 @@ pool_fields(json_object *o, const struct pool *p, double mono)
 	/* inetd mode is ready to serve as long as it is running. */
 	json_object_object_add(o, "ready", json_object_new_int(
 	    c->mode == MODE_INETD ? p->target : pool_count(p, W_READY)));
+	/* drain.c's answer, the one /readyz gives: status --check's. */
+	{
+		char	 why[128];
+		bool	 ok = pool_ready(p, why, sizeof(why));
+
+		json_object_object_add(o, "healthy",
+		    json_object_new_boolean(ok));
+		json_object_object_add(o, "health",
+		    json_object_new_string(why));
+	}
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
 	    json_object_new_string(p->cpus.source));

@@ -107,6 +107,8 @@ struct conf {
 	bool	 no_restart;
 	int	 stop_signal;
 	double	 stop_timeout;
+	double	 shutdown_delay;	/* 0: the stop signal at once */
+	int	 min_ready;	/* 0: every wanted worker */
 	enum ready_mode ready;
 	double	 ready_timeout;
 	int	 reload_batch;
@@ -532,6 +534,15 @@ struct pool {
 	int	 nrestart_log;
 	unsigned restart_serial;
 	struct timer stop_timer;
+	/*
+	 * --shutdown-delay (drain.c): asked to stop, the pool is not ready
+	 * but serves on until delay_timer; then pool_stop.  stop_mono: when
+	 * the stop signal went out; stop_now: KILL went, nothing drains.
+	 */
+	bool	 stop_delayed;
+	struct timer delay_timer;
+	double	 stop_mono;
+	bool	 stop_now;
 	struct timer sample_timer;
 	struct timer output_timer;	/* done: bounds the wait for output */
 	bool	 output_waited;
@@ -589,6 +600,8 @@ void	pool_free(struct pool *);
 int	pool_start(struct pool *);
 int	pool_run(struct pool *);
 void	pool_stop(struct pool *, bool);
+void	pool_stop_request(struct pool *);
+bool	pool_ready(const struct pool *, char *, size_t);
 int	pool_reload(struct pool *, unsigned *, char *, size_t);
 int	pool_reload_dry(struct pool *, char **, char *, size_t);
 int	pool_scale(struct pool *, int, char *, size_t);

@@ -228,7 +228,7 @@ EOF
 
 # The Kubernetes manifest, parsed with python3's yaml module when it is
 # there, else checked line by line.
-@test "the Kubernetes manifest: CPU limits, wpool probes, no preStop" {
+@test "the Kubernetes manifest: CPU limits, HTTP probes on /readyz and /livez, a grace period above the delay and stop timeout, no preStop" {
 	local f="$EXAMPLES/k8s-deployment.yaml"
 	if python3 -c 'import yaml' 2>/dev/null; then
 		run python3 - "$f" <<'EOF'
@@ -242,13 +242,19 @@ cmd = c["command"]
 assert cmd[0] == "wpool" and cmd[-1] == "--", cmd
 assert c["args"], "args: the worker command"
 assert c["resources"]["limits"]["cpu"], "a CPU limit"
-check = ["wpool", "status", "--check"]
-assert c["readinessProbe"]["exec"]["command"] == check
-assert c["livenessProbe"]["exec"]["command"] == check
+assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+mport = [a.rsplit(":", 1)[1] for a in cmd if a.startswith("--metrics=")]
+ports = {p["name"]: str(p["containerPort"]) for p in c["ports"]}
+for probe in ("readinessProbe", "livenessProbe"):
+    assert ports[c[probe]["httpGet"]["port"]] == mport[0], (probe, mport)
 assert "preStop" not in c.get("lifecycle", {}), "no preStop"
-stop = [a.split("=", 1)[1] for a in cmd if a.startswith("--stop-timeout=")]
+def opt(name):
+    v = [a.split("=", 1)[1] for a in cmd if a.startswith(name + "=")]
+    assert v, name
+    return float(v[0])
 grace = spec["terminationGracePeriodSeconds"]
-assert stop and grace > float(stop[0]), (grace, stop)
+assert grace > opt("--stop-timeout") + opt("--shutdown-delay"), grace
 print(" ".join(cmd[1:-1]))
 EOF
 		assert_success
@@ -256,14 +262,16 @@ EOF
 	else
 		grep -Eq '^kind: Deployment$' "$f"
 		grep -Eq '^ +cpu: "?[0-9]' "$f"
-		assert_equal "$(grep -c 'command: \["wpool", "status", "--check"\]' "$f")" 2
-		! grep -q preStop "$f"
+		grep -Eq '^ +path: /readyz$' "$f"
+		grep -Eq '^ +path: /livez$' "$f"
+		! grep -Eq "^ +preStop:" "$f"
 		K8S_OPTS=$(sed -nE 's/^ +- (--[a-z-]+=.*)$/\1/p' "$f" | paste -sd' ')
 	fi
-	# Its wpool options are valid (the user and the port are the pod's).
+	# Its wpool options are valid (the user and the ports are the pod's).
 	local -a opts=()
 	for o in $K8S_OPTS; do
-		[[ $o == --user=* || $o == --bind=* ]] || opts+=("$o")
+		[[ $o == --user=* || $o == --bind=* || $o == --metrics=* ]] ||
+			opts+=("$o")
 	done
 	run_wpool "${opts[@]}" -b 127.0.0.1:0 -n 1 --no-restart -- true
 	assert_success

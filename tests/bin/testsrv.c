@@ -58,6 +58,7 @@ static struct {
 	int	 port;
 	long	 alloc_mb;
 	bool	 blocking;
+	bool	 graceful;
 	bool	 inetd;
 } opt = { .exit_after = -1, .orphan_life = 0.3, .port = -1 };
 
@@ -133,12 +134,12 @@ usage(void)
 	    "[--exit-after SEC CODE] [--crash]\n"
 	    "               [--orphans N [--orphan-life SEC]] [--notify] "
 	    "[--delay-start SEC]\n"
-	    "               [--signal-log FILE] [--alloc MB] [--blocking] "
-	    "[--inetd]\n"
+	    "               [--signal-log FILE] [--alloc MB] [--blocking "
+	    "[--graceful]] [--inetd]\n"
 	    "               [--prefork N --port P]\n"
 	    "--signal-log logs USR1 USR2 WINCH HUP (kept running) and TERM "
 	    "INT (then exits\nof them, unless --ignore-term); --blocking "
-	    "answers one request per connection;\n--inetd serves one request "
+	    "answers one request per connection\n(--graceful: TERM lets it finish the one in hand, as gunicorn's sync worker);\n--inetd serves one request "
 	    "on stdin/stdout.\n", stderr);
 	exit(64);
 }
@@ -968,20 +969,54 @@ serve_blocking(int in, int out)
 		exit(exit_code);
 }
 
+/* --graceful: TERM seen; the connection in hand is answered first. */
+static volatile sig_atomic_t term_seen;
+
+static void
+on_graceful_term(int sig)
+{
+	(void)sig;
+	term_seen = 1;
+}
+
 static void
 run_blocking(void)
 {
 	struct pollfd pfd[MAX_LISTENERS];
+	sigset_t wait_mask, term;
+
+	/* TERM is held while a connection is served, taken while waiting. */
+	sigprocmask(SIG_SETMASK, NULL, &wait_mask);
+	if (opt.graceful) {
+		struct sigaction sa = { .sa_handler = on_graceful_term };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, NULL);
+		sigdelset(&wait_mask, SIGTERM);
+	}
 
 	for (int i = 0; i < nlisteners; i++) {
 		pfd[i].fd = listeners[i];
 		pfd[i].events = POLLIN;
 	}
 	for (;;) {
-		if (poll(pfd, (nfds_t)nlisteners, -1) == -1) {
+		if (term_seen)
+			exit(0);
+		if (ppoll(pfd, (nfds_t)nlisteners, NULL, &wait_mask) == -1) {
 			if (errno == EINTR)
 				continue;
 			die("poll");
+		}
+		if (opt.graceful) {
+			sigset_t pending;
+
+			/* Ready fds and a TERM at once: TERM wins. */
+			sigpending(&pending);
+			if (sigismember(&pending, SIGTERM))
+				exit(0);
 		}
 		for (int i = 0; i < nlisteners; i++) {
 			struct timeval tv = { .tv_sec = 5 };
@@ -1197,6 +1232,8 @@ main(int argc, char **argv)
 			opt.alloc_mb = parse_long(argv[++i], a);
 		else if (strcmp(a, "--blocking") == 0)
 			opt.blocking = true;
+		else if (strcmp(a, "--graceful") == 0)
+			opt.graceful = true;
 		else if (strcmp(a, "--inetd") == 0)
 			opt.inetd = true;
 		else

@@ -377,10 +377,12 @@ test_errors(void)
 	    "[pool]\nworkerz = 2\n", 2, "unknown key 'workerz' in [pool]: "
 	    "expected name, workers, fallback-cpus, mode, balancer, backlog, "
 	    "max-queue, restart-delay, max-restart-delay, min-uptime, "
-	    "no-restart, stop-signal, stop-timeout, ready, ready-timeout, "
-	    "reload-batch, watchdog, max-requests, max-requests-jitter, "
+	    "no-restart, stop-signal, stop-timeout, shutdown-delay, "
+	    "min-ready, ready, ready-timeout, reload-batch, watchdog, "
+	    "max-requests, max-requests-jitter, "
 	    "max-memory, user, chdir, log-prefix, cpu-affinity, control, "
-	    "pidfile, metrics, quiet, verbose or command");
+	    "pidfile, metrics, "
+	    "quiet, verbose or command");
 	conf_bad("a command-line-only option is an unknown key",
 	    "[pool]\nhelp = 1\n", 2, "unknown key 'help' in [pool]");
 	conf_bad("config in [pool] points to the command line",
