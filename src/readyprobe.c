@@ -306,6 +306,118 @@ fds_watch(pid_t pid, const uint64_t *inos, size_t n, bool *held)
 	return found;
 }
 
+/*
+ * A line of /proc/PID/net/tcp or tcp6: "sl local rem st ... inode ...",
+ * addresses as HEX:PORT.  Fills the local port, the state (0x0A is
+ * LISTEN) and the inode; 0, or -EINVAL for the header or garbage.
+ */
+int
+readyprobe_parse_tcp(const char *line, unsigned *port, unsigned *state,
+    uint64_t *ino)
+{
+	char	 local[64], rem[64];
+	unsigned long long v;
+	unsigned int st, lp;
+	const char *c;
+
+	if (sscanf(line, " %*[0-9]: %63s %63s %x %*s %*s %*s %*u %*u %llu",
+	    local, rem, &st, &v) != 4)
+		return -EINVAL;
+	if ((c = strrchr(local, ':')) == NULL || sscanf(c + 1, "%x", &lp) != 1)
+		return -EINVAL;
+	*port = lp;
+	*state = st;
+	*ino = v;
+	return 0;
+}
+
+#define TCP_LISTEN	0x0A
+#define PROBE_MAX_CONNS	1024	/* accepted connections looked for */
+
+static void
+tcp_scan(pid_t pid, const char *file, const uint64_t *inos, size_t n,
+    unsigned *ports, size_t *nports, uint64_t *conns, size_t *nconns,
+    bool listeners)
+{
+	char	 path[96], line[512];
+	unsigned port, st;
+	uint64_t ino;
+	size_t	 i;
+	FILE	*f;
+
+	snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pid, file);
+	if ((f = fopen(path, "re")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (readyprobe_parse_tcp(line, &port, &st, &ino) < 0)
+			continue;
+		if (listeners) {
+			if (st == TCP_LISTEN && ino_in(ino, inos, n) &&
+			    *nports < WPOOL_MAX_LISTENERS)
+				ports[(*nports)++] = port;
+			continue;
+		}
+		if (st == TCP_LISTEN || ino == 0)
+			continue;
+		for (i = 0; i < *nports; i++)
+			if (ports[i] == port && *nconns < PROBE_MAX_CONNS) {
+				conns[(*nconns)++] = ino;
+				break;
+			}
+	}
+	fclose(f);
+}
+
+/*
+ * The inodes of the TCP connections accepted from the listeners (inos):
+ * the sockets of the listeners' ports that are not listening, as the
+ * network namespace of PID lists them.  Their number, at most max.
+ */
+static size_t
+accepted_conns(pid_t pid, const uint64_t *inos, size_t n, uint64_t *conns)
+{
+	unsigned ports[WPOOL_MAX_LISTENERS];
+	size_t	 nports = 0, nconns = 0;
+
+	tcp_scan(pid, "tcp", inos, n, ports, &nports, NULL, NULL, true);
+	tcp_scan(pid, "tcp6", inos, n, ports, &nports, NULL, NULL, true);
+	if (nports == 0)
+		return 0;
+	tcp_scan(pid, "tcp", inos, n, ports, &nports, conns, &nconns, false);
+	tcp_scan(pid, "tcp6", inos, n, ports, &nports, conns, &nconns, false);
+	return nconns;
+}
+
+/* 1 when one of PID's fds is one of the sockets given, 0 when none. */
+static int
+fds_hold(pid_t pid, const uint64_t *set, size_t n)
+{
+	char	 path[96], link[64];
+	struct dirent *de;
+	uint64_t ino;
+	ssize_t	 len;
+	DIR	*d;
+	int	 found = 0;
+
+	if (proc_path(path, sizeof(path), pid, "fd") < 0 ||
+	    (d = opendir(path)) == NULL)
+		return 0;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid,
+		    de->d_name);
+		if ((len = readlink(path, link, sizeof(link) - 1)) < 0)
+			continue;
+		link[len] = '\0';
+		if (readyprobe_socket_inode(link, &ino) == 0 &&
+		    ino_in(ino, set, n))
+			found = 1;
+	}
+	closedir(d);
+	return found;
+}
+
 /* Appends PID's children (of every thread) to the list, up to max. */
 static void
 add_children(pid_t pid, pid_t *list, size_t *count, size_t max)
@@ -337,9 +449,29 @@ add_children(pid_t pid, pid_t *list, size_t *count, size_t max)
 }
 
 /*
+ * Whether a process of the tree holds a connection accepted from one of
+ * the listeners: a server under steady load may never wait in accept, as
+ * a connection is always queued, but it serves.  (UDP and unix listeners
+ * have no such sign.)
+ */
+static bool
+serving(const pid_t *list, size_t count, const uint64_t *inos, size_t n)
+{
+	uint64_t conns[PROBE_MAX_CONNS];
+	size_t	 nconns, i;
+
+	if ((nconns = accepted_conns(list[0], inos, n, conns)) == 0)
+		return false;
+	for (i = 0; i < count; i++)
+		if (fds_hold(list[i], conns, nconns))
+			return true;
+	return false;
+}
+
+/*
  * Is PID, or one of its descendants, waiting for connections (or
- * datagrams) on one of the listeners whose socket inodes are given?
- * READY_WAITING when one is; READY_NOT_YET when a process of the tree
+ * datagrams) on one of the listeners whose socket inodes are given, or
+ * serving one it accepted from them?  READY_WAITING when one is; READY_NOT_YET when a process of the tree
  * holds a listener but none waits on it (a server still loading its code
  * holds the inherited socket from its exec on); -ENOENT when no process of
  * the tree holds one (a server that opened sockets of its own: its
@@ -366,6 +498,8 @@ readyprobe_tree(pid_t pid, const uint64_t *inos, size_t n)
 			return READY_WAITING;
 		add_children(list[i], list, &count, PROBE_MAX_PROCS);
 	}
+	if (held && serving(list, count, inos, n))
+		return READY_WAITING;
 	if (held)
 		return READY_NOT_YET;
 	return err ? err : -ENOENT;

@@ -344,6 +344,7 @@ int	procfs_ident(pid_t, pid_t *, unsigned long long *);
 int	readyprobe_parse_syscall(const char *, long *, unsigned long[6]);
 int	readyprobe_socket_inode(const char *, uint64_t *);
 int	readyprobe_parse_epoll(const char *, const uint64_t *, size_t);
+int	readyprobe_parse_tcp(const char *, unsigned *, unsigned *, uint64_t *);
 enum { READY_NOT_YET = 0, READY_WAITING = 1 };
 int	readyprobe_tree(pid_t, const uint64_t *, size_t);
 

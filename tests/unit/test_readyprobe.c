@@ -84,8 +84,34 @@ test_parse_epoll(void)
 	    "an empty epoll set");
 }
 
+static void
+test_parse_tcp(void)
+{
+	static const char head[] = "  sl  local_address rem_address   st "
+	    "tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+	static const char lis[] = "   0: 0100007F:1F90 00000000:0000 0A "
+	    "00000000:00000000 00:00000000 00000000     0        0 34761165 1 "
+	    "000000001206a9cb 100 0 0 10 0\n";
+	static const char est6[] = "   3: 0000000000000000FFFF00000100007F:"
+	    "1F90 0000000000000000FFFF00000100007F:D2A4 01 00000000:00000000 "
+	    "00:00000000 00000000  1000        0 4242 1 0000000000000000 20 4 "
+	    "30 10 -1\n";
+	unsigned port, st;
+	uint64_t ino;
+
+	is_int(readyprobe_parse_tcp(head, &port, &st, &ino), -EINVAL,
+	    "the header line is not a socket");
+	is_int(readyprobe_parse_tcp(lis, &port, &st, &ino), 0, "a listener");
+	ok(port == 8080 && st == 0x0A && ino == 34761165,
+	    "its port 8080, state LISTEN and inode");
+	is_int(readyprobe_parse_tcp(est6, &port, &st, &ino), 0,
+	    "an accepted tcp6 connection");
+	ok(port == 8080 && st == 0x01 && ino == 4242,
+	    "its local port, ESTABLISHED and inode");
+}
+
 enum how { ACCEPT, POLL, SELECT, EPOLL, EPOLL_BUSY, GRANDCHILD, SLEEP,
-    OTHER_FD, CLOSED, UDP };
+    OTHER_FD, CLOSED, UDP, SERVING };
 
 static void
 child_wait(int lfd, enum how how)
@@ -133,6 +159,11 @@ child_wait(int lfd, enum how how)
 	case UDP:
 		recv(lfd, &ev, sizeof(ev), 0);
 		break;
+	case SERVING:
+		/* The connection was queued: accept never waits. */
+		other = accept(lfd, NULL, NULL);
+		recv(other, &ev, sizeof(ev), 0);
+		break;
 	case OTHER_FD:
 		other = socket(AF_INET, SOCK_STREAM, 0);
 		listen(other, 1);
@@ -174,7 +205,7 @@ test_live(enum how how, int want, const char *what)
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct stat st;
 	pid_t	 pid;
-	int	 lfd;
+	int	 lfd, cfd = -1;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	lfd = socket(AF_INET, (how == UDP ? SOCK_DGRAM : SOCK_STREAM) |
@@ -183,6 +214,16 @@ test_live(enum how how, int want, const char *what)
 	    (how != UDP && listen(lfd, 8) < 0) || fstat(lfd, &st) < 0) {
 		ok(0, "%s: a listener", what);
 		return;
+	}
+	if (how == SERVING) {
+		socklen_t sl = sizeof(sin);
+
+		cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (getsockname(lfd, (struct sockaddr *)&sin, &sl) < 0 ||
+		    connect(cfd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+			ok(0, "%s: a queued connection", what);
+			return;
+		}
 	}
 	if ((pid = fork()) == 0) {
 		setpgid(0, 0);
@@ -193,6 +234,8 @@ test_live(enum how how, int want, const char *what)
 	kill(-pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	close(lfd);
+	if (cfd >= 0)
+		close(cfd);
 }
 
 int
@@ -203,6 +246,7 @@ main(void)
 	test_parse_syscall();
 	test_parse_links();
 	test_parse_epoll();
+	test_parse_tcp();
 	test_live(ACCEPT, 1, "a child blocked in accept() on the listener");
 	test_live(POLL, 1, "a child in poll() with the listener");
 	test_live(SELECT, 1, "a child in select() with the listener");
@@ -215,6 +259,8 @@ main(void)
 	test_live(CLOSED, -ENOENT,
 	    "a child that closed the listener cannot be seen");
 	test_live(UDP, 1, "a child blocked in recvfrom() on a UDP socket");
+	test_live(SERVING, 1, "a child serving a connection it accepted from "
+	    "the listener, never waiting in accept (steady load)");
 	is_int(readyprobe_tree(0x3ffffff0, &ino, 1) < 0, 1,
 	    "a pid that does not exist cannot be seen");
 	is_int(readyprobe_tree(getpid(), &ino, 0), -ENOENT, "no listener");
