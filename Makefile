@@ -40,7 +40,8 @@ DEPS_BUILD = libbsd-dev libinih-dev libjson-c-dev pkg-config gcc make
 DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux ruby strace \
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
 	     valgrind jq wrk prometheus nginx python3-uvicorn haproxy lighttpd \
-	     php-cli puma golang-go golang-github-coreos-go-systemd-dev
+	     php-cli puma golang-go golang-github-coreos-go-systemd-dev \
+	     starman python3-twisted
 DEPS_BENCH = wrk
 
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \

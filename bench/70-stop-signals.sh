@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# 70-stop-signals: which stop signal lets a real server be reloaded without
+# failing a request.  For each server users run under wpool (Debian's
+# packages, unmodified; the apps are tests/apps/compat/): wpool -n 2 with
+# the server, 16 clients of tests/apps/compat/loadgen.py (GET / with
+# Connection: close, 2 ms apart on each) while two reloads run back to
+# back, once with --stop-signal TERM and once with the server's graceful
+# stop signal.  A request fails unless it is answered 200 "ok" within 5 s
+# (refused, reset, closed early, timed out).  The baseline is TERM,
+# measured in the same run; target: 0 failed with the graceful signal.
+# Not wrk: its saturating load keeps a one-process server from ever being
+# seen waiting on the socket, so each --ready listen reload would wait
+# (a minute for gunicorn) until the load lets up.
+#
+# Servers without a graceful stop of their own: Node, PHP (the apps'
+# GRACEFUL=0 is the plain server; their TERM handler, a few lines, is the
+# "graceful" column) and twisted (twistd web: TERM and INT both stop the
+# reactor at once; only TERM is measured).  For gunicorn, uvicorn and puma
+# TERM is the graceful signal: one run fills both columns.
+#
+# Env: QUICK=1 (one reload per run instead of two), MODE=shared|reuseport
+# (shared), ONLY='nginx haproxy' (a subset), CLIENTS=N (16), PAUSE=SEC
+# (0.002, between one client's requests).
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+RELOADS=${RELOADS:-2}
+[ -n "$QUICK" ] && RELOADS=1
+MODE=${MODE:-shared}
+APPS=$ROOT/tests/apps/compat
+PY=/usr/bin/python3
+
+preflight
+CLIENTS=${CLIENTS:-16}
+PAUSE=${PAUSE:-0.002}
+
+# NAME GRACEFUL-SIGNAL NEEDS: the servers, in the table's order.  For a
+# graceful signal of "app" the app's own TERM handler is the graceful run.
+SERVERS=(
+	"lighttpd INT lighttpd"
+	"haproxy USR1 haproxy"
+	"nginx QUIT nginx"
+	"starman QUIT starman"
+	"gunicorn TERM gunicorn"
+	"uvicorn TERM $PY"
+	"puma TERM puma"
+	"node app node"
+	"php app php"
+	"twisted none twistd3"
+)
+
+cp -r "$APPS"/. "$TMP/"
+mkdir -p "$TMP/www/0" "$TMP/www/1"
+echo "ok 0" >"$TMP/www/0/index.html"
+echo "ok 1" >"$TMP/www/1/index.html"
+
+free_port() {
+	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# command_of NAME PORT: sets CMD (the worker command) and XARGS (more
+# wpool options).
+command_of() {
+	XARGS=()
+	case $1 in
+	lighttpd) CMD=(lighttpd -D -f lighttpd.conf) ;;
+	haproxy) CMD=(haproxy -W -db -f haproxy.cfg) ;;
+	nginx) CMD=(./nginx.sh) XARGS=(-e 'NGINX=3;') ;;
+	# Under this load --ready listen rarely sees a gunicorn or starman
+	# worker wait on the socket (a reload would take 20-60 s): gunicorn's
+	# READY=1, and starman at exec, keep the runs short.
+	starman) CMD=(starman --workers 2 app.psgi) XARGS=(--ready exec) ;;
+	gunicorn) CMD=(gunicorn -w 1 wsgi:app) XARGS=(--ready notify) ;;
+	uvicorn) CMD=("$PY" -m uvicorn --fd 3 asgi:app) ;;
+	puma) CMD=(puma -t 1:4 -b "tcp://127.0.0.1:$2" config.ru) ;;
+	node) CMD=(node app.js) ;;
+	php) CMD=(php app.php) ;;
+	twisted) CMD=(twistd3 -n --pidfile= web --listen
+		systemd:domain=INET:index=0 --path www/0) ;;
+	esac
+}
+
+# measure NAME SIG [ENV=VALUE]: failed requests over RELOADS reloads under
+# load; sets FAILED and REQS.
+measure() {
+	local name=$1 sig=$2 port sock log pid wpid out errs i gen t0
+	shift 2
+	t0=$EPOCHREALTIME
+	port=$(free_port)
+	sock=$TMP/$name-$sig-$#.sock
+	log=$TMP/$name-$sig-$#.log
+	command_of "$name" "$port"
+	(
+		cd "$TMP" || exit 1
+		bg "$log" env "$@" COMPAT_DIR="$TMP" COMPAT_PORT="$port" \
+		    "$WPOOL" -n 2 -m "$MODE" --stop-signal "$sig" \
+		    --stop-timeout 5 -s "$sock" -b "127.0.0.1:$port" \
+		    "${XARGS[@]}" -- "${CMD[@]}"
+		echo "$BG_PID" >"$TMP/pid"
+	)
+	pid=$(cat "$TMP/pid")
+	BG_PIDS+=("$pid")
+	wait_ready "$sock" 2 30
+	rm -f "$TMP/load.stop"
+	bg "$TMP/load.out" "$PY" "$TMP/loadgen.py" "$port" -c "$CLIENTS" \
+	    --pause "$PAUSE" --max 120 --stop "$TMP/load.stop"
+	wpid=$BG_PID
+	nap 0.5
+	for ((i = 0; i < RELOADS; i++)); do
+		"$WPOOL" -s "$sock" reload >>"$TMP/reloads.out" 2>&1 ||
+		    echo "  reload $i failed: $(tail -n 1 "$TMP/reloads.out")"
+	done
+	nap 0.5
+	touch "$TMP/load.stop"
+	wait "$wpid" 2>/dev/null
+	out=$(cat "$TMP/load.out")
+	REQS=$(jfield "$out" sent)
+	FAILED=$(jfield "$out" failed)
+	errs=$(printf '%s\n' "$out" | sed -n 's/.*"errors": \[\([^]]*\)\].*/\1/p' | cut -c1-120)
+	gen=$(jfield "$(status_json "$sock")" generation)
+	stop_bg "$pid"
+	[ "$gen" = "$RELOADS" ] ||
+	    echo "  warning: $name $sig: $RELOADS reloads asked, generation is $gen"
+	printf '  %-9s %-5s %s: %s requests, %s failed%s; run %s s\n' \
+	    "$name" "$sig" "${*:-}" "${REQS:-?}" "${FAILED:-?}" \
+	    "${errs:+ ($errs)}" "$(calc "$EPOCHREALTIME - $t0")"
+}
+
+echo "# wpool -n 2 -m $MODE --stop-signal SIG -b 127.0.0.1:PORT -- SERVER;" \
+    "$CLIENTS clients, Connection: close; $RELOADS reload(s) a run"
+echo "\$ $(show "$PY" tests/apps/compat/loadgen.py PORT -c "$CLIENTS" --pause "$PAUSE" --max 120 --stop TMP/load.stop) &"
+echo "\$ $(show "$WPOOL" -s SOCK reload)   # x $RELOADS, then touch TMP/load.stop"
+ROWS=()
+for row in "${SERVERS[@]}"; do
+	read -r name graceful needs <<<"$row"
+	if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+		continue
+	fi
+	command -v "$needs" >/dev/null ||
+	    die "$needs is not installed (make deps-test)"
+	case $graceful in
+	app)
+		measure "$name" TERM GRACEFUL=0
+		term=$FAILED treq=$REQS
+		measure "$name" TERM
+		ROWS+=("$name|none (app: TERM handler)|$term/$treq|$FAILED/$REQS")
+		;;
+	none)
+		measure "$name" TERM
+		ROWS+=("$name|none|$FAILED/$REQS|-")
+		;;
+	TERM)
+		measure "$name" TERM
+		ROWS+=("$name|TERM|$FAILED/$REQS|(same run)")
+		;;
+	*)
+		measure "$name" TERM
+		term=$FAILED treq=$REQS
+		measure "$name" "$graceful"
+		ROWS+=("$name|$graceful|$term/$treq|$FAILED/$REQS")
+		;;
+	esac
+	[ "$graceful" = none ] || result "${name}_failed_graceful" "$FAILED" "=" 0
+	RESULTS+=("INFO ${name}: ${ROWS[-1]}")
+done
+
+echo
+echo "failed requests / requests over $RELOADS reload(s) under load ($MODE mode):"
+printf '%-9s %-24s %-14s %s\n' server "graceful stop signal" "with TERM" "with graceful"
+for r in "${ROWS[@]}"; do
+	IFS='|' read -r a b c d <<<"$r"
+	printf '%-9s %-24s %-14s %s\n' "$a" "$b" "$c" "$d"
+done
+
+finish
+exit 0
