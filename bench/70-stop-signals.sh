@@ -20,7 +20,9 @@
 #
 # Env: QUICK=1 (one reload per run instead of two), MODE=shared|reuseport
 # (shared), ONLY='nginx haproxy' (a subset), CLIENTS=N (16), PAUSE=SEC
-# (0.002, between one client's requests).
+# (0.002, between one client's requests), LOAD=wrk (wrk -t1 -c16
+# -H 'Connection: close' instead: saturating, so expect minutes with
+# ONLY unset).
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -31,6 +33,7 @@ APPS=$ROOT/tests/apps/compat
 PY=/usr/bin/python3
 
 preflight
+LOAD=${LOAD:-python}
 CLIENTS=${CLIENTS:-16}
 PAUSE=${PAUSE:-0.002}
 
@@ -80,10 +83,53 @@ command_of() {
 	esac
 }
 
+# load_start PORT: the clients (LOAD=wrk: wrk -t1 -c16, unpaced).
+load_start() {
+	if [ "$LOAD" = wrk ]; then
+		bg "$TMP/load.out" wrk -t1 -c16 -d120s --timeout 5s \
+		    -H 'Connection: close' "http://127.0.0.1:$1/"
+	else
+		rm -f "$TMP/load.stop"
+		bg "$TMP/load.out" "$PY" "$TMP/loadgen.py" "$1" -c "$CLIENTS" \
+		    --pause "$PAUSE" --max 120 --stop "$TMP/load.stop"
+	fi
+	LOAD_PID=$BG_PID
+}
+
+# load_stop: ends the clients; sets REQS, FAILED and errs (what failed).
+load_stop() {
+	local out i
+	if [ "$LOAD" = wrk ]; then
+		kill -INT "$LOAD_PID"
+	else
+		touch "$TMP/load.stop"
+	fi
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$LOAD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$LOAD_PID" 2>/dev/null
+	out=$(cat "$TMP/load.out")
+	if [ "$LOAD" = wrk ]; then
+		REQS=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
+		errs=$(printf '%s\n' "$out" | sed -n 's/.*Socket errors: //p')
+		FAILED=$(printf '%s\n' "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
+		FAILED=${FAILED:-0}
+		for i in $(printf '%s\n' "$errs" | grep -o '[0-9]\+'); do
+			FAILED=$((FAILED + i))
+		done
+	else
+		REQS=$(jfield "$out" sent)
+		FAILED=$(jfield "$out" failed)
+		errs=$(printf '%s\n' "$out" |
+		    sed -n 's/.*"errors": \[\([^]]*\)\].*/\1/p' | cut -c1-120)
+	fi
+}
+
 # measure NAME SIG [ENV=VALUE]: failed requests over RELOADS reloads under
 # load; sets FAILED and REQS.
 measure() {
-	local name=$1 sig=$2 port sock log pid wpid out errs i gen t0
+	local name=$1 sig=$2 port sock log pid i gen t0 errs
 	shift 2
 	t0=$EPOCHREALTIME
 	port=$(free_port)
@@ -101,22 +147,14 @@ measure() {
 	pid=$(cat "$TMP/pid")
 	BG_PIDS+=("$pid")
 	wait_ready "$sock" 2 30
-	rm -f "$TMP/load.stop"
-	bg "$TMP/load.out" "$PY" "$TMP/loadgen.py" "$port" -c "$CLIENTS" \
-	    --pause "$PAUSE" --max 120 --stop "$TMP/load.stop"
-	wpid=$BG_PID
+	load_start "$port"
 	nap 0.5
 	for ((i = 0; i < RELOADS; i++)); do
 		"$WPOOL" -s "$sock" reload >>"$TMP/reloads.out" 2>&1 ||
 		    echo "  reload $i failed: $(tail -n 1 "$TMP/reloads.out")"
 	done
 	nap 0.5
-	touch "$TMP/load.stop"
-	wait "$wpid" 2>/dev/null
-	out=$(cat "$TMP/load.out")
-	REQS=$(jfield "$out" sent)
-	FAILED=$(jfield "$out" failed)
-	errs=$(printf '%s\n' "$out" | sed -n 's/.*"errors": \[\([^]]*\)\].*/\1/p' | cut -c1-120)
+	load_stop
 	gen=$(jfield "$(status_json "$sock")" generation)
 	stop_bg "$pid"
 	[ "$gen" = "$RELOADS" ] ||
@@ -127,9 +165,14 @@ measure() {
 }
 
 echo "# wpool -n 2 -m $MODE --stop-signal SIG -b 127.0.0.1:PORT -- SERVER;" \
-    "$CLIENTS clients, Connection: close; $RELOADS reload(s) a run"
-echo "\$ $(show "$PY" tests/apps/compat/loadgen.py PORT -c "$CLIENTS" --pause "$PAUSE" --max 120 --stop TMP/load.stop) &"
-echo "\$ $(show "$WPOOL" -s SOCK reload)   # x $RELOADS, then touch TMP/load.stop"
+    "load $LOAD, Connection: close; $RELOADS reload(s) a run"
+if [ "$LOAD" = wrk ]; then
+	command -v wrk >/dev/null || die "wrk not installed (make deps-bench)"
+	echo "\$ $(show wrk -t1 -c16 -d120s --timeout 5s -H 'Connection: close' http://127.0.0.1:PORT/) &"
+else
+	echo "\$ $(show "$PY" tests/apps/compat/loadgen.py PORT -c "$CLIENTS" --pause "$PAUSE" --max 120 --stop TMP/load.stop) &"
+fi
+echo "\$ $(show "$WPOOL" -s SOCK reload)   # x $RELOADS, then the load ends"
 ROWS=()
 for row in "${SERVERS[@]}"; do
 	read -r name graceful needs <<<"$row"
