@@ -16,7 +16,9 @@
 # GRACEFUL=0 is the plain server; their TERM handler, a few lines, is the
 # "graceful" column) and twisted (twistd web: TERM and INT both stop the
 # reactor at once; only TERM is measured).  For gunicorn, uvicorn and puma
-# TERM is the graceful signal: one run fills both columns.
+# TERM is the graceful signal: one run fills both columns.  starman-master
+# is starman behind tests/apps/compat/starman-master.sh, which passes QUIT
+# to starman's master alone (measured with QUIT only).
 #
 # Env: QUICK=1 (one reload per run instead of two), MODE=shared|reuseport
 # (shared), ONLY='nginx haproxy' (a subset), CLIENTS=N (16), PAUSE=SEC
@@ -44,6 +46,7 @@ SERVERS=(
 	"haproxy USR1 haproxy"
 	"nginx QUIT nginx"
 	"starman QUIT starman"
+	"starman-master QUIT-only starman"
 	"gunicorn TERM gunicorn"
 	"uvicorn TERM $PY"
 	"puma TERM puma"
@@ -73,6 +76,7 @@ command_of() {
 	# worker wait on the socket (a reload would take 20-60 s): gunicorn's
 	# READY=1, and starman at exec, keep the runs short.
 	starman) CMD=(starman --workers 2 app.psgi) XARGS=(--ready exec) ;;
+	starman-master) CMD=(./starman-master.sh) XARGS=(--ready exec) ;;
 	gunicorn) CMD=(gunicorn -w 1 wsgi:app) XARGS=(--ready notify) ;;
 	uvicorn) CMD=("$PY" -m uvicorn --fd 3 asgi:app) ;;
 	puma) CMD=(puma -t 1:4 -b "tcp://127.0.0.1:$2" config.ru) ;;
@@ -159,7 +163,7 @@ measure() {
 	stop_bg "$pid"
 	[ "$gen" = "$RELOADS" ] ||
 	    echo "  warning: $name $sig: $RELOADS reloads asked, generation is $gen"
-	printf '  %-9s %-5s %s: %s requests, %s failed%s; run %s s\n' \
+	printf '  %-15s %-5s %s: %s requests, %s failed%s; run %s s\n' \
 	    "$name" "$sig" "${*:-}" "${REQS:-?}" "${FAILED:-?}" \
 	    "${errs:+ ($errs)}" "$(calc "$EPOCHREALTIME - $t0")"
 }
@@ -188,6 +192,10 @@ for row in "${SERVERS[@]}"; do
 		measure "$name" TERM
 		ROWS+=("$name|none (app: TERM handler)|$term/$treq|$FAILED/$REQS")
 		;;
+	QUIT-only)
+		measure "$name" QUIT
+		ROWS+=("$name|QUIT to the master only|-|$FAILED/$REQS")
+		;;
 	none)
 		measure "$name" TERM
 		ROWS+=("$name|none|$FAILED/$REQS|-")
@@ -203,16 +211,16 @@ for row in "${SERVERS[@]}"; do
 		ROWS+=("$name|$graceful|$term/$treq|$FAILED/$REQS")
 		;;
 	esac
-	[ "$graceful" = none ] || result "${name}_failed_graceful" "$FAILED" "=" 0
+	[ "$graceful" = none ] || [ "$graceful" = QUIT-only ] || result "${name}_failed_graceful" "$FAILED" "=" 0
 	RESULTS+=("INFO ${name}: ${ROWS[-1]}")
 done
 
 echo
 echo "failed requests / requests over $RELOADS reload(s) under load ($MODE mode):"
-printf '%-9s %-24s %-14s %s\n' server "graceful stop signal" "with TERM" "with graceful"
+printf '%-15s %-28s %-14s %s\n' server "graceful stop signal" "with TERM" "with graceful"
 for r in "${ROWS[@]}"; do
 	IFS='|' read -r a b c d <<<"$r"
-	printf '%-9s %-24s %-14s %s\n' "$a" "$b" "$c" "$d"
+	printf '%-15s %-28s %-14s %s\n' "$a" "$b" "$c" "$d"
 done
 
 finish
