@@ -40,11 +40,11 @@ setup() {
 }
 
 @test "uvicorn --fd 3, shared" {
-	compat_pool uvicorn shared TERM -- "$COMPAT_PY" -m uvicorn --fd 3 asgi:app
+	compat_pool uvicorn shared TERM -- "$COMPAT_PY" -m uvicorn --no-access-log --fd 3 asgi:app
 }
 
 @test "uvicorn --fd 3, reuseport" {
-	compat_pool uvicorn reuseport TERM -- "$COMPAT_PY" -m uvicorn --fd 3 asgi:app
+	compat_pool uvicorn reuseport TERM -- "$COMPAT_PY" -m uvicorn --no-access-log --fd 3 asgi:app
 }
 
 @test "node listen({fd: 3}), shared" {
