@@ -47,7 +47,7 @@ compat_go_build() {
 	[[ -x $GOSRV ]] && return 0
 	mkdir -p "$BATS_FILE_TMPDIR/gosrv"
 	cp "$COMPAT_APPS/gosrv/main.go" "$BATS_FILE_TMPDIR/gosrv/"
-	(cd "$BATS_FILE_TMPDIR/gosrv" && GO111MODULE=off GOFLAGS= \
+	(cd "$BATS_FILE_TMPDIR/gosrv" && GO111MODULE=off GOFLAGS='' \
 		GOPATH=/usr/share/gocode GOCACHE="$BATS_FILE_TMPDIR/gocache" \
 		go build -o gosrv .) || fail "cannot build the Go server"
 }
