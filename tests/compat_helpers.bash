@@ -8,7 +8,9 @@
 # "ok SLOT" (its WPOOL_WORKER_ID), so an answer says which slot served it.
 #
 # COMPAT_STOP_SIGNAL=SIG overrides every server's stop signal: with TERM,
-# lighttpd (which drops connections on TERM) must fail the reload check.
+# nginx, HAProxy and lighttpd (which drop connections on TERM) must fail
+# the reload check; so must Node and Go with GRACEFUL=0 (the apps without
+# their TERM handler).  COMPAT_TRICKLE=SEC overrides the clients' pause.
 
 COMPAT_APPS=$BATS_TEST_DIRNAME/../apps/compat
 # Debian's python, with the packages (the PATH's may be another).
@@ -33,6 +35,7 @@ compat_prepare() {
 	echo "ok 0" >"$CDIR/www/0/index.html"
 	echo "ok 1" >"$CDIR/www/1/index.html"
 	CPORT=$(free_tcp_port)
+	TRICKLE=0.05
 	CTAG=compat-$$-$BATS_TEST_NUMBER-$RANDOM
 	POOL_PIDS=()
 }
@@ -109,15 +112,19 @@ both_answer() {
 		log_fail "$1: failed requests: $(cat "$out")"
 }
 
-# reload_under_load: a reload while 4 clients send requests (Connection:
+# reload_under_load: a reload while 8 clients send requests (Connection:
 # close), from before it starts until it has ended; no request may fail,
-# and both slots must be new workers.
+# and both slots must be new workers.  The clients are slow (TRICKLE s
+# between the first 16 bytes of a request and the rest), so that a server
+# always has requests in progress when it is told to stop: one that drops
+# them on its stop signal fails here at every run, not once in a while.
 reload_under_load() {
 	local out=$BATS_TEST_TMPDIR/load.json stop=$BATS_TEST_TMPDIR/load.stop
 	local started=$BATS_TEST_TMPDIR/load.started old0 old1 lp rc=0
 	old0=$(slot_pid 0) old1=$(slot_pid 1)
 	rm -f "$stop" "$started"
-	loadgen "$out" -c 4 --max 90 --stop "$stop" --started "$started" &
+	loadgen "$out" -c 8 --max 90 --stop "$stop" --started "$started" \
+		--trickle "${COMPAT_TRICKLE:-$TRICKLE}" &
 	lp=$!
 	record_pid "$lp"
 	wait_until 10 test -e "$started"
@@ -134,7 +141,7 @@ reload_under_load() {
 	sent=$(jq .sent "$out") failed=$(jq .failed "$out")
 	((failed == 0)) ||
 		log_fail "reload under load with --stop-signal $CSIG: $failed of $sent requests failed: $(cat "$out")"
-	# 4 clients for over a second: far more than this unless the server
+	# 8 clients for over a second: far more than this unless the server
 	# stalled.
 	((sent >= 40)) ||
 		log_fail "reload under load: only $sent requests sent: $(cat "$out")"

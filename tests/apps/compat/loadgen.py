@@ -16,6 +16,7 @@ p.add_argument("--max", type=float, default=30)
 p.add_argument("--pause", type=float, default=0.01)
 p.add_argument("--until-ids", type=int, default=0)
 p.add_argument("--started")
+p.add_argument("--trickle", type=float, default=0)
 a = p.parse_args()
 
 lock = threading.Lock()
@@ -28,7 +29,13 @@ REQ = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 def one():
     s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
     try:
-        s.sendall(REQ)
+        if a.trickle:
+            # A slow client: the server holds a request it has begun.
+            s.sendall(REQ[:16])
+            time.sleep(a.trickle)
+            s.sendall(REQ[16:])
+        else:
+            s.sendall(REQ)
         buf = b""
         while True:
             d = s.recv(65536)
