@@ -22,7 +22,9 @@
 #
 # Env: QUICK=1 (one reload per run instead of two), MODE=shared|reuseport
 # (shared), ONLY='nginx haproxy' (a subset), CLIENTS=N (16), PAUSE=SEC
-# (0.002, between one client's requests), LOAD=wrk (wrk -t1 -c16
+# (0.002, between one client's requests), TRICKLE=SEC (0.05: slow clients,
+# each request sent in two parts SEC apart, as 76-compat.bats does),
+# LOAD=wrk (wrk -t1 -c16
 # -H 'Connection: close' instead: saturating, so expect minutes with
 # ONLY unset).
 # shellcheck source=bench/lib.sh
@@ -37,6 +39,7 @@ PY=/usr/bin/python3
 preflight
 LOAD=${LOAD:-python}
 CLIENTS=${CLIENTS:-16}
+TRICKLE=${TRICKLE:-0.05}
 PAUSE=${PAUSE:-0.002}
 
 # NAME GRACEFUL-SIGNAL NEEDS: the servers, in the table's order.  For a
@@ -95,7 +98,8 @@ load_start() {
 	else
 		rm -f "$TMP/load.stop"
 		bg "$TMP/load.out" "$PY" "$TMP/loadgen.py" "$1" -c "$CLIENTS" \
-		    --pause "$PAUSE" --max 120 --stop "$TMP/load.stop"
+		    --pause "$PAUSE" --max 120 --stop "$TMP/load.stop" \
+		    --trickle "$TRICKLE"
 	fi
 	LOAD_PID=$BG_PID
 }
@@ -174,7 +178,7 @@ if [ "$LOAD" = wrk ]; then
 	command -v wrk >/dev/null || die "wrk not installed (make deps-bench)"
 	echo "\$ $(show wrk -t1 -c16 -d120s --timeout 5s -H 'Connection: close' http://127.0.0.1:PORT/) &"
 else
-	echo "\$ $(show "$PY" tests/apps/compat/loadgen.py PORT -c "$CLIENTS" --pause "$PAUSE" --max 120 --stop TMP/load.stop) &"
+	echo "\$ $(show "$PY" tests/apps/compat/loadgen.py PORT -c "$CLIENTS" --pause "$PAUSE" --max 120 --stop TMP/load.stop --trickle "$TRICKLE") &"
 fi
 echo "\$ $(show "$WPOOL" -s SOCK reload)   # x $RELOADS, then the load ends"
 ROWS=()
