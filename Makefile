@@ -41,7 +41,7 @@ DEPS_TEST  = bats bats-support bats-assert python3 systemd util-linux ruby strac
 	     procps curl iproute2 mandoc zsh fish gunicorn nodejs python3-yaml \
 	     valgrind jq wrk prometheus nginx python3-uvicorn haproxy lighttpd \
 	     php-cli puma golang-go golang-github-coreos-go-systemd-dev tmux \
-	     bash-completion
+	     bash-completion python3-twisted
 # Server::Starter's own client code, for tests/bats/78-starter-port.bats.
 DEPS_TEST += libserver-starter-perl libnet-server-ss-prefork-perl starman
 DEPS_BENCH = wrk
