@@ -44,15 +44,15 @@ announce_inetd(struct pool *p)
  * master holds) whenever the group is steered and, while connections
  * flow, at most once per STEER_PERIOD; the program is attached again only
  * when the set changes.  How the master learns that connections flow
- * without waking for each: a one-shot EPOLLIN watch on the sockets of the
- * slots that take new connections, armed again only after the period's
- * sample.  With no connection coming, no watch fires and the master
- * sleeps; a queue that stays full (every worker stuck) wakes it once per
- * period at most.  An excluded slot's watch stays off (its queue would
- * fire it at once and it gets no new connections); it is read at the
+ * without waking for each: a one-shot EPOLLIN watch on the socket of one
+ * of the slots that take new connections, armed again only after the
+ * period's sample.  With no connection coming, no watch fires and the
+ * master sleeps; a watched queue that stays full (its worker stuck) wakes
+ * it once per period at most.  An excluded slot is not watched (its queue
+ * would fire at once and it gets no new connections); it is read at the
  * samples the others' connections bring.
  */
-#define STEER_PERIOD	0.005	/* seconds between samples while flowing */
+#define STEER_PERIOD	0.01	/* seconds between samples while flowing */
 #define STEER_SLACK	3	/* queued over the shortest that still gets more */
 
 struct steer {
@@ -61,6 +61,7 @@ struct steer {
 	int	 queued[WPOOL_MAX_WORKERS];	/* by slot id, TCP, at sampling */
 	int	 last[WPOOL_MAX_WORKERS];	/* TCP positions attached */
 	int	 nlast;		/* -1: not known */
+	unsigned turn;		/* which of them is watched next */
 };
 
 static void steer_group(struct pool *);
@@ -425,9 +426,13 @@ steer_load(struct pool *p, bool force)
 		    ntcp, p->ngroup, p->ngroup == 1 ? "" : "s");
 	st->nlast = ntcp;
 	memcpy(st->last, tcp, (size_t)ntcp * sizeof(int));
-	/* Watch the sockets that take new connections. */
-	for (r = 0; r < ntcp; r++)
-		steer_arm(p, &p->slots[p->group[tcp[r]]]);
+	/*
+	 * Watch one of the sockets that take new connections (they all get
+	 * some): one wake-up per period, not one per slot.  Another each
+	 * time, so that none is watched alone for long.
+	 */
+	if (ntcp > 0)
+		steer_arm(p, &p->slots[p->group[tcp[st->turn++ % ntcp]]]);
 }
 
 static void
