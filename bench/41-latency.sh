@@ -65,7 +65,9 @@ start_pool() {
 	if [ "$mode" = reuseport-base ]; then
 		bin=$WPOOL_BASE mode=reuseport
 	fi
-	rm -f "$sock"
+	# bg truncates the log in the background: an old one could be read
+	# first, with the previous pool's port.
+	rm -f "$sock" "$TMP/$1.log"
 	bg "$TMP/$1.log" "$bin" -m "$mode" -n "$WORKERS" \
 	    -b 127.0.0.1:0 -s "$sock" -- "$WORKER"
 	POOL_PID=$BG_PID

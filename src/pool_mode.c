@@ -45,10 +45,11 @@ announce_inetd(struct pool *p)
  * flow, at most once per STEER_PERIOD; the program is attached again only
  * when the set changes.  How the master learns that connections flow
  * without waking for each: a one-shot EPOLLIN watch on the socket of one
- * of the slots that take new connections, armed again only after the
- * period's sample.  With no connection coming, no watch fires and the
- * master sleeps; a watched queue that stays full (its worker stuck) wakes
- * it once per period at most.  An excluded slot is not watched (its queue
+ * of the slots that take new connections, and on those of them with a
+ * queue, armed again only after the period's sample.  With no connection
+ * coming, no watch fires and the master sleeps; a queue that stays
+ * (its worker stuck) wakes it once per period at most until the slot is
+ * left out.  An excluded slot is not watched (its queue
  * would fire at once and it gets no new connections); it is read at the
  * samples the others' connections bring.
  */
@@ -159,7 +160,8 @@ steer_watch_add(struct pool *p, struct slot *s)
  * The kernel moves the connections of a closing listener (in the
  * handshake or in its accept queue) to another socket of the group only
  * with net.ipv4.tcp_migrate_req (Linux >= 5.14); wpool reads it, never
- * sets it.  Said once, when a socket closes while others stay.
+ * sets it.  Said once, when a socket closes while others stay and the
+ * pool runs on (when it stops, all close and there is nowhere to move).
  */
 static void
 migrate_check(struct pool *p)
@@ -172,7 +174,7 @@ migrate_check(struct pool *p)
 
 	for (i = 0; i < p->conf->nlisteners; i++)
 		tcp |= p->conf->listeners[i].type != L_UDP;
-	if (said || !tcp || p->ngroup < 2)
+	if (said || !tcp || p->ngroup < 2 || p->state != POOL_RUNNING)
 		return;
 	said = true;
 	if ((f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re")) == NULL) {
@@ -428,11 +430,16 @@ steer_load(struct pool *p, bool force)
 	memcpy(st->last, tcp, (size_t)ntcp * sizeof(int));
 	/*
 	 * Watch one of the sockets that take new connections (they all get
-	 * some): one wake-up per period, not one per slot.  Another each
-	 * time, so that none is watched alone for long.
+	 * some), another each time: one wake-up per period, not one per
+	 * slot.  And each of them with connections waiting, whose watch
+	 * fires at once: a slot getting stuck is looked at every period
+	 * until it is left out, however few connections come.
 	 */
-	if (ntcp > 0)
-		steer_arm(p, &p->slots[p->group[tcp[st->turn++ % ntcp]]]);
+	for (r = 0; r < ntcp; r++)
+		if (r == (int)(st->turn % (unsigned)ntcp) ||
+		    st->queued[p->group[tcp[r]]] > 0)
+			steer_arm(p, &p->slots[p->group[tcp[r]]]);
+	st->turn++;
 }
 
 static void
