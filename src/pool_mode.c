@@ -45,8 +45,8 @@ announce_inetd(struct pool *p)
  * flow, at most once per STEER_PERIOD; the program is attached again only
  * when the set changes.  How the master learns that connections flow
  * without waking for each: a one-shot EPOLLIN watch on the socket of one
- * of the slots that take new connections, and on those of them with a
- * queue, armed again only after the period's sample.  With no connection
+ * of the slots that take new connections, and on the one of them with
+ * the longest queue, armed again only after the period's sample.  With no connection
  * coming, no watch fires and the master sleeps; a queue that stays
  * (its worker stuck) wakes it once per period at most until the slot is
  * left out.  An excluded slot is not watched (its queue
@@ -431,15 +431,21 @@ steer_load(struct pool *p, bool force)
 	/*
 	 * Watch one of the sockets that take new connections (they all get
 	 * some), another each time: one wake-up per period, not one per
-	 * slot.  And each of them with connections waiting, whose watch
-	 * fires at once: a slot getting stuck is looked at every period
-	 * until it is left out, however few connections come.
+	 * slot.  And the one of them with the longest queue, if any, whose
+	 * watch fires at once: a slot getting stuck is looked at every
+	 * period until it is left out, however few connections come (then
+	 * the next longest).  With none ready there is nothing to weigh:
+	 * readiness steers again.
 	 */
-	for (r = 0; r < ntcp; r++)
-		if (r == (int)(st->turn % (unsigned)ntcp) ||
-		    st->queued[p->group[tcp[r]]] > 0)
-			steer_arm(p, &p->slots[p->group[tcp[r]]]);
-	st->turn++;
+	if (nready == 0 || ntcp == 0)
+		return;
+	steer_arm(p, &p->slots[p->group[tcp[st->turn++ % (unsigned)ntcp]]]);
+	for (r = 0, pos = -1; r < ntcp; r++)
+		if (st->queued[p->group[tcp[r]]] > 0 && (pos < 0 ||
+		    st->queued[p->group[tcp[r]]] > st->queued[p->group[pos]]))
+			pos = tcp[r];
+	if (pos >= 0)
+		steer_arm(p, &p->slots[p->group[pos]]);
 }
 
 static void
