@@ -17,7 +17,11 @@
 #
 # How connections land decides the tail: least-conn spreads them evenly;
 # shared mode lets whichever worker wakes first take them (epoll without
-# EPOLLEXCLUSIVE); reuseport hashes them.  A worker with more connections
+# EPOLLEXCLUSIVE); reuseport picks at random among the ready slots whose
+# accept queue is short.  The 64 connections come in one burst onto idle
+# workers (~2 ms on loopback), before the master's next look at the
+# queues (every 10 ms while connections flow), so steering by load cannot
+# even out that burst: it is placed at random, as before.  A worker with more connections
 # than its share is more loaded, and its clients wait.
 #
 # Each round starts a fresh pool per mode (so shared and reuseport place

@@ -46,12 +46,14 @@ announce_inetd(struct pool *p)
  * when the set changes.  How the master learns that connections flow
  * without waking for each: a one-shot EPOLLIN watch on the socket of one
  * of the slots that take new connections, and on the one of them with
- * the longest queue, armed again only after the period's sample.  With no connection
- * coming, no watch fires and the master sleeps; a queue that stays
- * (its worker stuck) wakes it once per period at most until the slot is
- * left out.  An excluded slot is not watched (its queue
- * would fire at once and it gets no new connections); it is read at the
- * samples the others' connections bring.
+ * the longest queue, armed again only after the period's sample.  With
+ * no connection coming, no watch fires and the master sleeps; a queue
+ * that stays (its worker stuck) wakes it once per period at most, until
+ * the slot is left out.  An excluded slot is not watched (its queue would
+ * fire at once, and it gets no new connections); it is read at the
+ * samples that the others' connections bring.  A burst of connections
+ * onto idle workers (64 connect()s take ~2 ms on loopback) is over before
+ * the master looks: it is spread at random, as the kernel's hash would.
  */
 #define STEER_PERIOD	0.01	/* seconds between samples while flowing */
 #define STEER_SLACK	3	/* queued over the shortest that still gets more */
