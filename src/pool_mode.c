@@ -5,9 +5,11 @@
  * entries call balance.c, which owns the master-accept side.  Changes no
  * worker's or slot's state: pool.c alone does.
  */
+#include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +33,165 @@ announce_inetd(struct pool *p)
 {
 	log_info("inetd mode: one process per connection, at most %d at a "
 	    "time", p->target);
+}
+
+/*
+ * reuseport steering by load.  New TCP connections go to the ready slots
+ * whose accept queues are the shortest (within STEER_SLACK of the
+ * shortest), at random among them: a slot whose worker is stuck on a slow
+ * request, or stopped, stops accepting, its queue grows, and it gets no
+ * more until it drains.  The queues are read (TCP_INFO of each socket the
+ * master holds) whenever the group is steered and, while connections
+ * flow, at most once per STEER_PERIOD; the program is attached again only
+ * when the set changes.  How the master learns that connections flow
+ * without waking for each: a one-shot EPOLLIN watch on the socket of one
+ * of the slots that take new connections, and on the one of them with
+ * the longest queue, armed again only after the period's sample.  With
+ * no connection coming, no watch fires and the master sleeps; a queue
+ * that stays (its worker stuck) wakes it once per period at most, until
+ * the slot is left out.  An excluded slot is not watched (its queue would
+ * fire at once, and it gets no new connections); it is read at the
+ * samples that the others' connections bring.  A burst of connections
+ * onto idle workers (64 connect()s take ~2 ms on loopback) is over before
+ * the master looks: it is spread at random, as the kernel's hash would.
+ */
+#define STEER_PERIOD	0.01	/* seconds between samples while flowing */
+#define STEER_SLACK	3	/* queued over the shortest that still gets more */
+
+struct steer {
+	struct timer timer;	/* the period's end, while flowing */
+	bool	 flowing;	/* a watch fired since the last sample */
+	int	 queued[WPOOL_MAX_WORKERS];	/* by slot id, TCP, at sampling */
+	int	 last[WPOOL_MAX_WORKERS];	/* TCP positions attached */
+	int	 nlast;		/* -1: not known */
+	unsigned turn;		/* which of them is watched next */
+};
+
+static void steer_group(struct pool *);
+static void steer_load(struct pool *, bool);
+
+static bool
+slot_serving(const struct slot *s)
+{
+	return s->wanted && !s->draining && s->cur != NULL &&
+	    s->cur->state == W_READY;
+}
+
+/* The connections waiting on a slot's TCP sockets (0 if unreadable). */
+static int
+slot_tcp_queued(const struct pool *p, const struct slot *s)
+{
+	size_t	 i;
+	int	 q = 0, n;
+
+	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
+		if (p->conf->listeners[i].type != L_UDP &&
+		    (n = sys_queue_len(s->fds[i])) > 0)
+			q += n;
+	return q;
+}
+
+/* Arms the one-shot watch on the TCP sockets of a slot. */
+static void
+steer_arm(struct pool *p, const struct slot *s)
+{
+	size_t	 i;
+
+	for (i = 0; s->fds != NULL && i < p->conf->nlisteners; i++)
+		if (p->conf->listeners[i].type != L_UDP)
+			(void)loop_mod(s->fds[i], EPOLLIN | EPOLLONESHOT);
+}
+
+static void
+on_steer_timer(void *arg)
+{
+	struct pool *p = arg;
+	struct steer *st = p->steer;
+
+	if (st == NULL || !st->flowing)
+		return;		/* none came in the period: sleep */
+	st->flowing = false;
+	steer_load(p, false);
+	timer_set(&st->timer, STEER_PERIOD);
+}
+
+/* A connection came to a watched socket (its watch is now off). */
+static void
+on_steer_watch(int fd, uint32_t ev, void *arg)
+{
+	struct slot *s = arg;
+	struct pool *p = s->pool;
+	struct steer *st = p->steer;
+
+	(void)fd;
+	(void)ev;
+	if (st == NULL)
+		return;
+	st->flowing = true;
+	if (!st->timer.armed) {
+		/* The first after a quiet period: look now. */
+		st->flowing = false;
+		steer_load(p, false);
+		timer_set(&st->timer, STEER_PERIOD);
+	}
+}
+
+/* Watches a new slot's TCP sockets; its watch is armed once it steers. */
+static void
+steer_watch_add(struct pool *p, struct slot *s)
+{
+	size_t	 i;
+	bool	 tcp = false;
+
+	for (i = 0; i < p->conf->nlisteners; i++)
+		tcp |= p->conf->listeners[i].type != L_UDP;
+	if (!tcp)
+		return;
+	if (p->steer == NULL) {
+		p->steer = xcalloc(1, sizeof(*p->steer));
+		p->steer->nlast = -1;
+		timer_init(&p->steer->timer, on_steer_timer, p);
+	}
+	for (i = 0; i < p->conf->nlisteners; i++)
+		if (p->conf->listeners[i].type != L_UDP)
+			/* Off (no event set) until the first steering. */
+			(void)loop_add(s->fds[i], EPOLLONESHOT, on_steer_watch, s);
+}
+
+/*
+ * The kernel moves the connections of a closing listener (in the
+ * handshake or in its accept queue) to another socket of the group only
+ * with net.ipv4.tcp_migrate_req (Linux >= 5.14); wpool reads it, never
+ * sets it.  Said once, when a socket closes while others stay and the
+ * pool runs on (when it stops, all close and there is nowhere to move).
+ */
+static void
+migrate_check(struct pool *p)
+{
+	static bool said;
+	char	 buf[16] = "";
+	FILE	*f;
+	size_t	 i;
+	bool	 tcp = false;
+
+	for (i = 0; i < p->conf->nlisteners; i++)
+		tcp |= p->conf->listeners[i].type != L_UDP;
+	if (said || !tcp || p->ngroup < 2 || p->state != POOL_RUNNING)
+		return;
+	said = true;
+	if ((f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re")) == NULL) {
+		log_info("reuseport: this kernel has no "
+		    "net.ipv4.tcp_migrate_req (Linux >= 5.14): connections "
+		    "still in the handshake on a closing slot's socket are "
+		    "reset, not moved to another slot");
+		return;
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL || atoi(buf) == 0)
+		log_info("reuseport: net.ipv4.tcp_migrate_req is off: "
+		    "connections still in the handshake on a closing slot's "
+		    "socket are reset, not moved to another slot "
+		    "(sysctl -w net.ipv4.tcp_migrate_req=1 moves them)");
+	fclose(f);
 }
 
 static int
@@ -75,6 +236,7 @@ slot_open_fds(struct pool *p, struct slot *s)
 		}
 	}
 	p->group[p->ngroup++] = s->id;
+	steer_watch_add(p, s);
 	return 0;
 }
 
@@ -90,8 +252,11 @@ slot_close_fds(struct pool *p, struct slot *s)
 
 	if (s->fds == NULL)
 		return;
-	for (i = 0; i < p->conf->nlisteners; i++)
+	migrate_check(p);
+	for (i = 0; i < p->conf->nlisteners; i++) {
+		loop_del(s->fds[i]);
 		close(s->fds[i]);
+	}
 	free(s->fds);
 	free(s->queue);
 	s->fds = NULL;
@@ -101,6 +266,15 @@ slot_close_fds(struct pool *p, struct slot *s)
 			p->group[pos] = p->group[--p->ngroup];
 			break;
 		}
+	if (p->steer != NULL) {
+		/* Positions moved: what was attached is no guide. */
+		p->steer->nlast = -1;
+		if (p->ngroup == 0) {
+			timer_cancel(&p->steer->timer);
+			free(p->steer);
+			p->steer = NULL;
+		}
+	}
 }
 
 /*
@@ -184,49 +358,63 @@ inodes_channel(struct pool *p, struct worker *w, uint64_t *out)
 	return 1;
 }
 
-static bool
-slot_serving(const struct slot *s)
-{
-	return s->wanted && !s->draining && s->cur != NULL &&
-	    s->cur->state == W_READY;
-}
-
 /*
  * reuseport: new TCP connections go only to the sockets of slots whose
- * worker is ready; a dead worker's queue waits for its successor, and gets
- * no more meanwhile.  UDP datagrams go by a hash of their source to every
- * slot that stays (not a draining one): a client's datagrams keep to one
- * slot, and while its worker restarts they wait in the slot's socket for
- * the successor, instead of moving to another worker and back.
+ * worker is ready, and of those to the least loaded (above); a dead
+ * worker's queue waits for its successor, and gets no more meanwhile.
+ * UDP datagrams go by a hash of their source to every slot that stays
+ * (not a draining one): a client's datagrams keep to one slot, and while
+ * its worker restarts they wait in the slot's socket for the successor,
+ * instead of moving to another worker and back.  force: a slot changed
+ * (every program is attached again); else a sample while connections
+ * flow (the TCP one only, if its set changed).
  */
 static void
-steer_group(struct pool *p)
+steer_load(struct pool *p, bool force)
 {
 	static bool warned;
+	struct steer *st = p->steer;
 	int	 ready[WPOOL_MAX_WORKERS], kept[WPOOL_MAX_WORKERS];
-	int	 nready = 0, nkept = 0, pos, r;
+	int	 least[WPOOL_MAX_WORKERS];
+	int	 nready = 0, nkept = 0, nleast = 0, pos, r, qmin = -1;
+	const int *tcp;
+	int	 ntcp;
 	size_t	 i;
-	bool	 udp;
+	bool	 udp, same;
 
 	if (p->ngroup == 0 || p->ngroup > WPOOL_MAX_WORKERS)
 		return;
+	memset(kept, 0, sizeof(kept));
 	for (pos = 0; pos < p->ngroup; pos++) {
 		const struct slot *s = &p->slots[p->group[pos]];
 
-		if (slot_serving(s))
+		if (st != NULL)
+			st->queued[s->id] = slot_tcp_queued(p, s);
+		if (slot_serving(s)) {
 			ready[nready++] = pos;
+			if (st != NULL && (qmin < 0 ||
+			    st->queued[s->id] < qmin))
+				qmin = st->queued[s->id];
+		}
 		if (s->wanted && !s->draining)
 			kept[nkept++] = pos;
 	}
-	for (i = 0; i < p->conf->nlisteners; i++) {
+	for (r = 0; r < nready; r++)
+		if (st == NULL || st->queued[p->group[ready[r]]] <=
+		    qmin + STEER_SLACK)
+			least[nleast++] = ready[r];
+	tcp = nready > 0 ? least : kept;
+	ntcp = nready > 0 ? nleast : nkept;
+	same = st != NULL && st->nlast == ntcp &&
+	    memcmp(st->last, tcp, (size_t)ntcp * sizeof(int)) == 0;
+	for (i = 0; ntcp > 0 && i < p->conf->nlisteners; i++) {
 		udp = p->conf->listeners[i].type == L_UDP;
-		if (udp && nkept > 0)
+		if (udp && force && nkept > 0)
 			r = listener_steer(p->slots[p->group[0]].fds[i], kept,
 			    nkept, true);
-		else if (nready > 0 || nkept > 0)
-			r = listener_steer(p->slots[p->group[0]].fds[i],
-			    nready > 0 ? ready : kept,
-			    nready > 0 ? nready : nkept, udp);
+		else if (!udp && (force || !same))
+			r = listener_steer(p->slots[p->group[0]].fds[i], tcp,
+			    ntcp, false);
 		else
 			continue;
 		if (r < 0 && !warned) {
@@ -235,6 +423,37 @@ steer_group(struct pool *p)
 			    strerror(-r));
 		}
 	}
+	if (st == NULL)
+		return;
+	if (!same)
+		log_debug("reuseport: new connections to %d of %d slot%s",
+		    ntcp, p->ngroup, p->ngroup == 1 ? "" : "s");
+	st->nlast = ntcp;
+	memcpy(st->last, tcp, (size_t)ntcp * sizeof(int));
+	/*
+	 * Watch one of the sockets that take new connections (they all get
+	 * some), another each time: one wake-up per period, not one per
+	 * slot.  And the one of them with the longest queue, if any, whose
+	 * watch fires at once: a slot getting stuck is looked at every
+	 * period until it is left out, however few connections come (then
+	 * the next longest).  With none ready there is nothing to weigh:
+	 * readiness steers again.
+	 */
+	if (nready == 0 || ntcp == 0)
+		return;
+	steer_arm(p, &p->slots[p->group[tcp[st->turn++ % (unsigned)ntcp]]]);
+	for (r = 0, pos = -1; r < ntcp; r++)
+		if (st->queued[p->group[tcp[r]]] > 0 && (pos < 0 ||
+		    st->queued[p->group[tcp[r]]] > st->queued[p->group[pos]]))
+			pos = tcp[r];
+	if (pos >= 0)
+		steer_arm(p, &p->slots[p->group[pos]]);
+}
+
+static void
+steer_group(struct pool *p)
+{
+	steer_load(p, true);
 }
 
 static void

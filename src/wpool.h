@@ -565,6 +565,7 @@ struct pool {
 	struct channels *channels;	/* channel.c: the watch over them */
 	struct balance *balance;	/* balance.c: the balancers' state */
 	struct inetd *inetd;		/* inetd.c: connection processes */
+	struct steer *steer;		/* pool_mode.c: reuseport by load */
 	/* The modules' state, all of the master's reachable from here. */
 	struct loop *loop;		/* loop.c's: fds, timers, signals */
 	struct logstate *log;		/* log.c's: name, level, sinks */
