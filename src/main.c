@@ -245,10 +245,12 @@ open_listeners(struct master *m)
 	struct conf *c = &m->conf;
 	char	 err[1024];
 
+	if (sdnotify_init(err, sizeof(err)) < 0)
+		log_warnx("%s", err);
 	for (m->nopen = 0; m->nopen < c->nlisteners; m->nopen++) {
 		struct listener *l = &c->listeners[m->nopen];
 
-		if (listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
+		if (sdnotify_listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
 		    err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			return 1;
@@ -319,6 +321,7 @@ open_master(struct master *m)
 	m->pool.log = log_state();
 	m->pool.out = output_state();
 	m->pool.tree = tree_state();
+	m->pool.sdnotify = sdnotify_state();
 	return open_services(m);
 }
 
@@ -332,6 +335,7 @@ run(struct master *m)
 		log_error("cannot start: %s", strerror(-r));
 		return 1;
 	}
+	sdnotify_start(&m->pool);
 	status = pool_run(&m->pool);
 	tree_close();
 	output_close_all();
@@ -349,6 +353,7 @@ close_master(struct master *m)
 	control_close(&m->pool);
 	metrics_close(&m->pool);
 	notify_close(&m->pool);
+	sdnotify_close();
 	for (i = 0; i < m->nopen; i++) {
 		l = &m->conf.listeners[i];
 		if (l->type == L_UNIX)
