@@ -245,7 +245,7 @@ open_listeners(struct master *m)
 	struct conf *c = &m->conf;
 	char	 err[1024];
 
-	if (sdnotify_init(err, sizeof(err)) < 0)
+	if (sdnotify_init(c, err, sizeof(err)) < 0)
 		log_warnx("%s", err);
 	for (m->nopen = 0; m->nopen < c->nlisteners; m->nopen++) {
 		struct listener *l = &c->listeners[m->nopen];

@@ -69,6 +69,7 @@ struct sdnotify {
 	size_t	 ngot;
 	struct sd_fd *stored;		/* what the store holds of ours */
 	size_t	 nstored;
+	bool	 store;			/* the fd store is used */
 };
 
 static struct sdnotify sd = { .fd = -1 };
@@ -178,17 +179,43 @@ out:
 }
 
 /*
+ * A socket from the fd store that no listener takes: closed, and the
+ * store drops every copy of its name (FDSTOREREMOVE=1), or the next wpool
+ * would get it back with connections nobody serves.
+ */
+static void
+sd_drop_got(struct sd_fd *g)
+{
+	char	 msg[64 + SD_FDNAME_MAX];
+
+	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", g->name);
+	(void)sd_send(msg, -1);
+	close(g->fd);
+	g->fd = -1;
+}
+
+/*
  * Before the listeners open: the manager's socket from NOTIFY_SOCKET
  * (a path, or @abstract), and what the fd store gave back.  Without
  * NOTIFY_SOCKET nothing is ever sent and no timer is armed.
  */
 int
-sdnotify_init(char *err, size_t len)
+sdnotify_init(const struct conf *c, char *err, size_t len)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	size_t	 n;
+	size_t	 i, n;
 
-	sd_read_listen_fds();
+	/*
+	 * Only for a pool that binds every listener itself: sockets passed
+	 * in (fd:N, -b systemd) are numbered by whoever passed them, and
+	 * stored ones at 3.. would take their places after a restart.
+	 */
+	sd.store = true;
+	for (i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].type == L_FD)
+			sd.store = false;
+	if (sd.store)
+		sd_read_listen_fds();
 	if (path == NULL || *path == '\0')
 		return 0;
 	n = strlen(path);
@@ -429,7 +456,6 @@ sdnotify_update(struct pool *p)
 void
 sdnotify_start(struct pool *p)
 {
-	char	 msg[64 + SD_FDNAME_MAX];
 	size_t	 i;
 
 	sd.pool = p;
@@ -442,11 +468,7 @@ sdnotify_start(struct pool *p)
 			continue;
 		log_info("fd store: %s (fd %d) is no listener's any more: "
 		    "dropped", sd.got[i].name, sd.got[i].fd);
-		snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s",
-		    sd.got[i].name);
-		(void)sd_send(msg, -1);
-		close(sd.got[i].fd);
-		sd.got[i].fd = -1;
+		sd_drop_got(&sd.got[i]);
 	}
 	if (sd.fd < 0)
 		return;
@@ -549,15 +571,18 @@ sdnotify_adopt(const struct listener *l, int slot, int backlog,
 	char	 name[SD_FDNAME_MAX + 1];
 	size_t	 i;
 
-	if (sd.ngot == 0 || l->type == L_FD || l->type == L_SYSTEMD ||
+	if (!sd.store || sd.ngot == 0 || l->type == L_FD ||
+	    l->type == L_SYSTEMD ||
 	    sd_fdname(l, slot, name, sizeof(name)) < 0)
 		return -ENOENT;
 	for (i = 0; i < sd.ngot; i++) {
 		if (sd.got[i].fd < 0 || strcmp(sd.got[i].name, name) != 0)
 			continue;
 		if (!sd_same_socket(l, sd.got[i].fd, reuseport)) {
+			/* Dropped now: the new one will be stored by name. */
 			log_warnx("fd store: %s is not bound where %s is: "
 			    "binding a new one", name, l->spec);
+			sd_drop_got(&sd.got[i]);
 			return -ENOENT;
 		}
 		/* The backlog may have changed with the configuration. */
@@ -586,7 +611,7 @@ sdnotify_store(const struct listener *l, int slot, int fd)
 	size_t	 i;
 	bool	 had = false;
 
-	if (sd.fd < 0 || l->type == L_FD || l->type == L_SYSTEMD ||
+	if (sd.fd < 0 || !sd.store || l->type == L_FD || l->type == L_SYSTEMD ||
 	    fstat(fd, &st) < 0)
 		return;
 	if (sd_fdname(l, slot, name, sizeof(name)) < 0) {

@@ -673,7 +673,7 @@ int	notify_parse(const char *, size_t, void (*)(const char *,
 
 /* sdnotify.c: wpool as a client of its own NOTIFY_SOCKET and fd store. */
 struct sdnotify *sdnotify_state(void);
-int	sdnotify_init(char *, size_t);
+int	sdnotify_init(const struct conf *, char *, size_t);
 void	sdnotify_start(struct pool *);
 void	sdnotify_update(struct pool *);
 void	sdnotify_stopping(struct pool *);
