@@ -55,6 +55,8 @@ struct sdnotify {
 	struct pool *pool;
 	enum sd_phase phase;		/* told */
 	bool	 ever_ready;
+	bool	 stopping;		/* sdnotify_stopping was called */
+	unsigned reload_gen;		/* the reload RELOADING=1 was for */
 	char	 status[256];		/* told */
 	double	 status_at;
 	struct timer status_timer;	/* a newer STATUS= waits for it */
@@ -278,7 +280,7 @@ sd_all_ready(struct pool *p)
 static enum sd_phase
 sd_phase_of(struct pool *p)
 {
-	if (p->state != POOL_RUNNING)
+	if (p->state != POOL_RUNNING || sd.stopping)
 		return SD_STOPPING;
 	if (!sd.ever_ready)
 		return sd_all_ready(p) ? SD_READY : SD_STARTING;
@@ -401,6 +403,14 @@ sdnotify_update(struct pool *p)
 	/* Never backwards: a reload asked while stopping stays stopping. */
 	if (sd.phase == SD_STOPPING)
 		want = SD_STOPPING;
+	/*
+	 * A reload that follows another at once (asked for while it ran)
+	 * has a RELOADING=1 of its own: the manager that asked for it waits
+	 * for one stamped after its request.
+	 */
+	if (want == SD_RELOADING && sd.phase == SD_RELOADING &&
+	    p->reload.generation != sd.reload_gen)
+		sd.phase = SD_READY;
 	while (sd.phase != want) {
 		/* A reload before READY was ever told: READY first. */
 		step = want == SD_RELOADING && !sd.ever_ready ? SD_READY :
@@ -422,6 +432,8 @@ sdnotify_update(struct pool *p)
 		timer_cancel(&sd.retry_timer);
 		if (step == SD_READY)
 			sd.ever_ready = true;
+		if (step == SD_RELOADING)
+			sd.reload_gen = p->reload.generation;
 		sd.phase = step;
 		strlcpy(sd.status, status, sizeof(sd.status));
 		sd.status_at = now_mono();
@@ -477,10 +489,14 @@ sdnotify_start(struct pool *p)
 	sdnotify_update(p);
 }
 
-/* The pool stops: STOPPING=1 now, for the drain's delay not to hide it. */
+/*
+ * The pool is about to stop: STOPPING=1 now, even while it still serves
+ * (a shutdown delay), and never READY=1 again.
+ */
 void
 sdnotify_stopping(struct pool *p)
 {
+	sd.stopping = true;
 	sdnotify_update(p);
 }
 

@@ -64,6 +64,31 @@ states() {
 	assert_equal "$(ev_count '^REMOVED ')" 0
 }
 
+@test "sd_notify: a reload asked for while one runs gets a RELOADING=1 of its own, stamped later, and one READY=1 at the end" {
+	local slow
+	slow=$(make_script slow.sh <<EOF
+#!/bin/bash
+sleep 0.4
+exec "$TESTSRV"
+EOF
+)
+	start_managed -- -s "$CTL" -n 2 --ready listen -b 127.0.0.1:0 -- "$slow"
+	wait_event '^MSG READY=1$'
+	# SIGHUP, as systemd sends it: `wpool reload` would wait for the end.
+	kill -HUP "$WPOOL_PID"
+	wait_event '^MSG RELOADING=1$'
+	# The first one runs (each worker takes 0.4 s): this one waits for it.
+	kill -HUP "$WPOOL_PID"
+	wait_event '^MSG RELOADING=1$' 2
+	wait_event '^MSG READY=1$' 2
+	assert_equal "$(states)" "READY RELOADING RELOADING READY "
+	local -a m
+	m=($(events | sed -n 's/^MSG MONOTONIC_USEC=//p'))
+	((${#m[@]} == 2 && m[1] > m[0])) || fail "MONOTONIC_USEC: ${m[*]}"
+	assert_equal "$(events | grep '^MSG STATUS=' | tail -1)" \
+		"MSG STATUS=2/2 ready, generation 2"
+}
+
 @test "sd_notify: WATCHDOG=1 only when WATCHDOG_USEC asks (and WATCHDOG_PID, if set, is wpool's); the idle master never wakes otherwise" {
 	start_managed WATCHDOG_USEC=200000 -- -s "$CTL" -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_event '^MSG READY=1$'

@@ -24,19 +24,23 @@ assert_restart_lossless() {
 @test "fd store: killed with -9 and started again with its stored fds, wpool adopts them; under load 0 connections refused" {
 	local port
 	port=$(free_tcp_port)
-	start_managed -- -s "$CTL" -n 2 -b "127.0.0.1:$port,name=web" -- "$TESTSRV"
+	start_managed -- -s "$CTL" -n 2 -b "127.0.0.1:$port,name=web" \
+		-b "unix:$BATS_TEST_TMPDIR/api.sock,name=api" -- "$TESTSRV"
 	wait_event '^MSG READY=1$'
 	wait_event "^STORED web 127\\.0\\.0\\.1:$port\$"
+	wait_event "^STORED api unix:$BATS_TEST_TMPDIR/api.sock\$"
 	start_load "$port"
 	wait_until 10 served_since 0 20
 	crash_and_restart
 	wait_event '^MSG READY=1$' 2
 	# Adopted, not bound: no second socket, nothing stored twice.
 	wait_for_log 'fd store: web kept \(fd 3\), with the connections queued on it'
+	wait_for_log 'fd store: api kept \(fd 4\)'
+	curl -sS --max-time 5 --unix-socket "$BATS_TEST_TMPDIR/api.sock" http://x/pid >/dev/null
 	wait_until 10 served_since "$KILLED_AT" 30
 	stop_load
 	assert_restart_lossless
-	assert_equal "$(ev_count '^STORED ')" 1
+	assert_equal "$(ev_count '^STORED ')" 2
 	assert_equal "$(ev_count '^REMOVED ')" 0
 	assert_equal "$(sj '.ready')" 2
 }
