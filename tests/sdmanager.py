@@ -58,8 +58,8 @@ def spawn():
             os.dup2(fd, 3 + i, inheritable=True)
         os.closerange(3 + len(fds), 1024)
         env = dict(os.environ)
-        env.update(extra_env)
         env["NOTIFY_SOCKET"] = sock_path
+        env.update(extra_env)  # NOTIFY_SOCKET= : a wpool not told
         for k in ("LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"):
             env.pop(k, None)
         if fds:
