@@ -187,6 +187,14 @@ main(void)
 	is_str(next_msg(&fd), "(none)", "and never READY=1 after it");
 
 	sdnotify_close();
+	pool_free(&p);
+	c.argv = NULL;
+	conf_free(&c);
+	listener_free(&web);
+	listener_free(&api);
+	listener_free(&rp);
+	listener_free(&fresh);
+	listener_free(&lng);
 	unlink(path);
 	rmdir(dir);
 	return done_testing();
