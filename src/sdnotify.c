@@ -156,7 +156,8 @@ sd_read_listen_fds(void)
 		return;
 	if (parse_int(pid, 1, 1LL << 31, &lpid) < 0 || lpid != getpid() ||
 	    parse_int(fds, 1, 4096, &n) < 0) {
-		log_warnx("LISTEN_FDS=%.32s LISTEN_PID=%.32s: not for wpool's "
+		/* Meant for another process, as sd_listen_fds(3) ignores. */
+		log_debug("LISTEN_FDS=%.32s LISTEN_PID=%.32s: not for wpool's "
 		    "pid %d: ignored", fds, pid, (int)getpid());
 		goto out;
 	}
