@@ -353,13 +353,13 @@ close_master(struct master *m)
 	control_close(&m->pool);
 	metrics_close(&m->pool);
 	notify_close(&m->pool);
-	sdnotify_close();
 	for (i = 0; i < m->nopen; i++) {
 		l = &m->conf.listeners[i];
-		if (l->type == L_UNIX)
+		if (l->type == L_UNIX && !sdnotify_stored(l->fd))
 			unlink(l->path);
 		listener_close(l);
 	}
+	sdnotify_close();
 	if (m->pidfd >= 0)
 		pid_file_remove(m->pidfd, m->conf.pidfile);
 }

@@ -46,6 +46,7 @@ struct sd_fd {
 	int	 fd;		/* -1: adopted, or (stored) not ours to close */
 	dev_t	 dev;
 	ino_t	 ino;
+	bool	 out;	/* out of the store already (FDSTOREREMOVE sent) */
 };
 
 struct sdnotify {
@@ -182,17 +183,29 @@ out:
 }
 
 /*
- * A socket from the fd store that no listener takes: closed, and the
- * store drops every copy of its name (FDSTOREREMOVE=1), or the next wpool
- * would get it back with connections nobody serves.
+ * The store drops every copy of g's name (FDSTOREREMOVE=1), or the next
+ * wpool would get it back with connections nobody serves; wpool keeps its
+ * own, nameless, for a listener that is bound where it is.
  */
 static void
-sd_drop_got(struct sd_fd *g)
+sd_unstore_got(struct sd_fd *g)
 {
 	char	 msg[64 + SD_FDNAME_MAX];
 
+	if (g->out)
+		return;
 	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", g->name);
 	(void)sd_send(msg, -1);
+	g->out = true;
+	g->dev = 0;		/* to be stored again by whoever takes it */
+	g->ino = 0;
+}
+
+/* A socket from the fd store that no listener takes: closed, and dropped. */
+static void
+sd_drop_got(struct sd_fd *g)
+{
+	sd_unstore_got(g);
 	close(g->fd);
 	g->fd = -1;
 }
@@ -479,8 +492,9 @@ sdnotify_start(struct pool *p)
 	for (i = 0; i < sd.ngot; i++) {
 		if (sd.got[i].fd < 0)
 			continue;
-		log_info("fd store: %s (fd %d) is no listener's any more: "
-		    "dropped", sd.got[i].name, sd.got[i].fd);
+		if (!sd.got[i].out)
+			log_info("fd store: %s (fd %d) is no listener's any "
+			    "more: dropped", sd.got[i].name, sd.got[i].fd);
 		sd_drop_got(&sd.got[i]);
 	}
 	if (sd.fd < 0)
@@ -576,10 +590,36 @@ sd_same_socket(const struct listener *l, int fd, bool reuseport)
 	}
 }
 
+/* Listener l's slot takes the store's socket g (stored as name). */
+static int
+sd_take(struct sd_fd *g, const struct listener *l, int slot, int backlog,
+    const char *name, int *fd)
+{
+	/* The backlog may have changed with the configuration. */
+	if (l->type != L_UDP)
+		(void)listen(g->fd, l->backlog > 0 ? l->backlog : backlog);
+	*fd = g->fd;
+	g->fd = -1;
+	if (strcmp(g->name, name) != 0) {
+		/* Stored again under the name it has now. */
+		log_info("fd store: the socket stored as %s is %s's now (fd "
+		    "%d)", g->name, name, *fd);
+		sd_unstore_got(g);
+	} else
+		log_info("fd store: %s kept (fd %d), with the connections "
+		    "queued on it", name, *fd);
+	sdnotify_store(l, slot, *fd);
+	return 0;
+}
+
 /*
  * A socket for listener l's slot from the fd store: the one of its name
- * (sd_fdname) if it is bound where l would bind.  Returns 0 with *fd,
- * or -ENOENT (bind one).  One that does not match stays, to be dropped.
+ * (sd_fdname) if it is bound where l would bind, or else (but for
+ * reuseport's, which may share an address) any one bound there: a listener
+ * renamed, or named by its place (l0, l1) and moved, must not meet its own
+ * old socket holding the address.  Returns 0 with *fd, or -ENOENT (bind
+ * one).  One of its name bound elsewhere leaves the store at once; those
+ * no listener takes are closed once the pool starts (sdnotify_start).
  */
 int
 sdnotify_adopt(const struct listener *l, int slot, int backlog,
@@ -593,26 +633,27 @@ sdnotify_adopt(const struct listener *l, int slot, int backlog,
 	    sd_fdname(l, slot, name, sizeof(name)) < 0)
 		return -ENOENT;
 	for (i = 0; i < sd.ngot; i++) {
-		if (sd.got[i].fd < 0 || strcmp(sd.got[i].name, name) != 0)
+		if (sd.got[i].fd < 0 || sd.got[i].out ||
+		    strcmp(sd.got[i].name, name) != 0)
 			continue;
-		if (!sd_same_socket(l, sd.got[i].fd, reuseport)) {
-			/* Dropped now: the new one will be stored by name. */
-			log_warnx("fd store: %s is not bound where %s is: "
-			    "binding a new one", name, l->spec);
-			sd_drop_got(&sd.got[i]);
-			return -ENOENT;
-		}
-		/* The backlog may have changed with the configuration. */
-		if (l->type != L_UDP)
-			(void)listen(sd.got[i].fd, l->backlog > 0 ? l->backlog :
-			    backlog);
-		*fd = sd.got[i].fd;
-		sd.got[i].fd = -1;
-		sdnotify_store(l, slot, *fd);
-		log_info("fd store: %s kept (fd %d), with the connections "
-		    "queued on it", name, *fd);
-		return 0;
+		if (sd_same_socket(l, sd.got[i].fd, reuseport))
+			return sd_take(&sd.got[i], l, slot, backlog, name, fd);
+		/*
+		 * Out of the store now, as the new one will be stored by
+		 * that name; kept for a listener bound where it is.
+		 */
+		log_warnx("fd store: %s is not bound where %s is: binding a "
+		    "new one", name, l->spec);
+		sd_unstore_got(&sd.got[i]);
+		break;
 	}
+	/* Port 0 binds anywhere: nothing can be in its way. */
+	if (reuseport || (l->type != L_UNIX && strcmp(l->port, "0") == 0))
+		return -ENOENT;
+	for (i = 0; i < sd.ngot; i++)
+		if (sd.got[i].fd >= 0 && sd_same_socket(l, sd.got[i].fd,
+		    false))
+			return sd_take(&sd.got[i], l, slot, backlog, name, fd);
 	return -ENOENT;
 }
 
@@ -678,6 +719,25 @@ sdnotify_forget_fd(struct pool *p, int fd)
 		sd.stored[i] = sd.stored[--sd.nstored];
 		return;
 	}
+}
+
+/*
+ * Whether the fd store holds fd's socket: a unix one keeps its path at
+ * exit then, for the next wpool to adopt it with what queued meanwhile.
+ */
+bool
+sdnotify_stored(int fd)
+{
+	struct stat st;
+	size_t	 i;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return false;
+	for (i = 0; i < sd.nstored; i++)
+		if (sd.stored[i].dev == st.st_dev &&
+		    sd.stored[i].ino == st.st_ino)
+			return true;
+	return false;
 }
 
 void

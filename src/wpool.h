@@ -681,6 +681,7 @@ int	sdnotify_adopt(const struct listener *, int, int, bool, int *);
 int	sdnotify_listener_open(struct listener *, int, bool, char *, size_t);
 void	sdnotify_store(const struct listener *, int, int);
 void	sdnotify_forget_fd(struct pool *, int);
+bool	sdnotify_stored(int);
 void	sdnotify_close(void);
 
 /* control.c: the control socket server. */

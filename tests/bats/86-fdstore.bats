@@ -45,6 +45,34 @@ assert_restart_lossless() {
 	assert_equal "$(sj '.ready')" 2
 }
 
+@test "fd store: a graceful stop (systemctl restart) keeps the store and a unix listener's path; the next wpool adopts both, 0 refused under load" {
+	local port
+	port=$(free_tcp_port)
+	start_managed -- -s "$CTL" -n 2 -b "127.0.0.1:$port,name=web" \
+		-b "unix:$BATS_TEST_TMPDIR/api.sock,name=api" -- "$TESTSRV"
+	wait_event '^MSG READY=1$'
+	wait_event "^STORED api unix:$BATS_TEST_TMPDIR/api.sock\$"
+	start_load "$port"
+	wait_until 10 served_since 0 20
+	kill -TERM "$WPOOL_PID"
+	wait_event '^EXIT '
+	# testsrv exits at TERM with what it accepted unanswered: from the
+	# old master's exit on, every connection must be served.
+	KILLED_AT=$(awk '$2 == "EXIT" { print $1; exit }' "$EVENTS")
+	# Stored, so its path stays for the next wpool.
+	[[ -S $BATS_TEST_TMPDIR/api.sock ]] || fail "the unix socket's path went"
+	sleep 0.3
+	restart_managed
+	wait_event '^MSG READY=1$' 2
+	wait_for_log 'fd store: web kept'
+	wait_for_log 'fd store: api kept'
+	curl -sS --max-time 5 --unix-socket "$BATS_TEST_TMPDIR/api.sock" http://x/pid >/dev/null
+	wait_until 10 served_since "$KILLED_AT" 30
+	stop_load
+	assert_restart_lossless
+	assert_equal "$(ev_count '^REMOVED ')" 0
+}
+
 @test "fd store: -m reuseport stores each slot's socket as NAME.slotK, adopts them all after a crash, and drops one scaled away" {
 	local port
 	port=$(free_tcp_port)
@@ -70,7 +98,7 @@ assert_restart_lossless() {
 	assert_equal "$(ev_count '^REMOVED ')" 1
 }
 
-@test "fd store: a stored socket whose listener went, or moved, is dropped from the store and closed" {
+@test "fd store: a listener moved, renamed or gone: its stored socket leaves the store, goes to the listener bound where it is, or is closed" {
 	local p1 p2 p3 args="$BATS_TEST_TMPDIR/args"
 	p1=$(free_tcp_port)
 	p2=$(free_tcp_port)
@@ -88,26 +116,26 @@ WRAP
 	wait_event '^MSG READY=1$'
 	WPOOL_PID=$(last_wpool_pid)
 	wait_event "^STORED api 127\\.0\\.0\\.1:$p2\$"
-	# Now web moves to p3 and api is gone.
-	echo "-s $CTL -n 1 -b 127.0.0.1:$p3,name=web -- $TESTSRV" >"$args"
+	# Now web moves to p3, www takes web's old p1, and api is gone.
+	echo "-s $CTL -n 1 -b 127.0.0.1:$p3,name=web -b 127.0.0.1:$p1,name=www -- $TESTSRV" >"$args"
 	crash_and_restart
 	wait_event '^MSG READY=1$' 2
 	wait_for_log "fd store: web is not bound where 127.0.0.1:$p3 is: binding a new one"
+	# p1's socket is www's (binding p1 anew would fail: it is taken).
+	wait_for_log "fd store: the socket stored as web is www's now"
 	wait_for_log 'fd store: api \(fd [0-9]+\) is no listener.s any more: dropped'
-	wait_event '^REMOVED web$'
 	wait_event '^REMOVED api$'
 	wait_event "^STORED web 127\\.0\\.0\\.1:$p3\$"
-	# The new web was stored after the old was dropped: it is kept.
-	assert_equal "$(events | grep -E '^(REMOVED|STORED) web ?' | tr '\n' ,)" \
-		"STORED web 127.0.0.1:$p1,REMOVED web,STORED web 127.0.0.1:$p3,"
-	# Nobody holds the old ports any more: refused.
-	local p
-	for p in "$p1" "$p2"; do
-		if "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)' "$p" 2>/dev/null; then
-			fail "port $p still accepts connections"
-		fi
-	done
+	wait_event "^STORED www 127\\.0\\.0\\.1:$p1\$"
+	# The new web was stored after the old left: it is kept.
+	assert_equal "$(events | grep -E '^(REMOVED|STORED) w' | tr '\n' ,)" \
+		"STORED web 127.0.0.1:$p1,REMOVED web,STORED web 127.0.0.1:$p3,STORED www 127.0.0.1:$p1,"
+	# Nobody holds api's port any more: refused.
+	if "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)' "$p2" 2>/dev/null; then
+		fail "port $p2 still accepts connections"
+	fi
 	http_get /pid "$p3" >/dev/null
+	http_get /pid "$p1" >/dev/null
 }
 
 @test "fd store: sockets passed in (-b systemd, here by systemd-socket-activate) are not stored: their passer holds them" {

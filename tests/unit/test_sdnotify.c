@@ -93,19 +93,20 @@ main(void)
 	char	 dir[] = "/tmp/wpool-sdnotify.XXXXXX", path[128], env[64];
 	char	 err[256], longname[300];
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct listener web, api, rp, fresh, lng;
+	struct listener web, api, rp, fresh, lng, renamed;
 	struct conf c;
 	struct pool p;
 	bool	 fd;
-	int	 pweb, got, i;
+	int	 pweb, pold, got, i;
 
-	/* fds 3..6 for the store's sockets, as LISTEN_FDS puts them. */
-	for (i = 3; i <= 6; i++)
+	/* fds 3..7 for the store's sockets, as LISTEN_FDS puts them. */
+	for (i = 3; i <= 7; i++)
 		dup2(open("/dev/null", O_RDONLY), i);
 	pweb = tcp_at(3, false);
 	tcp_at(4, false);		/* "api", on another port than asked */
 	tcp_at(5, false);		/* "rp", not a reuseport socket */
 	tcp_at(6, false);		/* "stale": no listener of that name */
+	pold = tcp_at(7, false);	/* "old": its listener is "new" now */
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	snprintf(path, sizeof(path), "%s/notify.sock", dir);
@@ -114,10 +115,10 @@ main(void)
 	if (bind(mgr, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		return 1;
 	setenv("NOTIFY_SOCKET", path, 1);
-	setenv("LISTEN_FDS", "4", 1);
+	setenv("LISTEN_FDS", "5", 1);
 	snprintf(env, sizeof(env), "%d", (int)getpid());
 	setenv("LISTEN_PID", env, 1);
-	setenv("LISTEN_FDNAMES", "web:api:rp:stale", 1);
+	setenv("LISTEN_FDNAMES", "web:api:rp:stale:old", 1);
 
 	conf_defaults(&c);
 	c.workers = 1;
@@ -139,13 +140,23 @@ main(void)
 	is_int(sdnotify_adopt(&api, 0, 16, false, &got), -ENOENT,
 	    "same name, another port: bound anew");
 	is_str(next_msg(&fd), "FDSTOREREMOVE=1\nFDNAME=api",
-	    "and the stored one dropped first");
-	ok(fcntl(4, F_GETFD) < 0, "and closed");
+	    "and the stored one out of the store first");
+	ok(fcntl(4, F_GETFD) >= 0, "but kept, for a listener bound there");
 
 	spec(&rp, "127.0.0.1:%d,name=rp", 0);
 	is_int(sdnotify_adopt(&rp, 0, 16, true, &got), -ENOENT,
 	    "reuseport wanted, socket without SO_REUSEPORT: bound anew");
 	is_str(next_msg(&fd), "FDSTOREREMOVE=1\nFDNAME=rp", "dropped");
+
+	spec(&renamed, "127.0.0.1:%d,name=new", pold);
+	is_int(sdnotify_adopt(&renamed, 0, 16, false, &got), 0,
+	    "another name, the same address: adopted, not bound over");
+	is_int(got, 7, "the socket stored as old");
+	is_str(next_msg(&fd), "FDSTOREREMOVE=1\nFDNAME=old",
+	    "its old name dropped from the store");
+	is_str(next_msg(&fd), "FDSTORE=1\nFDNAME=new", "then stored as new");
+	ok(fd, "with the socket");
+	ok(fcntl(7, F_GETFD) >= 0, "and still open");
 
 	spec(&fresh, "127.0.0.1:%d,name=fresh", 0);
 	tcp_at(10, true);
@@ -171,6 +182,8 @@ main(void)
 	is_str(next_msg(&fd), "FDSTOREREMOVE=1\nFDNAME=stale",
 	    "a stored socket no listener took is dropped");
 	ok(fcntl(6, F_GETFD) < 0, "and closed");
+	ok(fcntl(4, F_GETFD) < 0 && fcntl(5, F_GETFD) < 0,
+	    "as are those out of the store already, without a word");
 	is_str(next_msg(&fd), "STATUS=starting: 0/1 ready",
 	    "then the first STATUS=");
 	sdnotify_update(&p);
@@ -195,6 +208,7 @@ main(void)
 	listener_free(&rp);
 	listener_free(&fresh);
 	listener_free(&lng);
+	listener_free(&renamed);
 	unlink(path);
 	rmdir(dir);
 	return done_testing();
