@@ -43,7 +43,7 @@ enum sd_phase { SD_NONE, SD_STARTING, SD_READY, SD_RELOADING, SD_STOPPING };
 /* A socket, by its name in the fd store and its inode. */
 struct sd_fd {
 	char	*name;
-	int	 fd;		/* -1: adopted, or (stored) not ours to close */
+	int	 fd;		/* got: -1 once adopted or closed; stored: -1 */
 	dev_t	 dev;
 	ino_t	 ino;
 	bool	 out;	/* out of the store already (FDSTOREREMOVE sent) */
@@ -185,7 +185,7 @@ out:
 /*
  * The store drops every copy of g's name (FDSTOREREMOVE=1), or the next
  * wpool would get it back with connections nobody serves; wpool keeps its
- * own, nameless, for a listener that is bound where it is.
+ * own for a listener bound where it is (stored again under that one's name).
  */
 static void
 sd_unstore_got(struct sd_fd *g)
