@@ -176,10 +176,12 @@ open_listeners(struct master *m)
 	struct conf *c = &m->conf;
 	char	 err[1024];
 
+	if (sdnotify_init(c, err, sizeof(err)) < 0)
+		log_warnx("%s", err);
 	for (m->nopen = 0; m->nopen < c->nlisteners; m->nopen++) {
 		struct listener *l = &c->listeners[m->nopen];
 
-		if (listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
+		if (sdnotify_listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
 		    err, sizeof(err)) < 0) {
 			log_error("%s", err);
 			return 1;
@@ -250,6 +252,7 @@ open_master(struct master *m)
 	m->pool.log = log_state();
 	m->pool.out = output_state();
 	m->pool.tree = tree_state();
+	m->pool.sdnotify = sdnotify_state();
 	return open_services(m);
 }
 
@@ -263,6 +266,7 @@ run(struct master *m)
 		log_error("cannot start: %s", strerror(-r));
 		return 1;
 	}
+	sdnotify_start(&m->pool);
 	status = pool_run(&m->pool);
 	tree_close();
 	output_close_all();
@@ -285,10 +289,11 @@ close_master(struct master *m)
 		l = &m->conf.listeners[i];
 		if (l->fd < 0)
 			continue;
-		if (l->type == L_UNIX)
+		if (l->type == L_UNIX && !sdnotify_stored(l->fd))
 			unlink(l->path);
 		listener_close(l);
 	}
+	sdnotify_close();
 	if (m->pidfd >= 0)
 		pid_file_remove(m->pidfd, m->conf.pidfile);
 }

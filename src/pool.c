@@ -457,6 +457,7 @@ slot_event(struct pool *p, struct slot *s, enum slot_event ev,
 	}
 	p->nevq = 0;
 	p->in_event = false;
+	sdnotify_update(p);
 }
 
 const char *
@@ -1930,6 +1931,7 @@ pool_stop(struct pool *p, bool now)
 		mode_of(p)->stop(p, p->conf->stop_signal);
 		leftovers_stop(p);
 		timer_set(&p->stop_timer, p->conf->stop_timeout);
+		sdnotify_stopping(p);
 	}
 	if (now) {
 		log_info("stopping at once: sending KILL to %d worker%s",
@@ -2427,6 +2429,7 @@ pool_reload(struct pool *p, unsigned *gen, char *err, size_t len)
 	    "time", r->generation, r->total, r->total == 1 ? "" : "s",
 	    p->conf->reload_batch);
 	reload_step(p);
+	sdnotify_update(p);
 	return 0;
 }
 

@@ -223,17 +223,22 @@ slot_open_fds(struct pool *p, struct slot *s)
 			l->fd = -1;
 			continue;
 		}
+		if (sdnotify_adopt(l, s->id, c->backlog, true, &s->fds[i]) == 0)
+			continue;	/* kept in the fd store meanwhile */
 		if (listener_open_socket(l, c->backlog, true, &s->fds[i], err,
 		    sizeof(err)) < 0) {
 			log_warnx("worker %d: %s", s->id, err);
-			while (i-- > 0)
+			while (i-- > 0) {
+				sdnotify_forget_fd(p, s->fds[i]);
 				close(s->fds[i]);
+			}
 			free(s->fds);
 			free(s->queue);
 			s->fds = NULL;
 			s->queue = NULL;
 			return -1;
 		}
+		sdnotify_store(l, s->id, s->fds[i]);
 	}
 	p->group[p->ngroup++] = s->id;
 	steer_watch_add(p, s);
@@ -255,6 +260,7 @@ slot_close_fds(struct pool *p, struct slot *s)
 	migrate_check(p);
 	for (i = 0; i < p->conf->nlisteners; i++) {
 		loop_del(s->fds[i]);
+		sdnotify_forget_fd(p, s->fds[i]);
 		close(s->fds[i]);
 	}
 	free(s->fds);

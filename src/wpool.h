@@ -560,6 +560,7 @@ struct pool {
 	struct control *ctl;		/* control.c's server */
 	struct metrics *metrics;	/* metrics.c's server, if --metrics */
 	struct notify *notify;		/* notify.c's socket, if it opened */
+	struct sdnotify *sdnotify;	/* sdnotify.c's: wpool's own manager */
 	/* The master-accept modes' own, each its file's only (balance.h). */
 	struct acceptq *acceptq;	/* acceptq.c: listeners, queue */
 	struct channels *channels;	/* channel.c: the watch over them */
@@ -705,6 +706,19 @@ int	notify_open(struct pool *, char *, size_t);
 void	notify_close(struct pool *);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
+
+/* sdnotify.c: wpool as a client of its own NOTIFY_SOCKET and fd store. */
+struct sdnotify *sdnotify_state(void);
+int	sdnotify_init(const struct conf *, char *, size_t);
+void	sdnotify_start(struct pool *);
+void	sdnotify_update(struct pool *);
+void	sdnotify_stopping(struct pool *);
+int	sdnotify_adopt(const struct listener *, int, int, bool, int *);
+int	sdnotify_listener_open(struct listener *, int, bool, char *, size_t);
+void	sdnotify_store(const struct listener *, int, int);
+void	sdnotify_forget_fd(struct pool *, int);
+bool	sdnotify_stored(int);
+void	sdnotify_close(void);
 
 /* control.c: the control socket server. */
 int	control_open(struct pool *, const char *, char *, size_t);
