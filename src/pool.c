@@ -2491,8 +2491,14 @@ pool_sample(struct pool *p)
 			p->slots[id].queue[i] =
 			    sys_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
-		/* Back-to-back requests reuse a sample: /proc reads add up. */
-		if (w->sample_mono > 0 && now - w->sample_mono < 0.25)
+		/*
+		 * Back-to-back requests reuse a sample: /proc reads add up.
+		 * A tree whose reading is dear (smaps_rollup walks page
+		 * tables) is read so as to cost the master at most 1% of a
+		 * CPU: at most every 100 times what it took.
+		 */
+		if (w->sample_mono > 0 && (now - w->sample_mono < 0.25 ||
+		    now - w->sample_mono < 100 * w->sample.mem_cost))
 			continue;
 		if (sys_sample(w->pid, &s) < 0)
 			continue;

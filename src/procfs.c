@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wpool.h"
@@ -199,11 +200,23 @@ sample_tree(pid_t pid, long hz, long pagesize, struct proc_sample *out)
 	out->mem_procs = procs;
 }
 
+/* The master's own CPU time, for what reading a tree costs it. */
+static double
+cpu_now(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int
 procfs_sample(pid_t pid, struct proc_sample *out)
 {
 	static long hz, pagesize;
 	struct proc_sample s;
+	double	 t0;
 	char	 buf[1024];
 	int	 r;
 
@@ -218,7 +231,9 @@ procfs_sample(pid_t pid, struct proc_sample *out)
 	if ((r = procfs_parse_stat(buf, hz, &s)) < 0)
 		return r;
 	s.rss_bytes = s.rss_pages * (uint64_t)pagesize;
+	t0 = cpu_now();
 	sample_tree(pid, hz, pagesize, &s);
+	s.mem_cost = cpu_now() - t0;
 	*out = s;
 	return 0;
 }

@@ -331,6 +331,7 @@ struct proc_sample {
 	uint64_t mem_bytes;
 	int	 mem_procs;
 	bool	 mem_pss;
+	double	 mem_cost;		/* CPU seconds reading the tree took */
 };
 
 int	procfs_parse_stat(const char *, long, struct proc_sample *);
