@@ -1588,7 +1588,7 @@ exit_crash_loop(struct pool *p, struct worker *w, struct slot *s,
 {
 	struct conf *c = p->conf;
 	double	 now = now_mono(), *at = p->crashes.at;
-	char	 win[32];
+	char	 win[48];
 	int	 code, lim = c->crash_limit;
 
 	if (lim <= 0 || at == NULL || !exit_is_crash(w, x))
@@ -1601,8 +1601,14 @@ exit_crash_loop(struct pool *p, struct worker *w, struct slot *s,
 	if (++p->crashes.n < lim)
 		return false;
 	code = x->exec_failed ? spawn_exit_status(&x->e) : exit_code(x->status);
-	format_duration(now - at[p->crashes.head], win, sizeof(win));
-	log_error("worker %d (pid %d) %s after %s: %d crash%s in %s "
+	/* How close together they came: "3 crashes in 0.7s". */
+	win[0] = '\0';
+	if (lim > 1) {
+		strlcpy(win, " in ", sizeof(win));
+		format_duration(now - at[p->crashes.head], win + 4,
+		    sizeof(win) - 4);
+	}
+	log_error("worker %d (pid %d) %s after %s: %d crash%s%s "
 	    "(--max-crashes %s); giving up: stopping the pool, exit status %d",
 	    w->id, (int)w->pid, x->exec_failed ? "could not run" : x->how,
 	    x->after, lim, lim == 1 ? "" : "es", win, c->max_crashes, code);

@@ -117,6 +117,8 @@ EOF
 	http_get '/exit?code=9' >/dev/null 2>&1 || true
 	wait_wpool_exit 10
 	assert_equal "$WPOOL_STATUS" 9
+	grep -q 'exited with status 9 after .*: 1 crash (--max-crashes 1); giving up: stopping the pool, exit status 9$' "$LOG" ||
+		log_fail "no give-up line for 1 crash"
 
 	# Never ready: killed for --ready-timeout twice, which counts.
 	start_wpool -n 1 --ready notify --ready-timeout 0.3 --max-crashes 2 \
