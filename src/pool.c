@@ -1593,7 +1593,8 @@ exit_crash_loop(struct pool *p, struct worker *w, struct slot *s,
 
 	if (lim <= 0 || at == NULL || !exit_is_crash(w, x))
 		return false;
-	while (p->crashes.n > 0 && at[p->crashes.head] <= now - c->crash_window) {
+	while (p->crashes.n > 0 &&
+	    at[p->crashes.head] <= now - c->crash_window) {
 		p->crashes.head = (p->crashes.head + 1) % lim;
 		p->crashes.n--;
 	}
@@ -2622,12 +2623,13 @@ pool_memory_bound(struct pool *p)
 	uint64_t budget = p->conf->worker_memory;
 
 	if (budget > 0 && cpu_memory_bound(&p->cpus, budget) < 0)
-		log_warnx("--memory-per-worker: no memory limit could be read (no "
-		    "cgroup limit, no /proc/meminfo); -n auto counts CPUs "
-		    "alone");
+		log_warnx("--memory-per-worker: no memory limit could be "
+		    "read (no cgroup limit, no /proc/meminfo); -n auto counts "
+		    "CPUs alone");
 	if (p->cpus.mem_n > 0 && p->cpus.mem_limit < budget)
-		log_warnx("--memory-per-worker: one worker's budget is over the "
-		    "memory limit (%s); starting 1 worker", p->cpus.mem_source);
+		log_warnx("--memory-per-worker: one worker's budget is over "
+		    "the memory limit (%s); starting 1 worker",
+		    p->cpus.mem_source);
 }
 
 int
@@ -2661,9 +2663,9 @@ pool_init(struct pool *p, struct conf *c)
 		pool_memory_bound(p);
 		p->target = c->workers;
 		if (p->cpus.mem_n > 0 && p->target > p->cpus.mem_n)
-			log_warnx("-n %d: more workers than --memory-per-worker "
-			    "lets the memory hold (%s)", p->target,
-			    p->cpus.mem_source);
+			log_warnx("-n %d: more workers than "
+			    "--memory-per-worker lets the memory hold (%s)",
+			    p->target, p->cpus.mem_source);
 	}
 	if (p->target > WPOOL_MAX_WORKERS)
 		p->target = WPOOL_MAX_WORKERS;

@@ -205,7 +205,7 @@ void	conf_print(FILE *, const struct conf *, const struct cpu_info *);
 struct cpu_info {
 	int	 n;
 	char	 source[160];
-	/* --memory-per-worker: how many workers the memory allows (0: no bound). */
+	/* --memory-per-worker: the workers memory allows; 0: no bound. */
 	int	 mem_n;
 	uint64_t mem_limit;		/* the limit found */
 	char	 mem_source[160];
@@ -331,7 +331,7 @@ struct proc_sample {
 	uint64_t mem_bytes;
 	int	 mem_procs;
 	bool	 mem_pss;
-	double	 mem_cost;		/* CPU seconds reading the tree took */
+	double	 mem_cost;		/* CPU seconds its reading took */
 };
 
 int	procfs_parse_stat(const char *, long, struct proc_sample *);
