@@ -2550,14 +2550,15 @@ on_sample_timer(void *arg)
 			continue;
 		format_bytes(w->sample.mem_bytes, rss, sizeof(rss));
 		format_bytes(p->conf->max_memory, lim, sizeof(lim));
-		snprintf(what, sizeof(what), "%s (%s of %d process%s)", rss,
+		/* What was counted: "PSS of 3 processes", said last. */
+		snprintf(what, sizeof(what), "%s of %d process%s",
 		    w->sample.mem_pss ? "PSS" : "RSS", w->sample.mem_procs,
 		    w->sample.mem_procs == 1 ? "" : "es");
 		if (since >= min_uptime) {
 			s->mem_backoff = 0;
 			log_info("worker %d (pid %d) uses %s, over "
-			    "--max-memory %s; recycling it", w->id,
-			    (int)w->pid, what, lim);
+			    "--max-memory %s; recycling it; its tree: %s",
+			    w->id, (int)w->pid, rss, lim, what);
 		} else {
 			/*
 			 * Over the limit this soon, its successor will be
@@ -2570,8 +2571,8 @@ on_sample_timer(void *arg)
 			log_warnx("worker %d (pid %d) uses %s, over "
 			    "--max-memory %s within --min-uptime; recycling "
 			    "it, but not its successor for %.0fs (memory "
-			    "back-off)", w->id, (int)w->pid, what, lim,
-			    s->mem_backoff);
+			    "back-off); its tree: %s", w->id, (int)w->pid, rss,
+			    lim, s->mem_backoff, what);
 		}
 		replace_begin(p, s, REPLACE_RECYCLE, p->generation);
 		break;

@@ -113,8 +113,7 @@ tree_pids() {
 	start_wpool -s "$CTL" -n 1 --ready exec --max-memory 48M -- ./tree.py 1 3 24
 	local first
 	first=$(sed -nE 's/.*worker 0 started \(pid ([0-9]+).*/\1/p' "$LOG" | head -1)
-	wait_for_log "worker 0 \\(pid $first\\) uses [0-9.]+M \\(PSS of 4 processes\\), over --max-memory 48\\.0M"
-	wait_for_log 'recycling it'
+	wait_for_log "worker 0 \\(pid $first\\) uses [0-9.]+M, over --max-memory 48\\.0M.*; recycling it.*; its tree: PSS of 4 processes\$"
 	wait_for_log_count 'worker 0 started' 2
 	wait_gone "$first"
 	# The master's own RSS was far below the limit: only the tree is over.
