@@ -16,7 +16,7 @@ _wpool_opts_value='-n --workers -b --bind -m --mode --balancer --backlog
 	--stop-signal --stop-timeout --shutdown-delay --min-ready --ready --ready-timeout --reload-batch
 	--fallback-cpus -s --control --name -c --config -u --user -C --chdir
 	-e --env --watchdog --max-requests --max-requests-jitter --max-memory
-	--pidfile --metrics'
+	--max-crashes --memory-per-worker --pidfile --metrics'
 _wpool_opts_flag='--no-restart --log-prefix --cpu-affinity -q --quiet -v --verbose
 	-h --help -V --version'
 

@@ -16,7 +16,7 @@ function __wpool_where
         --stop-signal --stop-timeout --shutdown-delay --min-ready --ready --ready-timeout --reload-batch \
         --fallback-cpus -s --control --name -c --config -u --user -C --chdir \
         -e --env --watchdog --max-requests --max-requests-jitter \
-        --max-memory --pidfile --metrics
+        --max-memory --max-crashes --memory-per-worker --pidfile --metrics
     set -l i 2
     while test $i -le (count $tokens)
         set -l t $tokens[$i]
@@ -164,7 +164,9 @@ complete $o -l reload-batch -x -d 'workers replaced at a time in a reload'
 complete $o -l watchdog -x -d 'restart a worker whose WATCHDOG=1 pings stop'
 complete $o -l max-requests -x -d 'balance mode: recycle after N connections'
 complete $o -l max-requests-jitter -x -d "add a random 0..J to each worker's limit"
-complete $o -l max-memory -x -d 'recycle a worker whose RSS exceeds SIZE'
+complete $o -l max-memory -x -d "recycle a worker whose process tree's memory exceeds SIZE"
+complete $o -l max-crashes -x -d 'stop the pool after N crashes within WINDOW: N[/WINDOW]'
+complete $o -l memory-per-worker -x -d 'auto: at most the memory limit / SIZE workers'
 complete $o -s u -l user -x -a '(__wpool_user)' -d 'run workers as USER[:GROUP]'
 complete $o -s C -l chdir -x -a '(__fish_complete_directories)' -d "workers' working directory"
 complete $o -s e -l env -x -a '(set -xn | string replace -r \'$\' =)' -d 'extra environment NAME=VALUE'

@@ -35,6 +35,8 @@ static int set_env(struct conf *, const struct opt *, const char *,
     const char *, char *, size_t);
 static int set_user(struct conf *, const struct opt *, const char *,
     const char *, char *, size_t);
+static int set_max_crashes(struct conf *, const struct opt *, const char *,
+    const char *, char *, size_t);
 static int show_help(struct conf *, const struct opt *, const char *,
     const char *, char *, size_t);
 static int show_version(struct conf *, const struct opt *, const char *,
@@ -68,6 +70,11 @@ const struct opt cli_opts[] = {
 	  F(fallback_cpus), .min = 1, .max = WPOOL_MAX_WORKERS, .dflt = "4",
 	  .section = SEC_POOL, .arg = "N",
 	  .help = "workers for auto if no CPU count can be read" },
+	{ .name = "memory-per-worker", .kind = OPT_SIZE,
+	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0 | OPT_OFF0,
+	  F(worker_memory), .section = SEC_POOL, .arg = "SIZE",
+	  .help = "auto: at most the memory limit (cgroup\n"
+	      "memory.max, else RAM) / SIZE workers" },
 	{ .name = "bind", .letter = 'b', .kind = OPT_LIST, .flags = OPT_CLI,
 	  .set = set_bind, .file_hint = "a [listen] section",
 	  .section = SEC_POOL, .arg = "SPEC",
@@ -158,8 +165,17 @@ const struct opt cli_opts[] = {
 	{ .name = "max-memory", .kind = OPT_SIZE,
 	  .flags = OPT_CLI | OPT_FILE | OPT_ABOVE0 | OPT_OFF0, F(max_memory),
 	  .section = SEC_SUPERVISION, .arg = "SIZE",
-	  .help = "recycle a worker whose RSS exceeds SIZE, such as 512M "
-	      "or 1G (no limit unless given)" },
+	  .help = "recycle a worker whose process tree uses more\n"
+	      "than SIZE (PSS, else RSS), such as 512M or 1G\n"
+	      "(no limit unless given)" },
+	{ .name = "max-crashes", .kind = OPT_STRING,
+	  .flags = OPT_CLI | OPT_FILE, F(max_crashes), .set = set_max_crashes,
+	  .modes = MODE_BIT(MODE_SHARED) | MODE_BIT(MODE_REUSEPORT) |
+	  MODE_BIT(MODE_BALANCE), .mode_why = "where wpool restarts workers",
+	  .section = SEC_SUPERVISION, .arg = "N[/WINDOW]",
+	  .help = "stop the pool when workers crash N times\n"
+	      "within WINDOW (60s unless given), exiting with\n"
+	      "the last crash's status (off unless given)" },
 	{ .name = "user", .letter = 'u', .kind = OPT_STRING,
 	  .flags = OPT_CLI | OPT_FILE, F(user), .set = set_user,
 	  .section = SEC_WORKERS, .arg = "USER[:GROUP]",
@@ -480,6 +496,7 @@ conf_free(struct conf *c)
 	free(c->chdir);
 	free(c->pidfile);
 	free(c->metrics);
+	free(c->max_crashes);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -610,6 +627,36 @@ set_user(struct conf *c, const struct opt *o, const char *v, const char *opt,
 		    "optionally :GROUP");
 	c->set_user = true;
 	set_str(&c->user, v);
+	return 0;
+}
+
+/*
+ * --max-crashes N[/WINDOW]: N from 1 to MAX_CRASHES, WINDOW a duration
+ * (CRASH_WINDOW unless given).  Kept as given, for `wpool check`.
+ */
+#define MAX_CRASHES	1000
+#define CRASH_WINDOW	60.0
+
+static int
+set_max_crashes(struct conf *c, const struct opt *o, const char *v,
+    const char *opt, char *err, size_t len)
+{
+	const char *slash = strchr(v, '/');
+	char	 n[32];
+	long long k;
+	double	 w = CRASH_WINDOW;
+
+	(void)o;
+	if (snprintf(n, sizeof(n), "%.*s", slash != NULL ? (int)(slash - v) :
+	    (int)strlen(v), v) >= (int)sizeof(n) ||
+	    parse_int(n, 1, MAX_CRASHES, &k) < 0 ||
+	    (slash != NULL && (parse_duration(slash + 1, &w) < 0 || w <= 0)))
+		return bad(err, len, opt, v, "N or N/WINDOW: N crashes from 1 "
+		    "to 1000, WINDOW a duration above 0, up to a year (60s "
+		    "unless given), such as 5, 5/30s or 10/2m");
+	c->crash_limit = (int)k;
+	c->crash_window = w;
+	set_str(&c->max_crashes, v);
 	return 0;
 }
 

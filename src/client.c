@@ -562,8 +562,9 @@ row_cells_fill(json_object *w, const char *state, struct row_cells *c)
 	if (jint(w, "pid", 0) > 0) {
 		snprintf(c->pid, sizeof(c->pid), "%lld", jint(w, "pid", 0));
 		format_duration(jdbl(w, "uptime_s"), c->up, sizeof(c->up));
-		format_bytes((uint64_t)jint(w, "rss_bytes", 0), c->rss,
-		    sizeof(c->rss));
+		/* The worker's whole tree, as --max-memory sees it. */
+		format_bytes((uint64_t)jint(w, "mem_bytes", jint(w,
+		    "rss_bytes", 0)), c->rss, sizeof(c->rss));
 		snprintf(c->cpu, sizeof(c->cpu), "%.1f", jdbl(w,
 		    "cpu_percent"));
 	} else {
@@ -657,8 +658,10 @@ print_table(json_object *st)
 	    "UPTIME");
 	if (balance)
 		printf("%-9s ", "CONNS");
-	printf("%-6s %-5s %-8s %-9s %s\n", "RSS", "CPU%", "RESTARTS",
-	    "LAST-EXIT", "STATUS");
+	/* The memory column says which: PSS, or RSS summed (wpool(1)). */
+	printf("%-6s %-5s %-8s %-9s %s\n", strcmp(jstr(st, "mem_kind", "rss"),
+	    "pss") == 0 ? "PSS" : "RSS", "CPU%", "RESTARTS", "LAST-EXIT",
+	    "STATUS");
 	if (!json_object_object_get_ex(st, "workers", &ws))
 		return;
 	for (i = 0; i < json_object_array_length(ws); i++)

@@ -630,8 +630,15 @@ conf_print(FILE *f, const struct conf *c, const struct cpu_info *ci)
 			value_check(o->name, -1, v);
 		fprintf(f, "%s = %s", o->name, v);
 		/* The word for 0 ("auto") stands for the CPUs found. */
-		if (o->word != NULL && strcmp(v, o->word) == 0)
-			fprintf(f, "  ; = %d: %s", ci->n, ci->source);
+		if (o->word != NULL && strcmp(v, o->word) == 0) {
+			char	 why[512];
+
+			if (ci->mem_n > 0)
+				cpu_auto_text(ci, why, sizeof(why));
+			else
+				strlcpy(why, ci->source, sizeof(why));
+			fprintf(f, "  ; = %d: %s", cpu_auto_workers(ci), why);
+		}
 		fputc('\n', f);
 	}
 	for (i = 0; i < c->nlisteners; i++) {

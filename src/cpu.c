@@ -314,3 +314,207 @@ cpu_for_slot(int slot)
 		return -errno;
 	return cpu_nth(&set, slot);
 }
+
+/*
+ * -n auto bounded by memory (--memory-per-worker): the tightest memory limit
+ * of the process's cgroup and its ancestors (v2 memory.max, v1
+ * memory.limit_in_bytes), else the machine's MemTotal, divided by the
+ * budget of a worker.  Read below $WPOOL_SYSFS_ROOT and
+ * $WPOOL_PROCFS_ROOT as the CPU count is.
+ */
+
+/* v1 writes "no limit" as the largest page multiple: above this, none. */
+#define MEM_UNLIMITED	(UINT64_C(1) << 62)
+
+/* memory.max or memory.limit_in_bytes: "max" or a huge value: -ENOENT. */
+int
+cpu_parse_memory_limit(const char *buf, uint64_t *limit)
+{
+	const char *p = buf + strspn(buf, " \t");
+	unsigned long long v;
+	char	*end;
+
+	if (strncmp(p, "max", 3) == 0 && (p[3] == '\0' || isspace(
+	    (unsigned char)p[3])))
+		return -ENOENT;
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(p, &end, 10);
+	if (errno != 0 || (*end != '\0' && !isspace((unsigned char)*end)))
+		return -EINVAL;
+	if (v >= MEM_UNLIMITED)
+		return -ENOENT;
+	*limit = v;
+	return 0;
+}
+
+/* /proc/meminfo: MemTotal, in bytes. */
+int
+cpu_parse_meminfo(const char *buf, uint64_t *total)
+{
+	const char *l = strstr(buf, "MemTotal:");
+	unsigned long long kb;
+
+	if (l == NULL || (l != buf && l[-1] != '\n') ||
+	    sscanf(l + 9, " %llu kB", &kb) != 1 || kb == 0 ||
+	    kb > UINT64_MAX / 1024)
+		return -EINVAL;
+	*total = (uint64_t)kb * 1024;
+	return 0;
+}
+
+/* The path of v1 controller ctrl in /proc/self/cgroup ("4:memory:/x"). */
+static int
+self_cgroup_v1(const char *buf, const char *ctrl, char *out, size_t len)
+{
+	const char *line, *nl, *c1, *c2;
+	size_t	 n, clen = strlen(ctrl);
+
+	for (line = buf; line != NULL && *line != '\0';
+	    line = nl != NULL ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		n = nl != NULL ? (size_t)(nl - line) : strlen(line);
+		if ((c1 = memchr(line, ':', n)) == NULL ||
+		    (c2 = memchr(c1 + 1, ':', n - (size_t)(c1 + 1 - line))) ==
+		    NULL)
+			continue;
+		/* ctrl alone or in a list: "memory", "cpu,cpuacct". */
+		for (const char *t = c1 + 1; t < c2; ) {
+			const char *e = memchr(t, ',', (size_t)(c2 - t));
+
+			if (e == NULL)
+				e = c2;
+			if ((size_t)(e - t) == clen && memcmp(t, ctrl,
+			    clen) == 0) {
+				n -= (size_t)(c2 + 1 - line);
+				if (n >= len)
+					return -ENAMETOOLONG;
+				memcpy(out, c2 + 1, n);
+				out[n] = '\0';
+				return 0;
+			}
+			t = e + 1;
+		}
+	}
+	return -ENOENT;
+}
+
+/* The tightest memory limit among dir/path and its ancestors. */
+static int
+mem_along(const char *dir, const char *path, const char *file,
+    const char *what, uint64_t *best, char *where, size_t wlen)
+{
+	char	 p[4096], f[4400], buf[64];
+	uint64_t v;
+	char	*slash;
+	int	 found = 0;
+
+	if (strlcpy(p, path, sizeof(p)) >= sizeof(p))
+		return -ENAMETOOLONG;
+	for (;;) {
+		snprintf(f, sizeof(f), "%s%s/%s", dir, strcmp(p, "/") == 0 ?
+		    "" : p, file);
+		if (read_small_file(f, buf, sizeof(buf)) > 0 &&
+		    cpu_parse_memory_limit(buf, &v) == 0 &&
+		    (!found || v < *best)) {
+			*best = v;
+			found = 1;
+			snprintf(where, wlen, "%s %s", what, *p ? p : "/");
+		}
+		if (*p == '\0' || strcmp(p, "/") == 0 ||
+		    (slash = strrchr(p, '/')) == NULL)
+			break;
+		*slash = '\0';
+		if (*p == '\0')
+			strlcpy(p, "/", sizeof(p));
+	}
+	return found ? 0 : -ENOENT;
+}
+
+/* The memory the pool may use, and where that was read. */
+static int
+memory_limit(uint64_t *limit, char *where, size_t wlen)
+{
+	const char *sys = root("WPOOL_SYSFS_ROOT", "/sys");
+	const char *proc = root("WPOOL_PROCFS_ROOT", "/proc");
+	char	 buf[8192], v2[4096], v1[4096], dir[4200];
+	int	 r = -ENOENT;
+
+	snprintf(dir, sizeof(dir), "%s/self/cgroup", proc);
+	if (read_small_file(dir, buf, sizeof(buf)) > 0) {
+		if (cpu_parse_self_cgroup(buf, v2, sizeof(v2), NULL, 0) < 0)
+			v2[0] = '\0';
+		snprintf(dir, sizeof(dir), "%s/fs/cgroup/cgroup.controllers",
+		    sys);
+		if (v2[0] != '\0' && access(dir, F_OK) == 0) {
+			snprintf(dir, sizeof(dir), "%s/fs/cgroup", sys);
+			r = mem_along(dir, v2, "memory.max",
+			    "cgroup v2 memory.max", limit, where, wlen);
+		} else if (self_cgroup_v1(buf, "memory", v1, sizeof(v1)) == 0) {
+			snprintf(dir, sizeof(dir), "%s/fs/cgroup/memory", sys);
+			r = mem_along(dir, v1, "memory.limit_in_bytes",
+			    "cgroup v1 memory.limit_in_bytes", limit, where,
+			    wlen);
+		}
+	}
+	if (r == 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/meminfo", proc);
+	if (read_small_file(dir, buf, sizeof(buf)) > 0 &&
+	    cpu_parse_meminfo(buf, limit) == 0) {
+		snprintf(where, wlen, "MemTotal (no cgroup memory limit)");
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
+ * How many workers of budget bytes the memory allows, into ci's mem_*:
+ * at least 1 (a pool of none serves nothing; the log says it does not
+ * fit).  -ENOENT, and no bound, when no limit can be read.
+ */
+int
+cpu_memory_bound(struct cpu_info *ci, uint64_t budget)
+{
+	char	 where[128], lim[16], per[16];
+	uint64_t limit, n;
+
+	ci->mem_n = 0;
+	ci->mem_limit = 0;
+	ci->mem_source[0] = '\0';
+	if (budget == 0 || memory_limit(&limit, where, sizeof(where)) < 0)
+		return -ENOENT;
+	n = limit / budget;
+	ci->mem_n = n < 1 ? 1 : n > WPOOL_MAX_WORKERS ? WPOOL_MAX_WORKERS :
+	    (int)n;
+	ci->mem_limit = limit;
+	format_bytes(limit, lim, sizeof(lim));
+	format_bytes(budget, per, sizeof(per));
+	snprintf(ci->mem_source, sizeof(ci->mem_source), "%s = %s, / "
+	    "--memory-per-worker %s = %llu%s", where, lim, per,
+	    (unsigned long long)n, n < 1 ? ", but 1 at least" : "");
+	return 0;
+}
+
+/* -n auto's count: the CPUs, or fewer if memory allows fewer. */
+int
+cpu_auto_workers(const struct cpu_info *ci)
+{
+	return ci->mem_n > 0 && ci->mem_n < ci->n ? ci->mem_n : ci->n;
+}
+
+/* For the log and `wpool check`: what -n auto counted, which bound won. */
+void
+cpu_auto_text(const struct cpu_info *ci, char *buf, size_t len)
+{
+	if (ci->mem_n > 0 && ci->mem_n < ci->n)
+		snprintf(buf, len, "bound by memory: %s; %d CPU%s: %s",
+		    ci->mem_source, ci->n, ci->n == 1 ? "" : "s", ci->source);
+	else if (ci->mem_n > 0)
+		snprintf(buf, len, "bound by CPUs: %d CPU%s: %s; memory: %s",
+		    ci->n, ci->n == 1 ? "" : "s", ci->source, ci->mem_source);
+	else
+		snprintf(buf, len, "%d CPU%s: %s", ci->n, ci->n == 1 ? "" :
+		    "s", ci->source);
+}

@@ -141,6 +141,8 @@ check_conf(struct conf *c)
 			return 1;
 		}
 	cpu_usable(&ci, c->fallback_cpus);
+	if (c->worker_memory > 0)
+		cpu_memory_bound(&ci, c->worker_memory);
 	conf_print(stdout, c, &ci);
 	return 0;
 }

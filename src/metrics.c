@@ -204,7 +204,7 @@ static const char *const role_names[] = {
  * its slot), so the series are bounded by the slots whatever the
  * restarts.  The pid is a value (wpool_worker_pid), not a label.
  */
-enum { PW_UP, PW_PID, PW_RSS, PW_CPU, PW_UPTIME, PW_N };
+enum { PW_UP, PW_PID, PW_RSS, PW_MEM, PW_CPU, PW_UPTIME, PW_N };
 
 static void
 per_worker(struct sbuf *b, struct pool *p, const char *name, double now)
@@ -217,7 +217,11 @@ per_worker(struct sbuf *b, struct pool *p, const char *name, double now)
 		[PW_PID] = { "wpool_worker_pid", "gauge",
 		    "The process id of the worker." },
 		[PW_RSS] = { "wpool_worker_rss_bytes", "gauge",
-		    "Resident memory of the worker." },
+		    "Resident memory of the worker's own process." },
+		[PW_MEM] = { "wpool_worker_memory_bytes", "gauge",
+		    "Memory of the worker's whole process tree, as "
+		    "--max-memory sees it: PSS (kind=\"pss\") when every "
+		    "process's smaps_rollup could be read, else RSS summed." },
 		[PW_CPU] = { "wpool_worker_cpu_seconds_total", "counter",
 		    "CPU time used by the worker (starts again with a new "
 		    "worker in the slot and role)." },
@@ -251,6 +255,11 @@ per_worker(struct sbuf *b, struct pool *p, const char *name, double now)
 			case PW_RSS:
 				sb_printf(b, "} %llu\n", (unsigned long long)
 				    w->sample.rss_bytes);
+				break;
+			case PW_MEM:
+				sb_printf(b, ",kind=\"%s\"} %llu\n",
+				    w->sample.mem_pss ? "pss" : "rss",
+				    (unsigned long long)w->sample.mem_bytes);
 				break;
 			case PW_CPU:
 				sb_printf(b, "} %.2f\n",

@@ -1425,12 +1425,18 @@ crash_signal(int sig)
 	    sig == SIGFPE || sig == SIGILL || sig == SIGSYS || sig == SIGTRAP;
 }
 
+/* A wait status as the shell's $?: the code, or 128 + the signal. */
+static int
+exit_code(int status)
+{
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* The pool's exit status with --no-restart: the first failure wins. */
 static void
 record_exit_status(struct pool *p, int status)
 {
-	int	 code = WIFEXITED(status) ? WEXITSTATUS(status) :
-	    128 + WTERMSIG(status);
+	int	 code = exit_code(status);
 
 	if (!p->exit_status_set || (p->exit_status == 0 && code != 0)) {
 		p->exit_status = code;
@@ -1632,6 +1638,72 @@ exit_restart(struct pool *p, struct worker *w, struct slot *s,
 		schedule_respawn(p, s, delay);
 }
 
+/*
+ * --max-crashes: whether the serving worker's end is a crash.  It is
+ * unless it exited with 0 (php-cgi, for one, ends so by design after its
+ * requests) or wpool asked it to stop; but a worker ended for
+ * --ready-timeout or --watchdog failed as surely as one that crashed, an
+ * exec that fails is a crash, and so is a signal from outside (the OOM
+ * killer's KILL, most often).
+ */
+static bool
+exit_is_crash(const struct worker *w, const struct exit_info *x)
+{
+	if (x->exec_failed || w->ready_failed || w->watchdog_fired)
+		return true;
+	if (w->stop_sent)
+		return false;
+	return x->sig != 0 || WEXITSTATUS(x->status) != 0;
+}
+
+/*
+ * A crash of the serving worker of a running pool, counted: the N-th
+ * within the window stops the pool, which then exits with this worker's
+ * status (as $? would show it), so that the orchestrator sees the loop.
+ * True when it did (w is freed).
+ */
+static bool
+exit_crash_loop(struct pool *p, struct worker *w, struct slot *s,
+    const struct exit_info *x)
+{
+	struct conf *c = p->conf;
+	double	 now = now_mono(), *at = p->crashes.at;
+	char	 win[48];
+	int	 code, lim = c->crash_limit;
+
+	if (lim <= 0 || at == NULL || !exit_is_crash(w, x))
+		return false;
+	while (p->crashes.n > 0 &&
+	    at[p->crashes.head] <= now - c->crash_window) {
+		p->crashes.head = (p->crashes.head + 1) % lim;
+		p->crashes.n--;
+	}
+	at[(p->crashes.head + p->crashes.n) % lim] = now;
+	if (++p->crashes.n < lim)
+		return false;
+	code = x->exec_failed ? spawn_exit_status(&x->e) : exit_code(x->status);
+	/* How close together they came: "3 crashes in 0.7s". */
+	win[0] = '\0';
+	if (lim > 1) {
+		strlcpy(win, " in ", sizeof(win));
+		format_duration(now - at[p->crashes.head], win + 4,
+		    sizeof(win) - 4);
+	}
+	log_error("worker %d (pid %d) %s after %s: %d crash%s%s "
+	    "(--max-crashes %s); giving up: stopping the pool, exit status %d",
+	    w->id, (int)w->pid, x->exec_failed ? "could not run" : x->how,
+	    x->after, lim, lim == 1 ? "" : "es", win, c->max_crashes, code);
+	p->crashes.gave_up = true;
+	p->exit_status = code;
+	p->exit_status_set = true;
+	snprintf(p->stop_why, sizeof(p->stop_why), "--max-crashes");
+	s->cur = NULL;
+	mode_of(p)->steer(p);
+	worker_free(p, w);
+	pool_stop(p, false);
+	return true;
+}
+
 static void
 worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
     int status)
@@ -1645,7 +1717,8 @@ worker_exit_handle(struct pool *p, struct worker *w, struct slot *s,
 	s->has_exit = true;
 	s->last_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	s->last_signal = x.sig;
-	if (exit_fatal(p, w, s, &x) || exit_by_role(p, w, s, &x))
+	if (exit_fatal(p, w, s, &x) || exit_by_role(p, w, s, &x) ||
+	    exit_crash_loop(p, w, s, &x))
 		return;
 	s->cur = NULL;
 	mode_of(p)->steer(p);
@@ -2649,8 +2722,14 @@ pool_sample(struct pool *p)
 			p->slots[id].queue[i] =
 			    sys_queue_len(p->slots[id].fds[i]);
 	TAILQ_FOREACH(w, &p->workers, entry) {
-		/* Back-to-back requests reuse a sample: /proc reads add up. */
-		if (w->sample_mono > 0 && now - w->sample_mono < 0.25)
+		/*
+		 * Back-to-back requests reuse a sample: /proc reads add up.
+		 * A tree whose reading is dear (smaps_rollup walks page
+		 * tables) is read so as to cost the master at most 1% of a
+		 * CPU: at most every 100 times what it took.
+		 */
+		if (w->sample_mono > 0 && (now - w->sample_mono < 0.25 ||
+		    now - w->sample_mono < 100 * w->sample.mem_cost))
 			continue;
 		if (sys_sample(w->pid, &s) < 0)
 			continue;
@@ -2668,7 +2747,7 @@ on_sample_timer(void *arg)
 {
 	struct pool *p = arg;
 	struct worker *w;
-	char	 rss[16], lim[16];
+	char	 rss[16], lim[16], what[64];
 	double	 now = now_mono();
 	double	 min_uptime = p->conf->min_uptime > 0.1 ?
 		    p->conf->min_uptime : 0.1;
@@ -2683,7 +2762,8 @@ on_sample_timer(void *arg)
 		/* Its age, counted from when the back-off let it be judged. */
 		since = now - (w->started_mono > s->mem_hold_until ?
 		    w->started_mono : s->mem_hold_until);
-		if (w->sample.rss_bytes <= p->conf->max_memory) {
+		/* Its whole tree's: a master of its own is not alone. */
+		if (w->sample.mem_bytes <= p->conf->max_memory) {
 			/* Under the limit that long: the back-off is over. */
 			if (since >= min_uptime)
 				s->mem_backoff = 0;
@@ -2692,13 +2772,17 @@ on_sample_timer(void *arg)
 		if (s->repl.kind != REPLACE_NONE || s->next != NULL ||
 		    now < s->mem_hold_until)
 			continue;
-		format_bytes(w->sample.rss_bytes, rss, sizeof(rss));
+		format_bytes(w->sample.mem_bytes, rss, sizeof(rss));
 		format_bytes(p->conf->max_memory, lim, sizeof(lim));
+		/* What was counted: "PSS of 3 processes", said last. */
+		snprintf(what, sizeof(what), "%s of %d process%s",
+		    w->sample.mem_pss ? "PSS" : "RSS", w->sample.mem_procs,
+		    w->sample.mem_procs == 1 ? "" : "es");
 		if (since >= min_uptime) {
 			s->mem_backoff = 0;
 			log_info("worker %d (pid %d) uses %s, over "
-			    "--max-memory %s; recycling it", w->id,
-			    (int)w->pid, rss, lim);
+			    "--max-memory %s; recycling it; its tree: %s",
+			    w->id, (int)w->pid, rss, lim, what);
 		} else {
 			/*
 			 * Over the limit this soon, its successor will be
@@ -2711,8 +2795,8 @@ on_sample_timer(void *arg)
 			log_warnx("worker %d (pid %d) uses %s, over "
 			    "--max-memory %s within --min-uptime; recycling "
 			    "it, but not its successor for %.0fs (memory "
-			    "back-off)", w->id, (int)w->pid, rss, lim,
-			    s->mem_backoff);
+			    "back-off); its tree: %s", w->id, (int)w->pid, rss,
+			    lim, s->mem_backoff, what);
 		}
 		replace_begin(p, s, REPLACE_RECYCLE, p->generation);
 		break;
@@ -2757,6 +2841,22 @@ pool_worker_notify(struct pool *p, struct worker *w, const char *key,
 	}
 }
 
+/* --memory-per-worker: how many workers the memory holds, for -n auto. */
+static void
+pool_memory_bound(struct pool *p)
+{
+	uint64_t budget = p->conf->worker_memory;
+
+	if (budget > 0 && cpu_memory_bound(&p->cpus, budget) < 0)
+		log_warnx("--memory-per-worker: no memory limit could be "
+		    "read (no cgroup limit, no /proc/meminfo); -n auto counts "
+		    "CPUs alone");
+	if (p->cpus.mem_n > 0 && p->cpus.mem_limit < budget)
+		log_warnx("--memory-per-worker: one worker's budget is over "
+		    "the memory limit (%s); starting 1 worker",
+		    p->cpus.mem_source);
+}
+
 int
 pool_init(struct pool *p, struct conf *c)
 {
@@ -2782,13 +2882,22 @@ pool_init(struct pool *p, struct conf *c)
 		if (cpu_usable(&p->cpus, c->fallback_cpus) < 0)
 			log_warnx("cannot read how many CPUs are usable; using "
 			    "--fallback-cpus %d", c->fallback_cpus);
-		p->target = p->cpus.n;
+		pool_memory_bound(p);
+		p->target = cpu_auto_workers(&p->cpus);
 	} else {
 		cpu_usable(&p->cpus, c->fallback_cpus);
+		pool_memory_bound(p);
 		p->target = c->workers;
+		if (p->cpus.mem_n > 0 && p->target > p->cpus.mem_n)
+			log_warnx("-n %d: more workers than "
+			    "--memory-per-worker lets the memory hold (%s)",
+			    p->target, p->cpus.mem_source);
 	}
 	if (p->target > WPOOL_MAX_WORKERS)
 		p->target = WPOOL_MAX_WORKERS;
+	if (c->crash_limit > 0)
+		p->crashes.at = xcalloc((size_t)c->crash_limit,
+		    sizeof(*p->crashes.at));
 	env_base_build(p);
 	/*
 	 * epoll has no fd ceiling of its own, so the master may use the hard
@@ -2820,6 +2929,8 @@ pool_free(struct pool *p)
 		free(p->env_base[i]);
 	free(p->env_base);
 	free(p->slots);
+	free(p->crashes.at);
+	p->crashes.at = NULL;
 	free(p->evq);
 	p->evq = NULL;
 	p->nevq = p->evq_cap = 0;
@@ -2856,7 +2967,7 @@ pool_run(struct pool *p)
 {
 	if (p->state != POOL_DONE)
 		loop_run();
-	if (p->fatal || p->conf->no_restart)
+	if (p->fatal || p->conf->no_restart || p->crashes.gave_up)
 		return p->exit_status_set ? p->exit_status : 0;
 	return 0;
 }

@@ -20,11 +20,14 @@
 static void
 announce_workers(struct pool *p)
 {
-	if (p->conf->workers == 0)
-		log_info("%d worker%s (%d CPU%s: %s)", p->target,
-		    p->target == 1 ? "" : "s", p->cpus.n,
-		    p->cpus.n == 1 ? "" : "s", p->cpus.source);
-	else
+	char	 why[512];
+
+	if (p->conf->workers == 0) {
+		/* Which bound won, CPUs or memory (cpu.c). */
+		cpu_auto_text(&p->cpus, why, sizeof(why));
+		log_info("%d worker%s (%s)", p->target,
+		    p->target == 1 ? "" : "s", why);
+	} else
 		log_info("%d worker%s", p->target, p->target == 1 ? "" : "s");
 }
 

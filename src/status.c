@@ -147,6 +147,13 @@ worker_json(const struct pool *p, const struct worker *w, double mono)
 	json_object_object_add(o, "uptime_s", dbl(mono - w->started_mono));
 	json_object_object_add(o, "rss_bytes",
 	    json_object_new_int64((int64_t)w->sample.rss_bytes));
+	/* Its whole tree: what --max-memory compares, and status shows. */
+	json_object_object_add(o, "mem_bytes",
+	    json_object_new_int64((int64_t)w->sample.mem_bytes));
+	json_object_object_add(o, "mem_kind", json_object_new_string(
+	    w->sample.mem_pss ? "pss" : "rss"));
+	json_object_object_add(o, "mem_procs",
+	    json_object_new_int(w->sample.mem_procs));
 	json_object_object_add(o, "cpu_percent", dbl(w->cpu_percent));
 	json_object_object_add(o, "cpu_seconds", dbl(w->sample.cpu_seconds));
 	json_object_object_add(o, "restarts",
@@ -244,6 +251,62 @@ restarts_json(const struct pool *p, double mono)
 	return a;
 }
 
+/*
+ * How the workers' memory was measured: "pss" when every sampled worker's
+ * tree was, "rss" when one could only be summed by RSS.
+ */
+static const char *
+mem_kind(const struct pool *p)
+{
+	const struct worker *w;
+
+	TAILQ_FOREACH(w, &p->workers, entry)
+		if (w->sample_mono > 0 && !w->sample.mem_pss)
+			return "rss";
+	return "pss";
+}
+
+/* --max-crashes: the limit, and how many crashes its window holds now. */
+static json_object *
+crashes_json(const struct pool *p, double mono)
+{
+	const struct conf *c = p->conf;
+	json_object *o;
+	int	 i, n = 0;
+
+	if (c->crash_limit <= 0 || p->crashes.at == NULL)
+		return NULL;
+	for (i = 0; i < p->crashes.n; i++)
+		if (p->crashes.at[(p->crashes.head + i) % c->crash_limit] >
+		    mono - c->crash_window)
+			n++;
+	o = json_object_new_object();
+	json_object_object_add(o, "limit", json_object_new_int(c->crash_limit));
+	json_object_object_add(o, "window_s", dbl(c->crash_window));
+	json_object_object_add(o, "recent", json_object_new_int(n));
+	json_object_object_add(o, "gave_up",
+	    json_object_new_boolean(p->crashes.gave_up));
+	return o;
+}
+
+/* -n auto: what bounded it, CPUs or memory (--memory-per-worker). */
+static void
+auto_fields(json_object *o, const struct pool *p)
+{
+	const struct cpu_info *ci = &p->cpus;
+
+	if (p->conf->workers != 0)
+		return;
+	json_object_object_add(o, "workers_bound", json_object_new_string(
+	    ci->mem_n > 0 && ci->mem_n < ci->n ? "memory" : "cpus"));
+	if (ci->mem_n > 0) {
+		json_object_object_add(o, "memory_limit_bytes",
+		    json_object_new_int64((int64_t)ci->mem_limit));
+		json_object_object_add(o, "memory_source",
+		    json_object_new_string(ci->mem_source));
+	}
+}
+
 /* The pool's own fields, to o. */
 static void
 pool_fields(json_object *o, const struct pool *p, double mono)
@@ -281,6 +344,10 @@ pool_fields(json_object *o, const struct pool *p, double mono)
 	json_object_object_add(o, "cpus", json_object_new_int(p->cpus.n));
 	json_object_object_add(o, "cpus_source",
 	    json_object_new_string(p->cpus.source));
+	auto_fields(o, p);
+	json_object_object_add(o, "mem_kind",
+	    json_object_new_string(mem_kind(p)));
+	json_object_object_add(o, "crashes", crashes_json(p, mono));
 	json_object_object_add(o, "generation",
 	    json_object_new_int64(p->generation));
 	json_object_object_add(o, "started_at", iso_time(p->started_real));

@@ -128,6 +128,10 @@ struct conf {
 	long	 max_requests;
 	long	 max_requests_jitter;
 	uint64_t max_memory;	/* 0: off */
+	uint64_t worker_memory;	/* -n auto's budget a worker; 0: none */
+	char	*max_crashes;	/* as given: N[/WINDOW]; NULL: off */
+	int	 crash_limit;	/* its N; 0: off */
+	double	 crash_window;	/* its WINDOW */
 	char	*pidfile;
 	bool	 log_prefix;
 	bool	 cpu_affinity;	/* worker i pinned to the i-th usable CPU */
@@ -219,6 +223,10 @@ void	reconf_abandon(struct pool *, struct conf *);
 struct cpu_info {
 	int	 n;
 	char	 source[160];
+	/* --memory-per-worker: the workers memory allows; 0: no bound. */
+	int	 mem_n;
+	uint64_t mem_limit;		/* the limit found */
+	char	 mem_source[160];
 };
 
 int	cpu_parse_cgroup2_max(const char *, double *);
@@ -228,6 +236,11 @@ int	cpu_parse_cpulist(const char *);
 int	cpu_usable(struct cpu_info *, int);
 int	cpu_nth(const cpu_set_t *, int);
 int	cpu_for_slot(int);
+int	cpu_parse_memory_limit(const char *, uint64_t *);
+int	cpu_parse_meminfo(const char *, uint64_t *);
+int	cpu_memory_bound(struct cpu_info *, uint64_t);
+int	cpu_auto_workers(const struct cpu_info *);
+void	cpu_auto_text(const struct cpu_info *, char *, size_t);
 
 /* loop.c: epoll, signalfd and timers; knows nothing about wpool. */
 typedef void (*io_cb)(int, uint32_t, void *);
@@ -329,13 +342,23 @@ double	now_real(void);
 /* procfs.c: /proc readers; parsers take buffers. */
 struct proc_sample {
 	uint64_t rss_pages;
-	uint64_t rss_bytes;
+	uint64_t rss_bytes;		/* the process's own */
 	double	 cpu_seconds;
 	pid_t	 ppid;
+	/*
+	 * Its whole tree (it and its descendants): the sum of their PSS
+	 * (smaps_rollup) if every one could be read, else of their RSS,
+	 * which counts a page shared between them once per process.
+	 */
+	uint64_t mem_bytes;
+	int	 mem_procs;
+	bool	 mem_pss;
+	double	 mem_cost;		/* CPU seconds its reading took */
 };
 
 int	procfs_parse_stat(const char *, long, struct proc_sample *);
 int	procfs_parse_statm(const char *, long, uint64_t *);
+int	procfs_parse_rollup(const char *, uint64_t *);
 int	procfs_sample(pid_t, struct proc_sample *);
 pid_t	procfs_ppid(pid_t);
 int	procfs_ident(pid_t, pid_t *, unsigned long long *);
@@ -523,6 +546,12 @@ struct pool {
 	char	 stop_why[64];
 	int	 exit_status;
 	bool	 exit_status_set;
+	/* --max-crashes: when the last crashes came, oldest first (a ring). */
+	struct {
+		double	*at;		/* crash_limit of them */
+		int	 head, n;
+		bool	 gave_up;	/* the pool stops for it */
+	} crashes;
 	struct reload_state reload;
 	/* The last RELOAD_FAILURES failed reloads, oldest first. */
 	struct reload_failure {

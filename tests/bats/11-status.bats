@@ -130,7 +130,7 @@ EOF
 	assert_equal "${lines[2]}" "  listening on ${LISTEN_ADDRS[0]} (l0, fd 3)"
 	assert_equal "${lines[3]}" "  listening on ${LISTEN_ADDRS[1]} (l1, fd 4)"
 	# No IDLE column: wpool cannot see when a worker last served (issue 12).
-	assert_regex "${lines[4]}" '^ID +PID +STATE +GEN +UPTIME +RSS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
+	assert_regex "${lines[4]}" '^ID +PID +STATE +GEN +UPTIME +[PR]SS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
 	local p
 	for p in "${WORKERS[@]}"; do
 		assert_line --regexp "^${WORKER_ID[$p]} +$p +ready +0 +[0-9.]+[smhd]+ +[0-9.]+[BKMG] +[0-9.]+ +0 +- +worker ${WORKER_ID[$p]}"

@@ -129,7 +129,7 @@ EOF
 	wait_st 5 "sum(w['connections'] for w in d['workers']) == 0"
 	run "$WPOOL" status
 	assert_line --index 3 '  balancer round-robin: 0 connections queued, 12 in all'
-	assert_line --index 4 --regexp '^ID +PID +STATE +GEN +UPTIME +CONNS +RSS '
+	assert_line --index 4 --regexp '^ID +PID +STATE +GEN +UPTIME +CONNS +[PR]SS '
 	assert_equal "$(grep -cE '^[0-2] +[0-9]+ +ready +0 +[0-9.]+m?s +0/4 ' <<<"$output")" 3
 	local l
 	for l in "${lines[@]}"; do

@@ -138,7 +138,7 @@ bad_script() {
 	wait_for_workers 1
 	run "$WPOOL" status
 	assert_success
-	assert_line --regexp '^ID +PID +STATE +GEN +UPTIME +RSS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
+	assert_line --regexp '^ID +PID +STATE +GEN +UPTIME +[PR]SS +CPU% +RESTARTS +LAST-EXIT +STATUS$'
 	refute_output --partial IDLE
 	run "$WPOOL" status --json
 	assert_equal "$(jq '.workers[0] | has("idle_s")' <<<"$output")" false

@@ -375,14 +375,13 @@ test_errors(void)
 	/* Built from cli.c's table: every [pool] key, in the table's order. */
 	conf_bad("unknown key lists the table's [pool] keys",
 	    "[pool]\nworkerz = 2\n", 2, "unknown key 'workerz' in [pool]: "
-	    "expected name, workers, fallback-cpus, mode, balancer, backlog, "
-	    "max-queue, restart-delay, max-restart-delay, min-uptime, "
-	    "no-restart, stop-signal, stop-timeout, shutdown-delay, "
-	    "min-ready, ready, ready-timeout, reload-batch, watchdog, "
-	    "max-requests, max-requests-jitter, "
-	    "max-memory, user, chdir, log-prefix, cpu-affinity, control, "
-	    "pidfile, metrics, "
-	    "quiet, verbose or command");
+	    "expected name, workers, fallback-cpus, memory-per-worker, mode, "
+	    "balancer, backlog, max-queue, restart-delay, max-restart-delay, "
+	    "min-uptime, no-restart, stop-signal, stop-timeout, "
+	    "shutdown-delay, min-ready, ready, ready-timeout, reload-batch, "
+	    "watchdog, max-requests, max-requests-jitter, max-memory, "
+	    "max-crashes, user, chdir, log-prefix, cpu-affinity, control, "
+	    "pidfile, metrics, quiet, verbose or command");
 	conf_bad("a command-line-only option is an unknown key",
 	    "[pool]\nhelp = 1\n", 2, "unknown key 'help' in [pool]");
 	conf_bad("config in [pool] points to the command line",

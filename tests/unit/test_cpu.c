@@ -429,6 +429,109 @@ test_usable(void)
 	}
 }
 
+/* ---- --memory-per-worker: the memory bound of -n auto ---- */
+
+static void
+test_memory_parsers(void)
+{
+	uint64_t v = 7;
+
+	is_int(cpu_parse_memory_limit("536870912\n", &v), 0, "memory.max "
+	    "536870912 parses");
+	ok(v == 536870912, "= 512 MiB");
+	v = 7;
+	is_int(cpu_parse_memory_limit("max\n", &v), -ENOENT, "memory.max "
+	    "'max': no limit");
+	is_int(cpu_parse_memory_limit("9223372036854771712\n", &v), -ENOENT,
+	    "v1's 'no limit' (the largest page multiple): none");
+	is_int(cpu_parse_memory_limit("", &v), -EINVAL, "empty: -EINVAL");
+	is_int(cpu_parse_memory_limit("-1\n", &v), -EINVAL, "-1: -EINVAL");
+	is_int(cpu_parse_memory_limit("12k\n", &v), -EINVAL, "12k: -EINVAL");
+	is_int(cpu_parse_memory_limit("99999999999999999999999\n", &v),
+	    -EINVAL, "overflow: -EINVAL");
+	ok(v == 7, "refusals leave the output");
+	is_int(cpu_parse_meminfo("MemTotal:       16318412 kB\nMemFree: 1 kB"
+	    "\n", &v), 0, "meminfo parses");
+	ok(v == 16318412ULL * 1024, "MemTotal in bytes");
+	is_int(cpu_parse_meminfo("XMemTotal: 5 kB\n", &v), -EINVAL,
+	    "MemTotal only at a line's start");
+	is_int(cpu_parse_meminfo("MemFree: 5 kB\n", &v), -EINVAL,
+	    "no MemTotal: -EINVAL");
+}
+
+static void
+bound(const char *what, uint64_t budget, int want_r, int want_mem,
+    int cpus, int want_auto, const char *in_source)
+{
+	struct cpu_info ci;
+	char	 text[512];
+	int	 r;
+
+	memset(&ci, 0x5a, sizeof(ci));
+	ci.n = cpus;
+	snprintf(ci.source, sizeof(ci.source), "test CPUs");
+	r = cpu_memory_bound(&ci, budget);
+	is_int(r, want_r, "%s: cpu_memory_bound returns %d", what, want_r);
+	is_int(ci.mem_n, want_mem, "%s: memory allows %d", what, want_mem);
+	is_int(cpu_auto_workers(&ci), want_auto, "%s: -n auto = %d", what,
+	    want_auto);
+	cpu_auto_text(&ci, text, sizeof(text));
+	ok(strstr(text, in_source) != NULL, "%s: '%s' says '%s'", what, text,
+	    in_source);
+}
+
+static void
+test_memory_bound(void)
+{
+	/* v2: the tightest of the cgroup and its ancestors. */
+	fixture();
+	put("proc/self/cgroup", "0::/kubepods/pod1/app\n");
+	put("sys/fs/cgroup/cgroup.controllers", "cpu memory\n");
+	put("sys/fs/cgroup/kubepods/pod1/app/memory.max", "max\n");
+	put("sys/fs/cgroup/kubepods/pod1/memory.max", "1073741824\n");
+	put("sys/fs/cgroup/kubepods/memory.max", "4294967296\n");
+	bound("v2 1G pod, 256M a worker, 8 CPUs", 256 << 20, 0, 4, 8, 4,
+	    "bound by memory: cgroup v2 memory.max /kubepods/pod1 = 1.0G");
+	bound("v2 1G pod, 256M a worker, 2 CPUs", 256 << 20, 0, 4, 2, 2,
+	    "bound by CPUs: 2 CPUs");
+	bound("v2 1G pod, 3G a worker", 3ULL << 30, 0, 1, 8, 1,
+	    "= 0, but 1 at least");
+
+	/* A container's own cgroup at the mount's root (no cgroupns). */
+	fixture();
+	put("proc/self/cgroup", "0::/docker/abc\n");
+	put("sys/fs/cgroup/cgroup.controllers", "memory\n");
+	put("sys/fs/cgroup/memory.max", "536870912\n");
+	bound("v2 at the root", 100 << 20, 0, 5, 8, 5, "memory.max / = 512M");
+
+	/* v1: the memory controller's own path. */
+	fixture();
+	put("proc/self/cgroup", "12:memory:/docker/abc\n4:cpu,cpuacct:/x\n"
+	    "0::/\n");
+	put("sys/fs/cgroup/memory/memory.limit_in_bytes",
+	    "9223372036854771712\n");
+	put("sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+	    "2147483648\n");
+	bound("v1 2G, 512M a worker", 512 << 20, 0, 4, 16, 4,
+	    "cgroup v1 memory.limit_in_bytes /docker/abc = 2.0G");
+
+	/* No cgroup limit: the machine's memory. */
+	fixture();
+	put("proc/self/cgroup", "0::/\n");
+	put("sys/fs/cgroup/cgroup.controllers", "memory\n");
+	put("sys/fs/cgroup/memory.max", "max\n");
+	put("proc/meminfo", "MemTotal:        2097152 kB\n");
+	bound("no limit, 2G of RAM, 1G a worker", 1 << 30, 0, 2, 4, 2,
+	    "MemTotal (no cgroup memory limit)");
+
+	/* Nothing to read: no bound, the CPUs alone. */
+	fixture();
+	bound("nothing readable", 1 << 20, -ENOENT, 0, 4, 4, "4 CPUs");
+	bound("no budget", 0, -ENOENT, 0, 4, 4, "test CPUs");
+	unsetenv("WPOOL_SYSFS_ROOT");
+	unsetenv("WPOOL_PROCFS_ROOT");
+}
+
 int
 main(void)
 {
@@ -441,6 +544,8 @@ main(void)
 		return done_testing();
 	}
 	test_usable();
+	test_memory_parsers();
+	test_memory_bound();
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

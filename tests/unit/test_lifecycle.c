@@ -138,6 +138,8 @@ fake_sample(pid_t pid, struct proc_sample *s)
 		return -ESRCH;
 	memset(s, 0, sizeof(*s));
 	s->rss_bytes = pr->rss;
+	s->mem_bytes = pr->rss;		/* a tree of one */
+	s->mem_procs = 1;
 	return 0;
 }
 

@@ -121,6 +121,9 @@ test_sample_self(void)
 	ok(s.cpu_seconds >= 0 && s.cpu_seconds < 3600, "cpu_seconds %.2f is "
 	    "plausible", s.cpu_seconds);
 	is_int(procfs_ppid(getpid()), getppid(), "procfs_ppid(getpid())");
+	ok(s.mem_procs == 1 && s.mem_pss && s.mem_bytes > 0 &&
+	    s.mem_bytes <= s.rss_bytes, "this process alone: its PSS %llu, "
+	    "at most its RSS", (unsigned long long)s.mem_bytes);
 
 	s.ppid = 555;
 	r = procfs_sample(INT_MAX, &s);
@@ -194,12 +197,137 @@ test_sample_fixture(void)
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static void
+test_parse_rollup(void)
+{
+	uint64_t pss = 7;
+
+	is_int(procfs_parse_rollup("55ec8b2d5000-7fff3eba6000 ---p 00000000 "
+	    "00:00 0   [rollup]\nRss:   1768 kB\nPss:    184 kB\n"
+	    "Pss_Dirty:   116 kB\n", &pss), 0, "smaps_rollup parses");
+	ok(pss == 184 * 1024, "Pss = 184 kB, not Rss nor Pss_Dirty");
+	pss = 7;
+	is_int(procfs_parse_rollup("Pss_Anon: 3 kB\nRss: 5 kB\n", &pss),
+	    -EINVAL, "no Pss line: -EINVAL");
+	is_int(procfs_parse_rollup("Pss: lots\n", &pss), -EINVAL,
+	    "Pss without a number: -EINVAL");
+	is_int(procfs_parse_rollup("", &pss), -EINVAL, "empty: -EINVAL");
+	ok(pss == 7, "refusals leave the output");
+}
+
+/* A stat line for pid in state st, with rss pages resident. */
+static void
+put_stat(int pid, char st, int ppid, int rss)
+{
+	char	 rel[64], buf[512];
+
+	snprintf(rel, sizeof(rel), "%d", pid);
+	snprintf(buf, sizeof(buf), "%s/%s", base, rel);
+	mkdir(buf, 0755);
+	snprintf(buf, sizeof(buf), "%d (w) %c %d %d %d 0 -1 0 0 0 0 0 10 10 0 "
+	    "0 20 0 1 0 100 1000 %d\n", pid, st, ppid, pid, pid, rss);
+	snprintf(rel, sizeof(rel), "%d/stat", pid);
+	put(rel, buf);
+}
+
+static void
+put_children(int pid, int tid, const char *kids)
+{
+	char	 rel[96], p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%d/task", base, pid);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/%d/task/%d", base, pid, tid);
+	mkdir(p, 0755);
+	snprintf(rel, sizeof(rel), "%d/task/%d/children", pid, tid);
+	put(rel, kids);
+}
+
+static void
+put_rollup(int pid, int pss_kb)
+{
+	char	 rel[64], buf[128];
+
+	snprintf(rel, sizeof(rel), "%d/smaps_rollup", pid);
+	snprintf(buf, sizeof(buf), "0-1 ---p 0 00:00 0 [rollup]\nRss: 1 kB\n"
+	    "Pss: %d kB\n", pss_kb);
+	put(rel, buf);
+}
+
+/*
+ * A worker's tree: 100 (the worker) forked 101 from its main thread and
+ * 102 from another; 101 forked 103; 104 is a zombie.  The tree's memory
+ * is their PSS, or their RSS when one PSS cannot be read.
+ */
+static void
+test_sample_tree(void)
+{
+	struct proc_sample s;
+	long	 pg = sysconf(_SC_PAGESIZE);
+	char	 p[PATH_MAX];
+
+	snprintf(base, sizeof(base), "/tmp/wpool-unit-procfs.XXXXXX");
+	if (mkdtemp(base) == NULL) {
+		ok(0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	put_stat(100, 'S', 1, 10);
+	put_stat(101, 'S', 100, 20);
+	put_stat(102, 'S', 100, 30);
+	put_stat(103, 'R', 101, 40);
+	put_stat(104, 'Z', 100, 0);
+	put_children(100, 100, "101 104 ");
+	put_children(100, 107, "102 ");
+	put_children(101, 101, "103 ");
+	put_rollup(100, 1000);
+	put_rollup(101, 2000);
+	put_rollup(102, 3000);
+	put_rollup(103, 4000);
+	setenv("WPOOL_PROCFS_ROOT", base, 1);
+
+	memset(&s, 0, sizeof(s));
+	is_int(procfs_sample(100, &s), 0, "tree: sampled");
+	ok(s.rss_bytes == 10ULL * (uint64_t)pg, "tree: rss_bytes is the "
+	    "worker's own");
+	is_int(s.mem_procs, 4, "tree: 4 processes (every thread's children, "
+	    "grandchildren, no zombie)");
+	ok(s.mem_pss, "tree: PSS readable for all");
+	ok(s.mem_bytes == 10000ULL * 1024, "tree: mem_bytes = the PSS sum "
+	    "(%llu)", (unsigned long long)s.mem_bytes);
+
+	/* One PSS unreadable (a directory where the file was): RSS for all. */
+	snprintf(p, sizeof(p), "%s/103/smaps_rollup", base);
+	remove(p);
+	mkdir(p, 0755);
+	memset(&s, 0, sizeof(s));
+	is_int(procfs_sample(100, &s), 0, "tree, one PSS unreadable: sampled");
+	ok(!s.mem_pss, "tree: kind falls back to RSS");
+	ok(s.mem_bytes == 100ULL * (uint64_t)pg, "tree: mem_bytes = the RSS "
+	    "sum, 100 pages (%llu)", (unsigned long long)s.mem_bytes);
+
+	/* A child gone between the list and its stat: not counted. */
+	snprintf(p, sizeof(p), "%s/102/stat", base);
+	remove(p);
+	memset(&s, 0, sizeof(s));
+	is_int(procfs_sample(100, &s), 0, "tree, a child gone: sampled");
+	is_int(s.mem_procs, 3, "tree: 3 processes");
+
+	/* No children files at all: the worker alone. */
+	memset(&s, 0, sizeof(s));
+	is_int(procfs_sample(101 + 2, &s), 0, "a leaf: sampled");
+	is_int(s.mem_procs, 1, "a leaf: itself");
+	unsetenv("WPOOL_PROCFS_ROOT");
+	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 main(void)
 {
 	test_parse_stat();
 	test_parse_statm();
+	test_parse_rollup();
 	test_sample_self();
 	test_sample_fixture();
+	test_sample_tree();
 	return done_testing();
 }
