@@ -93,10 +93,11 @@ setup() {
 	compat_pool puma reuseport TERM -- puma -t 1:4 -b "tcp://127.0.0.1:$CPORT" config.ru
 }
 
-@test "nginx (NGINX=3;), QUIT, shared" {
-	compat_needs nginx
-	compat_pool nginx shared QUIT -e 'NGINX=3;' -- ./nginx.sh
-}
+# nginx runs here in reuseport mode only: two nginx masters (one a worker)
+# sharing one listening socket leave about 1 connection in 150 unanswered
+# for over 3 s under 30 concurrent clients, with or without wpool's reload
+# (one nginx, or one socket a worker in reuseport mode, never does); the
+# README tells nginx users to use -m reuseport.
 
 @test "nginx (NGINX=3;), QUIT, reuseport" {
 	compat_needs nginx
