@@ -210,3 +210,29 @@ slow_start() {
 	wait_until 10 eval '[[ $(state_of 0) == ready ]]'
 	wait_for_log "cannot see it wait; ready after 1s alive"
 }
+
+# A server under steady load never waits in accept (a connection is always
+# queued) but serves: holding a connection accepted from the pool's
+# listener counts as ready.  The connection is queued before the worker
+# has loaded, so its accept never blocks; it then serves that client for
+# good, never calling accept again.
+@test "a worker that accepts a queued connection and serves it, never waiting in accept, is ready" {
+	cat >"$BATS_TEST_TMPDIR/busy.py" <<'PY'
+import socket, time
+time.sleep(1)
+lis = socket.socket(fileno=3)
+conn, _ = lis.accept()
+conn.recv(100)
+time.sleep(60)
+PY
+	start_wpool -n 1 --ready-timeout 6 --stop-timeout 1 -b 127.0.0.1:0 -- \
+		/usr/bin/python3 "$BATS_TEST_TMPDIR/busy.py"
+	# Connected and sent while the worker still loads: it waits queued.
+	/usr/bin/python3 -c 'import socket,sys,time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"x")
+time.sleep(30)' "$PORT" 3>&- &
+	record_pid $!
+	wait_until 5 eval '[[ $(state_of 0) == ready ]]'
+	! grep -q 'not ready' "$LOG" || fail "killed as not ready: $(cat "$LOG")"
+}
