@@ -363,9 +363,14 @@ usage_option(FILE *f, const struct opt *o)
 	}
 	col = strlen(left);
 	fputs(left, f);
-	do {
-		fputc(' ', f);
-	} while (++col < HELP_COL);
+	if (col + 2 > HELP_COL) {
+		/* Too long for two blanks before the text: a line alone. */
+		fprintf(f, "\n%*s", HELP_COL, "");
+		col = HELP_COL;
+	} else
+		do {
+			fputc(' ', f);
+		} while (++col < HELP_COL);
 	expand(text, sizeof(text), o->help, o, ", ", " or ");
 	if (o->dflt != NULL) {
 		append(text, sizeof(text), " \1[");
