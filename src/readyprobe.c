@@ -266,23 +266,24 @@ tasks_wait(pid_t pid, const uint64_t *inos, size_t n)
 }
 
 /*
- * PID's descriptors: 1 when one of its epoll sets watches a listener, 0
- * when none does; *held is set when PID holds a listener itself.
+ * Calls visit for each of PID's descriptors with its number (as text) and
+ * what it links to, until visit returns non-zero: that value, 0 when
+ * every one was visited, or -errno when they cannot be listed.
  */
 static int
-fds_watch(pid_t pid, const uint64_t *inos, size_t n, bool *held)
+fds_each(pid_t pid, int (*visit)(pid_t, const char *, const char *, void *),
+    void *arg)
 {
-	char	 path[96], link[64], buf[8192];
+	char	 path[96], link[64];
 	struct dirent *de;
-	uint64_t ino;
 	DIR	*d;
 	ssize_t	 len;
-	int	 found = 0;
+	int	 r = 0;
 
 	if (proc_path(path, sizeof(path), pid, "fd") < 0 ||
 	    (d = opendir(path)) == NULL)
 		return -errno;
-	while (!found && (de = readdir(d)) != NULL) {
+	while (r == 0 && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid,
@@ -290,20 +291,48 @@ fds_watch(pid_t pid, const uint64_t *inos, size_t n, bool *held)
 		if ((len = readlink(path, link, sizeof(link) - 1)) < 0)
 			continue;
 		link[len] = '\0';
-		if (readyprobe_socket_inode(link, &ino) == 0) {
-			if (ino_in(ino, inos, n))
-				*held = true;
-			continue;
-		}
-		if (strcmp(link, "anon_inode:[eventpoll]") != 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
-		    de->d_name);
-		if (read_small_file(path, buf, sizeof(buf)) >= 0)
-			found = readyprobe_parse_epoll(buf, inos, n);
+		r = visit(pid, de->d_name, link, arg);
 	}
 	closedir(d);
-	return found;
+	return r;
+}
+
+struct watch_arg {
+	const uint64_t *inos;
+	size_t	 n;
+	bool	*held;
+};
+
+static int
+visit_watch(pid_t pid, const char *fd, const char *link, void *arg)
+{
+	struct watch_arg *a = arg;
+	char	 path[96], buf[8192];
+	uint64_t ino;
+
+	if (readyprobe_socket_inode(link, &ino) == 0) {
+		if (ino_in(ino, a->inos, a->n))
+			*a->held = true;
+		return 0;
+	}
+	if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid, fd);
+	if (read_small_file(path, buf, sizeof(buf)) < 0)
+		return 0;
+	return readyprobe_parse_epoll(buf, a->inos, a->n);
+}
+
+/*
+ * PID's descriptors: 1 when one of its epoll sets watches a listener, 0
+ * when none does; *held is set when PID holds a listener itself.
+ */
+static int
+fds_watch(pid_t pid, const uint64_t *inos, size_t n, bool *held)
+{
+	struct watch_arg a = { inos, n, held };
+
+	return fds_each(pid, visit_watch, &a);
 }
 
 /*
@@ -388,34 +417,30 @@ accepted_conns(pid_t pid, const uint64_t *inos, size_t n, uint64_t *conns)
 	return nconns;
 }
 
+struct hold_arg {
+	const uint64_t *set;
+	size_t	 n;
+};
+
+static int
+visit_hold(pid_t pid, const char *fd, const char *link, void *arg)
+{
+	struct hold_arg *a = arg;
+	uint64_t ino;
+
+	(void)pid;
+	(void)fd;
+	return readyprobe_socket_inode(link, &ino) == 0 &&
+	    ino_in(ino, a->set, a->n);
+}
+
 /* 1 when one of PID's fds is one of the sockets given, 0 when none. */
 static int
 fds_hold(pid_t pid, const uint64_t *set, size_t n)
 {
-	char	 path[96], link[64];
-	struct dirent *de;
-	uint64_t ino;
-	ssize_t	 len;
-	DIR	*d;
-	int	 found = 0;
+	struct hold_arg a = { set, n };
 
-	if (proc_path(path, sizeof(path), pid, "fd") < 0 ||
-	    (d = opendir(path)) == NULL)
-		return 0;
-	while (!found && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid,
-		    de->d_name);
-		if ((len = readlink(path, link, sizeof(link) - 1)) < 0)
-			continue;
-		link[len] = '\0';
-		if (readyprobe_socket_inode(link, &ino) == 0 &&
-		    ino_in(ino, set, n))
-			found = 1;
-	}
-	closedir(d);
-	return found;
+	return fds_each(pid, visit_hold, &a) == 1;
 }
 
 /* Appends PID's children (of every thread) to the list, up to max. */
