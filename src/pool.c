@@ -972,6 +972,8 @@ worker_start(struct pool *p, struct slot *s, unsigned gen, struct worker **wp)
 #define PROBE_FIRST_SECS	0.01
 #define PROBE_MAX_SECS		0.2
 #define PROBE_GRACE_SECS	1.0
+/* From when a tree that holds a listener is asked if it serves. */
+#define PROBE_SERVING_SECS	0.3
 
 /* The socket inodes w serves: its listeners, or its balance channel. */
 static size_t
@@ -1000,6 +1002,14 @@ worker_probe(struct pool *p, struct worker *w)
 	 * worker failed to boot closes its sockets, then exits), and must
 	 * stay alive without it for the whole grace to count as ready.
 	 */
+	if (r == READY_NOT_YET && lived >= PROBE_SERVING_SECS &&
+	    sys_ready_serving(w->pid, inos, n) == 1) {
+		/* Under steady load it never waits in accept, but it serves. */
+		log_debug("worker %d (pid %d) serves a connection after %.2fs",
+		    w->id, (int)w->pid, lived);
+		pool_worker_ready(p, w);
+		return;
+	}
 	if (r == READY_NOT_YET)
 		w->probe_held_mono = now_mono();
 	if (w->probe_held_mono > w->exec_mono)

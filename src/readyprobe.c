@@ -494,9 +494,29 @@ serving(const pid_t *list, size_t count, const uint64_t *inos, size_t n)
 }
 
 /*
+ * Whether PID or a descendant serves a connection accepted from one of
+ * the listeners: 1 or 0.  Dearer than readyprobe_tree (it reads the
+ * namespace's TCP table, which a busy host makes long), so the caller
+ * asks only once a worker has held a listener a while without waiting.
+ */
+int
+readyprobe_serving(pid_t pid, const uint64_t *inos, size_t n)
+{
+	pid_t	 list[PROBE_MAX_PROCS];
+	size_t	 count = 1, i;
+
+	if (n == 0)
+		return 0;
+	list[0] = pid;
+	for (i = 0; i < count; i++)
+		add_children(list[i], list, &count, PROBE_MAX_PROCS);
+	return serving(list, count, inos, n);
+}
+
+/*
  * Is PID, or one of its descendants, waiting for connections (or
- * datagrams) on one of the listeners whose socket inodes are given, or
- * serving one it accepted from them?  READY_WAITING when one is; READY_NOT_YET when a process of the tree
+ * datagrams) on one of the listeners whose socket inodes are given?
+ * READY_WAITING when one is; READY_NOT_YET when a process of the tree
  * holds a listener but none waits on it (a server still loading its code
  * holds the inherited socket from its exec on); -ENOENT when no process of
  * the tree holds one (a server that opened sockets of its own: its
@@ -523,8 +543,6 @@ readyprobe_tree(pid_t pid, const uint64_t *inos, size_t n)
 			return READY_WAITING;
 		add_children(list[i], list, &count, PROBE_MAX_PROCS);
 	}
-	if (held && serving(list, count, inos, n))
-		return READY_WAITING;
 	if (held)
 		return READY_NOT_YET;
 	return err ? err : -ENOENT;

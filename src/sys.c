@@ -57,6 +57,7 @@ static const struct sys_ops real_ops = {
 	.kill_group = tree_signal_group,
 	.signal_children = tree_signal_children,
 	.ready_probe = readyprobe_tree,
+	.ready_serving = readyprobe_serving,
 	.signal_left = tree_signal_left,
 };
 
@@ -113,6 +114,14 @@ sys_ready_probe(pid_t pid, const uint64_t *inos, size_t n)
 {
 	return ops->ready_probe != NULL ? ops->ready_probe(pid, inos, n) :
 	    -ENOENT;
+}
+
+/* Whether pid's tree serves a connection from the sockets (readyprobe.c). */
+int
+sys_ready_serving(pid_t pid, const uint64_t *inos, size_t n)
+{
+	return ops->ready_serving != NULL ? ops->ready_serving(pid, inos,
+	    n) : 0;
 }
 
 /* sig to the master's children that skip says are not workers. */

@@ -322,6 +322,7 @@ struct sys_ops {
 	int	(*signal_children)(int, bool (*)(pid_t, void *), void *);
 	/* Optional: a fake without it cannot see readiness (-ENOENT). */
 	int	(*ready_probe)(pid_t, const uint64_t *, size_t);
+	int	(*ready_serving)(pid_t, const uint64_t *, size_t);
 	/* Optional: a fake without it has nothing left by a worker. */
 	int	(*signal_left)(pid_t, int);	/* tree_signal_left */
 };
@@ -334,6 +335,7 @@ int	sys_sample(pid_t, struct proc_sample *);
 int	sys_queue_len(int);
 int	sys_kill_group(pid_t, int);
 int	sys_ready_probe(pid_t, const uint64_t *, size_t);
+int	sys_ready_serving(pid_t, const uint64_t *, size_t);
 int	sys_signal_children(int, bool (*)(pid_t, void *), void *);
 int	sys_signal_left(pid_t, int);
 double	now_mono(void);
@@ -370,6 +372,7 @@ int	readyprobe_parse_epoll(const char *, const uint64_t *, size_t);
 int	readyprobe_parse_tcp(const char *, unsigned *, unsigned *, uint64_t *);
 enum { READY_NOT_YET = 0, READY_WAITING = 1 };
 int	readyprobe_tree(pid_t, const uint64_t *, size_t);
+int	readyprobe_serving(pid_t, const uint64_t *, size_t);
 
 /* output.c: worker output through pipes, one whole line at a time. */
 struct outbuf;

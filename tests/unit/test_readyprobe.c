@@ -231,6 +231,17 @@ test_live(enum how how, int want, const char *what)
 	}
 	setpgid(pid, pid);
 	is_int(probe_until(pid, (uint64_t)st.st_ino, want), want, "%s", what);
+	if (how == SERVING) {
+		uint64_t ino = (uint64_t)st.st_ino;
+
+		is_int(readyprobe_serving(pid, &ino, 1), 1, "but it serves a "
+		    "connection accepted from the listener (steady load)");
+	} else if (how == OTHER_FD || how == SLEEP) {
+		uint64_t ino = (uint64_t)st.st_ino;
+
+		is_int(readyprobe_serving(pid, &ino, 1), 0, "%s: serves none "
+		    "of the listener's connections", what);
+	}
 	kill(-pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	close(lfd);
@@ -259,8 +270,8 @@ main(void)
 	test_live(CLOSED, -ENOENT,
 	    "a child that closed the listener cannot be seen");
 	test_live(UDP, 1, "a child blocked in recvfrom() on a UDP socket");
-	test_live(SERVING, 1, "a child serving a connection it accepted from "
-	    "the listener, never waiting in accept (steady load)");
+	test_live(SERVING, 0, "a child serving a connection it accepted, "
+	    "never waiting in accept, is not seen waiting");
 	is_int(readyprobe_tree(0x3ffffff0, &ino, 1) < 0, 1,
 	    "a pid that does not exist cannot be seen");
 	is_int(readyprobe_tree(getpid(), &ino, 0), -ENOENT, "no listener");
