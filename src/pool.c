@@ -2047,6 +2047,8 @@ pool_stop_request(struct pool *p)
 		    "from now, serving on; TERM or INT again stops now",
 		    p->stop_why[0] ? p->stop_why : "requested", d);
 		timer_set(&p->delay_timer, d);
+		/* Its own manager hears it now too. */
+		sdnotify_stopping(p);
 		return;
 	}
 	if (p->stop_delayed)

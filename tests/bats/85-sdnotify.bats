@@ -197,3 +197,19 @@ time.sleep(60)' "$BATS_TEST_TMPDIR/deaf.sock" 3>&- &
 	assert_success
 	[[ $stderr != *wpool-notify* ]] || fail "$stderr"
 }
+
+@test "sd_notify: with --shutdown-delay, STOPPING=1 comes when the delay begins, while the workers still serve" {
+	start_managed -- -s "$CTL" -n 1 --shutdown-delay 30 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_event '^MSG READY=1$'
+	local w
+	w=$(sj '.workers[0].pid')
+	kill -TERM "$WPOOL_PID"
+	wait_event '^MSG STOPPING=1$' 1 5
+	# The worker has not been asked to stop: the delay runs.
+	kill -0 "$w" || fail "the worker is gone before the delay ended"
+	assert_equal "$(sj '.workers[0].pid')" "$w"
+	# A second TERM ends the delay.
+	kill -TERM "$WPOOL_PID"
+	wait_event '^EXIT '
+	WPOOL_PID=
+}
