@@ -22,6 +22,13 @@
 
 static int mgr = -1;
 
+/*
+ * A slot's socket, at an fd far above those the test or the code under
+ * test opens (the manager's socket, wpool's own to it): a runner may have
+ * left fds of its own open at 8, 9 or 10.
+ */
+#define FRESH_FD	200
+
 /* A TCP socket on 127.0.0.1, listening, at fd `at`; returns its port. */
 static int
 tcp_at(int at, bool reuseport)
@@ -39,8 +46,11 @@ tcp_at(int at, bool reuseport)
 		perror("tcp_at");
 		exit(1);
 	}
-	dup2(fd, at);
-	close(fd);
+	/* socket() may have given `at` itself, when every fd below is open. */
+	if (fd != at) {
+		dup2(fd, at);
+		close(fd);
+	}
 	return ntohs(sin.sin_port);
 }
 
@@ -159,8 +169,8 @@ main(void)
 	ok(fcntl(7, F_GETFD) >= 0, "and still open");
 
 	spec(&fresh, "127.0.0.1:%d,name=fresh", 0);
-	tcp_at(10, true);
-	sdnotify_store(&fresh, 2, 10);
+	tcp_at(FRESH_FD, true);
+	sdnotify_store(&fresh, 2, FRESH_FD);
 	is_str(next_msg(&fd), "FDSTORE=1\nFDNAME=fresh.slot2",
 	    "a slot's socket is stored as NAME.slotK");
 	ok(fd, "with the socket in SCM_RIGHTS");
@@ -170,7 +180,7 @@ main(void)
 	spec(&lng, "127.0.0.1:%d,name=x", 0);
 	free(lng.name);
 	lng.name = xstrdup(longname);
-	sdnotify_store(&lng, 12, 10);
+	sdnotify_store(&lng, 12, FRESH_FD);
 	is_str(next_msg(&fd), "(none)",
 	    "a name longer than FDNAME= takes is not stored");
 
@@ -190,7 +200,7 @@ main(void)
 	is_str(next_msg(&fd), "(none)", "nothing new: nothing sent");
 
 	/* A slot scaled away while the pool runs: the store drops it. */
-	sdnotify_forget_fd(&p, 10);
+	sdnotify_forget_fd(&p, FRESH_FD);
 	is_str(next_msg(&fd), "FDSTOREREMOVE=1\nFDNAME=fresh.slot2",
 	    "a stored socket that closes is dropped by its name");
 	sdnotify_stopping(&p);
