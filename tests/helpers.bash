@@ -434,6 +434,24 @@ worker_env() {
 	tr '\0' '\n' <"/proc/$1/environ" | sed -n "s/^$2=//p"
 }
 
+# --- real servers --------------------------------------------------------------
+
+# NGINX_BIN: Debian's nginx, which the tests that run one use (make deps-test).
+NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+
+# nginx_conf DIR PORT [WORKERS [BODY]]: DIR/nginx.conf for an nginx (a
+# master and WORKERS worker processes, 2 unless said) on PORT, from the
+# compatibility suite's template, that answers every request with BODY, or
+# else the pid of the nginx worker that took it.  Fails the test when nginx
+# is not installed.
+nginx_conf() {
+	[[ -x $NGINX_BIN ]] || fail "nginx is not installed: make deps-test"
+	mkdir -p "$1"
+	sed -e "s|@DIR@|$1|g" -e "s|@PORT@|$2|" -e "s|@WORKERS@|${3:-2}|" \
+		-e "s|@BODY@|${4:-\$pid}|" -e "s|@PID@|main|" \
+		"$BATS_TEST_DIRNAME/../apps/compat/nginx.conf.in" >"$1/nginx.conf"
+}
+
 # --- sockets -------------------------------------------------------------------
 
 # free_tcp_port [HOST]: a port nothing listens on right now.

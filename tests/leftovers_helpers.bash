@@ -61,29 +61,3 @@ gone_within() {
 	shift
 	wait_gone "$@" --timeout "$secs"
 }
-
-# nginx_conf DIR PORT: an nginx (a master and 2 workers) that answers
-# every request with the pid of the worker that took it.
-nginx_conf() {
-	mkdir -p "$1/tmp"
-	cat >"$1/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 2;
-error_log stderr;
-pid $1/nginx.pid;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path $1/tmp/body;
-	proxy_temp_path $1/tmp/proxy;
-	fastcgi_temp_path $1/tmp/fastcgi;
-	uwsgi_temp_path $1/tmp/uwsgi;
-	scgi_temp_path $1/tmp/scgi;
-	server {
-		listen 127.0.0.1:$2;
-		location / { return 200 "\$pid\n"; }
-	}
-}
-CONF
-}

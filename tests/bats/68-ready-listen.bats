@@ -1,14 +1,14 @@
 #!/usr/bin/env bats
 # --ready listen (the default) with the servers users run, from Debian's
 # packages: each is given the pool's socket as it takes one, loads its code
-# slowly (SLOW=1.5 s, tests/apps/), and must count as starting while it
+# slowly (SLOW=1.5 s, tests/apps/compat/), and must count as starting while it
 # loads, then as ready once it waits on the socket, without any change to
 # the server.  Then a reload to a build that dies while loading fails with
 # exit 1 while the old workers keep answering every request.
 
 load ../helpers
 
-APPS=$BATS_TEST_DIRNAME/../apps
+APPS=$BATS_TEST_DIRNAME/../apps/compat
 SLOW=1.5
 
 # needs COMMAND: a test dependency from DEPS_TEST (make deps-test).
@@ -43,7 +43,7 @@ loads_then_serves() {
 # loads for SLOW seconds: starting while it loads, ready once it serves.
 slow_start() {
 	export SLOW
-	cp "$APPS"/app.py "$APPS"/asgi.py "$APPS"/app.js "$APPS"/app.php \
+	cp "$APPS"/wsgi.py "$APPS"/asgi.py "$APPS"/app.js "$APPS"/app.php \
 		"$APPS"/config.ru "$BATS_TEST_TMPDIR/"
 	local t0
 	t0=$(now_us)
@@ -55,13 +55,13 @@ slow_start() {
 
 @test "gunicorn (sync workers): starting while it imports, ready when it serves" {
 	needs gunicorn
-	slow_start -- gunicorn -w 2 --chdir "$BATS_TEST_TMPDIR" app:app
+	slow_start -- gunicorn -w 2 --chdir "$BATS_TEST_TMPDIR" wsgi:app
 }
 
 @test "gunicorn (gthread workers)" {
 	needs gunicorn
 	slow_start -- gunicorn -w 2 -k gthread --threads 4 \
-		--chdir "$BATS_TEST_TMPDIR" app:app
+		--chdir "$BATS_TEST_TMPDIR" wsgi:app
 }
 
 @test "gunicorn with uvicorn workers" {
@@ -116,9 +116,7 @@ slow_start() {
 	needs nginx
 	local port
 	port=$(free_tcp_port)
-	mkdir -p "$BATS_TEST_TMPDIR/ngx"
-	sed -e "s|@DIR@|$BATS_TEST_TMPDIR/ngx|g" -e "s|@PORT@|$port|" \
-		"$APPS/nginx.conf.in" >"$BATS_TEST_TMPDIR/ngx/nginx.conf"
+	nginx_conf "$BATS_TEST_TMPDIR/ngx" "$port" 2 ok
 	# nginx loads fast: a shell sleeps first, holding the socket.
 	export SLOW
 	start_wpool -n 1 -e 'NGINX=3;' -b "127.0.0.1:$port" -- sh -c \
@@ -138,12 +136,12 @@ slow_start() {
 	needs lighttpd
 	local port
 	port=$(free_tcp_port)
-	sed -e "s|@DIR@|$BATS_TEST_TMPDIR|g" -e "s|@PORT@|$port|" \
-		"$APPS/lighttpd.conf.in" >"$BATS_TEST_TMPDIR/lighttpd.conf"
-	echo ok >"$BATS_TEST_TMPDIR/index.html"
+	mkdir -p "$BATS_TEST_TMPDIR/www/0"
+	echo ok 0 >"$BATS_TEST_TMPDIR/www/0/index.html"
 	export SLOW
-	start_wpool -n 1 -b "127.0.0.1:$port" -- sh -c \
-		"sleep $SLOW; exec lighttpd -D -f $BATS_TEST_TMPDIR/lighttpd.conf"
+	start_wpool -n 1 -e "COMPAT_DIR=$BATS_TEST_TMPDIR" -e "COMPAT_PORT=$port" \
+		-b "127.0.0.1:$port" -- sh -c \
+		"sleep $SLOW; exec lighttpd -D -f $APPS/lighttpd.conf"
 	loads_then_serves "$port"
 }
 
@@ -153,13 +151,13 @@ slow_start() {
 @test "gunicorn: reload to a build that fails while importing fails, 0 failed requests" {
 	needs gunicorn
 	export SLOW=0.5
-	cp "$APPS/app.py" "$BATS_TEST_TMPDIR/"
+	cp "$APPS/wsgi.py" "$BATS_TEST_TMPDIR/"
 	start_wpool -n 2 -b 127.0.0.1:0 -- gunicorn -w 1 \
-		--chdir "$BATS_TEST_TMPDIR" app:app
+		--chdir "$BATS_TEST_TMPDIR" wsgi:app
 	wait_until 20 eval '[[ $("$WPOOL" status --check) == healthy* ]]'
 	local old
 	old=$("$WPOOL" status --json | jq -c '[.workers[].pid] | sort')
-	echo 'raise RuntimeError("broken build")' >>"$BATS_TEST_TMPDIR/app.py"
+	echo 'raise RuntimeError("broken build")' >>"$BATS_TEST_TMPDIR/wsgi.py"
 	(
 		for _ in $(seq 1 40); do
 			curl -s -o /dev/null --max-time 3 -w '%{http_code}\n' \
@@ -182,9 +180,9 @@ slow_start() {
 @test "gunicorn: reload waits for the new generation to import, then succeeds" {
 	needs gunicorn
 	export SLOW=1.5
-	cp "$APPS/app.py" "$BATS_TEST_TMPDIR/"
+	cp "$APPS/wsgi.py" "$BATS_TEST_TMPDIR/"
 	start_wpool -n 1 -b 127.0.0.1:0 -- gunicorn -w 1 \
-		--chdir "$BATS_TEST_TMPDIR" app:app
+		--chdir "$BATS_TEST_TMPDIR" wsgi:app
 	wait_until 20 eval '[[ $("$WPOOL" status --check) == healthy* ]]'
 	local t0
 	t0=$(now_us)
@@ -198,9 +196,9 @@ slow_start() {
 @test "--ready exec still counts a worker ready at exec" {
 	needs gunicorn
 	export SLOW=3
-	cp "$APPS/app.py" "$BATS_TEST_TMPDIR/"
+	cp "$APPS/wsgi.py" "$BATS_TEST_TMPDIR/"
 	start_wpool -n 1 --ready exec -b 127.0.0.1:0 -- gunicorn -w 1 \
-		--chdir "$BATS_TEST_TMPDIR" app:app
+		--chdir "$BATS_TEST_TMPDIR" wsgi:app
 	wait_until 5 eval '[[ $(state_of 0) == ready ]]'
 	! served || fail "served already: the test proves nothing"
 }

@@ -22,9 +22,7 @@ load ../leftovers_helpers
 }
 
 @test "nginx whose master was killed with KILL: its workers stop, the new nginx alone answers" {
-	local nginx port dir=$BATS_TEST_TMPDIR/ngx
-	nginx=$(command -v nginx || echo /usr/sbin/nginx)
-	[[ -x $nginx ]] || fail "nginx is not installed: make deps-test"
+	local nginx=$NGINX_BIN port dir=$BATS_TEST_TMPDIR/ngx
 	port=$(free_tcp_port)
 	nginx_conf "$dir" "$port"
 	start_wpool -n 1 --stop-signal QUIT --stop-timeout 3 -e 'NGINX=3;' \

@@ -148,32 +148,11 @@ tree_pids() {
 }
 
 @test "nginx, master and 2 workers: one worker of 3 processes, by PSS, below their RSS summed" {
-	local nginx
-	nginx=$(command -v nginx || echo /usr/sbin/nginx)
-	[[ -x $nginx ]] || fail "nginx is missing: make deps-test"
-	local port dir=$BATS_TEST_TMPDIR/nginx
+	local nginx=$NGINX_BIN port dir=$BATS_TEST_TMPDIR/nginx
 	port=$(free_tcp_port)
-	mkdir -p "$dir/tmp"
-	cat >"$dir/nginx.conf" <<CONF
-pid $dir/nginx.pid;
-worker_processes 2;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path $dir/tmp/body;
-	proxy_temp_path $dir/tmp/proxy;
-	fastcgi_temp_path $dir/tmp/fastcgi;
-	uwsgi_temp_path $dir/tmp/uwsgi;
-	scgi_temp_path $dir/tmp/scgi;
-	server {
-		listen 127.0.0.1:$port;
-		location / { return 200 "ok\n"; }
-	}
-}
-CONF
+	nginx_conf "$dir" "$port"
 	start_wpool -s "$CTL" -n 1 --stop-signal QUIT -e 'NGINX=3;' -b "127.0.0.1:$port" -- \
-		"$nginx" -p "$dir" -c "$dir/nginx.conf" -e stderr \
-		-g 'daemon off; master_process on;'
+		"$nginx" -p "$dir" -c "$dir/nginx.conf" -e stderr
 	wait_status 15 '.workers[0].mem_procs == 3'
 	local st w rss
 	st=$(status_json)

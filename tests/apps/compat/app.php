@@ -2,6 +2,8 @@
 // PHP CLI on php://fd/3; PHP dies on TERM, so the app takes TERM itself
 // (without restarting the accept) and ends after the request it serves.
 // GRACEFUL=0: PHP's default.
+// SLOW=S: S seconds before it serves, as a large app loads.
+usleep((int)(1e6 * (float)getenv("SLOW")));
 $id = getenv("WPOOL_WORKER_ID");
 $stop = false;
 if (getenv("GRACEFUL") !== "0") {

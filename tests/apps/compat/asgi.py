@@ -1,5 +1,7 @@
 # ASGI (uvicorn --fd 3): answers "ok SLOT"; uvicorn stops gracefully on TERM.
-import os
+# SLOW=S: takes S seconds to import, as a large app does.
+import os, time
+time.sleep(float(os.environ.get("SLOW", "0")))
 ID = os.environ.get("WPOOL_WORKER_ID", "?").encode()
 async def app(scope, receive, send):
     if scope["type"] != "http":

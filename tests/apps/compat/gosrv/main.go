@@ -8,12 +8,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/activation"
 )
 
 func main() {
+	// SLOW=S: S seconds before it takes its sockets, as a large app
+	// loads: net.FileListener puts a socket in Go's epoll at once.
+	slow, _ := strconv.ParseFloat(os.Getenv("SLOW"), 64)
+	time.Sleep(time.Duration(slow * float64(time.Second)))
 	ls, err := activation.Listeners()
 	if err != nil || len(ls) == 0 {
 		panic("no listeners")
