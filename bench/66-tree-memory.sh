@@ -52,14 +52,6 @@ while True:
     time.sleep(60)
 PY
 
-# cpu_ns PID: the nanoseconds PID ran on a CPU (/proc/PID/schedstat),
-# finer than stat's clock ticks.
-cpu_ns() {
-	local a
-	read -r a _ <"/proc/$1/schedstat" || return 1
-	echo "$a"
-}
-
 # measure NAME WPOOL K MB: sets MS (master CPU ms per second) and MEM.
 measure() {
 	local name=$1 wp=$2 k=$3 mb=$4 sock=$TMP/$1.sock i j t0 t1 n

@@ -79,13 +79,6 @@ for p in $A_PIDS; do
 	[[ $c == *[,-]* ]] && die "A's worker $p is not pinned (CPUs $c)"
 done
 
-cpu_ns() {
-	local p t=0 v
-	for p in "$@"; do
-		read -r v _ <"/proc/$p/schedstat" && t=$((t + v))
-	done
-	echo "$t"
-}
 # Migrations between CPUs, summed over the workers (from /proc/PID/sched).
 migrations() {
 	local p t=0 v
@@ -96,26 +89,6 @@ migrations() {
 	echo "$t"
 }
 
-# wrk_run PORT PIDS [HEADER...]: one run; sets RPS and CPU_US.
-wrk_run() {
-	local port=$1 pids=$2 out errs non2xx c0 c1 reqs
-	shift 2
-	# shellcheck disable=SC2086
-	c0=$(cpu_ns $pids)
-	out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "http://127.0.0.1:$port/" 2>&1)
-	# shellcheck disable=SC2086
-	c1=$(cpu_ns $pids)
-	RPS=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/ { print $2 }')
-	reqs=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
-	errs=$(printf '%s\n' "$out" | sed -n 's/.*Socket errors: //p')
-	non2xx=$(printf '%s\n' "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
-	[ -n "$errs$non2xx" ] && echo "port $port $*: ${errs:+socket errors: $errs }${non2xx:+non-2xx: $non2xx}" >>"$TMP/errors"
-	if [ -z "$RPS" ] || [ -z "$reqs" ]; then
-		echo "$out" >&2
-		die "wrk gave no Requests/sec"
-	fi
-	CPU_US=$(calc "($c1 - $c0) / 1000 / $reqs")
-}
 
 echo "\$ $(show wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:PORT/")"
 echo "\$ $(show wrk -t1 -c"$CONNS" -d"${DURATION}s" -H 'Connection: close' "http://127.0.0.1:PORT/")"
