@@ -488,10 +488,40 @@ cmd_stop(struct pool *p, json_object *req)
 	return ok_json(o);
 }
 
+/*
+ * {"cmd":"upgrade","binary":PATH,"reload":true}: checked and probed now
+ * (upgrade.c); the exec waits until the answer is on its way.
+ */
+static char *
+cmd_upgrade(struct pool *p, json_object *req)
+{
+	json_object *o, *v;
+	const char *bin = NULL;
+	bool	 reload = false;
+	char	 err[1024];
+	unsigned serial;
+
+	if (json_object_object_get_ex(req, "binary", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return error_json("upgrade: \"binary\" must be a path");
+		bin = json_object_get_string(v);
+	}
+	if (json_object_object_get_ex(req, "reload", &v))
+		reload = json_object_get_boolean(v);
+	if (upgrade_request(p, bin, reload, &serial, err, sizeof(err)) < 0)
+		return error_json("%s", err);
+	o = json_object_new_object();
+	json_object_object_add(o, "pid", json_object_new_int(p->pid));
+	json_object_object_add(o, "workers", json_object_new_int(p->nworkers));
+	json_object_object_add(o, "serial", json_object_new_int64(serial));
+	return ok_json(o);
+}
+
 static const struct {
 	const char *name;
 	cmd_fn	 fn;
 } commands[] = {
+	{ "upgrade", cmd_upgrade },
 	{ "status", cmd_status },
 	{ "reload", cmd_reload },
 	{ "scale", cmd_scale },
@@ -774,6 +804,20 @@ client_answer(struct client *c, const char *line, size_t len)
 			snprintf(p->stop_why, sizeof(p->stop_why),
 			    "wpool stop");
 		pool_stop_request(p);
+	}
+	if (upgrade_pending()) {
+		struct pool *p = c->ctl->pool;
+
+		/*
+		 * The answer first (the exec closes this connection); if
+		 * execve fails, the pool carries on as it was.
+		 */
+		if (client_flush(c) < 0) {
+			upgrade_run(p);
+			return -1;
+		}
+		upgrade_run(p);
+		return 0;
 	}
 	return client_flush(c);
 }
@@ -1145,6 +1189,16 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    "one with -s PATH");
 		return -ENAMETOOLONG;
 	}
+	/* An in-place upgrade's: its clients' connections wait on it. */
+	if ((fd = upgrade_take_control(ctl->path, sizeof(ctl->path))) >= 0) {
+		if ((r = loop_add(fd, EPOLLIN, control_accept, ctl)) < 0) {
+			snprintf(err, len, "cannot watch the control socket");
+			return r;
+		}
+		ctl->fd = fd;
+		p->control_path = xstrdup(ctl->path);
+		return einhorn_open(ctl, err, len);
+	}
 	env = getenv("WPOOL_CONTROL");
 	private = path == NULL && (env == NULL || *env == '\0');
 	if ((r = mkdir_parent(ctl->path, private, err, len)) < 0)
@@ -1183,6 +1237,12 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 	}
 	log_debug("control socket %s", ctl->path);
 	return 0;
+}
+
+int
+control_fd(const struct pool *p)
+{
+	return p->ctl != NULL ? p->ctl->fd : -1;
 }
 
 void

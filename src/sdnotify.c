@@ -515,6 +515,24 @@ sdnotify_stopping(struct pool *p)
 	sdnotify_update(p);
 }
 
+/*
+ * The master execs itself in place: the manager hears RELOADING=1 now and
+ * READY=1 from the new image (it starts at SD_NONE); the pid stays.
+ */
+void
+sdnotify_upgrading(struct pool *p)
+{
+	char	 msg[256];
+
+	(void)p;
+	if (sd.fd < 0 || sd.stopping)
+		return;
+	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu\n"
+	    "MAINPID=%d\nSTATUS=upgrading the master in place",
+	    (unsigned long long)(now_mono() * 1e6), (int)getpid());
+	(void)sd_send(msg, -1);
+}
+
 /* Whether fd's socket is where listener l would bind (same address). */
 static bool
 sd_same_inet(const struct listener *l, const struct sockaddr_storage *ss)
