@@ -1148,9 +1148,6 @@ cmd_upgrade(struct cli_ctx *x, int argc, char **argv)
 		if (binary != NULL)
 			json_object_object_add(req, "binary",
 			    json_object_new_string(binary));
-		if (reload)
-			json_object_object_add(req, "reload",
-			    json_object_new_boolean(true));
 		if (x->fd >= 0)
 			close(x->fd);
 		x->fd = -1;

@@ -489,15 +489,15 @@ cmd_stop(struct pool *p, json_object *req)
 }
 
 /*
- * {"cmd":"upgrade","binary":PATH,"reload":true}: checked and probed now
- * (upgrade.c); the exec waits until the answer is on its way.
+ * {"cmd":"upgrade","binary":PATH}: checked and probed now (upgrade.c);
+ * the exec waits until the answer is on its way (client_answer).  The
+ * client follows it in status's "upgrade", and asks for --reload itself.
  */
 static char *
 cmd_upgrade(struct pool *p, json_object *req)
 {
 	json_object *o, *v;
 	const char *bin = NULL;
-	bool	 reload = false;
 	char	 err[1024];
 	unsigned serial;
 
@@ -506,9 +506,7 @@ cmd_upgrade(struct pool *p, json_object *req)
 			return error_json("upgrade: \"binary\" must be a path");
 		bin = json_object_get_string(v);
 	}
-	if (json_object_object_get_ex(req, "reload", &v))
-		reload = json_object_get_boolean(v);
-	if (upgrade_request(p, bin, reload, &serial, err, sizeof(err)) < 0)
+	if (upgrade_request(p, bin, &serial, err, sizeof(err)) < 0)
 		return error_json("%s", err);
 	o = json_object_new_object();
 	json_object_object_add(o, "pid", json_object_new_int(p->pid));

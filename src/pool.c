@@ -2120,7 +2120,7 @@ on_signal(int sig, pid_t from, void *arg)
 		 * in place (upgrade.c).  WINCH is still forwarded.
 		 */
 		log_info("received SIGUSR2: upgrading the master in place");
-		if (upgrade_request(p, NULL, false, NULL, err, sizeof(err)) < 0)
+		if (upgrade_request(p, NULL, NULL, err, sizeof(err)) < 0)
 			log_warnx("upgrade: %s", err);
 		else
 			upgrade_run(p);

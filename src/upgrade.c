@@ -229,7 +229,7 @@ output_json_cb(int fd, int dest, pid_t pid, const char *prefix, void *arg)
 
 /* Everything the next image needs, as JSON; the caller frees it. */
 static char *
-state_build(struct pool *p, bool reload)
+state_build(struct pool *p)
 {
 	const struct conf *c = p->conf;
 	json_object *o = json_object_new_object(), *a, *l;
@@ -251,7 +251,6 @@ state_build(struct pool *p, bool reload)
 	json_object_object_add(o, "upgrades", jint(up.upgrades));
 	json_object_object_add(o, "attempt", jint(up.attempts + 1));
 	json_object_object_add(o, "asked_mono", jdbl(now_mono()));
-	json_object_object_add(o, "reload", json_object_new_boolean(reload));
 	a = json_object_new_array();
 	for (i = 0; i < c->nlisteners; i++) {
 		l = json_object_new_object();
@@ -285,6 +284,16 @@ state_build(struct pool *p, bool reload)
 		    json_object_new_string(p->notify_path));
 		json_object_object_add(o, "notify", l);
 	}
+	if (metrics_fd(p) >= 0) {
+		l = json_object_new_object();
+		json_object_object_add(l, "fd", jint(metrics_fd(p)));
+		json_object_object_add(o, "metrics", l);
+	}
+	/* The image to go back to runs with its own argv. */
+	a = json_object_new_array();
+	for (id = 0; id < up.argc; id++)
+		json_object_array_add(a, json_object_new_string(up.argv[id]));
+	json_object_object_add(o, "argv", a);
 	a = json_object_new_array();
 	output_export(output_json_cb, a);
 	json_object_object_add(o, "output", a);
@@ -317,6 +326,8 @@ state_fds(json_object *st, bool cloexec)
 	if (json_object_object_get_ex(st, "control", &e))
 		set_cloexec((int)get_i(e, "fd", -1), cloexec);
 	if (json_object_object_get_ex(st, "notify", &e))
+		set_cloexec((int)get_i(e, "fd", -1), cloexec);
+	if (json_object_object_get_ex(st, "metrics", &e))
 		set_cloexec((int)get_i(e, "fd", -1), cloexec);
 	if ((a = get_a(st, "output")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++)
@@ -461,42 +472,57 @@ env_fd(const char *name)
 
 /*
  * The new image cannot take over: back to the image it came from, with
- * the same state and why.  Returns only if it cannot.
+ * the state (raw: the fd it came in, if it could not be read), that
+ * image's own argv, and why.  Returns only if it cannot.
  */
 static void
-fall_back(const char *why)
+fall_back(const char *why, int raw)
 {
-	char	*env[4], **e, **envp;
-	const char *s;
+	char	*env[2], **e, **envp, **argv = up.argv;
+	json_object *a;
 	size_t	 n = 0, i = 0;
-	int	 fd;
+	int	 fd = raw;
 
 	log_error("upgrade: %s", why);
-	if (up.back_fd < 0 || up.state == NULL) {
+	if (up.back_fd < 0 || (up.state == NULL && raw < 0)) {
 		log_error("upgrade: no image to go back to");
 		return;
 	}
-	s = json_object_to_json_string_ext(up.state, JSON_C_TO_STRING_PLAIN);
-	if ((fd = state_memfd(s)) < 0)
-		return;
-	state_fds(up.state, false);
+	if (up.state != NULL) {
+		fd = state_memfd(json_object_to_json_string_ext(up.state,
+		    JSON_C_TO_STRING_PLAIN));
+		if (fd < 0)
+			return;
+		state_fds(up.state, false);
+		if ((a = get_a(up.state, "argv")) != NULL &&
+		    json_object_array_length(a) > 0) {
+			n = json_object_array_length(a);
+			argv = xcalloc(n + 1, sizeof(*argv));
+			for (i = 0; i < n; i++)
+				argv[i] = (char *)json_object_get_string(
+				    json_object_array_get_idx(a, i));
+		}
+	}
 	set_cloexec(fd, false);
 	xasprintf(&env[0], ENV_FD "=%d", fd);
 	xasprintf(&env[1], ENV_FAILED "=%s", why);
-	env[2] = NULL;
-	for (e = environ; *e != NULL; e++)
+	for (n = 0, e = environ; *e != NULL; e++)
 		n++;
 	envp = xcalloc(n + 3, sizeof(*envp));
-	for (e = environ; *e != NULL; e++)
+	for (i = 0, e = environ; *e != NULL; e++)
 		if (strncmp(*e, "WPOOL_UPGRADE_", 14) != 0)
 			envp[i++] = *e;
 	envp[i++] = env[0];
 	envp[i++] = env[1];
 	log_warnx("upgrade: going back to the image that was running");
-	fexecve(up.back_fd, up.argv, envp);
+	fexecve(up.back_fd, argv, envp);
 	log_error("upgrade: cannot go back: %s", strerror(errno));
-	state_fds(up.state, true);
-	close(fd);
+	if (up.state != NULL) {
+		state_fds(up.state, true);
+		close(fd);
+	}
+	if (argv != up.argv)
+		free(argv);
 	free(envp);
 	free(env[0]);
 	free(env[1]);
@@ -511,7 +537,7 @@ fall_back(const char *why)
 int
 upgrade_start(const struct conf *c)
 {
-	char	 err[512];
+	char	 err[512] = "";
 	const char *f;
 	int	 fd = env_fd(ENV_FD);
 
@@ -527,22 +553,23 @@ upgrade_start(const struct conf *c)
 	unsetenv(ENV_PROBE);
 	unsetenv(ENV_BACK);
 	unsetenv(ENV_FAILED);
+	set_cloexec(fd, true);
 	up.state = state_read(fd, err, sizeof(err));
-	close(fd);
 	if (up.state != NULL && state_check(up.state, c, !up.probe, err,
-	    sizeof(err)) == 0 && (up.probe || get_i(up.state, "pid", 0) ==
-	    getpid())) {
-		if (up.probe) {
+	    sizeof(err)) == 0) {
+		if (up.probe || get_i(up.state, "pid", 0) == getpid()) {
+			close(fd);
+			if (!up.probe)
+				return -1;
 			json_object_put(up.state);
 			up.state = NULL;
 			return 0;
 		}
-		return -1;
-	} else if (up.state != NULL && !up.probe && err[0] == '\0')
-		snprintf(err, sizeof(err), "the state is another process's");
+		snprintf(err, sizeof(err), "the state is pid %lld's, not "
+		    "this process's", get_i(up.state, "pid", 0));
+	}
 	if (up.probe) {
 		fprintf(stderr, "%s\n", err);
-		json_object_put(up.state);
 		return 1;
 	}
 	if (up.failed[0] != '\0') {
@@ -550,7 +577,7 @@ upgrade_start(const struct conf *c)
 		log_error("upgrade: %s", err);
 		return 1;
 	}
-	fall_back(err);
+	fall_back(err, fd);
 	return 1;
 }
 
@@ -566,7 +593,7 @@ void
 upgrade_abandon(const char *why)
 {
 	if (upgrade_adopting())
-		fall_back(why);
+		fall_back(why, -1);
 }
 
 /*
@@ -624,6 +651,21 @@ upgrade_take_notify(char *name, size_t len)
 		return -ENOENT;
 	fd = (int)get_i(e, "fd", -1);
 	strlcpy(name, get_s(e, "path", ""), len);
+	set_cloexec(fd, true);
+	return fd;
+}
+
+/* A socket handed over by the name of its owner ("metrics"), or -ENOENT. */
+int
+upgrade_take_fd(const char *what)
+{
+	json_object *e;
+	int	 fd;
+
+	if (!upgrade_adopting() ||
+	    !json_object_object_get_ex(up.state, what, &e) ||
+	    (fd = (int)get_i(e, "fd", -1)) < 0)
+		return -ENOENT;
 	set_cloexec(fd, true);
 	return fd;
 }
@@ -711,7 +753,6 @@ upgrade_adopt(struct pool *p)
 	json_object *a, *g;
 	size_t	 i, j;
 	int	 id, kept = 0;
-	char	 err[256];
 
 	if (!upgrade_adopting())
 		return 0;
@@ -762,11 +803,6 @@ upgrade_adopt(struct pool *p)
 		log_info("upgraded in place: master pid %d, %d worker%s kept "
 		    "(%.3fs)", (int)getpid(), kept, kept == 1 ? "" : "s",
 		    up.last_seconds);
-	}
-	if (get_i(up.state, "reload", 0) != 0 || (json_object_object_get_ex(
-	    up.state, "reload", &g) && json_object_get_boolean(g))) {
-		if (up.last_ok && pool_reload(p, NULL, err, sizeof(err)) < 0)
-			log_warnx("upgrade: reload: %s", err);
 	}
 	json_object_put(up.state);
 	up.state = NULL;
@@ -946,8 +982,8 @@ probe(const char *bin, const char *s, char *err, size_t len)
  * the pool untouched.
  */
 int
-upgrade_request(struct pool *p, const char *bin, bool reload,
-    unsigned *serial, char *err, size_t len)
+upgrade_request(struct pool *p, const char *bin, unsigned *serial,
+    char *err, size_t len)
 {
 	struct stat sb;
 	int	 r;
@@ -984,7 +1020,7 @@ upgrade_request(struct pool *p, const char *bin, bool reload,
 	if ((r = pool_still(p, err, len)) < 0)
 		return r;
 	free(up.pending_state);
-	up.pending_state = state_build(p, reload);
+	up.pending_state = state_build(p);
 	if ((r = probe(bin, up.pending_state, err, len)) < 0) {
 		free(up.pending_state);
 		up.pending_state = NULL;

@@ -786,8 +786,9 @@ void	upgrade_abandon(const char *);
 int	upgrade_take_listener(struct listener *, size_t);
 int	upgrade_take_control(char *, size_t);
 int	upgrade_take_notify(char *, size_t);
+int	upgrade_take_fd(const char *);
 int	upgrade_adopt(struct pool *);
-int	upgrade_request(struct pool *, const char *, bool, unsigned *, char *,
+int	upgrade_request(struct pool *, const char *, unsigned *, char *,
 	    size_t);
 bool	upgrade_pending(void);
 void	upgrade_run(struct pool *);
@@ -803,6 +804,7 @@ char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 /* metrics.c: --metrics, Prometheus text and JSON over HTTP. */
 int	metrics_open(struct pool *, const char *, char *, size_t);
 void	metrics_close(struct pool *);
+int	metrics_fd(const struct pool *);
 char	*metrics_text(struct pool *, size_t *);
 void	metrics_count_exit(struct slot *, const struct worker *, int);
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env bats
+# wpool upgrade: the master execs a new image in place (same pid) and hands
+# it its state; workers keep running and keep their pids; a bad new binary
+# (missing, crashing, refusing the state, failing after exec) leaves the
+# pool serving as it was and the client exits 1 saying why.
+
+load ../helpers
+load ../upgrade_helpers
+
+@test "upgrade under load: 0 failed requests, same master and worker pids, same uptime, restarts and generation" {
+	start_wpool -n 3 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 3
+	local before fds
+	before=$(pool_snapshot)
+	fds=$(fd_count "$WPOOL_PID")
+	load_start 2
+	sleep 0.3
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "upgraded: master pid $WPOOL_PID (unchanged), 3 workers kept"
+	# Twice more, with a copy as the new binary: nothing leaks, nothing moves.
+	cp "$WPOOL" "$BATS_TEST_TMPDIR/wpool-new"
+	run -0 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/wpool-new"
+	run -0 "$WPOOL" upgrade
+	load_wait
+	((LOAD_REQUESTS > 100)) || fail "only $LOAD_REQUESTS requests: $(cat "$LOAD_OUT")"
+	assert_equal "$LOAD_FAILED" 0
+	assert_equal "$(pool_snapshot)" "$before"
+	assert_equal "$(upgrade_field upgrades)" 3
+	assert_equal "$(fd_count "$WPOOL_PID")" "$fds"
+	# Supervision carries on in the new image: a killed worker comes back.
+	kill -KILL "${WORKERS[0]}"
+	wait_for_log 'worker [0-9] started \(pid [0-9]+, generation 0\)' 5
+	wait_for_workers 3
+	assert_equal "$(log_count ' started \(pid')" 4
+}
+
+@test "upgrade to a missing path, a crashing binary or one refusing the state: exit 1 with why, pool untouched" {
+	start_wpool -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	local before
+	before=$(pool_snapshot)
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/nope/wpool"
+	assert_output --partial "cannot upgrade to $BATS_TEST_TMPDIR/nope/wpool"
+	printf '#!/bin/sh\nkill -SEGV $$\n' >"$BATS_TEST_TMPDIR/crash"
+	chmod +x "$BATS_TEST_TMPDIR/crash"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/crash"
+	assert_output --partial "crashed in its probe (SIGSEGV)"
+	printf '#!/bin/sh\necho "state format 99 only" >&2\nexit 1\n' \
+		>"$BATS_TEST_TMPDIR/refuse"
+	chmod +x "$BATS_TEST_TMPDIR/refuse"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/refuse"
+	assert_output --partial "refused the state (exit 1): state format 99 only"
+	printf 'not a program\n' >"$BATS_TEST_TMPDIR/plain"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/plain"
+	assert_output --partial "Permission denied"
+	assert_equal "$(pool_snapshot)" "$before"
+	assert_equal "$(upgrade_field upgrades)" 0
+	wait_for_workers 2
+	run -64 "$WPOOL" upgrade --bogus
+	assert_output --partial "usage: wpool [-s PATH | --name NAME] upgrade"
+}
+
+@test "a new image that fails after exec goes back to the old one: exit 1, same pids, still serving" {
+	start_wpool -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	local before
+	before=$(pool_snapshot)
+	# Passes the probe, then cannot open its resources after the exec.
+	cat >"$BATS_TEST_TMPDIR/late" <<EOF
+#!/bin/sh
+[ -n "\$WPOOL_UPGRADE_PROBE" ] && exec "$WPOOL" "\$@"
+exec "$WPOOL" --pidfile "$BATS_TEST_TMPDIR/none/p.pid" "\$@"
+EOF
+	chmod +x "$BATS_TEST_TMPDIR/late"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/late"
+	assert_output --partial "upgrade failed: the new image could not take over"
+	assert_output --partial "the old one resumed"
+	wait_for_log 'going back to the image that was running'
+	assert_equal "$(readlink "/proc/$WPOOL_PID/exe")" "$WPOOL"
+	assert_equal "$(pool_snapshot)" "$before"
+	wait_for_workers 2
+	# And the next upgrade works.
+	run -0 "$WPOOL" upgrade
+	assert_equal "$(pool_snapshot)" "$before"
+}
+
+@test "upgrade in reuseport mode keeps the slot sockets: served under load, same sockets" {
+	start_wpool --mode reuseport -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	local before socks
+	before=$(pool_snapshot)
+	socks=$(socket_inodes "$WPOOL_PID")
+	load_start 2
+	sleep 0.3
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "2 workers kept"
+	load_wait
+	((LOAD_REQUESTS > 100)) || fail "only $LOAD_REQUESTS requests"
+	assert_equal "$LOAD_FAILED" 0
+	assert_equal "$(pool_snapshot)" "$before"
+	assert_equal "$(socket_inodes "$WPOOL_PID")" "$socks"
+	# Both slots still get connections, and a new slot joins the port.
+	wait_for_workers 2
+	run -0 "$WPOOL" scale 3
+	wait_for_workers 3
+}
+
+@test "SIGUSR2 upgrades the master in place; WINCH is still forwarded; --reload replaces the workers after" {
+	start_wpool -n 2 -b 127.0.0.1:0 -- "$TESTSRV" --signal-log "$BATS_TEST_TMPDIR/sig.log"
+	wait_for_workers 2
+	local before
+	before=$(pool_snapshot)
+	kill -USR2 "$WPOOL_PID"
+	wait_for_log 'upgraded in place: master pid [0-9]+, 2 workers kept'
+	assert_equal "$(upgrade_field upgrades)" 1
+	assert_equal "$(pool_snapshot)" "$before"
+	kill -WINCH "$WPOOL_PID"
+	wait_for_file_line "$BATS_TEST_TMPDIR/sig.log" WINCH
+	run grep -c USR2 "$BATS_TEST_TMPDIR/sig.log"
+	assert_output 0
+	run -0 "$WPOOL" upgrade --reload
+	assert_output --partial "upgraded: master pid $WPOOL_PID (unchanged)"
+	assert_output --partial "reloaded: 2 workers at generation 1"
+	assert_equal "$("$WPOOL" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')" "$WPOOL_PID"
+}
+
+@test "as PID 1 of a PID namespace, the upgraded master is still PID 1" {
+	unshare --pid --fork --mount-proc true 2>/dev/null ||
+		fail "machine lacks PID namespaces (unshare --pid)"
+	WPOOL_PREFIX=(unshare --pid --fork --mount-proc)
+	# The worker upgrades its own master, then says what pid it has.
+	run_wpool --no-restart -n 1 -- sh -c '"$0" upgrade &&
+		"$0" status --json | grep -q "\"pid\": *1," && echo "master is pid 1"' "$WPOOL"
+	assert_success
+	assert_output --partial "upgraded: master pid 1 (unchanged), 1 worker kept"
+	assert_output --partial "master is pid 1"
+}
