@@ -1,6 +1,6 @@
 /*
- * client.c: `wpool status|reload|scale|restart|signal|stop|list`: find
- * the pool's control socket, connect, send one request, print the answer
+ * client.c: `wpool status|reload|scale|restart|signal|stop|upgrade|list`:
+ * find the pool's control socket, connect, send one request, print the answer
  * as a table or as JSON.  Owns only its own connection; shares the
  * protocol (JSON lines) and the socket path rules with control.c.
  */
