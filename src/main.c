@@ -343,7 +343,7 @@ main(int argc, char **argv)
 	int	 i, cmd;
 
 	/* Before setproctitle may reuse argv's memory: for an upgrade. */
-	upgrade_init(argc, argv);
+	argc = upgrade_init(argc, argv);
 	setproctitle_init(argc, argv, environ);
 	if ((cmd = find_client_command(argc, argv)) > 0) {
 		for (i = 1; i < cmd; i++) {

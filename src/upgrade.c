@@ -52,6 +52,7 @@
 #define ENV_PROBE		"WPOOL_UPGRADE_PROBE"
 #define ENV_BACK		"WPOOL_UPGRADE_BACK_FD"
 #define ENV_FAILED		"WPOOL_UPGRADE_FAILED"
+#define PROBE_OPT		"--upgrade-probe"
 /* The probe must answer within this long, or the upgrade is refused. */
 #define PROBE_TIMEOUT_MS	5000
 /* What of the probe's stderr is kept for the client. */
@@ -82,12 +83,23 @@ static struct {
 	double	 last_seconds;
 } up = { .back_fd = -1 };
 
-void
+/*
+ * The probe runs `NEWBIN --upgrade-probe ARGS...`: a wpool from before
+ * upgrades refuses the unknown option (exit 64) instead of starting a
+ * pool.  Takes the option out of argv; returns the new argc.
+ */
+int
 upgrade_init(int argc, char **argv)
 {
 	ssize_t	 n;
 	int	 i;
 
+	if (argc > 1 && strcmp(argv[1], PROBE_OPT) == 0) {
+		up.probe = true;
+		memmove(argv + 1, argv + 2, (size_t)(argc - 1) *
+		    sizeof(*argv));
+		argc--;
+	}
 	up.argc = argc;
 	up.argv = xcalloc((size_t)argc + 1, sizeof(char *));
 	for (i = 0; i < argc; i++)
@@ -98,6 +110,7 @@ upgrade_init(int argc, char **argv)
 	 */
 	n = readlink("/proc/self/exe", up.exe, sizeof(up.exe) - 1);
 	up.exe[n > 0 ? n : 0] = '\0';
+	return argc;
 }
 
 /* --- the state -------------------------------------------------------- */
@@ -543,7 +556,7 @@ upgrade_start(const struct conf *c)
 
 	if (fd < 0)
 		return -1;
-	up.probe = getenv(ENV_PROBE) != NULL;
+	up.probe = up.probe || getenv(ENV_PROBE) != NULL;
 	up.back_fd = env_fd(ENV_BACK);
 	if (up.back_fd >= 0)
 		set_cloexec(up.back_fd, true);
@@ -857,7 +870,9 @@ probe_why(int status, const char *out, char *err, size_t len,
 	char	 tail[PROBE_OUT_MAX];
 	size_t	 n;
 
+	/* Its first line: what a wpool says of a state it refuses. */
 	strlcpy(tail, out, sizeof(tail));
+	tail[strcspn(tail, "\n")] = '\0';
 	n = strlen(tail);
 	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
 		tail[--n] = '\0';
@@ -879,8 +894,9 @@ probe_why(int status, const char *out, char *err, size_t len,
 static int
 probe(const char *bin, const char *s, char *err, size_t len)
 {
-	char	 out[PROBE_OUT_MAX] = "", *envfd, **envp, **e;
+	char	 out[PROBE_OUT_MAX] = "", *envfd, **envp, **e, **argv;
 	size_t	 nout = 0, n = 0, i = 0;
+	int	 a;
 	struct pollfd pfd;
 	double	 deadline;
 	int	 sfd, pipefd[2], status = 0, r;
@@ -906,6 +922,11 @@ probe(const char *bin, const char *s, char *err, size_t len)
 	xasprintf(&envfd, ENV_FD "=%d", sfd);
 	envp[i++] = envfd;
 	envp[i++] = ENV_PROBE "=1";
+	argv = xcalloc((size_t)up.argc + 2, sizeof(*argv));
+	argv[0] = up.argv[0];
+	argv[1] = PROBE_OPT;
+	for (a = 1; a < up.argc; a++)
+		argv[a + 1] = up.argv[a];
 	if ((pid = fork()) == 0) {
 		sigset_t all;
 
@@ -915,7 +936,7 @@ probe(const char *bin, const char *s, char *err, size_t len)
 		dup2(pipefd[1], STDERR_FILENO);
 		dup2(pipefd[1], STDOUT_FILENO);
 		set_cloexec(sfd, false);
-		execve(bin, up.argv, envp);
+		execve(bin, argv, envp);
 		dprintf(pipefd[1], "cannot run it: %s\n", strerror(errno));
 		_exit(EXIT_NOEXEC);
 	}
@@ -924,6 +945,7 @@ probe(const char *bin, const char *s, char *err, size_t len)
 	close(sfd);
 	free(envfd);
 	free(envp);
+	free(argv);
 	if (pid < 0) {
 		close(pipefd[0]);
 		snprintf(err, len, "cannot fork the probe: %s", strerror(-r));

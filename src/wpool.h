@@ -779,7 +779,7 @@ void	sdnotify_close(void);
  * upgrade.c: `wpool upgrade`, the master re-executing itself in place
  * with its state handed over (and the new image adopting it).
  */
-void	upgrade_init(int, char **);
+int	upgrade_init(int, char **);
 int	upgrade_start(const struct conf *);
 bool	upgrade_adopting(void);
 void	upgrade_abandon(const char *);

@@ -5,6 +5,8 @@
 # pool serving as it was and the client exits 1 saying why.
 
 load ../helpers
+load ../control_helpers
+load ../sdnotify_helpers
 load ../upgrade_helpers
 
 @test "upgrade under load: 0 failed requests, same master and worker pids, same uptime, restarts and generation" {
@@ -134,4 +136,43 @@ EOF
 	assert_success
 	assert_output --partial "upgraded: master pid 1 (unchanged), 1 worker kept"
 	assert_output --partial "master is pid 1"
+}
+
+@test "under a notify manager: RELOADING then READY around the upgrade, MAINPID unchanged, the manager's child never exits" {
+	start_managed -- -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_event '^MSG READY=1$'
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "upgraded: master pid $WPOOL_PID (unchanged)"
+	wait_event '^MSG READY=1$' 2
+	assert_equal "$(events | sed -nE 's/^MSG (READY|RELOADING)=1$/\1/p' | paste -sd' ')" \
+		"READY RELOADING READY"
+	assert_equal "$(events | sed -n 's/^MSG MAINPID=//p')" "$WPOOL_PID"
+	assert_equal "$(ev_count '^PID ')" 1
+	assert_equal "$(ev_count '^EXIT ')" 0
+}
+
+@test "--log-prefix: the workers' output pipes are handed over; the worker writes on, prefixed" {
+	start_wpool --log-prefix -n 1 -- sh -c 'i=0; while :; do i=$((i + 1)); echo "tick $i"; sleep 0.05; done'
+	wait_for_log '^\[wpool\.0\] tick 3$'
+	local before n
+	before=$(pool_snapshot)
+	run -0 "$WPOOL" upgrade
+	n=$(log_count '^\[wpool\.0\] tick')
+	wait_for_log_count '^\[wpool\.0\] tick' $((n + 5))
+	assert_equal "$(pool_snapshot)" "$before"
+	assert_equal "$(log_count 'worker 0 started')" 1
+}
+
+@test "a slot backing off is handed over backing off: it restarts when its delay ends, with its restart count" {
+	start_wpool -n 1 --restart-delay 2 --min-uptime 5 -- sh -c 'sleep 0.3; exit 1'
+	wait_for_log 'worker 0 .*exited'
+	local t0 restarts
+	t0=$(now_us)
+	restarts=$("$WPOOL" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["restarts"])')
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "0 workers kept"
+	assert_equal "$("$WPOOL" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["restarts"])')" "$restarts"
+	wait_for_log_count 'worker 0 started' 2 5
+	# Not at once (a fresh slot would start now), and not never.
+	(($(elapsed_ms "$t0") >= 1000)) || log_fail "restarted $(elapsed_ms "$t0") ms after the exit: the back-off was lost"
 }
