@@ -755,7 +755,7 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	    !json_object_is_type(v, json_type_string)) {
 		json_object_put(req);
 		return error_json("\"cmd\" is required: status, reload, scale, "
-		    "restart, signal or stop");
+		    "restart, signal, stop or upgrade");
 	}
 	cmd = json_object_get_string(v);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -766,7 +766,7 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 		}
 	text_clean(cmd, 64, shown, sizeof(shown));
 	resp = error_json("unknown command '%s': expected status, reload, "
-	    "scale, restart, signal or stop", shown);
+	    "scale, restart, signal, stop or upgrade", shown);
 	json_object_put(req);
 	return resp;
 }

@@ -2986,6 +2986,22 @@ pool_start(struct pool *p)
 	return 0;
 }
 
+/* The pool's counters as the image before an in-place upgrade left them. */
+void
+pool_adopt(struct pool *p, const struct pool_adopt *a)
+{
+	p->target = a->target >= 1 && a->target <= WPOOL_MAX_WORKERS ?
+	    a->target : 1;
+	p->generation = a->generation;
+	p->restarts = a->restarts;
+	p->started_mono = a->started_mono;
+	p->started_real = a->started_real;
+	p->reload = a->reload;
+	p->reload.active = false;
+	memcpy(p->reload_failures, a->failures, sizeof(p->reload_failures));
+	p->nreload_failures = a->nfailures;
+}
+
 /*
  * A slot as the image before an in-place upgrade left it (upgrade.c):
  * its counters, its reuseport sockets, and its worker, which is ready

@@ -261,6 +261,31 @@ state_build(struct pool *p)
 	json_object_object_add(o, "restarts", jint((long long)p->restarts));
 	json_object_object_add(o, "started_mono", jdbl(p->started_mono));
 	json_object_object_add(o, "started_real", jdbl(p->started_real));
+	/* The last reload (none runs: pool_still) and the failed ones. */
+	l = json_object_new_object();
+	json_object_object_add(l, "generation", jint(p->reload.generation));
+	json_object_object_add(l, "failed",
+	    json_object_new_boolean(p->reload.failed));
+	json_object_object_add(l, "total", jint(p->reload.total));
+	json_object_object_add(l, "done", jint(p->reload.done));
+	json_object_object_add(l, "error",
+	    json_object_new_string(p->reload.error));
+	json_object_object_add(l, "started_mono",
+	    jdbl(p->reload.started_mono));
+	json_object_object_add(l, "finished_mono",
+	    jdbl(p->reload.finished_mono));
+	a = json_object_new_array();
+	for (id = 0; id < p->nreload_failures; id++) {
+		json_object *f = json_object_new_object();
+
+		json_object_object_add(f, "generation",
+		    jint(p->reload_failures[id].generation));
+		json_object_object_add(f, "error", json_object_new_string(
+		    p->reload_failures[id].error));
+		json_object_array_add(a, f);
+	}
+	json_object_object_add(l, "failures", a);
+	json_object_object_add(o, "reload", l);
 	json_object_object_add(o, "upgrades", jint(up.upgrades));
 	json_object_object_add(o, "attempt", jint(up.attempts + 1));
 	json_object_object_add(o, "asked_mono", jdbl(now_mono()));
@@ -763,19 +788,44 @@ adopt_output(struct pool *p, json_object *a)
 int
 upgrade_adopt(struct pool *p)
 {
+	struct pool_adopt pa;
 	json_object *a, *g;
 	size_t	 i, j;
 	int	 id, kept = 0;
 
 	if (!upgrade_adopting())
 		return 0;
-	p->target = (int)get_i(up.state, "target", p->target);
-	if (p->target < 1 || p->target > WPOOL_MAX_WORKERS)
-		p->target = 1;
-	p->generation = (unsigned)get_i(up.state, "generation", 0);
-	p->restarts = (unsigned long)get_i(up.state, "restarts", 0);
-	p->started_mono = get_d(up.state, "started_mono", p->started_mono);
-	p->started_real = get_d(up.state, "started_real", p->started_real);
+	memset(&pa, 0, sizeof(pa));
+	pa.target = (int)get_i(up.state, "target", p->target);
+	pa.generation = (unsigned)get_i(up.state, "generation", 0);
+	pa.restarts = (unsigned long)get_i(up.state, "restarts", 0);
+	pa.started_mono = get_d(up.state, "started_mono", p->started_mono);
+	pa.started_real = get_d(up.state, "started_real", p->started_real);
+	if (json_object_object_get_ex(up.state, "reload", &g) &&
+	    json_object_is_type(g, json_type_object)) {
+		json_object *f, *v;
+
+		pa.reload.generation = (unsigned)get_i(g, "generation", 0);
+		pa.reload.failed = json_object_object_get_ex(g, "failed", &v) &&
+		    json_object_get_boolean(v);
+		pa.reload.total = (int)get_i(g, "total", 0);
+		pa.reload.done = (int)get_i(g, "done", 0);
+		strlcpy(pa.reload.error, get_s(g, "error", ""),
+		    sizeof(pa.reload.error));
+		pa.reload.started_mono = get_d(g, "started_mono", 0);
+		pa.reload.finished_mono = get_d(g, "finished_mono", 0);
+		f = get_a(g, "failures");
+		for (i = 0; f != NULL && i < json_object_array_length(f) &&
+		    i < RELOAD_FAILURES; i++) {
+			v = json_object_array_get_idx(f, i);
+			pa.failures[i].generation = (unsigned)get_i(v,
+			    "generation", 0);
+			strlcpy(pa.failures[i].error, get_s(v, "error", ""),
+			    sizeof(pa.failures[i].error));
+			pa.nfailures++;
+		}
+	}
+	pool_adopt(p, &pa);
 	up.upgrades = (unsigned)get_i(up.state, "upgrades", 0);
 	up.attempts = (unsigned)get_i(up.state, "attempt", 1);
 	up.asked_mono = get_d(up.state, "asked_mono", now_mono());

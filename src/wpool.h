@@ -668,6 +668,17 @@ struct slot_adopt {
 	pid_t	 main_pid;
 	const char *status_text;
 };
+/* The pool's own, as an in-place upgrade hands it over. */
+struct pool_adopt {
+	int	 target;
+	unsigned generation;
+	unsigned long restarts;
+	double	 started_mono, started_real;
+	struct reload_state reload;	/* the last one; not active */
+	struct reload_failure failures[RELOAD_FAILURES];
+	int	 nfailures;
+};
+void	pool_adopt(struct pool *, const struct pool_adopt *);
 int	pool_adopt_slot(struct pool *, const struct slot_adopt *);
 void	pool_adopt_done(struct pool *);
 void	pool_recycle(struct pool *, struct worker *, const char *);

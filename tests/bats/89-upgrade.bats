@@ -176,3 +176,45 @@ EOF
 	# Not at once (a fresh slot would start now), and not never.
 	(($(elapsed_ms "$t0") >= 1000)) || log_fail "restarted $(elapsed_ms "$t0") ms after the exit: the back-off was lost"
 }
+
+@test "the probe refuses a state of another format, mode or listeners, naming what differs" {
+	local st=$BATS_TEST_TMPDIR/state.json
+	probe() {
+		run --separate-stderr without_fd3 env WPOOL_UPGRADE_FD=7 \
+			timeout 5 "$WPOOL" --upgrade-probe "$@" 7<"$st"
+	}
+	echo '{"format": 99, "mode": "shared"}' >"$st"
+	probe -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	assert_equal "$status" 1
+	assert_equal "$stderr" "state format 99: this wpool ($("$WPOOL" --version | grep -o '[0-9][0-9.]*' | head -1)) reads format 1"
+	echo '{"format": 1, "mode": "shared", "listeners": [{"spec": "127.0.0.1:0", "fd": 3}], "control": {"fd": 4}, "slots": []}' >"$st"
+	probe --mode reuseport -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	assert_equal "$status" 1
+	assert_equal "$stderr" "the mode changed (shared to reuseport): a change of mode needs a restart"
+	probe -n 1 -b 127.0.0.1:1 -- "$TESTSRV"
+	assert_equal "$status" 1
+	assert_equal "$stderr" "listener 0 changed (127.0.0.1:0 to 127.0.0.1:1): run \`wpool reload\` first, or restart"
+	echo 'not json' >"$st"
+	probe -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	assert_equal "$status" 1
+	assert_equal "$stderr" "the state handed over is not JSON"
+	echo '{"format": 1, "mode": "shared", "listeners": [{"spec": "127.0.0.1:0", "fd": 3}], "control": {"fd": 4}, "slots": []}' >"$st"
+	probe -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	assert_equal "$status" 0
+	# It bound nothing and started nothing: the probe only checks.
+	assert_equal "$output" ""
+	refute [ -e "$WPOOL_CONTROL" ]
+}
+
+@test "upgrade during a reload waits for it (busy, asked again), then upgrades; balance mode is refused by name" {
+	start_wpool -n 2 --ready notify -b 127.0.0.1:0 -- "$TESTSRV" --notify --delay-start 0.4
+	wait_for_workers 2
+	run -0 "$WPOOL" reload --no-wait
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "upgraded: master pid $WPOOL_PID (unchanged), 2 workers kept"
+	assert_equal "$("$WPOOL" status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["generation"], d["reload"]["state"])')" "1 done"
+	stop_wpool
+	start_wpool -m balance -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	run -1 "$WPOOL" upgrade
+	assert_output --partial "--mode balance: not upgraded in place (its connections pass through the master)"
+}
