@@ -1127,6 +1127,9 @@ cmd_upgrade(struct cli_ctx *x, int argc, char **argv)
 			binary = argv[++i];
 		else if (strncmp(argv[i], "--binary=", 9) == 0)
 			binary = argv[i] + 9;
+		else if (strcmp(argv[i], "--binary") == 0)
+			return usage_error("upgrade", "--binary: expected the "
+			    "path of a wpool binary%s", "");
 		else
 			return usage_error("upgrade", "unknown argument '%s'",
 			    argv[i]);

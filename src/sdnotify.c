@@ -517,20 +517,27 @@ sdnotify_stopping(struct pool *p)
 
 /*
  * The master execs itself in place: the manager hears RELOADING=1 now and
- * READY=1 from the new image (it starts at SD_NONE); the pid stays.
+ * READY=1 from the new image (it starts at SD_NONE); the pid stays.  If
+ * the exec failed (failed), READY=1 again from this one.
  */
 void
-sdnotify_upgrading(struct pool *p)
+sdnotify_upgrading(struct pool *p, bool failed)
 {
-	char	 msg[256];
+	char	 msg[512], status[sizeof(sd.status)];
 
-	(void)p;
-	if (sd.fd < 0 || sd.stopping)
+	if (sd.fd < 0 || sd.stopping || sd.phase != SD_READY)
 		return;
-	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu\n"
-	    "MAINPID=%d\nSTATUS=upgrading the master in place",
-	    (unsigned long long)(now_mono() * 1e6), (int)getpid());
+	if (failed) {
+		sd_status_text(p, SD_READY, status, sizeof(status));
+		sd_phase_msg(SD_READY, status, msg, sizeof(msg));
+	} else
+		sd_phase_msg(SD_RELOADING, "upgrading the master in place",
+		    msg, sizeof(msg));
 	(void)sd_send(msg, -1);
+	if (!failed) {
+		snprintf(msg, sizeof(msg), "MAINPID=%d", (int)getpid());
+		(void)sd_send(msg, -1);
+	}
 }
 
 /* Whether fd's socket is where listener l would bind (same address). */

@@ -1142,7 +1142,7 @@ upgrade_run(struct pool *p)
 	output_flush_all();
 	log_info("upgrading: exec %s (pid %d, %d worker%s)", up.binary,
 	    (int)getpid(), p->nworkers, p->nworkers == 1 ? "" : "s");
-	sdnotify_upgrading(p);
+	sdnotify_upgrading(p, false);
 	for (e = environ; *e != NULL; e++)
 		n++;
 	envp = xcalloc(n + 3, sizeof(*envp));
@@ -1159,6 +1159,7 @@ upgrade_run(struct pool *p)
 	execve(up.binary, up.argv, envp);
 	snprintf(up.last_error, sizeof(up.last_error), "cannot exec %s: %s",
 	    up.binary, strerror(errno));
+	sdnotify_upgrading(p, true);
 	state_fds(st, true);
 	json_object_put(st);
 	close(sfd);

@@ -778,7 +778,7 @@ int	sdnotify_init(const struct conf *, char *, size_t);
 void	sdnotify_start(struct pool *);
 void	sdnotify_update(struct pool *);
 void	sdnotify_stopping(struct pool *);
-void	sdnotify_upgrading(struct pool *);
+void	sdnotify_upgrading(struct pool *, bool);
 int	sdnotify_adopt(const struct listener *, int, int, bool, int *);
 int	sdnotify_listener_open(struct listener *, int, bool, char *, size_t);
 void	sdnotify_store(const struct listener *, int, int);
