@@ -66,6 +66,7 @@ static struct {
 	/* Read at start: the state handed over, until adopted. */
 	json_object *state;
 	bool	 probe;			/* WPOOL_UPGRADE_PROBE: check, exit */
+	bool	 probe_opt;		/* argv had --upgrade-probe */
 	int	 back_fd;		/* the image to go back to; -1 */
 	bool	 committed;		/* adopted: no going back */
 	char	 failed[256];		/* went back: why the new one did */
@@ -95,7 +96,7 @@ upgrade_init(int argc, char **argv)
 	int	 i;
 
 	if (argc > 1 && strcmp(argv[1], PROBE_OPT) == 0) {
-		up.probe = true;
+		up.probe_opt = true;
 		memmove(argv + 1, argv + 2, (size_t)(argc - 1) *
 		    sizeof(*argv));
 		argc--;
@@ -581,7 +582,7 @@ upgrade_start(const struct conf *c)
 
 	if (fd < 0)
 		return -1;
-	up.probe = up.probe || getenv(ENV_PROBE) != NULL;
+	up.probe = up.probe_opt || getenv(ENV_PROBE) != NULL;
 	up.back_fd = env_fd(ENV_BACK);
 	if (up.back_fd >= 0)
 		set_cloexec(up.back_fd, true);
