@@ -6,13 +6,17 @@
  * The old image, asked: refuses what it cannot hand over (a pool that is
  * not running, a mode with connections in the master, a worker starting
  * or stopping, a replacement under way), serializes the state as JSON
- * (UPGRADE_FORMAT) and PROBES the new binary first: it runs it with the
- * same argv and WPOOL_UPGRADE_PROBE=1, the state in a memfd named by
+ * (UPGRADE_FORMAT) and PROBES the new binary first: it runs `NEWBIN
+ * --upgrade-probe ARGS...` (a wpool from before upgrades refuses the
+ * option rather than start a pool), the state in a memfd named by
  * WPOOL_UPGRADE_FD; the probe parses the configuration as a start would
- * and checks that it can adopt the state, then exits 0.  Only then is the
- * client answered and, once the answer is written, the listeners, slot
- * sockets, control and notify sockets and output pipes lose FD_CLOEXEC
- * and the master execs the new binary with the same argv.
+ * and checks that it can adopt the state, then exits 0.  The master waits
+ * for it (PROBE_TIMEOUT_MS at most; the workers serve on meanwhile).
+ * Only then is the client answered and, once the answer is written, the
+ * listeners, slot sockets, control, notify and metrics sockets and output
+ * pipes lose FD_CLOEXEC and the master execs the new binary with the same
+ * argv.  The signal mask (signalfd's) survives execve: a signal that
+ * comes meanwhile waits for the new image's loop.
  *
  * The new image builds its configuration from argv and the file as at
  * start, then, instead of binding and spawning, adopts the state (the
