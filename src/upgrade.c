@@ -613,6 +613,9 @@ upgrade_start(const struct conf *c)
 	}
 	if (up.probe) {
 		fprintf(stderr, "%s\n", err);
+		json_object_put(up.state);
+		up.state = NULL;
+		close(fd);
 		return 1;
 	}
 	if (up.failed[0] != '\0') {
