@@ -67,6 +67,13 @@ static struct {
 	int	 argc;
 	char	**argv;			/* a copy, for execve */
 	char	 exe[PATH_MAX];		/* the binary wpool was started from */
+	/*
+	 * `-b systemd`'s LISTEN_FDS and LISTEN_FDNAMES, as they came (the
+	 * expansion unsets them): the next image parses `-b systemd` again,
+	 * with LISTEN_PID its own, and finds the same fds at 3...
+	 */
+	char	*listen_fds, *listen_names;
+	char	 listen_pid[32];		/* "LISTEN_PID=N", the probe's */
 	/* Read at start: the state handed over, until adopted. */
 	json_object *state;
 	bool	 probe;			/* WPOOL_UPGRADE_PROBE: check, exit */
@@ -96,6 +103,8 @@ static struct {
 int
 upgrade_init(int argc, char **argv)
 {
+	const char *v;
+	long long pid;
 	ssize_t	 n;
 	int	 i;
 
@@ -115,7 +124,47 @@ upgrade_init(int argc, char **argv)
 	 */
 	n = readlink("/proc/self/exe", up.exe, sizeof(up.exe) - 1);
 	up.exe[n > 0 ? n : 0] = '\0';
+	if ((v = getenv("LISTEN_PID")) != NULL && parse_int(v, 1, INT_MAX,
+	    &pid) == 0 && pid == getpid() && getenv("LISTEN_FDS") != NULL) {
+		xasprintf(&up.listen_fds, "LISTEN_FDS=%s", getenv("LISTEN_FDS"));
+		if ((v = getenv("LISTEN_FDNAMES")) != NULL)
+			xasprintf(&up.listen_names, "LISTEN_FDNAMES=%s", v);
+	}
 	return argc;
+}
+
+/*
+ * The environment of the next image (or the probe): this one's without
+ * WPOOL_UPGRADE_* and LISTEN_*, then extra (NULL-terminated), then
+ * `-b systemd`'s LISTEN_* with LISTEN_PID=pid (0: the caller fills
+ * up.listen_pid in, the probe in its child).  Free the array only.
+ */
+static char **
+env_next(char *const *extra, pid_t pid)
+{
+	char	**envp, **e;
+	size_t	 n = 4, i = 0;
+
+	for (e = environ; *e != NULL; e++)
+		n++;
+	for (e = (char **)extra; *e != NULL; e++)
+		n++;
+	envp = xcalloc(n, sizeof(*envp));
+	for (e = environ; *e != NULL; e++)
+		if (strncmp(*e, "WPOOL_UPGRADE_", 14) != 0 &&
+		    (up.listen_fds == NULL || strncmp(*e, "LISTEN_", 7) != 0))
+			envp[i++] = *e;
+	for (e = (char **)extra; *e != NULL; e++)
+		envp[i++] = *e;
+	if (up.listen_fds != NULL) {
+		snprintf(up.listen_pid, sizeof(up.listen_pid), "LISTEN_PID=%d",
+		    (int)pid);
+		envp[i++] = up.listen_pid;
+		envp[i++] = up.listen_fds;
+		if (up.listen_names != NULL)
+			envp[i++] = up.listen_names;
+	}
+	return envp;
 }
 
 /* --- the state -------------------------------------------------------- */
@@ -521,7 +570,7 @@ env_fd(const char *name)
 static void
 fall_back(const char *why, int raw)
 {
-	char	*env[2], **e, **envp, **argv = up.argv;
+	char	*env[3], **envp, **argv = up.argv;
 	json_object *a;
 	size_t	 n = 0, i = 0;
 	int	 fd = raw;
@@ -549,14 +598,8 @@ fall_back(const char *why, int raw)
 	set_cloexec(fd, false);
 	xasprintf(&env[0], ENV_FD "=%d", fd);
 	xasprintf(&env[1], ENV_FAILED "=%s", why);
-	for (n = 0, e = environ; *e != NULL; e++)
-		n++;
-	envp = xcalloc(n + 3, sizeof(*envp));
-	for (i = 0, e = environ; *e != NULL; e++)
-		if (strncmp(*e, "WPOOL_UPGRADE_", 14) != 0)
-			envp[i++] = *e;
-	envp[i++] = env[0];
-	envp[i++] = env[1];
+	env[2] = NULL;
+	envp = env_next(env, getpid());
 	log_warnx("upgrade: going back to the image that was running");
 	fexecve(up.back_fd, argv, envp);
 	log_error("upgrade: cannot go back: %s", strerror(errno));
@@ -952,8 +995,8 @@ probe_why(int status, const char *out, char *err, size_t len,
 static int
 probe(const char *bin, const char *s, char *err, size_t len)
 {
-	char	 out[PROBE_OUT_MAX] = "", *envfd, **envp, **e, **argv;
-	size_t	 nout = 0, n = 0, i = 0;
+	char	 out[PROBE_OUT_MAX] = "", *extra[3], **envp, **argv;
+	size_t	 nout = 0;
 	int	 a;
 	struct pollfd pfd;
 	double	 deadline;
@@ -971,15 +1014,10 @@ probe(const char *bin, const char *s, char *err, size_t len)
 		snprintf(err, len, "cannot probe: %s", strerror(-r));
 		return r;
 	}
-	for (e = environ; *e != NULL; e++)
-		n++;
-	envp = xcalloc(n + 3, sizeof(*envp));
-	for (e = environ; *e != NULL; e++)
-		if (strncmp(*e, "WPOOL_UPGRADE_", 14) != 0)
-			envp[i++] = *e;
-	xasprintf(&envfd, ENV_FD "=%d", sfd);
-	envp[i++] = envfd;
-	envp[i++] = ENV_PROBE "=1";
+	xasprintf(&extra[0], ENV_FD "=%d", sfd);
+	extra[1] = ENV_PROBE "=1";
+	extra[2] = NULL;
+	envp = env_next(extra, 0);
 	argv = xcalloc((size_t)up.argc + 2, sizeof(*argv));
 	argv[0] = up.argv[0];
 	argv[1] = PROBE_OPT;
@@ -994,6 +1032,9 @@ probe(const char *bin, const char *s, char *err, size_t len)
 		dup2(pipefd[1], STDERR_FILENO);
 		dup2(pipefd[1], STDOUT_FILENO);
 		set_cloexec(sfd, false);
+		/* -b systemd: the sockets are meant for the probe too. */
+		snprintf(up.listen_pid, sizeof(up.listen_pid), "LISTEN_PID=%d",
+		    (int)getpid());
 		execve(bin, argv, envp);
 		dprintf(pipefd[1], "cannot run it: %s\n", strerror(errno));
 		_exit(EXIT_NOEXEC);
@@ -1001,7 +1042,7 @@ probe(const char *bin, const char *s, char *err, size_t len)
 	r = pid < 0 ? -errno : 0;
 	close(pipefd[1]);
 	close(sfd);
-	free(envfd);
+	free(extra[0]);
 	free(envp);
 	free(argv);
 	if (pid < 0) {
@@ -1129,8 +1170,7 @@ void
 upgrade_run(struct pool *p)
 {
 	json_object *st;
-	char	*env[3], **envp, **e;
-	size_t	 n = 0, i = 0;
+	char	*env[3], **envp;
 	int	 sfd, back;
 
 	if (!up.pending)
@@ -1151,17 +1191,14 @@ upgrade_run(struct pool *p)
 	log_info("upgrading: exec %s (pid %d, %d worker%s)", up.binary,
 	    (int)getpid(), p->nworkers, p->nworkers == 1 ? "" : "s");
 	sdnotify_upgrading(p, false);
-	for (e = environ; *e != NULL; e++)
-		n++;
-	envp = xcalloc(n + 3, sizeof(*envp));
-	for (e = environ; *e != NULL; e++)
-		if (strncmp(*e, "WPOOL_UPGRADE_", 14) != 0)
-			envp[i++] = *e;
 	xasprintf(&env[0], ENV_FD "=%d", sfd);
 	xasprintf(&env[1], ENV_BACK "=%d", back);
-	envp[i++] = env[0];
-	if (back >= 0)
-		envp[i++] = env[1];
+	env[2] = NULL;
+	if (back < 0) {
+		free(env[1]);
+		env[1] = NULL;
+	}
+	envp = env_next(env, getpid());
 	state_fds(st, false);
 	set_cloexec(sfd, false);
 	execve(up.binary, up.argv, envp);

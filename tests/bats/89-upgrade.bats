@@ -164,7 +164,7 @@ EOF
 }
 
 @test "a slot backing off is handed over backing off: it restarts when its delay ends, with its restart count" {
-	start_wpool -n 1 --restart-delay 2 --min-uptime 5 -- sh -c 'sleep 0.3; exit 1'
+	start_wpool -n 1 --restart-delay 1.5 --min-uptime 5 -- sh -c 'sleep 0.3; exit 1'
 	wait_for_log 'worker 0 .*exited'
 	local t0 restarts
 	t0=$(now_us)
@@ -217,4 +217,33 @@ EOF
 	start_wpool -m balance -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
 	run -1 "$WPOOL" upgrade
 	assert_output --partial "--mode balance: not upgraded in place (its connections pass through the master)"
+}
+
+@test "-b systemd (socket activation): the new image parses it again and keeps fd 3; new workers get LISTEN_FDS" {
+	command -v systemd-socket-activate >/dev/null ||
+		fail "systemd-socket-activate is missing: make deps-test"
+	local port before
+	port=$(free_tcp_port)
+	env --default-signal systemd-socket-activate -E "WPOOL_CONTROL=$WPOOL_CONTROL" \
+		-l "127.0.0.1:$port" --fdname=web "$WPOOL" -n 2 -b systemd -- "$TESTSRV" \
+		</dev/null >"$LOG" 2>&1 3>&- &
+	WPOOL_PID=$!
+	wait_for_log_count '^Listening on .* as [0-9]+\.$' 1
+	run http_get / "$port"
+	assert_success
+	wait_for_listeners 1
+	wait_for_workers 2
+	before=$(pool_snapshot)
+	run -0 "$WPOOL" upgrade
+	assert_output --partial "2 workers kept"
+	assert_equal "$(pool_snapshot)" "$before"
+	run http_get / "$port"
+	assert_success
+	run -0 "$WPOOL" upgrade --reload
+	wait_for_workers 2
+	local p
+	for p in "${WORKERS[@]}"; do
+		assert_equal "$(worker_env "$p" LISTEN_FDNAMES)" web
+		assert_equal "$(worker_env "$p" LISTEN_PID)" "$p"
+	done
 }
