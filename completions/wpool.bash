@@ -6,7 +6,7 @@
 # word with either.  Install as $(pkg-config --variable=completionsdir
 # bash-completion)/wpool, or source it from ~/.bashrc.
 
-_wpool_subcommands='run check status reload scale restart signal stop list'
+_wpool_subcommands='run check status reload scale restart signal stop upgrade list'
 
 # Run options that take a value, and those that do not.  Keep in step
 # with the table of run options in src/cli.c (tests/bats/90-docs.bats
@@ -225,7 +225,7 @@ _wpool_complete()
 			_wpool_takes_value "$w" && ((i++)) ;;
 		run | check)
 			running=1 ;;	# run options follow
-		status | reload | scale | restart | signal | stop | list)
+		status | reload | scale | restart | signal | stop | upgrade | list)
 			sub=$w ;;
 		*)
 			_wpool_command "$i"
@@ -245,6 +245,14 @@ _wpool_complete()
 			COMPREPLY=($(compgen -W '--no-wait --dry-run' -- "$cur")) ;;
 		stop)
 			COMPREPLY=($(compgen -W '--no-wait' -- "$cur")) ;;
+		upgrade)
+			if [[ ${words[cword - 1]} == --binary ]]; then
+				compopt -o filenames 2>/dev/null || :
+				COMPREPLY=($(compgen -f -- "$cur"))
+			else
+				COMPREPLY=($(compgen -W '--binary --reload' \
+					-- "$cur"))
+			fi ;;
 		restart)
 			if ((nargs == 0)); then
 				COMPREPLY=($(compgen -W 'all' -- "$cur"))

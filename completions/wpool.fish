@@ -30,7 +30,7 @@ function __wpool_where
                     set i (math $i + 1)
                 end
             case run check
-            case status reload scale restart signal stop list
+            case status reload scale restart signal stop upgrade list
                 echo control $t (math (count $tokens) - $i)
                 return
             case '*'
@@ -118,6 +118,7 @@ function __wpool_first_word
             restart\t'restart one worker, or all' \
             signal\t'send a signal to one or all workers' \
             stop\t'graceful shutdown of the pool' \
+            upgrade\t're-execute the master in place, workers kept' \
             list\t'list the pools running'
         set -l hits (string match -- "$cur*" $subs)
         if set -q hits[1]
@@ -138,6 +139,8 @@ complete -c wpool -n '__wpool_control reload' -l no-wait -d 'return once it star
 complete -c wpool -n '__wpool_control reload' -l dry-run -d 'print what the config file would change'
 complete -c wpool -n '__wpool_control stop' -l no-wait -d 'return once it started'
 complete -c wpool -n '__wpool_control restart' -l no-wait -d 'return once it started'
+complete -c wpool -n '__wpool_control upgrade' -l binary -r -F -d 'the new wpool binary'
+complete -c wpool -n '__wpool_control upgrade' -l reload -d 'a rolling reload after the upgrade'
 complete -c wpool -n '__wpool_control restart 0' -a all -d 'every worker, rolling'
 complete -c wpool -n '__wpool_control signal 0' -a "$__wpool_signals"
 

@@ -256,6 +256,7 @@ static const char usage_head[] =
 "       wpool [-s PATH | --name NAME] restart ID|all [--no-wait]\n"
 "       wpool [-s PATH | --name NAME] signal SIG [ID]\n"
 "       wpool [-s PATH | --name NAME] stop [--no-wait]\n"
+"       wpool [-s PATH | --name NAME] upgrade [--binary PATH] [--reload]\n"
 "       wpool [-s PATH | --name NAME] list [--json]\n"
 "       wpool --help | --version\n"
 "\n"
@@ -264,7 +265,8 @@ static const char usage_head[] =
 static const char usage_tail[] =
 "\n"
 "Signals: TERM, INT, QUIT stop; HUP, USR1 reload; TTIN, TTOU add or remove a\n"
-"worker; USR2, WINCH are forwarded to every worker.  See wpool(1).\n";
+"worker; USR2 upgrades the master in place; WINCH is forwarded to every\n"
+"worker.  See wpool(1).\n";
 
 /* Appends s to buf (of len bytes, NUL-terminated). */
 static void

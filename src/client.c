@@ -1,6 +1,6 @@
 /*
- * client.c: `wpool status|reload|scale|restart|signal|stop|list`: find
- * the pool's control socket, connect, send one request, print the answer
+ * client.c: `wpool status|reload|scale|restart|signal|stop|upgrade|list`:
+ * find the pool's control socket, connect, send one request, print the answer
  * as a table or as JSON.  Owns only its own connection; shares the
  * protocol (JSON lines) and the socket path rules with control.c.
  */
@@ -51,6 +51,7 @@ static int cmd_scale(struct cli_ctx *, int, char **);
 static int cmd_restart(struct cli_ctx *, int, char **);
 static int cmd_signal(struct cli_ctx *, int, char **);
 static int cmd_stop(struct cli_ctx *, int, char **);
+static int cmd_upgrade(struct cli_ctx *, int, char **);
 static int cmd_list(struct cli_ctx *, int, char **);
 
 static const struct {
@@ -64,6 +65,7 @@ static const struct {
 	{ "restart", cmd_restart, "restart ID|all [--no-wait]" },
 	{ "signal", cmd_signal, "signal SIG [ID]" },
 	{ "stop", cmd_stop, "stop [--no-wait]" },
+	{ "upgrade", cmd_upgrade, "upgrade [--binary PATH] [--reload]" },
 	{ "list", cmd_list, "list [--json]" },
 };
 
@@ -1081,6 +1083,120 @@ cmd_signal(struct cli_ctx *x, int argc, char **argv)
 	    jint(r, "workers", 0), jint(r, "workers", 0) == 1 ? "" : "s");
 	json_object_put(r);
 	return 0;
+}
+
+/*
+ * What status says of upgrade serial: 0 done, 1 failed (said why), -1
+ * not yet (the old image has not exec'd, or the new one not answered).
+ */
+static int
+upgrade_outcome(json_object *st, long long serial, long long pid,
+    long long workers)
+{
+	json_object *u, *v;
+
+	if (!json_object_object_get_ex(st, "upgrade", &u) ||
+	    jint(u, "attempts", 0) < serial)
+		return -1;
+	if (json_object_object_get_ex(u, "last_ok", &v) &&
+	    json_object_get_boolean(v)) {
+		printf("upgraded: master pid %lld (%s), %lld worker%s kept "
+		    "(%.3fs)\n", jint(st, "pid", 0), jint(st, "pid", 0) ==
+		    pid ? "unchanged" : "CHANGED", workers, workers == 1 ? "" :
+		    "s", jdbl(u, "seconds"));
+		return 0;
+	}
+	cerr("upgrade failed: %s\n", jstr(u, "error", "unknown error"));
+	return 1;
+}
+
+static int
+cmd_upgrade(struct cli_ctx *x, int argc, char **argv)
+{
+	json_object *req, *r, *v, *st;
+	char	 bin[PATH_MAX];
+	const char *binary = NULL, *err;
+	long long serial, pid, workers;
+	bool	 reload = false;
+	int	 i, rc, tries;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--reload") == 0)
+			reload = true;
+		else if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
+			binary = argv[++i];
+		else if (strncmp(argv[i], "--binary=", 9) == 0)
+			binary = argv[i] + 9;
+		else if (strcmp(argv[i], "--binary") == 0)
+			return usage_error("upgrade", "--binary: expected the "
+			    "path of a wpool binary%s", "");
+		else
+			return usage_error("upgrade", "unknown argument '%s'",
+			    argv[i]);
+	}
+	if (binary != NULL && *binary == '\0')
+		return usage_error("upgrade", "--binary '%s': expected the "
+		    "path of a wpool binary", binary);
+	/* The master's working directory is not ours. */
+	if (binary != NULL && realpath(binary, bin) != NULL)
+		binary = bin;
+	else if (binary != NULL && *binary != '/') {
+		cerr("upgrade: cannot upgrade to %s: %s\n", binary,
+		    strerror(errno));
+		return 1;
+	}
+	/* A pool with workers starting or stopping is asked again. */
+	for (tries = 0;; tries++) {
+		req = simple_req("upgrade");
+		if (binary != NULL)
+			json_object_object_add(req, "binary",
+			    json_object_new_string(binary));
+		if (x->fd >= 0)
+			close(x->fd);
+		x->fd = -1;
+		if (ctx_connect(x, false) < 0) {
+			json_object_put(req);
+			return 1;
+		}
+		r = request(x, req);
+		json_object_put(req);
+		if (r == NULL)
+			return 1;
+		if (json_object_object_get_ex(r, "ok", &v) &&
+		    json_object_get_boolean(v))
+			break;
+		err = jstr(r, "error", "request failed");
+		if (strncmp(err, "busy:", 5) != 0 || tries >= 100) {
+			cerr("%s\n", err);
+			json_object_put(r);
+			return 1;
+		}
+		json_object_put(r);
+		sleep_ms(100);
+	}
+	serial = jint(r, "serial", 0);
+	pid = jint(r, "pid", 0);
+	workers = jint(r, "workers", 0);
+	json_object_put(r);
+	printf("upgrading master pid %lld...\n", pid);
+	fflush(stdout);
+	/* The new image answers on the same socket once it has taken over. */
+	for (;;) {
+		if ((st = brief_status(x)) == NULL)
+			return 1;
+		rc = upgrade_outcome(st, serial, pid, workers);
+		json_object_put(st);
+		if (rc >= 0)
+			break;
+		sleep_ms(10);
+	}
+	if (rc != 0 || !reload)
+		return rc;
+	{
+		char	*rargv[] = { "reload", NULL };
+
+		return cmd_reload(x, 1, rargv);
+	}
 }
 
 static int

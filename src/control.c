@@ -488,10 +488,38 @@ cmd_stop(struct pool *p, json_object *req)
 	return ok_json(o);
 }
 
+/*
+ * {"cmd":"upgrade","binary":PATH}: checked and probed now (upgrade.c);
+ * the exec waits until the answer is on its way (client_answer).  The
+ * client follows it in status's "upgrade", and asks for --reload itself.
+ */
+static char *
+cmd_upgrade(struct pool *p, json_object *req)
+{
+	json_object *o, *v;
+	const char *bin = NULL;
+	char	 err[1024];
+	unsigned serial;
+
+	if (json_object_object_get_ex(req, "binary", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return error_json("upgrade: \"binary\" must be a path");
+		bin = json_object_get_string(v);
+	}
+	if (upgrade_request(p, bin, &serial, err, sizeof(err)) < 0)
+		return error_json("%s", err);
+	o = json_object_new_object();
+	json_object_object_add(o, "pid", json_object_new_int(p->pid));
+	json_object_object_add(o, "workers", json_object_new_int(p->nworkers));
+	json_object_object_add(o, "serial", json_object_new_int64(serial));
+	return ok_json(o);
+}
+
 static const struct {
 	const char *name;
 	cmd_fn	 fn;
 } commands[] = {
+	{ "upgrade", cmd_upgrade },
 	{ "status", cmd_status },
 	{ "reload", cmd_reload },
 	{ "scale", cmd_scale },
@@ -727,7 +755,7 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 	    !json_object_is_type(v, json_type_string)) {
 		json_object_put(req);
 		return error_json("\"cmd\" is required: status, reload, scale, "
-		    "restart, signal or stop");
+		    "restart, signal, stop or upgrade");
 	}
 	cmd = json_object_get_string(v);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -738,7 +766,7 @@ dispatch(struct pool *p, const char *line, size_t len, uid_t uid,
 		}
 	text_clean(cmd, 64, shown, sizeof(shown));
 	resp = error_json("unknown command '%s': expected status, reload, "
-	    "scale, restart, signal or stop", shown);
+	    "scale, restart, signal, stop or upgrade", shown);
 	json_object_put(req);
 	return resp;
 }
@@ -774,6 +802,20 @@ client_answer(struct client *c, const char *line, size_t len)
 			snprintf(p->stop_why, sizeof(p->stop_why),
 			    "wpool stop");
 		pool_stop_request(p);
+	}
+	if (upgrade_pending()) {
+		struct pool *p = c->ctl->pool;
+
+		/*
+		 * The answer first (the exec closes this connection); if
+		 * execve fails, the pool carries on as it was.
+		 */
+		if (client_flush(c) < 0) {
+			upgrade_run(p);
+			return -1;
+		}
+		upgrade_run(p);
+		return 0;
 	}
 	return client_flush(c);
 }
@@ -1145,6 +1187,16 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 		    "one with -s PATH");
 		return -ENAMETOOLONG;
 	}
+	/* An in-place upgrade's: its clients' connections wait on it. */
+	if ((fd = upgrade_take_control(ctl->path, sizeof(ctl->path))) >= 0) {
+		if ((r = loop_add(fd, EPOLLIN, control_accept, ctl)) < 0) {
+			snprintf(err, len, "cannot watch the control socket");
+			return r;
+		}
+		ctl->fd = fd;
+		p->control_path = xstrdup(ctl->path);
+		return einhorn_open(ctl, err, len);
+	}
 	env = getenv("WPOOL_CONTROL");
 	private = path == NULL && (env == NULL || *env == '\0');
 	if ((r = mkdir_parent(ctl->path, private, err, len)) < 0)
@@ -1183,6 +1235,12 @@ control_open(struct pool *p, const char *path, char *err, size_t len)
 	}
 	log_debug("control socket %s", ctl->path);
 	return 0;
+}
+
+int
+control_fd(const struct pool *p)
+{
+	return p->ctl != NULL ? p->ctl->fd : -1;
 }
 
 void

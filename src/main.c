@@ -183,6 +183,11 @@ open_listeners(struct master *m)
 	for (m->nopen = 0; m->nopen < c->nlisteners; m->nopen++) {
 		struct listener *l = &c->listeners[m->nopen];
 
+		if (upgrade_take_listener(l, m->nopen) == 0) {
+			log_info("kept %s (%s) across the upgrade", l->address,
+			    l->name);
+			continue;
+		}
 		if (sdnotify_listener_open(l, c->backlog, c->mode == MODE_REUSEPORT,
 		    err, sizeof(err)) < 0) {
 			log_error("%s", err);
@@ -315,10 +320,18 @@ run_pool(int argc, char **argv, bool check)
 		return status;
 	if (check)
 		return check_conf(&m.conf);
+	/* An upgrade's probe, or its new image (upgrade.c). */
+	if ((status = upgrade_start(&m.conf)) >= 0)
+		return status;
 	setproctitle("-wpool: master %s (%s)", m.conf.name, m.conf.argv[0]);
 	if ((status = open_master(&m)) == GO_ON)
 		status = run(&m);
+	else
+		/* The new image of an upgrade: back to the old, if it can. */
+		upgrade_abandon("the new image could not open its resources "
+		    "(see the log)");
 	close_master(&m);
+	upgrade_free();
 	return status;
 }
 
@@ -329,6 +342,8 @@ main(int argc, char **argv)
 	bool	 val;
 	int	 i, cmd;
 
+	/* Before setproctitle may reuse argv's memory: for an upgrade. */
+	argc = upgrade_init(argc, argv);
 	setproctitle_init(argc, argv, environ);
 	if ((cmd = find_client_command(argc, argv)) > 0) {
 		for (i = 1; i < cmd; i++) {

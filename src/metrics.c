@@ -852,7 +852,16 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 	    (rlim_t)HTTP_MAX_CONNS * 16)
 		m->max_conns = rl.rlim_cur / 16 > HTTP_MIN_CONNS ?
 		    (int)(rl.rlim_cur / 16) : HTTP_MIN_CONNS;
-	r = listener_open(&l, 128, false, err, len);
+	/* An in-place upgrade's: what queued meanwhile is served. */
+	if ((l.fd = upgrade_take_fd("metrics")) >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		r = 0;
+		if (getsockname(l.fd, (struct sockaddr *)&ss, &sl) == 0)
+			sockaddr_format(&ss, sl, l.address, sizeof(l.address));
+	} else
+		r = listener_open(&l, 128, false, err, len);
 	if (r == 0) {
 		set_nonblock(l.fd, true);
 		if ((r = loop_add(l.fd, EPOLLIN, metrics_accept, m)) < 0)
@@ -867,6 +876,12 @@ metrics_open(struct pool *p, const char *addr, char *err, size_t len)
 		free(m);
 	listener_free(&l);
 	return r;
+}
+
+int
+metrics_fd(const struct pool *p)
+{
+	return p->metrics != NULL ? p->metrics->fd : -1;
 }
 
 void

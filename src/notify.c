@@ -652,7 +652,18 @@ notify_open(struct pool *p, char *err, size_t len)
 	struct sockaddr_un sun;
 	socklen_t sl;
 	int	 one = 1, fd, r, i;
+	char	 kept[sizeof(nt->name) + 1];
 
+	/* An in-place upgrade's: workers know its name already. */
+	if ((fd = upgrade_take_notify(kept, sizeof(kept))) >= 0 &&
+	    kept[0] == '@') {
+		nt = xcalloc(1, sizeof(*nt));
+		nt->pool = p;
+		nt->fd = nt->consume_fd = -1;
+		nt->logged_at = -REFUSE_LOG_EVERY;
+		strlcpy(nt->name, kept + 1, sizeof(nt->name));
+		goto watch;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) < 0) {
 		snprintf(err, len, "cannot open the notify socket: %s",
@@ -685,6 +696,7 @@ notify_open(struct pool *p, char *err, size_t len)
 		free(nt);
 		return r;
 	}
+watch:
 	if ((r = loop_add(fd, EPOLLIN, notify_read, nt)) < 0) {
 		close(fd);
 		free(nt);
@@ -699,6 +711,12 @@ notify_open(struct pool *p, char *err, size_t len)
 	p->notify = nt;
 	xasprintf(&p->notify_path, "@%s", nt->name);
 	return 0;
+}
+
+int
+notify_fd(const struct pool *p)
+{
+	return p->notify != NULL ? p->notify->fd : -1;
 }
 
 void

@@ -378,6 +378,20 @@ output_attach(int fd, int dest, const char *prefix, pid_t pid)
 	return o;
 }
 
+/*
+ * Every pipe still read (fd, where it goes, its writer, its prefix), for
+ * an in-place upgrade to hand over; output_flush_all first.
+ */
+void
+output_export(int (*cb)(int, int, pid_t, const char *, void *), void *arg)
+{
+	struct outbuf *o;
+
+	TAILQ_FOREACH(o, &os.pipes, link)
+		if (!o->orphan)
+			cb(o->fd, o->dest, o->pid, o->prefix, arg);
+}
+
 void
 output_detach(struct outbuf *o)
 {

@@ -2114,6 +2114,17 @@ on_signal(int sig, pid_t from, void *arg)
 			log_warnx("SIGTTOU: %s", err);
 		break;
 	case SIGUSR2:
+		/*
+		 * "Upgrade the binary", as gunicorn, unicorn and nginx take
+		 * it: the master re-executes the binary it was started from
+		 * in place (upgrade.c).  WINCH is still forwarded.
+		 */
+		log_info("received SIGUSR2: upgrading the master in place");
+		if (upgrade_request(p, NULL, NULL, err, sizeof(err)) < 0)
+			log_warnx("upgrade: %s", err);
+		else
+			upgrade_run(p);
+		break;
 	case SIGWINCH:
 		log_debug("forwarding SIG%s to %d workers", signal_name(sig),
 		    p->nworkers);
@@ -2964,13 +2975,104 @@ pool_start(struct pool *p)
 	mode_of(p)->announce(p);
 	if (mode_of(p)->no_workers != NULL)
 		return 0;
-	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
+	/* Started by `wpool upgrade`: the workers are there already. */
+	for (i = upgrade_adopt(p) == 1 ? p->target : 0;
+	    i < p->target && p->state == POOL_RUNNING; i++) {
 		slot_prepare(p, i)->wanted = true;
 		slot_event(p, &p->slots[i], EV_START, NULL, 0);
 	}
 	if (p->conf->max_memory > 0)
 		timer_set(&p->sample_timer, 1.0);
 	return 0;
+}
+
+/* The pool's counters as the image before an in-place upgrade left them. */
+void
+pool_adopt(struct pool *p, const struct pool_adopt *a)
+{
+	p->target = a->target >= 1 && a->target <= WPOOL_MAX_WORKERS ?
+	    a->target : 1;
+	p->generation = a->generation;
+	p->restarts = a->restarts;
+	p->started_mono = a->started_mono;
+	p->started_real = a->started_real;
+	p->reload = a->reload;
+	p->reload.active = false;
+	memcpy(p->reload_failures, a->failures, sizeof(p->reload_failures));
+	p->nreload_failures = a->nfailures;
+}
+
+/*
+ * A slot as the image before an in-place upgrade left it (upgrade.c):
+ * its counters, its reuseport sockets, and its worker, which is ready
+ * (upgrade refuses a pool with workers starting or stopping) and still
+ * the master's child.
+ */
+int
+pool_adopt_slot(struct pool *p, const struct slot_adopt *a)
+{
+	struct slot *s;
+	struct worker *w;
+
+	if (a->id < 0 || a->id >= WPOOL_MAX_WORKERS || p->slots[a->id].inited)
+		return -EINVAL;
+	s = slot_prepare(p, a->id);
+	s->wanted = a->id < p->target;
+	s->restarts = a->restarts;
+	memcpy(s->exits, a->exits, sizeof(s->exits));
+	s->requests_done = a->requests_done;
+	s->young_deaths = a->young_deaths;
+	s->backoff = a->backoff;
+	s->has_exit = a->has_exit;
+	s->last_code = a->last_code;
+	s->last_signal = a->last_signal;
+	if (a->fds != NULL)
+		slot_adopt_fds(p, s, a->fds);
+	if (a->pid > 0) {
+		w = xcalloc(1, sizeof(*w));
+		w->pool = p;
+		w->id = s->id;
+		w->pid = a->pid;
+		w->generation = a->generation;
+		w->exec_fd = -1;
+		w->state = W_READY;
+		w->started_mono = a->started_mono;
+		w->started_real = a->started_real;
+		w->ready_mono = a->ready_mono;
+		w->exec_mono = a->started_mono;
+		w->main_pid = a->main_pid;
+		strlcpy(w->status_text, a->status_text != NULL ?
+		    a->status_text : "", sizeof(w->status_text));
+		timer_init(&w->ready_timer, on_ready_timeout, w);
+		timer_init(&w->kill_timer, on_kill_timeout, w);
+		timer_init(&w->watchdog_timer, on_watchdog_timeout, w);
+		timer_init(&w->probe_timer, on_probe_timer, w);
+		TAILQ_INSERT_TAIL(&p->workers, w, entry);
+		p->nworkers++;
+		p->ever_started = true;
+		s->cur = w;
+	} else if (s->wanted && a->respawn_in >= 0)
+		schedule_respawn(p, s, a->respawn_in);
+	s->state = slot_state_of(s);
+	return 0;
+}
+
+/* Every slot adopted: wanted ones that had nothing start; steer. */
+void
+pool_adopt_done(struct pool *p)
+{
+	int	 i;
+
+	for (i = 0; i < p->target && p->state == POOL_RUNNING; i++) {
+		struct slot *s = slot_prepare(p, i);
+
+		s->wanted = true;
+		if (s->state == SL_EMPTY)
+			slot_event(p, s, EV_START, NULL, 0);
+	}
+	mode_of(p)->resized(p);
+	mode_of(p)->steer(p);
+	mode_of(p)->on_ready(p);
 }
 
 /* Runs until the pool is done; returns the master's exit status. */

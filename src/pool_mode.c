@@ -249,6 +249,22 @@ slot_open_fds(struct pool *p, struct slot *s)
 }
 
 /*
+ * reuseport: a slot's sockets as the image before an in-place upgrade
+ * held them (upgrade.c), taken in the group's order so positions hold.
+ */
+void
+slot_adopt_fds(struct pool *p, struct slot *s, const int *fds)
+{
+	size_t	 n = p->conf->nlisteners;
+
+	s->fds = xcalloc(n, sizeof(int));
+	s->queue = xcalloc(n, sizeof(int));
+	memcpy(s->fds, fds, n * sizeof(int));
+	p->group[p->ngroup++] = s->id;
+	steer_watch_add(p, s);
+}
+
+/*
  * Closing a socket moves the group's last socket into its place, as the
  * kernel's reuseport_detach_sock does, so positions stay known.
  */

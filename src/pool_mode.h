@@ -50,6 +50,7 @@ struct mode_ops {
 
 const struct mode_ops *mode_of(const struct pool *);
 void	 slot_close_fds(struct pool *, struct slot *);
+void	 slot_adopt_fds(struct pool *, struct slot *, const int *);
 int	 slot_queued(struct pool *, struct slot *);
 
 #endif

@@ -515,6 +515,31 @@ sdnotify_stopping(struct pool *p)
 	sdnotify_update(p);
 }
 
+/*
+ * The master execs itself in place: the manager hears RELOADING=1 now and
+ * READY=1 from the new image (it starts at SD_NONE); the pid stays.  If
+ * the exec failed (failed), READY=1 again from this one.
+ */
+void
+sdnotify_upgrading(struct pool *p, bool failed)
+{
+	char	 msg[512], status[sizeof(sd.status)];
+
+	if (sd.fd < 0 || sd.stopping || sd.phase != SD_READY)
+		return;
+	if (failed) {
+		sd_status_text(p, SD_READY, status, sizeof(status));
+		sd_phase_msg(SD_READY, status, msg, sizeof(msg));
+	} else
+		sd_phase_msg(SD_RELOADING, "upgrading the master in place",
+		    msg, sizeof(msg));
+	(void)sd_send(msg, -1);
+	if (!failed) {
+		snprintf(msg, sizeof(msg), "MAINPID=%d", (int)getpid());
+		(void)sd_send(msg, -1);
+	}
+}
+
 /* Whether fd's socket is where listener l would bind (same address). */
 static bool
 sd_same_inet(const struct listener *l, const struct sockaddr_storage *ss)

@@ -489,6 +489,7 @@ status_json(struct pool *p, double mono, bool brief)
 		    balance_status_json(p, mono));
 	json_object_object_add(o, "reload", reload_json(p, mono));
 	json_object_object_add(o, "recent_restarts", restarts_json(p, mono));
+	upgrade_status(o);
 	if (!brief)
 		json_object_object_add(o, "workers", workers_json(p, mono));
 	return o;

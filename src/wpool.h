@@ -384,6 +384,7 @@ void	output_resume(void);
 size_t	output_flush_all(void);
 void	output_close_all(void);
 void	output_on_idle(void (*)(void *), void *);
+void	output_export(int (*)(int, int, pid_t, const char *, void *), void *);
 struct output *output_state(void);
 
 /*
@@ -649,6 +650,37 @@ void	pool_worker_notify(struct pool *, struct worker *, const char *,
 	    const char *);
 void	pool_sample(struct pool *);
 int	pool_count(const struct pool *, enum worker_state);
+/* A slot as an in-place upgrade hands it over (upgrade.c). */
+struct slot_adopt {
+	int	 id;
+	unsigned restarts;
+	unsigned long exits[SLOT_NEXIT_CAUSES];
+	unsigned long requests_done;
+	unsigned young_deaths;
+	double	 backoff;
+	double	 respawn_in;		/* < 0: not waiting */
+	bool	 has_exit;
+	int	 last_code, last_signal;
+	const int *fds;			/* reuseport: its sockets, or NULL */
+	pid_t	 pid;			/* its ready worker, or 0 */
+	unsigned generation;
+	double	 started_mono, started_real, ready_mono;
+	pid_t	 main_pid;
+	const char *status_text;
+};
+/* The pool's own, as an in-place upgrade hands it over. */
+struct pool_adopt {
+	int	 target;
+	unsigned generation;
+	unsigned long restarts;
+	double	 started_mono, started_real;
+	struct reload_state reload;	/* the last one; not active */
+	struct reload_failure failures[RELOAD_FAILURES];
+	int	 nfailures;
+};
+void	pool_adopt(struct pool *, const struct pool_adopt *);
+int	pool_adopt_slot(struct pool *, const struct slot_adopt *);
+void	pool_adopt_done(struct pool *);
 void	pool_recycle(struct pool *, struct worker *, const char *);
 void	pool_check_done(struct pool *);
 const char *worker_state_name(enum worker_state);
@@ -736,6 +768,7 @@ struct json_object *balance_status_json(struct pool *, double);
 /* notify.c: the sd_notify datagram socket. */
 int	notify_open(struct pool *, char *, size_t);
 void	notify_close(struct pool *);
+int	notify_fd(const struct pool *);
 int	notify_parse(const char *, size_t, void (*)(const char *,
 	    const char *, void *), void *);
 
@@ -745,6 +778,7 @@ int	sdnotify_init(const struct conf *, char *, size_t);
 void	sdnotify_start(struct pool *);
 void	sdnotify_update(struct pool *);
 void	sdnotify_stopping(struct pool *);
+void	sdnotify_upgrading(struct pool *, bool);
 int	sdnotify_adopt(const struct listener *, int, int, bool, int *);
 int	sdnotify_listener_open(struct listener *, int, bool, char *, size_t);
 void	sdnotify_store(const struct listener *, int, int);
@@ -752,14 +786,36 @@ void	sdnotify_forget_fd(struct pool *, int);
 bool	sdnotify_stored(int);
 void	sdnotify_close(void);
 
+/*
+ * upgrade.c: `wpool upgrade`, the master re-executing itself in place
+ * with its state handed over (and the new image adopting it).
+ */
+int	upgrade_init(int, char **);
+int	upgrade_start(const struct conf *);
+bool	upgrade_adopting(void);
+void	upgrade_abandon(const char *);
+int	upgrade_take_listener(struct listener *, size_t);
+int	upgrade_take_control(char *, size_t);
+int	upgrade_take_notify(char *, size_t);
+int	upgrade_take_fd(const char *);
+int	upgrade_adopt(struct pool *);
+int	upgrade_request(struct pool *, const char *, unsigned *, char *,
+	    size_t);
+bool	upgrade_pending(void);
+void	upgrade_run(struct pool *);
+void	upgrade_status(struct json_object *);
+void	upgrade_free(void);
+
 /* control.c: the control socket server. */
 int	control_open(struct pool *, const char *, char *, size_t);
+int	control_fd(const struct pool *);
 void	control_close(struct pool *);
 char	*control_dispatch(struct pool *, const char *, size_t, uid_t, pid_t);
 
 /* metrics.c: --metrics, Prometheus text and JSON over HTTP. */
 int	metrics_open(struct pool *, const char *, char *, size_t);
 void	metrics_close(struct pool *);
+int	metrics_fd(const struct pool *);
 char	*metrics_text(struct pool *, size_t *);
 void	metrics_count_exit(struct slot *, const struct worker *, int);
 

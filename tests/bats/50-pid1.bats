@@ -222,7 +222,7 @@ ignore_term_stop() {
 	grep -q 'stopping (SIGTERM)' <<<"$stderr" || fail "no stopping line: $stderr"
 }
 
-@test "PID 1: the pool's signals work from the host (HUP reloads, TTIN, USR2)" {
+@test "PID 1: the pool's signals work from the host (HUP reloads, TTIN, WINCH)" {
 	have_pidns || skip "machine lacks PID namespaces (unshare --pid)"
 	ns_start_wpool -n 1 -b 127.0.0.1:0 -- "$TESTSRV" --signal-log "$BATS_TEST_TMPDIR/sig.log"
 	wait_for_workers 1
@@ -233,11 +233,12 @@ ignore_term_stop() {
 	send_signal "$WPOOL_PID" TTIN
 	wait_pool_settled 2
 	assert_equal "$(jget "$(pool_json)" 'j["generation"]')" 1
-	send_signal "$WPOOL_PID" USR2
+	# (USR2 upgrades the master in place: 89-upgrade.bats.)
+	send_signal "$WPOOL_PID" WINCH
 	wait_for_workers 2
 	local p
 	for p in "${WORKERS[@]}"; do
-		wait_until 5 grep -qx "$(nspid_of "$p") USR2" "$BATS_TEST_TMPDIR/sig.log"
+		wait_until 5 grep -qx "$(nspid_of "$p") WINCH" "$BATS_TEST_TMPDIR/sig.log"
 	done
 }
 

@@ -115,7 +115,7 @@ table_rows() {
 	# The options of control subcommands are in the usage lines only.
 	for name in $(help_long_opts); do
 		name=${name#--}
-		case $name in json | check | no-wait | dry-run) continue ;; esac
+		case $name in json | check | no-wait | dry-run | binary | reload) continue ;; esac
 		table_rows cli | grep -qE "^${name} " || extra+=("--$name")
 	done
 	((${#missing[@]} == 0)) || fail "the table's options missing from --help: ${missing[*]}"
