@@ -5,6 +5,7 @@ PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 INCDIR	?= $(PREFIX)/include
+LIBDIR	?= $(PREFIX)/lib
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
@@ -49,10 +50,22 @@ DEPS_BENCH = wrk
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \
 	bench demo install uninstall clean static check-world
 
-all: wpool
+all: wpool $(SHIM)
 
 src/%.o: src/%.c src/wpool.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# Where --shim looks first for the library `make install` puts there.
+src/shim.o: CFLAGS += -DWPOOL_LIBDIR='"$(LIBDIR)/wpool"'
+
+# --shim's library, preloaded into servers wpool did not build: never
+# with the sanitizers (their runtime must come first in a process, and a
+# server is not built with them), whatever SANITIZE says.
+SHIM	 = src/shim/libwpool-shim.so
+SHIM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
+	   -fvisibility=hidden $(filter-out -fsanitize=% \
+	   -fno-sanitize-recover=% -fno-omit-frame-pointer,$(EXTRA_CFLAGS))
+$(SHIM): src/shim/wpool-shim.c
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $< -ldl -lpthread
 # The master-accept modes' own header.
 src/acceptq.o src/balance.o src/channel.o src/inetd.o: src/balance.h
 
@@ -132,7 +145,7 @@ deps-test: deps
 deps-bench: deps-test
 	$(call apt_install,$(DEPS_BENCH))
 
-test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS)
+test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS) $(SHIM)
 
 # The bats files `check` runs; .ci/run's sanitizer pass leaves out the
 # ones that exercise no more of the master than the plain pass does.
@@ -165,11 +178,13 @@ bench: deps-bench
 demo: deps wpool examples/hello
 	./wpool -n auto -b 127.0.0.1:8080 -- ./examples/hello
 
-install: wpool
+install: wpool $(SHIM)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(LIBDIR)/wpool \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 755 wpool $(DESTDIR)$(BINDIR)/wpool
+	install -m 644 $(SHIM) $(DESTDIR)$(LIBDIR)/wpool/libwpool-shim.so
 	install -m 644 man/wpool.1 $(DESTDIR)$(MANDIR)/man1/wpool.1
 	[ ! -f man/wpool.conf.5 ] || install -m 644 man/wpool.conf.5 \
 		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5
@@ -181,6 +196,7 @@ install: wpool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/wpool $(DESTDIR)$(MANDIR)/man1/wpool.1 \
+		$(DESTDIR)$(LIBDIR)/wpool/libwpool-shim.so \
 		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5 \
 		$(DESTDIR)$(BASHCOMPDIR)/wpool $(DESTDIR)$(ZSHCOMPDIR)/_wpool \
 		$(DESTDIR)$(FISHCOMPDIR)/wpool.fish \
@@ -233,7 +249,7 @@ fuzz: deps-fuzz
 .PHONY: clean-objs fuzz deps-fuzz
 clean-objs:
 	rm -f src/*.o libwpool.a wpool wpool-static $(UNIT_BINS) $(TEST_BINS) \
-		$(EXAMPLE_BINS) $(TEST_SHIMS)
+		$(EXAMPLE_BINS) $(TEST_SHIMS) $(SHIM)
 	rm -rf build/static
 
 clean: clean-objs
