@@ -159,11 +159,12 @@ shim_check_command(const struct conf *c, char *err, size_t len)
 	}
 	if ((kind = shim_elf_kind(path)) == SHIM_OK)
 		return 0;
-	snprintf(err, len, "--shim: '%s' (%s) %s, so LD_PRELOAD cannot put "
-	    "libwpool-shim.so in it; run it in -m shared or -m reuseport, or "
-	    "without --shim if it speaks the balance protocol itself",
-	    c->argv[0], path, kind == SHIM_GO ? "is a Go program, whose "
-	    "system calls bypass libc" : "is statically linked");
+	snprintf(err, len, "--shim: '%s' (%s) %s; run it in -m shared or "
+	    "-m reuseport, or without --shim if it speaks the balance "
+	    "protocol itself", c->argv[0], path, kind == SHIM_GO ?
+	    "is a Go program, whose system calls bypass libc: the shim "
+	    "cannot see its accept()" : "is statically linked: LD_PRELOAD "
+	    "cannot load the shim into it");
 	return -ENOEXEC;
 }
 

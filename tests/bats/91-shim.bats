@@ -49,3 +49,138 @@ teardown() {
 @test "a blocking C server under the shim" {
 	shim_server c -- "$SHIM_C"
 }
+
+# --- the shim's corners --------------------------------------------------------
+
+# corner NAME [ENV...]: one worker of corners.py in that way.
+corner() {
+	local name=$1
+	shift
+	start_wpool -m balance --shim -n 1 -b "127.0.0.1:$(free_tcp_port)" \
+		-C "$BATS_TEST_TMPDIR" -e CORNER="$name" "$@" -- /usr/bin/python3 corners.py
+	wait_ready 1 20
+}
+
+# no_bad_reports: the master took every report as one it expected.
+no_bad_reports() {
+	wait_st 5 "sum(w['connections'] for w in W.values()) == 0"
+	! grep -q 'does not hold\|no more connections' "$LOG" ||
+		fail "the shim reported a connection twice: $(cat "$LOG")"
+}
+
+@test "shim: a connection duplicated is reported closed when its last fd closes" {
+	corner dup -e HOLD_SEC=1.5
+	local out=$BATS_TEST_TMPDIR/dup.out bg
+	shim_get / >"$out" &
+	bg=$!
+	record_pid $bg
+	wait_st 5 "sum(w['connections'] for w in W.values()) == 1"
+	# The original is closed by now; the copy still holds it.
+	sleep 0.5
+	[[ $(shim_conns) == 1 ]] || fail "counted closed when its first fd closed"
+	wait "$bg"
+	[[ $(cat "$out") == "pid "* ]] || fail "answer: $(cat "$out")"
+	no_bad_reports
+}
+
+@test "shim: shutdown(SHUT_WR) then close reports once" {
+	corner shutdown
+	local i
+	for ((i = 0; i < 4; i++)); do
+		[[ $(shim_get /) == "pid "* ]] || fail "request $i"
+	done
+	wait_st 5 "sum(w['requests'] for w in W.values()) == 4"
+	no_bad_reports
+}
+
+@test "shim: a forking server's child does not report what its parent did" {
+	corner fork
+	local i
+	for ((i = 0; i < 4; i++)); do
+		[[ $(shim_get /) == "pid "* ]] || fail "request $i"
+	done
+	no_bad_reports
+}
+
+@test "shim: threads accepting and closing at once" {
+	corner threads -e HOLD_SEC=0.2
+	local i out=$BATS_TEST_TMPDIR/par
+	for ((i = 0; i < 16; i++)); do
+		shim_get / >"$out.$i" &
+		record_pid $!
+	done
+	for ((i = 0; i < 16; i++)); do
+		wait_until 10 test -s "$out.$i"
+	done
+	wait_st 10 "sum(w['requests'] for w in W.values()) == 16"
+	[[ $(cat "$out".* | grep -c '^pid ') == 16 ]] || fail "$(cat "$out".*)"
+	no_bad_reports
+}
+
+@test "shim: ip-hash keeps each client address on one worker" {
+	start_wpool -m balance --shim -n 2 --balancer ip-hash \
+		-b "127.0.0.1:$(free_tcp_port)" -- "$SHIM_C"
+	wait_ready 2 20
+	local x k body
+	local -A by=() all=()
+	for k in 1 2 3; do
+		for x in 2 3 4 5 6 7 8 9; do
+			body=$(shim_get / --interface 127.0.0.$x)
+			[[ $body == "pid "* ]] || fail "from 127.0.0.$x: $body"
+			[[ -z ${by[$x]:-} || ${by[$x]} == "$body" ]] ||
+				fail "127.0.0.$x went to ${by[$x]} then $body"
+			by[$x]=$body
+			all[$body]=1
+		done
+	done
+	((${#all[@]} == 2)) || fail "8 addresses went to ${#all[@]} worker(s)"
+}
+
+# --- what wpool sets and refuses -------------------------------------------------
+
+@test "shim: the worker gets LISTEN_FDS and LD_PRELOAD ahead of the environment's, not WPOOL_CONN_FD" {
+	LD_PRELOAD=/nonexistent/a.so start_wpool -m balance --shim -n 1 \
+		-b "127.0.0.1:$(free_tcp_port)" -e SLOW_SEC=0 -- "$SHIM_C"
+	wait_ready 1 20
+	local pid env
+	pid=$(pid_of_slot 0)
+	env=$(tr '\0' '\n' <"/proc/$pid/environ")
+	grep -qx "LD_PRELOAD=$(realpath "$SHIM_LIB"):/nonexistent/a.so" <<<"$env" ||
+		fail "LD_PRELOAD: $(grep LD_PRELOAD <<<"$env")"
+	grep -qx 'LISTEN_FDS=1' <<<"$env" || fail "no LISTEN_FDS=1"
+	grep -qx "LISTEN_PID=$pid" <<<"$env" || fail "no LISTEN_PID=$pid"
+	grep -qx 'LISTEN_FDNAMES=l0' <<<"$env" || fail "no LISTEN_FDNAMES=l0"
+	! grep -q '^WPOOL_CONN_FD=' <<<"$env" || fail "WPOOL_CONN_FD is set"
+	[[ $(shim_get /) == "pid $pid" ]] || fail "not served"
+}
+
+@test "shim: --shim outside balance mode is a usage error" {
+	run_wpool -64 -m shared --shim -b 127.0.0.1:0 -- "$SHIM_C"
+	[[ $stderr == *"--shim: only in balance mode (-m balance)"* ]] || fail "stderr: $stderr"
+}
+
+@test "shim: a Go program and a static binary are refused at start" {
+	shim_needs prometheus
+	run_wpool -64 -m balance --shim -b 127.0.0.1:0 -- prometheus
+	[[ $stderr == *"is a Go program, whose system calls bypass libc"* ]] || fail "stderr: $stderr"
+	[[ $(file -L /sbin/ldconfig) == *static* ]] || fail "/sbin/ldconfig is not static here"
+	run_wpool -64 -m balance --shim -b 127.0.0.1:0 -- /sbin/ldconfig
+	[[ $stderr == *"is statically linked"* ]] || fail "stderr: $stderr"
+	# A dynamically linked one passes the same check.
+	run_wpool -0 check -m balance --shim -b 127.0.0.1:0 -- "$SHIM_C"
+}
+
+@test "shim: make install puts the library where the installed wpool finds it; without it, exit 1" {
+	local dest=$BATS_TEST_TMPDIR/root
+	run make -s -C "$REPO_ROOT" install DESTDIR="$dest" PREFIX=/usr
+	assert_success
+	[[ -f $dest/usr/lib/wpool/libwpool-shim.so ]] || fail "not installed"
+	run "$dest/usr/bin/wpool" check -m balance --shim -b 127.0.0.1:0 -- "$SHIM_C"
+	assert_success
+	[[ ! -e /usr/local/lib/wpool/libwpool-shim.so ]] ||
+		skip "a wpool is installed in /usr/local: its library would be found"
+	rm "$dest/usr/lib/wpool/libwpool-shim.so"
+	WPOOL=$dest/usr/bin/wpool RUN_TIMEOUT=5 run_wpool -1 -m balance --shim \
+		-b 127.0.0.1:0 -- "$SHIM_C"
+	[[ $stderr == *"--shim: cannot find libwpool-shim.so"* ]] || fail "stderr: $stderr"
+}
