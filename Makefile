@@ -66,6 +66,9 @@ SHIM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
 	   -fno-sanitize-recover=% -fno-omit-frame-pointer,$(EXTRA_CFLAGS))
 $(SHIM): src/shim/wpool-shim.c
 	$(CC) $(SHIM_CFLAGS) -shared -o $@ $< -ldl -lpthread
+# The C server the shim is tested in: a plain one, for the same reason.
+tests/bin/shim_blocking: tests/bin/shim_blocking.c
+	$(CC) $(SHIM_CFLAGS) -o $@ $<
 # The master-accept modes' own header.
 src/acceptq.o src/balance.o src/channel.o src/inetd.o: src/balance.h
 
