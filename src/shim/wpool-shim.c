@@ -24,7 +24,8 @@
  * and close in a signal handler.  A forked child forgets the connections
  * it inherited (its parent reports them, as a forking server's parent
  * closes its copy); libuv's syscall(SYS_close) is seen through syscall().
- * A module dlopen'ed with RTLD_DEEPBIND (PHP's extensions) is opened
+ * A connection's last fd leaves the epoll set it is in before it closes
+ * (see unwatch).  A module dlopen'ed with RTLD_DEEPBIND (PHP's extensions) is opened
  * without it, or it would bind to libc's accept past this library.
  * What it cannot cover: servers that make system calls without libc (Go,
  * static binaries), and fds passed to another process.  wpool(1), BALANCE
@@ -33,6 +34,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -73,6 +75,7 @@ static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 static int (*real_listen)(int, int);
 static void *(*real_dlopen)(const char *, int);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
 
 static int	 chan = -1;		/* the channel, as the server got it */
 static int	 report_fd = -1;	/* our own copy, to report on */
@@ -82,6 +85,7 @@ static int	 l_domain = AF_INET, l_proto;
 static struct sockaddr_storage l_addr;
 static socklen_t l_addrlen;
 static uint64_t *table;		/* fd -> entry; 0: not ours */
+static int	*epolls;		/* fd -> 1 + the epoll set it is in */
 static unsigned	 table_len;
 static unsigned table_high;	/* every fd tracked is below */
 
@@ -92,7 +96,7 @@ resolve(void)
 	*(void **)&real_##f = dlsym(RTLD_NEXT, #f); } while (0)
 	R(accept4); R(close); R(shutdown); R(dup); R(dup2); R(dup3);
 	R(fcntl); R(syscall); R(getsockname); R(getpeername);
-	R(getsockopt); R(setsockopt); R(listen); R(dlopen);
+	R(getsockopt); R(setsockopt); R(listen); R(dlopen); R(epoll_ctl);
 #undef R
 }
 
@@ -136,7 +140,7 @@ forget_all(void)
 
 	/* One thread in the child: plain stores do. */
 	for (i = 0; i < n; i++)
-		table[i] = 0;
+		table[i] = epolls[i] = 0;
 	table_high = 0;
 }
 
@@ -163,6 +167,11 @@ shim_init(void)
 	if (m == MAP_FAILED)
 		return;
 	table = m;
+	m = mmap(NULL, table_len * sizeof(int), PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return;
+	epolls = m;
 	/* Ours, up high: the server may close or reuse fd 3. */
 	if ((report_fd = real_fcntl(fd, F_DUPFD_CLOEXEC, 512)) < 0 &&
 	    (report_fd = real_fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
@@ -187,6 +196,7 @@ track(int fd, uint64_t e)
 {
 	unsigned high;
 
+	__atomic_store_n(&epolls[fd], 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&table[fd], e, __ATOMIC_RELEASE);
 	high = __atomic_load_n(&table_high, __ATOMIC_ACQUIRE);
 	while ((unsigned)fd >= high &&
@@ -247,6 +257,42 @@ held_elsewhere(int fd, uint64_t id)
 		if (i != (unsigned)fd && (table[i] & E_ID) == id)
 			return 1;
 	return 0;
+}
+
+/*
+ * A connection passed over a unix socket may outlive its last close() for
+ * a moment (the kernel lets go of a file sent in a message after the
+ * receiver's own close, at times), and an epoll set drops a file only once
+ * it is gone: meanwhile it reports events for an fd that is closed, whose
+ * data a server has freed (examples/c_server: a use after free).  So a
+ * connection's last fd leaves the epoll set it was put in before it
+ * closes, as it would with a connection accepted from a listener.
+ */
+static void
+unwatch(int fd, uint64_t e)
+{
+	int	 ep;
+
+	if (e == 0 || (e & E_DUP) ||
+	    (ep = __atomic_exchange_n(&epolls[fd], 0, __ATOMIC_SEQ_CST)) == 0)
+		return;
+	(void)real_epoll_ctl(ep - 1, EPOLL_CTL_DEL, fd, NULL);
+}
+
+EXPORT int
+epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
+{
+	int	 r;
+
+	resolve();
+	r = real_epoll_ctl(ep, op, fd, ev);
+	if (r == 0 && entry(fd) != 0) {
+		if (op == EPOLL_CTL_ADD)
+			__atomic_store_n(&epolls[fd], ep + 1, __ATOMIC_SEQ_CST);
+		else if (op == EPOLL_CTL_DEL)
+			__atomic_store_n(&epolls[fd], 0, __ATOMIC_SEQ_CST);
+	}
+	return r;
 }
 
 /* fd is going (closed, or replaced by dup2): report e if it was the last. */
@@ -386,6 +432,7 @@ close(int fd)
 		return real_close(fd);
 	/* Taken first: once closed, the number may be reused at once. */
 	e = __atomic_exchange_n(&table[fd], 0, __ATOMIC_SEQ_CST);
+	unwatch(fd, e);
 	r = real_close(fd);
 	gone(fd, e);
 	return r;
@@ -451,9 +498,11 @@ dup_onto(int oldfd, int newfd, int flags, int three)
 	if (oldfd == newfd || newfd == report_fd)
 		return three ? real_dup3(oldfd, newfd, flags) :
 		    real_dup2(oldfd, newfd);
-	if (entry(newfd) != 0)
+	if (entry(newfd) != 0) {
 		e = __atomic_exchange_n(&table[newfd], 0,
 		    __ATOMIC_SEQ_CST);
+		unwatch(newfd, e);
+	}
 	r = three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
 	gone(newfd, e);
 	return r < 0 ? r : copied(oldfd, r);

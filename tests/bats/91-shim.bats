@@ -50,6 +50,25 @@ teardown() {
 	shim_server c -- "$SHIM_C"
 }
 
+# examples/c_server keeps a pointer to each connection in its epoll set and
+# frees it on close: an epoll event for a connection after its close (the
+# kernel may hold a file passed over a unix socket a moment longer) was a
+# use after free within a second or two of this load.  ASAN_OPTIONS: under
+# SANITIZE=1 the example is an ASan build, with the shim preloaded first.
+@test "an epoll server (examples/c_server) under load: no event after close" {
+	command -v wrk >/dev/null || fail "wrk is not installed: run make deps-test (DEPS_TEST)"
+	start_wpool -m balance --shim -n 2 -b "127.0.0.1:$(free_tcp_port)" \
+		-e ASAN_OPTIONS=verify_asan_link_order=0 -- "$REPO_ROOT/examples/c_server"
+	wait_ready 2 20
+	run wrk -t1 -c16 -d3s -H 'Connection: close' "http://127.0.0.1:$PORT/"
+	assert_success
+	[[ $output != *"Socket errors"* ]] || fail "$output"
+	! grep -q 'killed by signal\|exited with status' "$LOG" ||
+		fail "a worker died under load: $(cat "$LOG")"
+	[[ $(st "d['restarts']") == 0 ]] || fail "restarts: $(st "d['restarts']")"
+	wait_st 5 "sum(w['connections'] for w in W.values()) == 0"
+}
+
 # --- the shim's corners --------------------------------------------------------
 
 # corner NAME [ENV...]: one worker of corners.py in that way.
