@@ -10,7 +10,7 @@ SHIM_APPS=$REPO_ROOT/tests/apps/shim
 SHIM_LIB=$REPO_ROOT/src/shim/libwpool-shim.so
 SHIM_C=$REPO_ROOT/tests/bin/shim_blocking
 # How long /slow holds its worker.
-SHIM_SLOW=1.5
+SHIM_SLOW=1
 
 shim_setup() {
 	bal_setup
