@@ -33,6 +33,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 TEST_BINS = $(patsubst %.c,%,$(wildcard tests/bin/*.c))
 EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
+# --shim's library (src/shim/), which `make` builds next to wpool.
+SHIM	 = src/shim/libwpool-shim.so
 # LD_PRELOAD shims the bats tests load into wpool (fault injection).
 TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 
@@ -60,7 +62,6 @@ src/shim.o: CFLAGS += -DWPOOL_LIBDIR='"$(LIBDIR)/wpool"'
 # --shim's library, preloaded into servers wpool did not build: never
 # with the sanitizers (their runtime must come first in a process, and a
 # server is not built with them), whatever SANITIZE says.
-SHIM	 = src/shim/libwpool-shim.so
 SHIM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
 	   -fvisibility=hidden $(filter-out -fsanitize=% \
 	   -fno-sanitize-recover=% -fno-omit-frame-pointer,$(EXTRA_CFLAGS))
