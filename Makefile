@@ -5,6 +5,7 @@ PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 INCDIR	?= $(PREFIX)/include
+LIBDIR	?= $(PREFIX)/lib
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
@@ -32,6 +33,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 TEST_BINS = $(patsubst %.c,%,$(wildcard tests/bin/*.c))
 EXAMPLE_BINS = $(patsubst %.c,%,$(wildcard examples/*.c))
+# --shim's library (src/shim/), which `make` builds next to wpool.
+SHIM	 = src/shim/libwpool-shim.so
 # LD_PRELOAD shims the bats tests load into wpool (fault injection).
 TEST_SHIMS = $(patsubst %.c,%.so,$(wildcard tests/shim/*.c))
 
@@ -49,10 +52,24 @@ DEPS_BENCH = wrk
 .PHONY: all deps deps-test deps-bench check unit bats test-bins \
 	bench demo install uninstall clean static check-world
 
-all: wpool
+all: wpool $(SHIM)
 
 src/%.o: src/%.c src/wpool.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# Where --shim looks first for the library `make install` puts there.
+src/shim.o: CFLAGS += -DWPOOL_LIBDIR='"$(LIBDIR)/wpool"'
+
+# --shim's library, preloaded into servers wpool did not build: never
+# with the sanitizers (their runtime must come first in a process, and a
+# server is not built with them), whatever SANITIZE says.
+SHIM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
+	   -fvisibility=hidden $(filter-out -fsanitize=% \
+	   -fno-sanitize-recover=% -fno-omit-frame-pointer,$(EXTRA_CFLAGS))
+$(SHIM): src/shim/wpool-shim.c
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $< -ldl -lpthread
+# The C server the shim is tested in: a plain one, for the same reason.
+tests/bin/shim_blocking: tests/bin/shim_blocking.c
+	$(CC) $(SHIM_CFLAGS) -o $@ $<
 # The master-accept modes' own header.
 src/acceptq.o src/balance.o src/channel.o src/inetd.o: src/balance.h
 
@@ -132,7 +149,7 @@ deps-test: deps
 deps-bench: deps-test
 	$(call apt_install,$(DEPS_BENCH))
 
-test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS)
+test-bins: $(TEST_BINS) $(EXAMPLE_BINS) $(TEST_SHIMS) $(SHIM)
 
 # The bats files `check` runs; .ci/run's sanitizer pass leaves out the
 # ones that exercise no more of the master than the plain pass does.
@@ -165,11 +182,13 @@ bench: deps-bench
 demo: deps wpool examples/hello
 	./wpool -n auto -b 127.0.0.1:8080 -- ./examples/hello
 
-install: wpool
+install: wpool $(SHIM)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(LIBDIR)/wpool \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 755 wpool $(DESTDIR)$(BINDIR)/wpool
+	install -m 644 $(SHIM) $(DESTDIR)$(LIBDIR)/wpool/libwpool-shim.so
 	install -m 644 man/wpool.1 $(DESTDIR)$(MANDIR)/man1/wpool.1
 	[ ! -f man/wpool.conf.5 ] || install -m 644 man/wpool.conf.5 \
 		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5
@@ -181,6 +200,7 @@ install: wpool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/wpool $(DESTDIR)$(MANDIR)/man1/wpool.1 \
+		$(DESTDIR)$(LIBDIR)/wpool/libwpool-shim.so \
 		$(DESTDIR)$(MANDIR)/man5/wpool.conf.5 \
 		$(DESTDIR)$(BASHCOMPDIR)/wpool $(DESTDIR)$(ZSHCOMPDIR)/_wpool \
 		$(DESTDIR)$(FISHCOMPDIR)/wpool.fish \
@@ -233,7 +253,7 @@ fuzz: deps-fuzz
 .PHONY: clean-objs fuzz deps-fuzz
 clean-objs:
 	rm -f src/*.o libwpool.a wpool wpool-static $(UNIT_BINS) $(TEST_BINS) \
-		$(EXAMPLE_BINS) $(TEST_SHIMS)
+		$(EXAMPLE_BINS) $(TEST_SHIMS) $(SHIM)
 	rm -rf build/static
 
 clean: clean-objs

@@ -17,7 +17,7 @@ _wpool_opts_value='-n --workers -b --bind -m --mode --balancer --backlog
 	--fallback-cpus -s --control --name -c --config -u --user -C --chdir
 	-e --env --watchdog --max-requests --max-requests-jitter --max-memory
 	--max-crashes --memory-per-worker --pidfile --metrics'
-_wpool_opts_flag='--no-restart --log-prefix --cpu-affinity -q --quiet -v --verbose
+_wpool_opts_flag='--no-restart --log-prefix --cpu-affinity --shim -q --quiet -v --verbose
 	-h --help -V --version'
 
 _wpool_signals='HUP INT QUIT ILL TRAP ABRT IOT BUS FPE KILL USR1 SEGV USR2

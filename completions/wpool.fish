@@ -175,6 +175,7 @@ complete $o -s C -l chdir -x -a '(__fish_complete_directories)' -d "workers' wor
 complete $o -s e -l env -x -a '(set -xn | string replace -r \'$\' =)' -d 'extra environment NAME=VALUE'
 complete $o -l log-prefix -d 'prefix each line of worker output with [NAME.ID]'
 complete $o -l cpu-affinity -d "pin worker i to the i-th CPU of wpool's mask"
+complete $o -l shim -d 'balance mode: preload libwpool-shim.so for an unmodified server'
 complete $o -s s -l control -r -F -d 'control socket path'
 complete $o -l name -x -a '(__wpool_pools)' -d 'pool name: control socket, log prefix'
 complete $o -s c -l config -r -F -d 'INI config file'

@@ -198,6 +198,13 @@ const struct opt cli_opts[] = {
 	  "has none)", .section = SEC_WORKERS,
 	  .help = "pin worker i to the i-th CPU of wpool's own\n"
 	  "mask, wrapping; sets WPOOL_CPU" },
+	{ .name = "shim", .kind = OPT_FLAG, .flags = OPT_CLI | OPT_FILE,
+	  F(shim), .modes = MODE_BIT(MODE_BALANCE),
+	  .mode_why = "where the shim has connections to hand to accept()",
+	  .section = SEC_WORKERS,
+	  .help = "balance mode for unmodified servers: preload\n"
+	  "libwpool-shim.so, whose accept() takes them from\n"
+	  "wpool (dynamically linked servers, not Go)" },
 	{ .name = "control", .letter = 's', .kind = OPT_STRING,
 	  .flags = OPT_CLI | OPT_FILE, F(control), .valid = control_ok,
 	  .accepted = "a socket path of 1 to 107 bytes",

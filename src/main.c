@@ -119,6 +119,31 @@ lookup_status(const struct conf *c, bool interp_only)
 }
 
 /*
+ * --shim: the library must be there, and the command able to take it
+ * (not static, not Go).  A missing library is an installation's fault
+ * (exit 1); a command that cannot be shimmed, a bad combination (64).
+ */
+static int
+shim_status(const struct conf *c)
+{
+	char	 err[8192];
+
+	if (!c->shim)
+		return GO_ON;
+	if (shim_find(err, sizeof(err)) < 0) {
+		log_error("--shim: cannot find libwpool-shim.so (looked at "
+		    "%s): build it with make, or install it with make install",
+		    err);
+		return 1;
+	}
+	if (shim_check_command(c, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return EXIT_USAGE;
+	}
+	return GO_ON;
+}
+
+/*
  * `wpool check`: what a run finds out before binding, short of binding
  * (whether the command can be run, whether adopted fds are listening
  * sockets), then the effective configuration.
@@ -132,6 +157,8 @@ check_conf(struct conf *c)
 	int	 r;
 
 	if (c->argv != NULL && (r = lookup_status(c, false)) != GO_ON)
+		return r;
+	if ((r = shim_status(c)) != GO_ON)
 		return r;
 	for (i = 0; i < c->nlisteners; i++)
 		if (c->listeners[i].type == L_FD &&
@@ -238,7 +265,8 @@ open_master(struct master *m)
 	struct conf *c = &m->conf;
 	int	 r;
 
-	if ((r = lookup_status(c, c->mode != MODE_INETD)) != GO_ON)
+	if ((r = lookup_status(c, c->mode != MODE_INETD)) != GO_ON ||
+	    (r = shim_status(c)) != GO_ON)
 		return r;
 	if ((r = open_pidfile(m)) != GO_ON || (r = open_listeners(m)) != GO_ON)
 		return r;

@@ -509,7 +509,7 @@ env_scrubbed(const char *e)
 	    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
 	    "WATCHDOG_PID=", "EINHORN_", "SERVER_STARTER_", "WPOOL_WORKER_ID=",
 	    "WPOOL_WORKERS=", "WPOOL_MASTER_PID=", "WPOOL_GENERATION=",
-	    "WPOOL_CONN_FD=", "WPOOL_CPU=" };
+	    "WPOOL_CONN_FD=", "WPOOL_CPU=", "WPOOL_SHIM_" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
@@ -551,6 +551,33 @@ env_base_unset(struct pool *p, const char *name)
 }
 
 /*
+ * --shim: LD_PRELOAD=libwpool-shim.so, ahead of what the environment (or
+ * -e) preloads already.  Found at start (main.c refuses to run without
+ * it); a reload looks again.
+ */
+static void
+env_base_preload(struct pool *p)
+{
+	char	 lib[4096], *var;
+	const char *old = NULL;
+	size_t	 j;
+
+	if (shim_find(lib, sizeof(lib)) < 0) {
+		log_warnx("--shim: cannot find libwpool-shim.so (looked at "
+		    "%s): new workers run without it", lib);
+		return;
+	}
+	for (j = 0; j < p->nenv_base; j++)
+		if (strncmp(p->env_base[j], "LD_PRELOAD=", 11) == 0)
+			old = p->env_base[j] + 11;
+	if (old != NULL && *old != '\0')
+		xasprintf(&var, "LD_PRELOAD=%s:%s", lib, old);
+	else
+		xasprintf(&var, "LD_PRELOAD=%s", lib);
+	env_base_set(p, var);
+}
+
+/*
  * The master's environment, scrubbed; with -u, the user's HOME, USER and
  * LOGNAME, as systemd's User= and su give them; then -e NAME=VALUE.
  */
@@ -584,6 +611,8 @@ env_base_build(struct pool *p)
 	}
 	for (i = 0; i < c->nenv; i++)
 		env_base_set(p, xstrdup(c->env[i]));
+	if (c->shim)
+		env_base_preload(p);
 }
 
 struct envbuf {
@@ -632,7 +661,21 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 
 	for (i = 0; i < p->nenv_base; i++)
 		env_add(e, p->env_base[i]);
-	if (mode_of(p)->chan) {
+	if (mode_of(p)->chan && c->shim) {
+		/*
+		 * The shim makes the channel at fd 3 the listener that
+		 * LISTEN_FDS tells of, as shared mode would; the server must
+		 * not see WPOOL_CONN_FD, or it would read the channel itself.
+		 */
+		env_add(e, xstrdup("WPOOL_SHIM_FD=3"));
+		if (shim_listener_env(c->listeners[0].fd, sp, sizeof(sp)) == 0)
+			env_add(e, xstrdup(sp));
+		env_add(e, xstrdup("LISTEN_FDS=1"));
+		slots[0] = pid_slot("LISTEN_PID");
+		env_add(e, slots[0]);
+		xasprintf(&tmp, "LISTEN_FDNAMES=%s", c->listeners[0].name);
+		env_add(e, tmp);
+	} else if (mode_of(p)->chan) {
 		/* Connections come over the channel at fd 3, not listeners. */
 		xasprintf(&tmp, "WPOOL_CONN_FD=3");
 		env_add(e, tmp);

@@ -370,6 +370,13 @@ script_interpreter(const char *path, const char *dir, char *interp,
 	return 0;
 }
 
+/* Where execvp would find cmd: 0 with the path in buf, or -errno. */
+int
+spawn_path(const char *cmd, const char *dir, char *buf, size_t len)
+{
+	return lookup_path(cmd, dir, buf, len);
+}
+
 /*
  * What a run finds out before it starts anything about running cmd: 0,
  * or -ENOENT (not found) or -EACCES (not executable) with the error in

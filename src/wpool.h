@@ -135,6 +135,7 @@ struct conf {
 	char	*pidfile;
 	bool	 log_prefix;
 	bool	 cpu_affinity;	/* worker i pinned to the i-th usable CPU */
+	bool	 shim;		/* balance: LD_PRELOAD libwpool-shim.so */
 	char	*metrics;
 	int	 log_level;
 	char	**argv;		/* the command */
@@ -305,6 +306,14 @@ const char *spawn_stage_name(int);
 int	spawn_exit_status(const struct spawn_error *);
 int	spawn_lookup(const char *, const char *);
 int	spawn_check(const char *, const char *, bool *, char *, size_t);
+int	spawn_path(const char *, const char *, char *, size_t);
+
+/* shim.c: --shim, the master's side of libwpool-shim.so. */
+enum { SHIM_OK, SHIM_STATIC, SHIM_GO };
+int	shim_find(char *, size_t);
+int	shim_elf_kind(const char *);
+int	shim_check_command(const struct conf *, char *, size_t);
+int	shim_listener_env(int, char *, size_t);
 
 /* sys.c: the seam to the kernel that unit tests replace with a fake. */
 struct proc_sample;

@@ -380,7 +380,7 @@ test_errors(void)
 	    "min-uptime, no-restart, stop-signal, stop-timeout, "
 	    "shutdown-delay, min-ready, ready, ready-timeout, reload-batch, "
 	    "watchdog, max-requests, max-requests-jitter, max-memory, "
-	    "max-crashes, user, chdir, log-prefix, cpu-affinity, control, "
+	    "max-crashes, user, chdir, log-prefix, cpu-affinity, shim, control, "
 	    "pidfile, metrics, quiet, verbose or command");
 	conf_bad("a command-line-only option is an unknown key",
 	    "[pool]\nhelp = 1\n", 2, "unknown key 'help' in [pool]");
