@@ -27,7 +27,8 @@
  * (WPOOL_UPGRADE_BACK_FD: HAProxy's wait mode is the idea), with the same
  * state and the reason in WPOOL_UPGRADE_FAILED, which that image reports
  * in status for the waiting client.  A binary that passes the probe and
- * then crashes at once after exec is the one case that loses the master.
+ * then crashes after the exec, before it commits, goes back the same way:
+ * a handler for the fatal signals (guard_arm) execs the old image.
  *
  * Owns: a copy of the start's argv and the path started from; the state
  * read at start (until adopted); the record of upgrades that status shows.
@@ -394,37 +395,69 @@ state_build(struct pool *p)
 	return s;
 }
 
-/* Every fd the state names, for FD_CLOEXEC's sake. */
-static void
-state_fds(json_object *st, bool cloexec)
+/*
+ * Every fd the state names, for FD_CLOEXEC's sake: how many; the first
+ * max of them into fds.
+ */
+static size_t
+state_fd_list(json_object *st, int *fds, size_t max)
 {
 	json_object *a, *e, *f;
-	size_t	 i, j;
+	size_t	 i, j, n = 0;
+	static const char *const one[] = { "control", "notify", "metrics" };
 
+#define PUT(fd)	do {						\
+	int	 fd_ = (fd);							\
+									\
+	if (fd_ >= 0 && n++ < max)					\
+		fds[n - 1] = fd_;					\
+} while (0)
 	if ((a = get_a(st, "listeners")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++)
-			if ((j = (size_t)get_i(json_object_array_get_idx(a, i),
-			    "fd", -1)) != (size_t)-1)
-				set_cloexec((int)j, cloexec);
+			PUT((int)get_i(json_object_array_get_idx(a, i), "fd",
+			    -1));
 	if ((a = get_a(st, "slots")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++) {
 			e = json_object_array_get_idx(a, i);
 			if ((f = get_a(e, "fds")) == NULL)
 				continue;
 			for (j = 0; j < json_object_array_length(f); j++)
-				set_cloexec(json_object_get_int(
-				    json_object_array_get_idx(f, j)), cloexec);
+				PUT(json_object_get_int(
+				    json_object_array_get_idx(f, j)));
 		}
-	if (json_object_object_get_ex(st, "control", &e))
-		set_cloexec((int)get_i(e, "fd", -1), cloexec);
-	if (json_object_object_get_ex(st, "notify", &e))
-		set_cloexec((int)get_i(e, "fd", -1), cloexec);
-	if (json_object_object_get_ex(st, "metrics", &e))
-		set_cloexec((int)get_i(e, "fd", -1), cloexec);
+	for (i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		if (json_object_object_get_ex(st, one[i], &e))
+			PUT((int)get_i(e, "fd", -1));
 	if ((a = get_a(st, "output")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++)
-			set_cloexec((int)get_i(json_object_array_get_idx(a, i),
-			    "fd", -1), cloexec);
+			PUT((int)get_i(json_object_array_get_idx(a, i), "fd",
+			    -1));
+#undef PUT
+	return n;
+}
+
+/* The fds the state names: a new array (*n of them; NULL if none). */
+static int *
+state_fd_array(json_object *st, size_t *n)
+{
+	int	*fds;
+
+	if ((*n = state_fd_list(st, NULL, 0)) == 0)
+		return NULL;
+	fds = xcalloc(*n, sizeof(*fds));
+	state_fd_list(st, fds, *n);
+	return fds;
+}
+
+static void
+state_fds(json_object *st, bool cloexec)
+{
+	size_t	 i, n;
+	int	*fds = state_fd_array(st, &n);
+
+	for (i = 0; i < n; i++)
+		set_cloexec(fds[i], cloexec);
+	free(fds);
 }
 
 /* A memfd holding s, at offset 0; -errno. */
@@ -563,6 +596,121 @@ env_fd(const char *name)
 }
 
 /*
+ * The new image crashing while it takes over (a fault, an abort) would
+ * take the pid, and the pool, with it: until it commits, a handler for
+ * the fatal signals execs the old image instead, with the state as it
+ * came.  Everything the handler needs is made beforehand (it may only
+ * make async-signal-safe calls): the fds to keep open across the exec,
+ * the old image's argv, and an environment whose WPOOL_UPGRADE_FAILED
+ * names the signal.
+ */
+static const int guard_sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
+    SIGSYS };
+#define GUARD_NSIGS	(sizeof(guard_sigs) / sizeof(guard_sigs[0]))
+
+static struct {
+	bool	 armed;
+	int	 state_fd;		/* the state as it came */
+	int	*fds;			/* to keep across the exec */
+	size_t	 nfds;
+	char	**argv;			/* the old image's */
+	char	**envp;			/* [failed_at] is one of failed[] */
+	size_t	 failed_at;
+	char	*failed[GUARD_NSIGS];
+	char	*env_fd;
+	stack_t	 stack;
+} guard = { .state_fd = -1 };
+
+static void
+guard_handler(int sig)
+{
+	sigset_t set;
+	size_t	 i;
+
+	for (i = 0; i < GUARD_NSIGS; i++)
+		if (guard_sigs[i] == sig)
+			guard.envp[guard.failed_at] = guard.failed[i];
+	for (i = 0; i < guard.nfds; i++)
+		fcntl(guard.fds[i], F_SETFD, 0);
+	fcntl(guard.state_fd, F_SETFD, 0);
+	/* The old image gets the mask the master had, not this handler's. */
+	sigemptyset(&set);
+	for (i = 0; i < GUARD_NSIGS; i++)
+		sigaddset(&set, guard_sigs[i]);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	fexecve(up.back_fd, guard.argv, guard.envp);
+	/* Returns: the signal's default action (SA_RESETHAND) follows. */
+}
+
+/* Before the new image touches anything: state fd sfd, as it came. */
+static void
+guard_arm(int sfd)
+{
+	struct sigaction sa;
+	json_object *a;
+	char	*extra[3];
+	size_t	 i, n;
+
+	if (up.back_fd < 0 || (a = get_a(up.state, "argv")) == NULL ||
+	    (n = json_object_array_length(a)) == 0)
+		return;
+	guard.state_fd = sfd;
+	guard.fds = state_fd_array(up.state, &guard.nfds);
+	guard.argv = xcalloc(n + 1, sizeof(*guard.argv));
+	for (i = 0; i < n; i++)
+		guard.argv[i] = (char *)json_object_get_string(
+		    json_object_array_get_idx(a, i));
+	for (i = 0; i < GUARD_NSIGS; i++)
+		xasprintf(&guard.failed[i], ENV_FAILED "=killed by SIG%s "
+		    "after the exec, before it took over", signal_name(
+		    guard_sigs[i]));
+	xasprintf(&guard.env_fd, ENV_FD "=%d", sfd);
+	extra[0] = guard.env_fd;
+	extra[1] = guard.failed[0];
+	extra[2] = NULL;
+	guard.envp = env_next(extra, getpid());
+	for (guard.failed_at = 0; guard.envp[guard.failed_at] !=
+	    guard.failed[0]; guard.failed_at++)
+		;
+	/* A stack of its own: a fault may be a stack overflow. */
+	guard.stack.ss_size = 64 * 1024;
+	guard.stack.ss_sp = xcalloc(1, guard.stack.ss_size);
+	sigaltstack(&guard.stack, NULL);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = guard_handler;
+	sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < GUARD_NSIGS; i++)
+		sigaction(guard_sigs[i], &sa, NULL);
+	guard.armed = true;
+}
+
+/* Committed, or going back by fall_back: the handler is not needed. */
+static void
+guard_disarm(void)
+{
+	stack_t	 off = { .ss_flags = SS_DISABLE };
+	size_t	 i;
+
+	if (!guard.armed)
+		return;
+	for (i = 0; i < GUARD_NSIGS; i++) {
+		signal(guard_sigs[i], SIG_DFL);
+		free(guard.failed[i]);
+		guard.failed[i] = NULL;
+	}
+	sigaltstack(&off, NULL);
+	free(guard.stack.ss_sp);
+	free(guard.fds);
+	free(guard.argv);
+	free(guard.envp);
+	free(guard.env_fd);
+	close(guard.state_fd);
+	memset(&guard, 0, sizeof(guard));
+	guard.state_fd = -1;
+}
+
+/*
  * The new image cannot take over: back to the image it came from, with
  * the state (raw: the fd it came in, if it could not be read), that
  * image's own argv, and why.  Returns only if it cannot.
@@ -575,6 +723,7 @@ fall_back(const char *why, int raw)
 	size_t	 n = 0, i = 0;
 	int	 fd = raw;
 
+	guard_disarm();
 	log_error("upgrade: %s", why);
 	if (up.back_fd < 0 || (up.state == NULL && raw < 0)) {
 		log_error("upgrade: no image to go back to");
@@ -644,9 +793,13 @@ upgrade_start(const struct conf *c)
 	if (up.state != NULL && state_check(up.state, c, !up.probe, err,
 	    sizeof(err)) == 0) {
 		if (up.probe || get_i(up.state, "pid", 0) == getpid()) {
-			close(fd);
-			if (!up.probe)
+			if (!up.probe) {
+				guard_arm(fd);
+				if (!guard.armed)
+					close(fd);
 				return -1;
+			}
+			close(fd);
 			json_object_put(up.state);
 			up.state = NULL;
 			return 0;
@@ -900,6 +1053,7 @@ upgrade_adopt(struct pool *p)
 	kept = p->nworkers;
 	pool_adopt_done(p);
 	up.committed = true;
+	guard_disarm();
 	if (up.back_fd >= 0)
 		close(up.back_fd);
 	up.back_fd = -1;
@@ -1247,6 +1401,7 @@ upgrade_free(void)
 {
 	int	 i;
 
+	guard_disarm();
 	for (i = 0; i < up.argc; i++)
 		free(up.argv[i]);
 	free(up.argv);

@@ -86,6 +86,35 @@ EOF
 	assert_equal "$(pool_snapshot)" "$before"
 }
 
+@test "a new image that passes the probe, then crashes (SIGSEGV) while it takes over: the old one resumes, same pid and workers" {
+	local shim=$REPO_ROOT/tests/shim/crashonce.so trigger=$BATS_TEST_TMPDIR/crash-next
+	[[ -f $shim ]] || fail "$shim is not built (make test-bins)"
+	start_wpool -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	local before
+	before=$(pool_snapshot)
+	# The probe is the real wpool; the image exec'd faults in its start.
+	cat >"$BATS_TEST_TMPDIR/crashing" <<EOF
+#!/bin/sh
+[ -n "\$WPOOL_UPGRADE_PROBE" ] && exec "$WPOOL" "\$@"
+exec env LD_PRELOAD="$shim" CRASH_TRIGGER="$trigger" \\
+	ASAN_OPTIONS="\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}verify_asan_link_order=0" \\
+	"$WPOOL" "\$@"
+EOF
+	chmod +x "$BATS_TEST_TMPDIR/crashing"
+	touch "$trigger"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/crashing"
+	[[ ! -e $trigger ]] || fail "the new image never ran: the test proves nothing"
+	assert_output --partial "killed by SIGSEGV after the exec, before it took over"
+	assert_output --partial "the old one resumed"
+	assert_equal "$(readlink "/proc/$WPOOL_PID/exe")" "$WPOOL"
+	assert_equal "$(pool_snapshot)" "$before"
+	wait_for_workers 2
+	# And the next upgrade works.
+	run -0 "$WPOOL" upgrade
+	assert_equal "$(pool_snapshot)" "$before"
+}
+
 @test "upgrade in reuseport mode keeps the slot sockets: served under load, same sockets" {
 	start_wpool --mode reuseport -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 2
