@@ -116,10 +116,16 @@ wpool_pending(void)
 	return b->nfds - b->at;
 }
 
-/* Opts in to version 2: messages of up to batch fds.  0, or -1 (errno). */
+/*
+ * Opts in to version 2: messages of up to batch fds.  1 if the hello was
+ * sent, 0 if the master reads only version 1 (no $WPOOL_CONN_VERSION of
+ * 2 or more: an older wpool; the worker goes on with version 1), -1 with
+ * errno set.
+ */
 static inline int
 wpool_hello(int chan, int batch)
 {
+	const char *v = getenv("WPOOL_CONN_VERSION");
 	char	 msg[64];
 	int	 n;
 
@@ -127,9 +133,11 @@ wpool_hello(int chan, int batch)
 		errno = EINVAL;
 		return -1;
 	}
+	if (v == NULL || atoi(v) < 2)
+		return 0;
 	n = snprintf(msg, sizeof(msg),
 	    "{\"type\":\"hello\",\"version\":2,\"batch\":%d}", batch);
-	return send(chan, msg, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+	return send(chan, msg, (size_t)n, MSG_NOSIGNAL) == n ? 1 : -1;
 }
 
 /* The next connection of the last message into *c: 0, or -1 if none. */
@@ -216,6 +224,59 @@ wpool_closed(int chan, unsigned long long id)
 	    "{\"type\":\"closed\",\"id\":%llu}", id);
 
 	return send(chan, msg, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+/*
+ * Version 2 only (after wpool_hello): reports several connections closed
+ * in one message, {"type":"closed","id":N} lines separated by "\n", of at
+ * most WPOOL_REPORT_MAX bytes.  wpool_closed_later adds one (sending what
+ * it holds first when full); wpool_flush sends what it holds: call it
+ * before waiting for events again, so the master hears it at once.
+ */
+#define WPOOL_REPORT_MAX	1024
+
+struct wpool__reports {
+	char	 buf[WPOOL_REPORT_MAX];
+	size_t	 len;
+};
+
+static inline struct wpool__reports *
+wpool__reports(void)
+{
+	static struct wpool__reports r;
+
+	return &r;
+}
+
+static inline int
+wpool_flush(int chan)
+{
+	struct wpool__reports *r = wpool__reports();
+	ssize_t	 n;
+
+	if (r->len == 0)
+		return 0;
+	n = send(chan, r->buf, r->len, MSG_NOSIGNAL);
+	n = n == (ssize_t)r->len ? 0 : -1;
+	r->len = 0;
+	return (int)n;
+}
+
+static inline int
+wpool_closed_later(int chan, unsigned long long id)
+{
+	struct wpool__reports *r = wpool__reports();
+	char	 line[64];
+	int	 n = snprintf(line, sizeof(line),
+	    "{\"type\":\"closed\",\"id\":%llu}", id), e = 0;
+
+	if (r->len + 1 + (size_t)n > sizeof(r->buf))
+		e = wpool_flush(chan);
+	if (r->len > 0)
+		r->buf[r->len++] = '\n';
+	memcpy(r->buf + r->len, line, (size_t)n);
+	r->len += (size_t)n;
+	return e;
 }
 
 /* Tells the master this worker is ready (for --ready notify). */

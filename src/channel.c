@@ -87,6 +87,7 @@ struct chan {
 	bool	 muted;			/* kept sending garbage: not read */
 	int	 batch;			/* fds per message: 1, or its hello's */
 	char	*pay;			/* version 2: the next message's payload */
+	bool	 v2;			/* said hello: may send lines too */
 	struct connq staged;		/* picked, in its next message */
 	int	 nstaged;
 	size_t	 staged_bytes;		/* that message's payload so far */
@@ -587,6 +588,25 @@ send_staged(struct chan *ch, const char *payload, size_t len)
 }
 
 /*
+ * Closes the master's copies of what was sent, in runs: accept4 gives
+ * the lowest free fds, so a batch is mostly one run, one close_range.
+ */
+static void
+close_fds(const int *fds, int n)
+{
+	int	 i, j;
+
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && fds[j] == fds[j - 1] + 1; j++)
+			;
+		if (j - i == 1 ||
+		    close_range((unsigned)fds[i], (unsigned)fds[j - 1], 0) < 0)
+			while (i < j)
+				close(fds[i++]);
+	}
+}
+
+/*
  * What is staged on ch goes out in one message: each connection is the
  * worker's now (the master's copy of the fd goes; the message holds the
  * connection until the worker reads it, or the master takes it back), its
@@ -600,7 +620,8 @@ chan_flush(struct pool *p, struct chan *ch, const char *payload, size_t len)
 {
 	struct worker *w = ch->w;
 	struct conn *c;
-	int	 r = -EPIPE, n = ch->nstaged;
+	int	 fds[CHAN_BATCH_MAX];
+	int	 r = -EPIPE, n = ch->nstaged, k = 0;
 
 	if (n == 0)
 		return 0;
@@ -617,10 +638,11 @@ chan_flush(struct pool *p, struct chan *ch, const char *payload, size_t len)
 		ch->sent_bytes += (uint64_t)r;
 		while ((c = TAILQ_FIRST(&ch->staged)) != NULL) {
 			TAILQ_REMOVE(&ch->staged, c, entry);
-			close(c->fd);
+			fds[k++] = c->fd;
 			c->fd = -1;
 			RB_INSERT(conntree, &ch->inflight, c);
 		}
+		close_fds(fds, k);
 		if (!p->channels->watch_timer.armed)
 			timer_set(&p->channels->watch_timer, WATCH_TICK);
 		if (p->conf->max_requests > 0 &&
@@ -822,6 +844,7 @@ chan_hello(struct pool *p, struct chan *ch, int k)
 {
 	(void)p;
 	ch->garbage = 0;
+	ch->v2 = true;
 	if (ch->pay == NULL && k > 1)
 		ch->pay = xcalloc(1, CHAN_BATCH_BYTES);
 	ch->batch = k;
@@ -851,8 +874,11 @@ chan_garbage(struct pool *p, struct chan *ch, const char *what)
 	}
 }
 
-/* {"type":"closed","id":N}: valid only for a connection w holds. */
-static void
+/*
+ * {"type":"closed","id":N}: valid only for a connection w holds (true);
+ * the caller kicks the queue.
+ */
+static bool
 chan_closed(struct pool *p, struct chan *ch, long long id)
 {
 	struct worker *w = ch->w;
@@ -866,7 +892,7 @@ chan_closed(struct pool *p, struct chan *ch, long long id)
 		snprintf(what, sizeof(what), "reported connection %lld "
 		    "closed, which it does not hold", id);
 		chan_garbage(p, ch, what);
-		return;
+		return false;
 	}
 	RB_REMOVE(conntree, &ch->inflight, c);
 	free(c);
@@ -879,7 +905,42 @@ chan_closed(struct pool *p, struct chan *ch, long long id)
 	}
 	if (ch->active > 0 && --ch->active == 0)
 		pool_worker_idle(p, w);
-	balance_kick(p);
+	return true;
+}
+
+/*
+ * One message from a worker (a version-2 worker's may hold several, one a
+ * line): true if a connection was reported closed.
+ */
+static bool
+chan_message(struct pool *p, struct chan *ch, char *buf, size_t len)
+{
+	char	*line = buf, *end = buf + len, *nl;
+	long long id;
+	bool	 closed = false;
+	int	 r;
+
+	for (; line <= end && ch->fd >= 0 && !ch->muted; line = nl + 1) {
+		nl = ch->v2 ? memchr(line, '\n', (size_t)(end - line)) : NULL;
+		if (nl == NULL)
+			nl = end;
+		r = balance_parse_message(line, (size_t)(nl - line), &id);
+		if (r < 0) {
+			chan_garbage(p, ch, "sent a message that is not "
+			    "{\"type\":\"closed\",\"id\":N}, "
+			    "{\"type\":\"ready\"} or a hello");
+			break;
+		}
+		if (r == 2)
+			chan_hello(p, ch, (int)id);
+		else if (r == 1) {
+			ch->garbage = 0;
+			pool_worker_notify(p, ch->w, "READY", "1");
+			closed = true;	/* it may be eligible now */
+		} else if (chan_closed(p, ch, id))
+			closed = true;
+	}
+	return closed;
 }
 
 static void
@@ -888,18 +949,16 @@ chan_event(int fd, uint32_t ev, void *arg)
 	struct chan *ch = arg;		/* lives while its fd is watched */
 	struct pool *p = ch->pool;
 	char	 buf[CHAN_MSG_MAX + 1];
-	long long id;
+	bool	 kick = false;
 	ssize_t	 n;
-	int	 k, r, flags;
+	int	 k, flags;
 
 	if (ev & EPOLLOUT) {
 		ch->full = false;
 		loop_mod(fd, ch->muted ? 0 : EPOLLIN);
-		balance_kick(p);
-		if (ch->fd != fd)
-			return;
+		kick = true;
 	}
-	for (k = 0; k < 256 && !ch->muted; k++) {
+	for (k = 0; k < 256 && ch->fd == fd && !ch->muted; k++) {
 		/*
 		 * The kernel refuses fds a worker sends (fdrecv_refuse);
 		 * where it cannot, fdrecv_msg disposes of them.
@@ -910,34 +969,25 @@ chan_event(int fd, uint32_t ev, void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
 			/*
 			 * The master holds the worker's end too, so this is
 			 * not the worker closing its own: an error.
 			 */
 			chan_lost(p, ch);
-			return;
+			break;
 		}
-		r = (flags & MSG_TRUNC) ? -EMSGSIZE :
-		    balance_parse_message(buf, (size_t)n, &id);
-		if (r < 0) {
+		if (flags & MSG_TRUNC)
 			chan_garbage(p, ch, "sent a message that is not "
 			    "{\"type\":\"closed\",\"id\":N}, "
 			    "{\"type\":\"ready\"} or a hello");
-			continue;
-		}
-		if (r == 2)
-			chan_hello(p, ch, (int)id);
-		else if (r == 1) {
-			ch->garbage = 0;
-			pool_worker_notify(p, ch->w, "READY", "1");
-			balance_kick(p);
-		} else
-			chan_closed(p, ch, id);
-		if (ch->fd != fd)
-			return;
+		else if (chan_message(p, ch, buf, (size_t)n))
+			kick = true;
 	}
+	/* Once for all that was reported closed. */
+	if (kick)
+		balance_kick(p);
 }
 
 /*

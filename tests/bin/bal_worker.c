@@ -163,8 +163,12 @@ conn_close(struct conn *c)
 	close(c->fd);
 	conns[c->fd] = NULL;
 	nconns--;
-	if (chan >= 0 && !noclosed)
-		wpool_closed(chan, c->id);
+	if (chan >= 0 && !noclosed) {
+		if (v1)
+			wpool_closed(chan, c->id);
+		else
+			wpool_closed_later(chan, c->id);
+	}
 	free(c);
 }
 
@@ -656,8 +660,9 @@ main(int argc, char **argv)
 	if ((chan = wpool_channel()) >= 0) {
 		set_nonblock(chan);
 		ep_add(chan, EPOLLIN, TAG_CHAN);
-		if (!v1)
-			wpool_hello(chan, WPOOL_BATCH);
+		/* An older master: version 1 (closed reported one by one). */
+		if (!v1 && wpool_hello(chan, WPOOL_BATCH) != 1)
+			v1 = true;
 		if (ready_at_start)
 			wpool_ready(chan);
 	} else {
@@ -677,6 +682,8 @@ main(int argc, char **argv)
 			break;
 		if (stopping && now() >= stop_deadline)
 			break;
+		if (chan >= 0)
+			wpool_flush(chan);
 		n = epoll_wait(ep, evs, 128, next_timeout_ms());
 		if (n < 0 && errno != EINTR) {
 			perror("bal_worker: epoll_wait");
