@@ -1,7 +1,10 @@
 /*
  * balance_worker.c: a wpool balance-mode worker in C.  The master passes
  * each connection over fd 3; this worker answers one HTTP request on it
- * and reports it closed, which keeps least-conn balancing accurate.
+ * and reports it closed, which keeps least-conn balancing accurate.  It
+ * says hello (protocol version 2): a burst comes in one message, and what
+ * it closed is reported in one message before it waits for more.  Under
+ * an older wpool (version 1 only) it reports each at once.
  *
  *	wpool -m balance -n 4 -b 127.0.0.1:8080 -- ./examples/balance_worker
  */
@@ -18,7 +21,7 @@ main(void)
 {
 	struct wpool_conn c;
 	char	 req[4096], body[256], resp[512];
-	int	 chan = wpool_channel(), n, blen;
+	int	 chan = wpool_channel(), n, blen, v2;
 	const char *id = getenv("WPOOL_WORKER_ID");
 
 	if (chan < 0) {
@@ -27,6 +30,7 @@ main(void)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	v2 = wpool_hello(chan, WPOOL_BATCH) == 1;
 	while (wpool_accept(chan, &c) == 0) {
 		/* One request per connection keeps the example short. */
 		n = (int)read(c.fd, req, sizeof(req));
@@ -41,7 +45,14 @@ main(void)
 				perror("write");
 		}
 		close(c.fd);
-		wpool_closed(chan, c.id);
+		if (!v2)
+			wpool_closed(chan, c.id);
+		else {
+			wpool_closed_later(chan, c.id);
+			/* The next wpool_accept may wait: report them now. */
+			if (wpool_pending() == 0)
+				wpool_flush(chan);
+		}
 	}
 	return 0;
 }

@@ -188,6 +188,7 @@ on_kick(void *arg)
 	balance_kick(arg);
 }
 
+/* Queued; on_accept dispatches once what this wake-up accepted. */
 static void
 queue_take(struct pool *p, struct conn *c)
 {
@@ -195,7 +196,6 @@ queue_take(struct pool *p, struct conn *c)
 
 	TAILQ_INSERT_TAIL(&aq->queue, c, entry);
 	aq->len++;
-	balance_kick(p);
 }
 
 static void
@@ -212,7 +212,14 @@ on_accept(int fd, uint32_t ev, void *arg)
 	while ((size_t)li < p->conf->nlisteners &&
 	    p->conf->listeners[li].fd != fd)
 		li++;
+	/*
+	 * Until EAGAIN (or the burst): what one wake-up accepts is
+	 * dispatched at once, so that a worker that reads version 2 gets
+	 * several in one message.
+	 */
 	for (n = 0; n < ACCEPT_BURST; n++) {
+		if (aq->mode->full(p) && aq->mode->kick != NULL)
+			aq->mode->kick(p);
 		if (aq->mode->full(p)) {
 			/* Full: the kernel's backlog holds the rest. */
 			accept_pause(p);
@@ -228,7 +235,7 @@ on_accept(int fd, uint32_t ev, void *arg)
 				accept_pause(p);
 				timer_set(&aq->emfile_timer, 0.1);
 			}
-			return;
+			break;
 		}
 		c = xcalloc(1, sizeof(*c));
 		c->fd = cfd;
@@ -238,30 +245,44 @@ on_accept(int fd, uint32_t ev, void *arg)
 		conn_describe(c, &ss, sl);
 		aq->mode->take(p, c);
 	}
+	if (aq->mode->kick != NULL)
+		balance_kick(p);
 }
 
-/* balance: queued connections go out while some worker can take one. */
+/*
+ * balance: queued connections go out while some worker can take one.
+ * Each is given to the balancer's pick, which counts it at once; what
+ * each worker was given goes in one message (a version-2 worker's batch)
+ * at the end.  What could not go comes back to the head of the queue,
+ * its channel skipped: another round gives it to others.
+ */
 static void
 dispatch(struct pool *p)
 {
 	struct acceptq *aq = p->acceptq;
 	struct conn *c;
 	struct worker *w;
-	int	 r, tries;
+	int	 tries, round;
 
-	while ((c = TAILQ_FIRST(&aq->queue)) != NULL) {
-		for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {
-			if ((w = balancer_pick(p, c)) == NULL)
-				return;
-			/* Not sent: the channel said why and is skipped. */
-			if ((r = chan_send(p, w, c)) > 0)
+	for (round = 0; round <= WPOOL_MAX_WORKERS; round++) {
+		while ((c = TAILQ_FIRST(&aq->queue)) != NULL) {
+			TAILQ_REMOVE(&aq->queue, c, entry);
+			aq->len--;
+			for (tries = 0; tries < WPOOL_MAX_WORKERS; tries++) {
+				if ((w = balancer_pick(p, c)) == NULL)
+					break;
+				/* Not taken: w said why and is skipped. */
+				if (chan_give(p, w, c) == 0)
+					break;
+			}
+			if (w == NULL || tries == WPOOL_MAX_WORKERS) {
+				TAILQ_INSERT_HEAD(&aq->queue, c, entry);
+				aq->len++;
 				break;
+			}
 		}
-		if (tries == WPOOL_MAX_WORKERS)
-			return;
-		TAILQ_REMOVE(&aq->queue, c, entry);
-		aq->len--;
-		chan_sent(p, w, c, r);
+		if (chan_flush_all(p) == 0)
+			break;
 	}
 }
 

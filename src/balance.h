@@ -15,6 +15,8 @@
 
 /* The largest message on a channel, either way. */
 #define CHAN_MSG_MAX	1024
+/* The largest message the master sends a version-2 worker (wpool-worker.h). */
+#define CHAN_BATCH_BYTES	8192
 
 /*
  * One accepted connection: in the queue (acceptq.c's), in flight to a
@@ -45,8 +47,8 @@ void	acceptq_room(struct pool *);
 
 /* channel.c */
 bool	chan_eligible(const struct pool *, const struct worker *);
-int	chan_send(struct pool *, struct worker *, struct conn *);
-void	chan_sent(struct pool *, struct worker *, struct conn *, int);
+int	chan_give(struct pool *, struct worker *, struct conn *);
+int	chan_flush_all(struct pool *);
 int	chan_init(struct pool *);
 
 /* balance.c */

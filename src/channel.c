@@ -36,6 +36,15 @@
  * given more as fast as it reads.
  */
 #define CHAN_SNDBUF		16384
+/*
+ * Version 2 of the protocol (a worker's hello): one message carries up to
+ * the batch the worker asked for (at most CHAN_BATCH_MAX, the kernel's
+ * SCM_MAX_FD) and a payload of at most CHAN_BATCH_BYTES, so that a
+ * message always fits the channel's send buffer and the worker's read.
+ */
+#define CHAN_BATCH_MAX		253
+/* One connection's line at most: {"id":N,"listener":"<255>","peer":"<63>"} */
+#define CONN_LINE_MAX		512
 /* Connections one worker may hold at once (sent, not reported closed). */
 #define WORKER_MAX_INFLIGHT	1024
 /*
@@ -76,11 +85,19 @@ struct chan {
 	struct chan_watch watch;
 	bool	 probing;		/* stalled: one sent, to see it read */
 	bool	 muted;			/* kept sending garbage: not read */
+	int	 batch;			/* fds per message: 1, or its hello's */
+	char	*pay;			/* version 2: the next message's payload */
+	bool	 v2;			/* said hello: may send lines too */
+	struct connq staged;		/* picked, in its next message */
+	int	 nstaged;
+	size_t	 staged_bytes;		/* that message's payload so far */
+	TAILQ_ENTRY(chan) stage_entry;	/* in channels.staging */
 };
 
 /* The pool's channels: p->channels. */
 struct channels {
 	struct timer watch_timer;	/* workers with connections in flight */
+	TAILQ_HEAD(, chan) staging;	/* channels with connections staged */
 };
 
 static int
@@ -102,6 +119,7 @@ chan_init(struct pool *p)
 		return 0;
 	p->channels = xcalloc(1, sizeof(*p->channels));
 	timer_init(&p->channels->watch_timer, on_watch, p);
+	TAILQ_INIT(&p->channels->staging);
 	return 0;
 }
 
@@ -181,13 +199,16 @@ conn_rebuild(struct pool *p, int fd, unsigned long id, const char *msg)
 	return c;
 }
 
-/* One message read at the worker's end: its first fd, the rest disposed. */
+/*
+ * One message read at the worker's end: its fds in order, into fds (at
+ * most max; any more are disposed); returns how many.
+ */
 static int
-first_fd(struct msghdr *msg)
+msg_fds(struct msghdr *msg, int *fds, int max)
 {
 	struct cmsghdr *cm;
 	size_t	 i, nf;
-	int	 fd = -1, f;
+	int	 n = 0, f;
 
 	for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET ||
@@ -197,34 +218,58 @@ first_fd(struct msghdr *msg)
 		for (i = 0; i < nf; i++) {
 			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int),
 			    sizeof(int));
-			if (fd < 0)
-				fd = f;
+			if (n < max)
+				fds[n++] = f;
 			else
 				fdrecv_dispose(f);
 		}
 	}
-	return fd;
+	return n;
+}
+
+/* A connection taken back (fd, and the line the master wrote for it). */
+static void
+take_back(struct pool *p, struct chan *ch, int fd, const char *line,
+    struct connq *back)
+{
+	struct conn key, *c;
+
+	/* The master's own line: {"id":N,"listener":... */
+	key.id = strncmp(line, "{\"id\":", 6) == 0 ?
+	    strtoul(line + 6, NULL, 10) : 0;
+	if ((c = RB_FIND(conntree, &ch->inflight, &key)) != NULL) {
+		RB_REMOVE(conntree, &ch->inflight, c);
+		if (ch->active > 0)
+			ch->active--;
+	} else
+		c = conn_rebuild(p, fd, key.id, line);
+	c->fd = fd;
+	c->returned = true;
+	if (ch->requests > 0)
+		ch->requests--;
+	TAILQ_INSERT_TAIL(back, c, entry);
 }
 
 /*
  * Takes back every connection still unread in w's channel and puts them
  * at the head of the queue, oldest first.  Only the master writes to the
- * worker's end, so what arrives there is its own messages, one fd each.
+ * worker's end, so what arrives there is its own messages: one line per
+ * fd, in the fds' order (one of each in version 1).
  */
 static int
 pull_back(struct pool *p, struct chan *ch)
 {
 	struct connq back = TAILQ_HEAD_INITIALIZER(back);
-	char	 buf[CHAN_MSG_MAX + 1];
+	char	 buf[CHAN_BATCH_BYTES + 1], *line, *nl;
 	union {
 		struct cmsghdr align;
 		char	 buf[CMSG_SPACE(sizeof(int) * FDRECV_MAX_FDS)];
 	} ctl;
+	int	 fds[FDRECV_MAX_FDS];
 	struct msghdr msg;
 	struct iovec iov;
-	struct conn key, *c;
 	ssize_t	 n;
-	int	 fd, k = 0;
+	int	 i, nf, k = 0;
 
 	if (ch->peer < 0)
 		return 0;
@@ -242,25 +287,15 @@ pull_back(struct pool *p, struct chan *ch)
 			continue;
 		if (n <= 0)
 			break;
-		fd = first_fd(&msg);
+		nf = msg_fds(&msg, fds, FDRECV_MAX_FDS);
 		ch->pulled_bytes += (uint64_t)n;
-		if (fd < 0)
-			continue;
 		buf[n] = '\0';
-		/* The master's own message: {"id":N,"listener":... */
-		key.id = strtoul(buf + 6, NULL, 10);
-		if ((c = RB_FIND(conntree, &ch->inflight, &key)) != NULL) {
-			RB_REMOVE(conntree, &ch->inflight, c);
-			if (ch->active > 0)
-				ch->active--;
-		} else
-			c = conn_rebuild(p, fd, key.id, buf);
-		c->fd = fd;
-		c->returned = true;
-		if (ch->requests > 0)
-			ch->requests--;
-		TAILQ_INSERT_TAIL(&back, c, entry);
-		k++;
+		for (i = 0, line = buf; i < nf; i++, k++) {
+			if ((nl = strchr(line, '\n')) != NULL)
+				*nl = '\0';
+			take_back(p, ch, fds[i], line, &back);
+			line = nl != NULL ? nl + 1 : buf + n;
+		}
 	}
 	acceptq_requeue(p, &back, k);
 	return k;
@@ -279,8 +314,18 @@ chan_close(struct pool *p, struct chan *ch)
 	char	 buf[64];
 	int	 n = 0;
 
+	if (ch->nstaged > 0) {
+		n = ch->nstaged;
+		TAILQ_REMOVE(&p->channels->staging, ch, stage_entry);
+		ch->active -= n;
+		ch->requests -= n;
+		ch->nstaged = 0;
+		ch->staged_bytes = 0;
+		acceptq_requeue(p, &ch->staged, n);
+		TAILQ_INIT(&ch->staged);
+	}
 	if (ch->peer >= 0) {
-		n = pull_back(p, ch);
+		n += pull_back(p, ch);
 		close(ch->peer);
 		ch->peer = -1;
 	}
@@ -496,57 +541,123 @@ on_watch(void *arg)
 		balance_kick(p);
 }
 
-/* Hands one connection to w: its payload's length, -EAGAIN when full. */
+/* c's line in a message: {"id":N,"listener":"NAME","peer":"ADDR"}. */
 static int
-send_conn(struct pool *p, struct chan *ch, struct conn *c)
+conn_line(const struct pool *p, const struct conn *c, char *buf, size_t len)
 {
-	char	 payload[512];	/* a name of 255, a peer of 63, and the rest */
+	int	 n;
+
+	n = snprintf(buf, len, "{\"id\":%lu,\"listener\":\"%s\",\"peer\":"
+	    "\"%s\"}", c->id, p->conf->listeners[c->listener].name, c->peer);
+	return n < 0 || (size_t)n >= len ? -EMSGSIZE : n;
+}
+
+/*
+ * Sends what is staged on ch in one message, with payload (len bytes):
+ * its length, or -EAGAIN when the channel is full, or another -errno.
+ */
+static int
+send_staged(struct chan *ch, const char *payload, size_t len)
+{
 	union {
 		struct cmsghdr align;
-		char	 buf[CMSG_SPACE(sizeof(int))];
+		char	 buf[CMSG_SPACE(sizeof(int) * CHAN_BATCH_MAX)];
 	} ctl;
 	struct msghdr msg;
 	struct iovec iov;
 	struct cmsghdr *cm;
-	int	 n;
+	struct conn *c;
+	size_t	 k = 0;
 
-	n = snprintf(payload, sizeof(payload), "{\"id\":%lu,\"listener\":"
-	    "\"%s\",\"peer\":\"%s\"}", c->id,
-	    p->conf->listeners[c->listener].name, c->peer);
-	if (n < 0 || (size_t)n >= sizeof(payload))
-		return -EMSGSIZE;
 	memset(&msg, 0, sizeof(msg));
-	memset(&ctl, 0, sizeof(ctl));
-	iov.iov_base = payload;
-	iov.iov_len = (size_t)n;
+	iov.iov_base = (void *)(uintptr_t)payload;
+	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = ctl.buf;
-	msg.msg_controllen = sizeof(ctl.buf);
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)ch->nstaged);
 	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)ch->nstaged);
+	TAILQ_FOREACH(c, &ch->staged, entry)
+		memcpy(CMSG_DATA(cm) + k++ * sizeof(int), &c->fd, sizeof(int));
 	if (sendmsg(ch->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return errno == EAGAIN || errno == ENOBUFS ? -EAGAIN : -errno;
-	return n;
+	return (int)len;
 }
 
 /*
- * Offers c to w (a balancer's pick): the payload's length once it is in
- * the channel, or why not; a full channel is skipped until it drains, a
- * broken one has its worker replaced.  c stays the queue's until
- * chan_sent.
+ * Closes the master's copies of what was sent, in runs: accept4 gives
+ * the lowest free fds, so a batch is mostly one run, one close_range.
  */
-int
-chan_send(struct pool *p, struct worker *w, struct conn *c)
+static void
+close_fds(const int *fds, int n)
 {
-	struct chan *ch = w->chan;
-	int	 r;
+	int	 i, j;
 
-	if ((r = send_conn(p, ch, c)) > 0)
-		return r;
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && fds[j] == fds[j - 1] + 1; j++)
+			;
+		if (j - i == 1 ||
+		    close_range((unsigned)fds[i], (unsigned)fds[j - 1], 0) < 0)
+			while (i < j)
+				close(fds[i++]);
+	}
+}
+
+/*
+ * What is staged on ch goes out in one message: each connection is the
+ * worker's now (the master's copy of the fd goes; the message holds the
+ * connection until the worker reads it, or the master takes it back), its
+ * record waits for the worker's "closed".  If it cannot go (a full
+ * channel is skipped until it drains, a broken one has its worker
+ * replaced), the connections go back to the head of the queue; their
+ * count is returned.
+ */
+static int
+chan_flush(struct pool *p, struct chan *ch, const char *payload, size_t len)
+{
+	struct worker *w = ch->w;
+	struct conn *c;
+	int	 fds[CHAN_BATCH_MAX];
+	int	 r = -EPIPE, n = ch->nstaged, k = 0;
+
+	if (n == 0)
+		return 0;
+	TAILQ_REMOVE(&p->channels->staging, ch, stage_entry);
+	if (ch->fd >= 0)
+		r = send_staged(ch, payload, len);
+	ch->nstaged = 0;
+	ch->staged_bytes = 0;
+	if (r > 0) {
+		if (ch->active == n && !ch->watch.stalled)
+			/* Nothing was in flight: the clock starts now. */
+			balance_watch_start(&ch->watch, ch->sent_bytes -
+			    ch->pulled_bytes, ch->closes, now_mono());
+		ch->sent_bytes += (uint64_t)r;
+		while ((c = TAILQ_FIRST(&ch->staged)) != NULL) {
+			TAILQ_REMOVE(&ch->staged, c, entry);
+			fds[k++] = c->fd;
+			c->fd = -1;
+			RB_INSERT(conntree, &ch->inflight, c);
+		}
+		close_fds(fds, k);
+		if (!p->channels->watch_timer.armed)
+			timer_set(&p->channels->watch_timer, WATCH_TICK);
+		if (p->conf->max_requests > 0 &&
+		    ch->requests >= ch->max_requests)
+			pool_recycle(p, w, "served its --max-requests");
+		return 0;
+	}
+	ch->active -= n;
+	ch->requests -= n;
+	if (ch->watch.stalled)
+		ch->probing = false;
+	acceptq_requeue(p, &ch->staged, n);
+	TAILQ_INIT(&ch->staged);
+	if (ch->fd < 0)
+		return n;
 	if (r == -EAGAIN) {
 		/*
 		 * A busy worker's channel fills too; one that stops
@@ -556,43 +667,70 @@ chan_send(struct pool *p, struct worker *w, struct conn *c)
 		    (int)w->pid);
 		ch->full = true;
 		loop_mod(ch->fd, EPOLLIN | EPOLLOUT);
-		return r;
+		return n;
 	}
 	log_warnx("worker %d (pid %d): cannot pass a connection: %s", w->id,
 	    (int)w->pid, strerror(-r));
 	/* Its end was shut: the channel is broken. */
 	ch->garbage = GARBAGE_LIMIT;
 	pool_recycle(p, w, "cannot be passed connections");
-	return r;
+	return n;
 }
 
 /*
- * c is w's now: the master's copy of the fd goes (the message in the
- * channel holds the connection until the worker reads it, or the master
- * takes it back), its record waits for the worker's "closed".
+ * Gives c (out of the queue) to w, a balancer's pick: it is staged for
+ * w's next message, which goes when it holds w's batch (at once for a
+ * version-1 worker) or at chan_flush_all.  It counts as w's from now on,
+ * so that the balancer's next pick sees it.  0: c is no longer the
+ * caller's (sent, staged, or back in the queue with what was staged);
+ * -errno: it is, and w is not eligible any more.
  */
-void
-chan_sent(struct pool *p, struct worker *w, struct conn *c, int len)
+int
+chan_give(struct pool *p, struct worker *w, struct conn *c)
 {
 	struct chan *ch = w->chan;
+	char	 line[CONN_LINE_MAX], *at;
+	int	 n;
 
+	/* Version 2: the line goes after those staged, one a line. */
+	at = ch->pay != NULL ? ch->pay + ch->staged_bytes +
+	    (ch->nstaged > 0) : line;
+	if ((n = conn_line(p, c, at, CONN_LINE_MAX)) < 0) {
+		log_warnx("connection %lu: its message is too long", c->id);
+		return n;
+	}
+	if (ch->nstaged == 0)
+		TAILQ_INSERT_TAIL(&p->channels->staging, ch, stage_entry);
+	else
+		ch->pay[ch->staged_bytes++] = '\n';
+	TAILQ_INSERT_TAIL(&ch->staged, c, entry);
+	ch->nstaged++;
+	ch->staged_bytes += (size_t)n;
+	ch->active++;
+	ch->requests++;
 	if (ch->watch.stalled)
 		/* A probe: if it is read, the worker is back. */
 		ch->probing = true;
-	else if (ch->active == 0)
-		/* Nothing in flight: the clock starts now. */
-		balance_watch_start(&ch->watch, ch->sent_bytes -
-		    ch->pulled_bytes, ch->closes, now_mono());
-	ch->sent_bytes += (uint64_t)len;
-	close(c->fd);
-	c->fd = -1;
-	RB_INSERT(conntree, &ch->inflight, c);
-	ch->active++;
-	ch->requests++;
-	if (!p->channels->watch_timer.armed)
-		timer_set(&p->channels->watch_timer, WATCH_TICK);
-	if (p->conf->max_requests > 0 && ch->requests >= ch->max_requests)
-		pool_recycle(p, w, "served its --max-requests");
+	if (ch->pay == NULL)
+		chan_flush(p, ch, line, (size_t)n);
+	else if (ch->nstaged >= ch->batch ||
+	    ch->staged_bytes + 1 + CONN_LINE_MAX > CHAN_BATCH_BYTES)
+		chan_flush(p, ch, ch->pay, ch->staged_bytes);
+	return 0;
+}
+
+/* Every message still staged goes out: how many went back to the queue. */
+int
+chan_flush_all(struct pool *p)
+{
+	struct chan *ch;
+	int	 n = 0;
+
+	if (p->channels == NULL)
+		return 0;
+	while ((ch = TAILQ_FIRST(&p->channels->staging)) != NULL)
+		n += chan_flush(p, ch, ch->pay, ch->staged_bytes);
+	return n;
 }
 
 /*
@@ -640,12 +778,32 @@ parse_whole(const char *buf, size_t len)
 	return o;
 }
 
-/* A message from a worker: {"type":"closed","id":N} or {"type":"ready"}. */
+/* An integer member of o in [min, max], or -1. */
+static long long
+int_member(json_object *o, const char *key, long long min, long long max)
+{
+	json_object *v;
+	long long n;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return -1;
+	n = json_object_get_int64(v);
+	return n >= min && n <= max ? n : -1;
+}
+
+/*
+ * A message from a worker: {"type":"closed","id":N} (0, *id = N),
+ * {"type":"ready"} (1) or {"type":"hello","version":2,"batch":K} (2,
+ * *id = K, 1 <= K <= 253: the worker reads version 2's messages of up to
+ * K fds).  -EINVAL for anything else.
+ */
 int
 balance_parse_message(const char *buf, size_t len, long long *id)
 {
 	json_object *o, *t, *v;
 	const char *type;
+	long long k;
 	int	 r = -EINVAL;
 
 	if (len == 0 || len > CHAN_MSG_MAX)
@@ -665,10 +823,34 @@ balance_parse_message(const char *buf, size_t len, long long *id)
 		    json_object_is_type(v, json_type_int)) {
 			*id = json_object_get_int64(v);
 			r = 0;
+		} else if (strcmp(type, "hello") == 0 &&
+		    int_member(o, "version", 2, 2) == 2 &&
+		    (k = int_member(o, "batch", 1, CHAN_BATCH_MAX)) > 0) {
+			*id = k;
+			r = 2;
 		}
 	}
 	json_object_put(o);
 	return r;
+}
+
+/*
+ * A hello: the worker reads version 2, batches of up to k.  Sent at any
+ * time (a second one changes k); what was sent before is version 1's,
+ * which is version 2's message of one fd.
+ */
+static void
+chan_hello(struct pool *p, struct chan *ch, int k)
+{
+	(void)p;
+	ch->garbage = 0;
+	ch->v2 = true;
+	if (ch->pay == NULL && k > 1)
+		ch->pay = xcalloc(1, CHAN_BATCH_BYTES);
+	ch->batch = k;
+	log_debug("worker %d (pid %d) speaks version 2: up to %d "
+	    "connection%s a message", ch->w->id, (int)ch->w->pid, k,
+	    k == 1 ? "" : "s");
 }
 
 /*
@@ -692,8 +874,11 @@ chan_garbage(struct pool *p, struct chan *ch, const char *what)
 	}
 }
 
-/* {"type":"closed","id":N}: valid only for a connection w holds. */
-static void
+/*
+ * {"type":"closed","id":N}: valid only for a connection w holds (true);
+ * the caller kicks the queue.
+ */
+static bool
 chan_closed(struct pool *p, struct chan *ch, long long id)
 {
 	struct worker *w = ch->w;
@@ -707,7 +892,7 @@ chan_closed(struct pool *p, struct chan *ch, long long id)
 		snprintf(what, sizeof(what), "reported connection %lld "
 		    "closed, which it does not hold", id);
 		chan_garbage(p, ch, what);
-		return;
+		return false;
 	}
 	RB_REMOVE(conntree, &ch->inflight, c);
 	free(c);
@@ -720,7 +905,42 @@ chan_closed(struct pool *p, struct chan *ch, long long id)
 	}
 	if (ch->active > 0 && --ch->active == 0)
 		pool_worker_idle(p, w);
-	balance_kick(p);
+	return true;
+}
+
+/*
+ * One message from a worker (a version-2 worker's may hold several, one a
+ * line): true if a connection was reported closed.
+ */
+static bool
+chan_message(struct pool *p, struct chan *ch, char *buf, size_t len)
+{
+	char	*line = buf, *end = buf + len, *nl;
+	long long id;
+	bool	 closed = false;
+	int	 r;
+
+	for (; line <= end && ch->fd >= 0 && !ch->muted; line = nl + 1) {
+		nl = ch->v2 ? memchr(line, '\n', (size_t)(end - line)) : NULL;
+		if (nl == NULL)
+			nl = end;
+		r = balance_parse_message(line, (size_t)(nl - line), &id);
+		if (r < 0) {
+			chan_garbage(p, ch, "sent a message that is not "
+			    "{\"type\":\"closed\",\"id\":N}, "
+			    "{\"type\":\"ready\"} or a hello");
+			break;
+		}
+		if (r == 2)
+			chan_hello(p, ch, (int)id);
+		else if (r == 1) {
+			ch->garbage = 0;
+			pool_worker_notify(p, ch->w, "READY", "1");
+			closed = true;	/* it may be eligible now */
+		} else if (chan_closed(p, ch, id))
+			closed = true;
+	}
+	return closed;
 }
 
 static void
@@ -729,18 +949,16 @@ chan_event(int fd, uint32_t ev, void *arg)
 	struct chan *ch = arg;		/* lives while its fd is watched */
 	struct pool *p = ch->pool;
 	char	 buf[CHAN_MSG_MAX + 1];
-	long long id;
+	bool	 kick = false;
 	ssize_t	 n;
-	int	 k, r, flags;
+	int	 k, flags;
 
 	if (ev & EPOLLOUT) {
 		ch->full = false;
 		loop_mod(fd, ch->muted ? 0 : EPOLLIN);
-		balance_kick(p);
-		if (ch->fd != fd)
-			return;
+		kick = true;
 	}
-	for (k = 0; k < 256 && !ch->muted; k++) {
+	for (k = 0; k < 256 && ch->fd == fd && !ch->muted; k++) {
 		/*
 		 * The kernel refuses fds a worker sends (fdrecv_refuse);
 		 * where it cannot, fdrecv_msg disposes of them.
@@ -751,32 +969,25 @@ chan_event(int fd, uint32_t ev, void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
 			/*
 			 * The master holds the worker's end too, so this is
 			 * not the worker closing its own: an error.
 			 */
 			chan_lost(p, ch);
-			return;
+			break;
 		}
-		r = (flags & MSG_TRUNC) ? -EMSGSIZE :
-		    balance_parse_message(buf, (size_t)n, &id);
-		if (r < 0) {
+		if (flags & MSG_TRUNC)
 			chan_garbage(p, ch, "sent a message that is not "
-			    "{\"type\":\"closed\",\"id\":N} or "
-			    "{\"type\":\"ready\"}");
-			continue;
-		}
-		if (r == 1) {
-			ch->garbage = 0;
-			pool_worker_notify(p, ch->w, "READY", "1");
-			balance_kick(p);
-		} else
-			chan_closed(p, ch, id);
-		if (ch->fd != fd)
-			return;
+			    "{\"type\":\"closed\",\"id\":N}, "
+			    "{\"type\":\"ready\"} or a hello");
+		else if (chan_message(p, ch, buf, (size_t)n))
+			kick = true;
 	}
+	/* Once for all that was reported closed. */
+	if (kick)
+		balance_kick(p);
 }
 
 /*
@@ -815,6 +1026,8 @@ balance_worker_channel(struct pool *p, struct worker *w, int *child_fd)
 	ch->peer_ino = st.st_ino;
 	ch->peer_fdno = 3;
 	RB_INIT(&ch->inflight);
+	TAILQ_INIT(&ch->staged);
+	ch->batch = 1;
 	timer_init(&ch->lost_timer, on_lost_timer, ch);
 	if (p->conf->max_requests > 0)
 		ch->max_requests = p->conf->max_requests +
@@ -839,6 +1052,7 @@ balance_worker_gone(struct pool *p, struct worker *w)
 		return;
 	timer_cancel(&ch->lost_timer);
 	n = chan_close(p, ch);
+	free(ch->pay);
 	free(ch);
 	w->chan = NULL;
 	if (n == 0)

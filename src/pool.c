@@ -509,7 +509,8 @@ env_scrubbed(const char *e)
 	    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
 	    "WATCHDOG_PID=", "EINHORN_", "SERVER_STARTER_", "WPOOL_WORKER_ID=",
 	    "WPOOL_WORKERS=", "WPOOL_MASTER_PID=", "WPOOL_GENERATION=",
-	    "WPOOL_CONN_FD=", "WPOOL_CPU=", "WPOOL_SHIM_" };
+	    "WPOOL_CONN_FD=", "WPOOL_CONN_VERSION=", "WPOOL_CPU=",
+	    "WPOOL_SHIM_" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
@@ -678,6 +679,9 @@ env_build(struct pool *p, struct worker *w, struct envbuf *e,
 	} else if (mode_of(p)->chan) {
 		/* Connections come over the channel at fd 3, not listeners. */
 		xasprintf(&tmp, "WPOOL_CONN_FD=3");
+		env_add(e, tmp);
+		/* The newest protocol it reads (channel.c): a hello may say 2. */
+		xasprintf(&tmp, "WPOOL_CONN_VERSION=2");
 		env_add(e, tmp);
 	} else if (c->nlisteners > 0) {
 		for (i = 0; i < c->nlisteners; i++) {

@@ -33,6 +33,8 @@
  *   --ready-on-usr1  send {"type":"ready"} on each SIGUSR1 (--ready notify)
  *   --ready          send {"type":"ready"} at start
  *   --log FILE       append "PID ID CONN PEER" for every connection taken
+ *   --v1             do not say hello: one connection a message (protocol
+ *                    version 1; by default it asks for batches of 64)
  * SIGTERM: stop taking connections (balance: drain what is already in the
  * channel), answer what is open with `Connection: close`, close idle
  * keep-alive connections, exit 0 when none is left (or after 5 s).
@@ -90,7 +92,7 @@ static struct conn *sleepers;
 static int	 ep = -1, chan = -1, sigfd = -1;
 static int	 lfds[MAX_LISTENERS], nlfds;
 static int	 nconns;
-static bool	 stopping, stopread, noclosed, ready_on_usr1;
+static bool	 stopping, stopread, noclosed, ready_on_usr1, v1;
 static double	 stop_deadline;
 static const char *wid = "?", *wgen = "?";
 static FILE	*connlog;
@@ -161,8 +163,12 @@ conn_close(struct conn *c)
 	close(c->fd);
 	conns[c->fd] = NULL;
 	nconns--;
-	if (chan >= 0 && !noclosed)
-		wpool_closed(chan, c->id);
+	if (chan >= 0 && !noclosed) {
+		if (v1)
+			wpool_closed(chan, c->id);
+		else
+			wpool_closed_later(chan, c->id);
+	}
 	free(c);
 }
 
@@ -470,7 +476,9 @@ chan_read(void)
 	struct wpool_conn wc;
 	int	 k;
 
-	for (k = 0; k < 64 && chan >= 0 && !stopread; k++) {
+	/* What one message brought is taken whole: epoll cannot tell. */
+	for (k = 0; (k < 64 || wpool_pending() > 0) && chan >= 0 &&
+	    !stopread; k++) {
 		if (wpool_accept(chan, &wc) < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;
@@ -619,6 +627,8 @@ main(int argc, char **argv)
 			ready_on_usr1 = true;
 		else if (strcmp(argv[i], "--ready") == 0)
 			ready_at_start = true;
+		else if (strcmp(argv[i], "--v1") == 0)
+			v1 = true;
 		else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc) {
 			if ((connlog = fopen(argv[++i], "a")) == NULL) {
 				perror(argv[i]);
@@ -650,6 +660,9 @@ main(int argc, char **argv)
 	if ((chan = wpool_channel()) >= 0) {
 		set_nonblock(chan);
 		ep_add(chan, EPOLLIN, TAG_CHAN);
+		/* An older master: version 1 (closed reported one by one). */
+		if (!v1 && wpool_hello(chan, WPOOL_BATCH) != 1)
+			v1 = true;
 		if (ready_at_start)
 			wpool_ready(chan);
 	} else {
@@ -669,6 +682,8 @@ main(int argc, char **argv)
 			break;
 		if (stopping && now() >= stop_deadline)
 			break;
+		if (chan >= 0)
+			wpool_flush(chan);
 		n = epoll_wait(ep, evs, 128, next_timeout_ms());
 		if (n < 0 && errno != EINTR) {
 			perror("bal_worker: epoll_wait");

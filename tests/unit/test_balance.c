@@ -21,7 +21,7 @@ check(const char *msg, int want, long long want_id)
 	int	 r = balance_parse_message(msg, strlen(msg), &id);
 
 	is_int(r, want, "%s -> %d", msg, want);
-	if (want == 0)
+	if (want == 0 || want == 2)
 		is_int(id, want_id, "%s -> id %lld", msg, want_id);
 }
 
@@ -214,6 +214,22 @@ main(void)
 	check("{\"type\":\"closed\",\"id\":007}", 0, 7);
 	/* ready */
 	check("{\"type\":\"ready\"}", 1, 0);
+	/* Version 2's hello: version 2 exactly, a batch of 1..253. */
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":64}", 2, 64);
+	check("{\"batch\":1,\"version\":2,\"type\":\"hello\"}", 2, 1);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":253}", 2, 253);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":254}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":0}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":-1}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":\"8\"}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":8.0}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,"
+	    "\"batch\":99999999999999999999}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":3,\"batch\":8}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":1,\"batch\":8}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"batch\":8}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":8}x", -EINVAL, 0);
 	/* Not a closed message, though it starts like one. */
 	check("{\"type\":\"closed\",\"id\":}", -EINVAL, 0);
 	check("{\"type\":\"closed\",\"id\":12x}", -EINVAL, 0);
