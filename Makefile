@@ -109,7 +109,7 @@ wpool-static: $(STATIC_OBJS)
 
 static: wpool-static
 
-tests/unit/test_%: tests/unit/test_%.c tests/unit/tap.h libwpool.a
+tests/unit/test_%: tests/unit/test_%.c tests/unit/tap.h tests/unit/fakesys.h libwpool.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< libwpool.a $(LDLIBS)
 
 # Test programs that link the library: the docs test's view of cli.c's

@@ -19,140 +19,8 @@
 
 #include "wpool.h"
 #include "tap.h"
+#include "fakesys.h"
 
-#define FAKE_PID0	5000
-#define FAKE_MAX	256
-
-static struct {
-	double	 now;
-	int	 spawns;
-	pid_t	 next_pid;
-	bool	 alive[FAKE_MAX];
-	pid_t	 exits[FAKE_MAX];
-	int	 statuses[FAKE_MAX];
-	int	 nexits;
-} F;
-
-static bool *
-alive(pid_t pid)
-{
-	static bool none;
-
-	if (pid < FAKE_PID0 || pid >= FAKE_PID0 + FAKE_MAX)
-		return &none;
-	return &F.alive[pid - FAKE_PID0];
-}
-
-static pid_t
-fake_spawn(const struct spawn_req *req, int *status_fd)
-{
-	(void)req;
-	F.spawns++;
-	*status_fd = -1;
-	*alive(F.next_pid) = true;
-	return F.next_pid++;
-}
-
-static void
-fake_exit(pid_t pid, int status)
-{
-	if (!*alive(pid))
-		return;
-	*alive(pid) = false;
-	F.exits[F.nexits] = pid;
-	F.statuses[F.nexits++] = status;
-}
-
-static int
-fake_kill(pid_t pid, int sig)
-{
-	if (!*alive(pid))
-		return -ESRCH;
-	if (sig == SIGKILL || sig == SIGTERM)
-		fake_exit(pid, sig);
-	return 0;
-}
-
-static pid_t
-fake_reap(int *status)
-{
-	pid_t	 pid;
-
-	if (F.nexits == 0)
-		return 0;
-	pid = F.exits[0];
-	*status = F.statuses[0];
-	F.nexits--;
-	memmove(F.exits, F.exits + 1, (size_t)F.nexits * sizeof(F.exits[0]));
-	memmove(F.statuses, F.statuses + 1,
-	    (size_t)F.nexits * sizeof(F.statuses[0]));
-	return pid;
-}
-
-static double
-fake_mono(void)
-{
-	return F.now;
-}
-
-static double
-fake_real(void)
-{
-	return 1.7e9 + F.now;
-}
-
-static int
-fake_sample(pid_t pid, struct proc_sample *s)
-{
-	if (!*alive(pid))
-		return -ESRCH;
-	memset(s, 0, sizeof(*s));
-	return 0;
-}
-
-static int
-fake_queue_len(int fd)
-{
-	(void)fd;
-	return 0;
-}
-
-static const struct sys_ops fake_ops = {
-	.spawn = fake_spawn,
-	.kill = fake_kill,
-	.reap = fake_reap,
-	.mono = fake_mono,
-	.real = fake_real,
-	.sample = fake_sample,
-	.queue_len = fake_queue_len,
-};
-
-static void
-settle(void)
-{
-	do {
-		if (F.nexits > 0)
-			loop_deliver_signal(SIGCHLD, 0);
-		loop_fire_timers();
-	} while (F.nexits > 0);
-}
-
-static void
-advance(double dt)
-{
-	double	 end = F.now + dt, d;
-
-	settle();
-	while ((d = loop_next_deadline()) >= 0 && d <= end) {
-		if (d > F.now)
-			F.now = d;
-		settle();
-	}
-	F.now = end;
-	settle();
-}
-
-static char *fake_argv[] = { "fake-server", NULL };
 static struct conf C;
 static struct pool P;
 
@@ -208,6 +76,7 @@ test_adopt(void)
 	pid_t	 adopted = FAKE_PID0 + 200, next;
 
 	memset(&F, 0, sizeof(F));
+	F.obey_term = true;
 	F.now = 1000;
 	F.next_pid = FAKE_PID0;
 	conf_defaults(&C);
@@ -224,7 +93,7 @@ test_adopt(void)
 	is_int(upgrade_start(&C), 0, "the probe takes format 1");
 	ok(!upgrade_adopting(), "a probe adopts nothing");
 
-	*alive(adopted) = true;
+	proc(adopted)->alive = true;
 	state_env(1, adopted, false);
 	is_int(upgrade_start(&C), -1, "the new image takes the state");
 	ok(upgrade_adopting(), "and adopts");
