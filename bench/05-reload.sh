@@ -115,21 +115,8 @@ under_load() {
 	done
 	RTIME=$(calc "$EPOCHREALTIME - $t0")
 	sleep 0.5
-	echo "\$ kill -INT $wpid   # wrk prints its summary"
-	kill -INT "$wpid"
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$wpid" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "$wpid" 2>/dev/null
-	out=$(cat "$TMP/wrk-$name-$variant.out")
-	REQS=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
-	errs=$(printf '%s\n' "$out" | sed -n 's/.*Socket errors: //p')
-	non2xx=$(printf '%s\n' "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
-	ERRS=${non2xx:-0}
-	for i in $(printf '%s\n' "$errs" | grep -o '[0-9]\+'); do
-		ERRS=$((ERRS + i))
-	done
+	wrk_stop "$wpid" "$TMP/wrk-$name-$variant.out"
+	errs=$WRK_ERRS non2xx=$WRK_NON2XX
 	GEN=$(jfield "$(status_json "$sock")" generation)
 	stop_bg "$pid"
 	printf '%-8s %-9s %s requests in %s s, %d reloads (generation %s): socket errors: %s; non-2xx: %s\n' \

@@ -108,21 +108,8 @@ load() {
 	sleep 0.5
 	$action
 	sleep 0.5
-	echo "\$ kill -INT $wpid   # wrk prints its summary"
-	kill -INT "$wpid"
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$wpid" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "$wpid" 2>/dev/null
-	out=$(cat "$TMP/wrk-$name.out")
-	REQS=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
-	errs=$(printf '%s\n' "$out" | sed -n 's/.*Socket errors: //p')
-	non2xx=$(printf '%s\n' "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
-	ERRS=${non2xx:-0}
-	for i in $(printf '%s\n' "$errs" | grep -o '[0-9]\+'); do
-		ERRS=$((ERRS + i))
-	done
+	wrk_stop "$wpid" "$TMP/wrk-$name.out"
+	errs=$WRK_ERRS non2xx=$WRK_NON2XX
 	printf '%-8s %s requests; socket errors: %s; non-2xx: %s\n' "$name" \
 	    "${REQS:-?}" "${errs:-none}" "${non2xx:-0}"
 }

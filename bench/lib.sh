@@ -96,6 +96,29 @@ wrk_run() {
 	CPU_US=$(calc "($c1 - $c0) / 1000 / $reqs")
 }
 
+# wrk_stop PID OUT: ends a wrk started with bg (its output in OUT) with
+# INT, so that it prints its summary, and reads it: sets REQS, ERRS (socket
+# errors and non-2xx answers, summed), WRK_ERRS and WRK_NON2XX (as wrk
+# says them, empty if none).
+wrk_stop() {
+	local pid=$1 out i
+	echo "\$ kill -INT $pid   # wrk prints its summary"
+	kill -INT "$pid"
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$pid" 2>/dev/null
+	out=$(cat "$2")
+	REQS=$(printf '%s\n' "$out" | awk '/requests in/ { print $1 }')
+	WRK_ERRS=$(printf '%s\n' "$out" | sed -n 's/.*Socket errors: //p')
+	WRK_NON2XX=$(printf '%s\n' "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
+	ERRS=${WRK_NON2XX:-0}
+	for i in $(printf '%s\n' "$WRK_ERRS" | grep -o '[0-9]\+'); do
+		ERRS=$((ERRS + i))
+	done
+}
+
 # A command line as a reader can paste it from the repository root.
 show() {
 	local a out=
