@@ -1079,6 +1079,55 @@ upgrade_adopt(struct pool *p)
 
 /* --- the old image ---------------------------------------------------- */
 
+/*
+ * The master runs --binary (the probe, then the exec) with its own
+ * privileges, root's often: no other user may be able to change what runs.
+ * The file and every directory above it must be root's or ours; the file
+ * written by its owner only, a directory too unless it is sticky (/tmp:
+ * others cannot touch names that are not theirs).  0, or -EPERM with why.
+ */
+static int
+binary_trusted(const char *bin, char *err, size_t len)
+{
+	char	 real[PATH_MAX], *slash;
+	struct stat sb;
+	bool	 file = true;
+
+	if (realpath(bin, real) == NULL) {
+		snprintf(err, len, "cannot upgrade to %s: %s", bin,
+		    strerror(errno));
+		return -errno;
+	}
+	for (;;) {
+		if (stat(real[0] != '\0' ? real : "/", &sb) < 0) {
+			snprintf(err, len, "cannot upgrade to %s: %s: %s", bin,
+			    real[0] != '\0' ? real : "/", strerror(errno));
+			return -EPERM;
+		}
+		if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
+			snprintf(err, len, "--binary %s: %s belongs to uid %u, "
+			    "who could change what the master runs; expected "
+			    "root's or uid %u's", bin, real[0] != '\0' ? real :
+			    "/", (unsigned)sb.st_uid, (unsigned)geteuid());
+			return -EPERM;
+		}
+		if ((sb.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+		    (file || (sb.st_mode & S_ISVTX) == 0)) {
+			snprintf(err, len, "--binary %s: %s can be written by "
+			    "other users (mode %04o), who could change what the "
+			    "master runs", bin, real[0] != '\0' ? real : "/",
+			    (unsigned)(sb.st_mode & 07777));
+			return -EPERM;
+		}
+		if (real[0] == '\0')
+			return 0;
+		file = false;
+		slash = strrchr(real, '/');
+		*slash = '\0';		/* "/usr/bin" -> "/usr" -> "" (/) */
+	}
+}
+
+
 /* 0 if every slot is still (serving, empty, backing off); else why not. */
 static int
 pool_still(struct pool *p, char *err, size_t len)
@@ -1292,6 +1341,9 @@ upgrade_request(struct pool *p, const char *bin, unsigned *serial,
 		    "not a regular file");
 		return -EACCES;
 	}
+	/* The binary wpool was started from is trusted as it was then. */
+	if (bin != up.exe && (r = binary_trusted(bin, err, len)) < 0)
+		return r;
 	if ((r = pool_still(p, err, len)) < 0)
 		return r;
 	free(up.pending_state);

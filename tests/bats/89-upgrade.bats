@@ -115,6 +115,33 @@ EOF
 	assert_equal "$(pool_snapshot)" "$before"
 }
 
+@test "--binary that another user could change is refused before the probe runs it: another uid's directory, a file or directory others can write" {
+	start_wpool -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 1
+	local before d=$BATS_TEST_TMPDIR
+	before=$(pool_snapshot)
+	# Each would run as the master's uid (root here) if not refused.
+	mkdir "$d/theirs" "$d/open"
+	cp "$WPOOL" "$d/theirs/wpool"
+	chown 65534:65534 "$d/theirs"
+	cp "$WPOOL" "$d/open/wpool"
+	chmod 0777 "$d/open"
+	cp "$WPOOL" "$d/wpool-rw"
+	chmod 0777 "$d/wpool-rw"
+	run -1 "$WPOOL" upgrade --binary "$d/theirs/wpool"
+	assert_output --partial "$d/theirs belongs to uid 65534, who could change what the master runs"
+	run -1 "$WPOOL" upgrade --binary "$d/open/wpool"
+	assert_output --partial "$d/open can be written by other users (mode 0777)"
+	run -1 "$WPOOL" upgrade --binary "$d/wpool-rw"
+	assert_output --partial "$d/wpool-rw can be written by other users (mode 0777)"
+	(($(log_count "upgrading: exec") == 0)) || fail "the master exec'd a binary it should have refused"
+	assert_equal "$(pool_snapshot)" "$before"
+	# A sticky directory (as /tmp) is safe: others cannot replace our file.
+	chmod 1777 "$d/open"
+	run -0 "$WPOOL" upgrade --binary "$d/open/wpool"
+	assert_equal "$(pool_snapshot)" "$before"
+}
+
 @test "upgrade in reuseport mode keeps the slot sockets: served under load, same sockets" {
 	start_wpool --mode reuseport -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 2
