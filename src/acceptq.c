@@ -172,7 +172,8 @@ acceptq_room(struct pool *p)
 {
 	struct acceptq *aq = p->acceptq;
 
-	if (!aq->accepting && !aq->mode->full(p))
+	/* Not while out of fds: the 100 ms pause (on_emfile) ends that. */
+	if (!aq->accepting && !aq->emfile_timer.armed && !aq->mode->full(p))
 		accept_resume(p);
 }
 

@@ -137,13 +137,12 @@ say "scaled 3 -> 5 -> 2 -> 3 -> 2"
 
 ctl restart 0 >/dev/null || die "restart 0"
 settled 2
-kill -USR2 "$VG"
 kill -WINCH "$VG"
 ctl signal USR2 1 >/dev/null || die "signal USR2 1"
 kill -HUP "$VG"
 sleep 0.5
 settled 2
-say "restart 0, USR2, WINCH, HUP: generation $(field generation)"
+say "restart 0, WINCH, USR2 to worker 1, HUP: generation $(field generation)"
 
 ctl status >/dev/null || die "status"
 ctl status --json >/dev/null || die "status --json"

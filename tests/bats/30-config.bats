@@ -423,7 +423,9 @@ EOF
 # The long options of --help that are run options (not -c, -b, -e, which
 # have their own sections, nor --help/--version).
 pool_keys() {
-	"$WPOOL" --help | grep -oE -- '--[a-z][a-z-]+' | sed 's/^--//' |
+	# From "Pool:" on: the usage lines before it show the commands'
+	# own options (upgrade's --binary, --reload).
+	"$WPOOL" --help | sed -n '/^Pool:/,$p' | grep -oE -- '--[a-z][a-z-]+' | sed 's/^--//' |
 		grep -vxE 'config|bind|env|help|version|json|check|no-wait|dry-run' |
 		sort -u
 }
