@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <json-c/json.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,4 +360,93 @@ balance_init(struct pool *p, char *err, size_t len)
 	}
 	aq->accepting = true;
 	return 0;
+}
+
+/*
+ * `wpool upgrade`: the queue as the next image adopts it (acceptq_adopt):
+ * the connections accepted and not yet given out (their fds survive the
+ * exec), the next id (ids in flight must not come again) and the count.
+ */
+json_object *
+acceptq_export(struct pool *p)
+{
+	struct acceptq *aq = p->acceptq;
+	json_object *o, *a, *e;
+	struct conn *c;
+
+	if (aq == NULL)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "next_id",
+	    json_object_new_int64((int64_t)aq->next_id));
+	json_object_object_add(o, "total",
+	    json_object_new_int64((int64_t)aq->total));
+	a = json_object_new_array();
+	TAILQ_FOREACH(c, &aq->queue, entry) {
+		e = json_object_new_object();
+		json_object_object_add(e, "fd", json_object_new_int(c->fd));
+		json_object_object_add(e, "id",
+		    json_object_new_int64((int64_t)c->id));
+		json_object_object_add(e, "listener",
+		    json_object_new_int(c->listener));
+		json_object_object_add(e, "peer",
+		    json_object_new_string(c->peer));
+		json_object_object_add(e, "iphash",
+		    json_object_new_int64(c->iphash));
+		json_object_object_add(e, "returned",
+		    json_object_new_boolean(c->returned));
+		json_object_array_add(a, e);
+	}
+	json_object_object_add(o, "queue", a);
+	return o;
+}
+
+static long long
+jget(json_object *o, const char *k, long long dflt)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) ||
+	    (!json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_boolean)))
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+/* The next image's side of acceptq_export; dispatched at the next kick. */
+void
+acceptq_adopt(struct pool *p, json_object *o)
+{
+	struct acceptq *aq = p->acceptq;
+	json_object *a, *e, *v;
+	struct conn *c;
+	size_t	 i;
+
+	if (aq == NULL || o == NULL)
+		return;
+	aq->next_id = (unsigned long)jget(o, "next_id", 0);
+	aq->total = (unsigned long)jget(o, "total", 0);
+	if (!json_object_object_get_ex(o, "queue", &a) ||
+	    !json_object_is_type(a, json_type_array))
+		return;
+	for (i = 0; i < json_object_array_length(a); i++) {
+		e = json_object_array_get_idx(a, i);
+		c = xcalloc(1, sizeof(*c));
+		c->fd = (int)jget(e, "fd", -1);
+		c->id = (unsigned long)jget(e, "id", 0);
+		c->listener = (int)jget(e, "listener", 0);
+		c->iphash = (uint32_t)jget(e, "iphash", 0);
+		c->returned = jget(e, "returned", 0) != 0;
+		if (json_object_object_get_ex(e, "peer", &v) &&
+		    json_object_is_type(v, json_type_string))
+			strlcpy(c->peer, json_object_get_string(v),
+			    sizeof(c->peer));
+		if (c->fd < 0) {
+			free(c);
+			continue;
+		}
+		set_cloexec(c->fd, true);
+		TAILQ_INSERT_TAIL(&aq->queue, c, entry);
+		aq->len++;
+	}
 }

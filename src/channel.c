@@ -1065,3 +1065,155 @@ balance_worker_gone(struct pool *p, struct worker *w)
 	} else
 		acceptq_flush(p);
 }
+
+/*
+ * `wpool upgrade`: w's channel as the next image adopts it (chan_adopt):
+ * both ends (their fds survive the exec), the records of what is in
+ * flight (the ids the worker will report closed, what least-conn counts),
+ * its hello and its counters.  Nothing is staged: the caller flushed.
+ * What the worker sends meanwhile waits in the channel for the next image.
+ */
+json_object *
+chan_export(struct pool *p, struct worker *w)
+{
+	struct chan *ch = w->chan;
+	json_object *o, *a, *e;
+	struct conn *c;
+
+	(void)p;
+	if (ch == NULL || ch->fd < 0 || ch->peer < 0)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "fd", json_object_new_int(ch->fd));
+	json_object_object_add(o, "peer", json_object_new_int(ch->peer));
+	json_object_object_add(o, "peer_ino",
+	    json_object_new_int64((int64_t)ch->peer_ino));
+	json_object_object_add(o, "peer_fdno",
+	    json_object_new_int(ch->peer_fdno));
+	json_object_object_add(o, "requests",
+	    json_object_new_int64(ch->requests));
+	json_object_object_add(o, "max_requests",
+	    json_object_new_int64(ch->max_requests));
+	json_object_object_add(o, "sent_bytes",
+	    json_object_new_int64((int64_t)ch->sent_bytes));
+	json_object_object_add(o, "pulled_bytes",
+	    json_object_new_int64((int64_t)ch->pulled_bytes));
+	json_object_object_add(o, "closes",
+	    json_object_new_int64((int64_t)ch->closes));
+	json_object_object_add(o, "garbage", json_object_new_int(ch->garbage));
+	json_object_object_add(o, "muted", json_object_new_boolean(ch->muted));
+	json_object_object_add(o, "v2", json_object_new_boolean(ch->v2));
+	json_object_object_add(o, "batch", json_object_new_int(ch->batch));
+	a = json_object_new_array();
+	RB_FOREACH(c, conntree, &ch->inflight) {
+		e = json_object_new_object();
+		json_object_object_add(e, "id",
+		    json_object_new_int64((int64_t)c->id));
+		json_object_object_add(e, "listener",
+		    json_object_new_int(c->listener));
+		json_object_object_add(e, "peer",
+		    json_object_new_string(c->peer));
+		json_object_object_add(e, "iphash",
+		    json_object_new_int64(c->iphash));
+		json_object_array_add(a, e);
+	}
+	json_object_object_add(o, "inflight", a);
+	return o;
+}
+
+static long long
+jget(json_object *o, const char *k, long long dflt)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) ||
+	    (!json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_boolean)))
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+/*
+ * The next image's side of chan_export: w (adopted, ready) gets its
+ * channel back as it was.  0, or -errno with nothing kept.
+ */
+int
+chan_adopt(struct pool *p, struct worker *w, json_object *o)
+{
+	struct chan *ch;
+	struct conn *c;
+	json_object *a, *e, *v;
+	int	 fd = (int)jget(o, "fd", -1), peer = (int)jget(o, "peer", -1);
+	size_t	 i;
+
+	if (p->channels == NULL || w->chan != NULL || fd < 0 || peer < 0)
+		return -EINVAL;
+	set_cloexec(fd, true);
+	set_cloexec(peer, true);
+	ch = xcalloc(1, sizeof(*ch));
+	ch->pool = p;
+	ch->w = w;
+	ch->fd = fd;
+	ch->peer = peer;
+	ch->peer_ino = (ino_t)jget(o, "peer_ino", 0);
+	ch->peer_fdno = (int)jget(o, "peer_fdno", 3);
+	ch->requests = (long)jget(o, "requests", 0);
+	ch->max_requests = (long)jget(o, "max_requests", 0);
+	ch->sent_bytes = (uint64_t)jget(o, "sent_bytes", 0);
+	ch->pulled_bytes = (uint64_t)jget(o, "pulled_bytes", 0);
+	ch->closes = (unsigned long)jget(o, "closes", 0);
+	ch->garbage = (int)jget(o, "garbage", 0);
+	ch->muted = jget(o, "muted", 0) != 0;
+	ch->v2 = jget(o, "v2", 0) != 0;
+	ch->batch = (int)jget(o, "batch", 1);
+	if (ch->batch < 1 || ch->batch > CHAN_BATCH_MAX)
+		ch->batch = 1;
+	if (ch->v2 && ch->batch > 1)
+		ch->pay = xcalloc(1, CHAN_BATCH_BYTES);
+	RB_INIT(&ch->inflight);
+	TAILQ_INIT(&ch->staged);
+	timer_init(&ch->lost_timer, on_lost_timer, ch);
+	if (json_object_object_get_ex(o, "inflight", &a) &&
+	    json_object_is_type(a, json_type_array))
+		for (i = 0; i < json_object_array_length(a); i++) {
+			e = json_object_array_get_idx(a, i);
+			c = xcalloc(1, sizeof(*c));
+			c->fd = -1;
+			c->id = (unsigned long)jget(e, "id", 0);
+			c->listener = (int)jget(e, "listener", 0);
+			c->iphash = (uint32_t)jget(e, "iphash", 0);
+			if (json_object_object_get_ex(e, "peer", &v) &&
+			    json_object_is_type(v, json_type_string))
+				strlcpy(c->peer, json_object_get_string(v),
+				    sizeof(c->peer));
+			if (c->id == 0 ||
+			    RB_INSERT(conntree, &ch->inflight, c) != NULL) {
+				free(c);
+				continue;
+			}
+			ch->active++;
+		}
+	if (loop_add(fd, ch->muted ? 0 : EPOLLIN, chan_event, ch) < 0) {
+		struct conn *t;
+
+		RB_FOREACH_SAFE(c, conntree, &ch->inflight, t) {
+			RB_REMOVE(conntree, &ch->inflight, c);
+			free(c);
+		}
+		free(ch->pay);
+		free(ch);
+		return -EIO;
+	}
+	w->chan = ch;
+	w->chan_ino = (uint64_t)ch->peer_ino;
+	if (ch->active > 0 && !p->channels->watch_timer.armed)
+		timer_set(&p->channels->watch_timer, WATCH_TICK);
+	return 0;
+}
+
+/* Every staged message out now (`wpool upgrade` hands over no stage). */
+int
+balance_flush(struct pool *p)
+{
+	return chan_flush_all(p);
+}

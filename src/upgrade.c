@@ -4,8 +4,9 @@
  * (still its children across execve) and every socket live on.
  *
  * The old image, asked: refuses what it cannot hand over (a pool that is
- * not running, a mode with connections in the master, a worker starting
- * or stopping, a replacement under way), serializes the state as JSON
+ * not running, inetd mode, a worker starting or stopping, a replacement
+ * under way, a balance worker without its channel), serializes the state
+ * as JSON
  * (UPGRADE_FORMAT) and PROBES the new binary first: it runs `NEWBIN
  * --upgrade-probe ARGS...` (a wpool from before upgrades refuses the
  * option rather than start a pool), the state in a memfd named by
@@ -17,6 +18,15 @@
  * pipes lose FD_CLOEXEC and the master execs the new binary with the same
  * argv.  The signal mask (signalfd's) survives execve: a signal that
  * comes meanwhile waits for the new image's loop.
+ *
+ * Balance mode: the state is built again just before the exec (the one
+ * probed is from before the client's answer), with the accept queue's
+ * connections (acceptq_export: their fds, ids, the next id) and each
+ * worker's channel (chan_export: both ends, the records of what is in
+ * flight, its hello, its counters); their fds survive the exec too, and
+ * the new image adopts them (acceptq_adopt, chan_adopt).  Between the two
+ * images nothing is read: what a worker reports, and what the listeners
+ * accept, waits in the kernel for the new image's loop.
  *
  * The new image builds its configuration from argv and the file as at
  * start, then, instead of binding and spawning, adopts the state (the
@@ -62,6 +72,12 @@
 #define PROBE_TIMEOUT_MS	5000
 /* What of the probe's stderr is kept for the client. */
 #define PROBE_OUT_MAX		1024
+/*
+ * The modes handed over: inetd's connection processes are the master's
+ * children with connections only the master knows of: refused.
+ */
+#define UPGRADABLE(m)	((m) == MODE_SHARED || (m) == MODE_REUSEPORT || \
+			    (m) == MODE_BALANCE)
 
 
 static struct {
@@ -241,7 +257,7 @@ fds_json(const int *fds, size_t n)
 static json_object *
 slot_json(const struct pool *p, const struct slot *s)
 {
-	json_object *o = json_object_new_object(), *ex;
+	json_object *o = json_object_new_object(), *ex, *ch;
 	const struct worker *w = s->cur;
 	int	 i;
 
@@ -277,6 +293,9 @@ slot_json(const struct pool *p, const struct slot *s)
 		json_object_object_add(wo, "main_pid", jint(w->main_pid));
 		json_object_object_add(wo, "status_text",
 		    json_object_new_string(w->status_text));
+		if (p->conf->mode == MODE_BALANCE && (ch = chan_export(
+		    (struct pool *)p, (struct worker *)w)) != NULL)
+			json_object_object_add(wo, "chan", ch);
 		json_object_object_add(o, "worker", wo);
 	}
 	return o;
@@ -305,6 +324,13 @@ state_build(struct pool *p)
 	size_t	 i;
 	int	 id;
 
+	/*
+	 * balance: nothing staged (a dispatch flushes what it staged before
+	 * it returns: this is a no-op but for the record); what cannot be
+	 * sent stays queued, and the queue is handed over.
+	 */
+	if (c->mode == MODE_BALANCE)
+		balance_flush(p);
 	json_object_object_add(o, "format", jint(UPGRADE_FORMAT));
 	json_object_object_add(o, "version",
 	    json_object_new_string(WPOOL_VERSION));
@@ -365,6 +391,8 @@ state_build(struct pool *p)
 		if (p->slots[id].inited)
 			json_object_array_add(a, slot_json(p, &p->slots[id]));
 	json_object_object_add(o, "slots", a);
+	if (c->mode == MODE_BALANCE && (l = acceptq_export(p)) != NULL)
+		json_object_object_add(o, "balance", l);
 	l = json_object_new_object();
 	json_object_object_add(l, "fd", jint(control_fd(p)));
 	json_object_object_add(l, "path",
@@ -419,12 +447,22 @@ state_fd_list(json_object *st, int *fds, size_t max)
 	if ((a = get_a(st, "slots")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++) {
 			e = json_object_array_get_idx(a, i);
+			if (json_object_object_get_ex(e, "worker", &f) &&
+			    json_object_object_get_ex(f, "chan", &f)) {
+				PUT((int)get_i(f, "fd", -1));
+				PUT((int)get_i(f, "peer", -1));
+			}
 			if ((f = get_a(e, "fds")) == NULL)
 				continue;
 			for (j = 0; j < json_object_array_length(f); j++)
 				PUT(json_object_get_int(
 				    json_object_array_get_idx(f, j)));
 		}
+	if (json_object_object_get_ex(st, "balance", &e) &&
+	    (a = get_a(e, "queue")) != NULL)
+		for (i = 0; i < json_object_array_length(a); i++)
+			PUT((int)get_i(json_object_array_get_idx(a, i), "fd",
+			    -1));
 	for (i = 0; i < sizeof(one) / sizeof(one[0]); i++)
 		if (json_object_object_get_ex(st, one[i], &e))
 			PUT((int)get_i(e, "fd", -1));
@@ -509,10 +547,18 @@ state_check(json_object *st, const struct conf *c, bool fds, char *err,
 		    "mode needs a restart", mode, mode_names[c->mode]);
 		return -EINVAL;
 	}
-	if (c->mode != MODE_SHARED && c->mode != MODE_REUSEPORT) {
+	/* An older wpool says this of balance too: its probe refuses. */
+	if (!UPGRADABLE(c->mode)) {
 		snprintf(err, len, "--mode %s: not upgraded in place (its "
 		    "connections pass through the master)", mode);
 		return -EINVAL;
+	}
+	/* balance: the queue and the channels (a wpool that had none). */
+	if (c->mode == MODE_BALANCE &&
+	    !json_object_object_get_ex(st, "balance", &l)) {
+		snprintf(err, len, "--mode balance: the state has no channels "
+		    "(from a wpool that cannot hand them over)");
+		return -EPROTO;
 	}
 	a = get_a(st, "listeners");
 	if (a == NULL || json_object_array_length(a) != c->nlisteners) {
@@ -542,9 +588,25 @@ state_check(json_object *st, const struct conf *c, bool fds, char *err,
 		snprintf(err, len, "the control socket was not handed over");
 		return -EBADF;
 	}
-	if (get_a(st, "slots") == NULL) {
+	if ((a = get_a(st, "slots")) == NULL) {
 		snprintf(err, len, "the state has no workers' table");
 		return -EPROTO;
+	}
+	/* balance: each worker's channel, both ends. */
+	for (i = 0; fds && c->mode == MODE_BALANCE &&
+	    i < json_object_array_length(a); i++) {
+		json_object *w;
+
+		if (!json_object_object_get_ex(json_object_array_get_idx(a, i),
+		    "worker", &w))
+			continue;
+		if (!json_object_object_get_ex(w, "chan", &l) ||
+		    fstat((int)get_i(l, "fd", -1), &sb) < 0 ||
+		    fstat((int)get_i(l, "peer", -1), &sb) < 0) {
+			snprintf(err, len, "worker pid %lld: its channel was "
+			    "not handed over", get_i(w, "pid", 0));
+			return -EBADF;
+		}
 	}
 	return 0;
 }
@@ -912,7 +974,7 @@ upgrade_take_fd(const char *what)
 	return fd;
 }
 
-static void
+static int
 adopt_slot(struct pool *p, json_object *e)
 {
 	struct slot_adopt a;
@@ -955,7 +1017,15 @@ adopt_slot(struct pool *p, json_object *e)
 		a.main_pid = (pid_t)get_i(w, "main_pid", 0);
 		a.status_text = get_s(w, "status_text", "");
 	}
-	pool_adopt_slot(p, &a);
+	if (pool_adopt_slot(p, &a) < 0 || a.pid <= 0 ||
+	    p->conf->mode != MODE_BALANCE)
+		return 0;
+	if (!json_object_object_get_ex(w, "chan", &ex) ||
+	    chan_adopt(p, p->slots[a.id].cur, ex) < 0) {
+		fall_back("worker's channel could not be adopted", -1);
+		return -EIO;
+	}
+	return 0;
 }
 
 static int
@@ -1049,6 +1119,8 @@ upgrade_adopt(struct pool *p)
 		if (get_a(e, "fds") == NULL)
 			adopt_slot(p, e);
 	}
+	if (json_object_object_get_ex(up.state, "balance", &g))
+		acceptq_adopt(p, g);
 	adopt_output(p, get_a(up.state, "output"));
 	kept = p->nworkers;
 	pool_adopt_done(p);
@@ -1074,6 +1146,8 @@ upgrade_adopt(struct pool *p)
 	}
 	json_object_put(up.state);
 	up.state = NULL;
+	/* balance: what was queued, and what came meanwhile. */
+	balance_kick(p);
 	return 1;
 }
 
@@ -1157,6 +1231,11 @@ pool_still(struct pool *p, char *err, size_t len)
 		}
 	}
 	TAILQ_FOREACH(w, &p->workers, entry) {
+		if (p->conf->mode == MODE_BALANCE && !balance_has_channel(w)) {
+			snprintf(err, len, "busy: worker %d (pid %d) lost its "
+			    "channel", w->id, (int)w->pid);
+			return -EBUSY;
+		}
 		if (w->state == W_READY && p->slots[w->id].cur == w)
 			continue;
 		snprintf(err, len, "busy: worker %d (pid %d) is %s", w->id,
@@ -1323,7 +1402,7 @@ upgrade_request(struct pool *p, const char *bin, unsigned *serial,
 		    bin);
 		return -EINVAL;
 	}
-	if (p->conf->mode != MODE_SHARED && p->conf->mode != MODE_REUSEPORT) {
+	if (!UPGRADABLE(p->conf->mode)) {
 		snprintf(err, len, "--mode %s: not upgraded in place (its "
 		    "connections pass through the master); restart it",
 		    mode_names[p->conf->mode]);
@@ -1382,6 +1461,16 @@ upgrade_run(struct pool *p)
 	if (!up.pending)
 		return;
 	up.pending = false;
+	/*
+	 * The state as of now: the probe checked one from before the
+	 * client's answer, and in balance mode connections came and went.
+	 */
+	if (pool_still(p, up.last_error, sizeof(up.last_error)) < 0) {
+		up.attempts++;
+		goto failed;
+	}
+	free(up.pending_state);
+	up.pending_state = state_build(p);
 	up.attempts++;
 	up.asked_mono = now_mono();
 	st = json_tokener_parse(up.pending_state);

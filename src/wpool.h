@@ -760,6 +760,13 @@ long	balance_requests(const struct worker *);
 bool	balance_has_channel(const struct worker *);
 int	balance_parse_message(const char *, size_t, long long *);
 
+/* `wpool upgrade` in balance mode: the channels and the queue, as JSON. */
+struct json_object *chan_export(struct pool *, struct worker *);
+int	chan_adopt(struct pool *, struct worker *, struct json_object *);
+struct json_object *acceptq_export(struct pool *);
+void	acceptq_adopt(struct pool *, struct json_object *);
+int	balance_flush(struct pool *);
+
 /* balance.c */
 void	balance_pool_resized(struct pool *);
 void	balance_free(struct pool *);

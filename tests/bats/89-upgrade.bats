@@ -262,7 +262,7 @@ EOF
 	refute [ -e "$WPOOL_CONTROL" ]
 }
 
-@test "upgrade during a reload waits for it (busy, asked again), then upgrades; balance mode is refused by name" {
+@test "upgrade during a reload waits for it (busy, asked again), then upgrades; inetd mode is refused by name" {
 	start_wpool -n 2 --ready notify -b 127.0.0.1:0 -- "$TESTSRV" --notify --delay-start 0.4
 	wait_for_workers 2
 	run -0 "$WPOOL" reload --no-wait
@@ -270,9 +270,9 @@ EOF
 	assert_output --partial "upgraded: master pid $WPOOL_PID (unchanged), 2 workers kept"
 	assert_equal "$("$WPOOL" status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["generation"], d["reload"]["state"])')" "1 done"
 	stop_wpool
-	start_wpool -m balance -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
+	start_wpool -m inetd -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
 	run -1 "$WPOOL" upgrade
-	assert_output --partial "--mode balance: not upgraded in place (its connections pass through the master)"
+	assert_output --partial "--mode inetd: not upgraded in place (its connections pass through the master)"
 }
 
 @test "-b systemd (socket activation): the new image parses it again and keeps fd 3; new workers get LISTEN_FDS" {
