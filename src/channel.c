@@ -17,6 +17,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +151,8 @@ chan_eligible(const struct pool *p, const struct worker *w)
 	if (w == NULL || (ch = w->chan) == NULL)
 		return false;
 	return w->state == W_READY && !w->stop_sent && ch->fd >= 0 &&
-	    !ch->full && ch->garbage == 0 && !w->recycle_pending &&
+	    !ch->full && (ch->garbage == 0 || ch->active == 0) &&
+	    !w->recycle_pending &&
 	    (!ch->watch.stalled || !ch->probing) && !ch->muted &&
 	    ch->active < WORKER_MAX_INFLIGHT &&
 	    (p->conf->max_requests == 0 || ch->requests < ch->max_requests);
@@ -794,16 +796,17 @@ int_member(json_object *o, const char *key, long long min, long long max)
 
 /*
  * A message from a worker: {"type":"closed","id":N} (0, *id = N),
- * {"type":"ready"} (1) or {"type":"hello","version":2,"batch":K} (2,
- * *id = K, 1 <= K <= 253: the worker reads version 2's messages of up to
- * K fds).  -EINVAL for anything else.
+ * {"type":"ready"} (1), {"type":"hello","version":V,"batch":K} with V >= 2
+ * (2, *id = K, at most 253: the worker reads version 2's messages of up to
+ * K fds; a newer V is read as 2) or with V = 1 (3: it stays version 1).
+ * -EINVAL for anything else.
  */
 int
 balance_parse_message(const char *buf, size_t len, long long *id)
 {
 	json_object *o, *t, *v;
 	const char *type;
-	long long k;
+	long long k, ver;
 	int	 r = -EINVAL;
 
 	if (len == 0 || len > CHAN_MSG_MAX)
@@ -824,10 +827,15 @@ balance_parse_message(const char *buf, size_t len, long long *id)
 			*id = json_object_get_int64(v);
 			r = 0;
 		} else if (strcmp(type, "hello") == 0 &&
-		    int_member(o, "version", 2, 2) == 2 &&
-		    (k = int_member(o, "batch", 1, CHAN_BATCH_MAX)) > 0) {
-			*id = k;
-			r = 2;
+		    (ver = int_member(o, "version", 1, INT_MAX)) > 0 &&
+		    (k = int_member(o, "batch", 1, LLONG_MAX)) > 0) {
+			/*
+			 * A newer library says the newest version it reads:
+			 * 2 is what this master speaks; a larger batch than
+			 * a message can carry is the largest that can.
+			 */
+			*id = k < CHAN_BATCH_MAX ? k : CHAN_BATCH_MAX;
+			r = ver == 1 ? 3 : 2;
 		}
 	}
 	json_object_put(o);
@@ -855,9 +863,12 @@ chan_hello(struct pool *p, struct chan *ch, int k)
 
 /*
  * A message that is not one the protocol has: logged once per run of
- * them; the worker gets no connections until a good message comes, and
- * is replaced (and no longer read: a flood costs the master nothing) if
- * GARBAGE_LIMIT come in a row.
+ * them; while the worker holds connections it gets no more until a good
+ * message comes (a "closed" of one of them), and it is replaced (and no
+ * longer read: a flood costs the master nothing) if GARBAGE_LIMIT come in
+ * a row.  One that holds none has nothing good to send: it is given
+ * connections again, or a single bad message would take it out of the
+ * pool for good while it counts as ready.
  */
 static void
 chan_garbage(struct pool *p, struct chan *ch, const char *what)
@@ -865,8 +876,8 @@ chan_garbage(struct pool *p, struct chan *ch, const char *what)
 	struct worker *w = ch->w;
 
 	if (ch->garbage++ == 0)
-		log_warnx("worker %d (pid %d) %s: no more connections until "
-		    "it behaves", w->id, (int)w->pid, what);
+		log_warnx("worker %d (pid %d) %s: no more connections while "
+		    "it holds one, until it behaves", w->id, (int)w->pid, what);
 	if (ch->garbage == GARBAGE_LIMIT) {
 		ch->muted = true;
 		loop_mod(ch->fd, 0);
@@ -933,6 +944,8 @@ chan_message(struct pool *p, struct chan *ch, char *buf, size_t len)
 		}
 		if (r == 2)
 			chan_hello(p, ch, (int)id);
+		else if (r == 3)
+			ch->garbage = 0;	/* a hello of version 1's */
 		else if (r == 1) {
 			ch->garbage = 0;
 			pool_worker_notify(p, ch->w, "READY", "1");

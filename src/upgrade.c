@@ -68,6 +68,11 @@
 #define ENV_BACK		"WPOOL_UPGRADE_BACK_FD"
 #define ENV_FAILED		"WPOOL_UPGRADE_FAILED"
 #define PROBE_OPT		"--upgrade-probe"
+/*
+ * What a probe that can adopt the state prints last: exiting 0 is not
+ * enough (/bin/true does), the new binary must be a wpool that read it.
+ */
+#define PROBE_TOKEN		"wpool-upgrade-probe: can adopt format"
 /* The probe must answer within this long, or the upgrade is refused. */
 #define PROBE_TIMEOUT_MS	5000
 /* What of the probe's stderr is kept for the client. */
@@ -864,6 +869,8 @@ upgrade_start(const struct conf *c)
 			close(fd);
 			json_object_put(up.state);
 			up.state = NULL;
+			printf("%s %d\n", PROBE_TOKEN, UPGRADE_FORMAT);
+			fflush(stdout);
 			return 0;
 		}
 		snprintf(err, sizeof(err), "the state is pid %lld's, not "
@@ -1311,6 +1318,8 @@ probe(const char *bin, const char *s, char *err, size_t len)
 		/* Its signals as a new process's; its output to the pipe. */
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
+		/* A group of its own: a timeout ends what it started too. */
+		setpgid(0, 0);
 		dup2(pipefd[1], STDERR_FILENO);
 		dup2(pipefd[1], STDOUT_FILENO);
 		set_cloexec(sfd, false);
@@ -1339,6 +1348,7 @@ probe(const char *bin, const char *s, char *err, size_t len)
 		int	 left = (int)((deadline - now_mono()) * 1000);
 
 		if (left <= 0) {
+			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			close(pipefd[0]);
@@ -1366,14 +1376,27 @@ probe(const char *bin, const char *s, char *err, size_t len)
 	    now_mono() < deadline)
 		poll(NULL, 0, 5);
 	if (r == 0) {
+		kill(-pid, SIGKILL);
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		snprintf(err, len, "the new binary %s did not answer its probe "
 		    "within %ds", bin, PROBE_TIMEOUT_MS / 1000);
 		return -ETIMEDOUT;
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
+	/* What it left running in its group ends with it. */
+	kill(-pid, SIGKILL);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		char	 want[64];
+
+		snprintf(want, sizeof(want), "%s %d\n", PROBE_TOKEN,
+		    UPGRADE_FORMAT);
+		if (strstr(out, want) != NULL)
+			return 0;
+		snprintf(err, len, "the new binary %s exited 0 from its probe "
+		    "without saying it can adopt the state: not a wpool that "
+		    "upgrades in place", bin);
+		return -EINVAL;
+	}
 	probe_why(status, out, err, len, bin);
 	return -EINVAL;
 }

@@ -52,6 +52,17 @@ load ../upgrade_helpers
 	chmod +x "$BATS_TEST_TMPDIR/refuse"
 	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/refuse"
 	assert_output --partial "refused the state (exit 1): state format 99 only"
+	# A program that exits 0 to anything (the pool was lost to it: the
+	# master exec'd /bin/true), and a slow one, whose child the timeout
+	# ends too.
+	run -1 "$WPOOL" upgrade --binary /bin/true
+	assert_output --partial "exited 0 from its probe without saying it can adopt the state"
+	printf '#!/bin/sh\nsleep 60 &\necho $! >"%s"\nwait\n' "$BATS_TEST_TMPDIR/slow.pid" \
+		>"$BATS_TEST_TMPDIR/slow"
+	chmod +x "$BATS_TEST_TMPDIR/slow"
+	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/slow"
+	assert_output --partial "did not answer its probe within 5s"
+	wait_gone "$(cat "$BATS_TEST_TMPDIR/slow.pid")" --timeout 2
 	printf 'not a program\n' >"$BATS_TEST_TMPDIR/plain"
 	run -1 "$WPOOL" upgrade --binary "$BATS_TEST_TMPDIR/plain"
 	assert_output --partial "Permission denied"

@@ -142,7 +142,7 @@ burst_ok() {
 	wait_st 5 "W[1]['requests'] == 8 and W[1]['connections'] == 0"
 }
 
-@test "a hello is untrusted: a bad version or batch is garbage; a batch of 253 with long names stays within a message" {
+@test "a hello is untrusted: a batch below 1 or not a number, or no version, is garbage; a batch of 253 with long names stays within a message" {
 	local long
 	long=$(printf 'n%.0s' {1..200})
 	start_wpool -m balance --ready notify -n 1 -b "127.0.0.1:0,name=$long" -- \
@@ -169,4 +169,25 @@ os.execv(sys.executable, [sys.executable] + sys.argv[1:])' \
 	assert_output "40 1 0"
 	run awk '$1 == "msg" && $3 > 1 { n++ } END { print (n > 0) }' "$BATS_TEST_TMPDIR/msgs"
 	assert_output 1
+}
+
+@test "one bad message from a worker that holds no connection does not take it out of the pool; a newer hello is read as version 2" {
+	# Each worker's first message is garbage (a "closed" for a connection
+	# it never had), its next a hello of a newer library; then it serves.
+	# No {"type":"ready"} (a good message) follows: --ready exec.
+	start_wpool -m balance --ready exec -n 2 -b 127.0.0.1:0 -- \
+		"$PY" -c '
+import os, socket, sys, time
+chan = socket.socket(fileno=3)
+chan.send(b"{\"type\":\"closed\",\"id\":1000000}")
+time.sleep(0.1)
+os.execv(sys.executable, [sys.executable] + sys.argv[1:])' \
+		"$BATCH_WORKER" --hello 300 --version 3 --log "$BATS_TEST_TMPDIR/msgs"
+	wait_for_log_count "reported connection 1000000 closed, which it does not hold" 2
+	wait_st 5 "d['alive'] == 2"
+	run client get "$PORT" / -n 6 --timeout 5
+	refute_output --partial ERR
+	assert_equal "$(grep -c '^pid=' <<<"$output")" 6
+	# The newer hello was read (no garbage), and the batch cut to 253.
+	assert_equal "$(log_count "sent a message that is not")" 0
 }

@@ -6,6 +6,7 @@ that shows what each message of the channel holds.
                 master reads version 2 ($WPOOL_CONN_VERSION >= 2), as
                 include/wpool-worker.h does; report closed connections in
                 one message (v2 lines) per message received
+  --version V   say version V in the hello instead (a newer library's)
   --log FILE    append `msg PID NFDS BYTES` for every message
   --gate FILE   send {"type":"ready"} once FILE exists (--ready notify)
   --peek        never read: wait for a message, MSG_PEEK it, log it as
@@ -22,6 +23,7 @@ import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--hello", type=int, default=0)
+ap.add_argument("--version", type=int, default=2)
 ap.add_argument("--log")
 ap.add_argument("--gate")
 ap.add_argument("--peek", action="store_true")
@@ -31,7 +33,8 @@ chan = socket.socket(fileno=int(os.environ["WPOOL_CONN_FD"]))
 pid = os.getpid()
 v2 = a.hello > 0 and int(os.environ.get("WPOOL_CONN_VERSION", "1")) >= 2
 if v2:
-    chan.send(b'{"type":"hello","version":2,"batch":%d}' % a.hello)
+    chan.send(b'{"type":"hello","version":%d,"batch":%d}'
+              % (a.version, a.hello))
 
 
 def log(line):

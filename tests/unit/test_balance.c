@@ -214,19 +214,24 @@ main(void)
 	check("{\"type\":\"closed\",\"id\":007}", 0, 7);
 	/* ready */
 	check("{\"type\":\"ready\"}", 1, 0);
-	/* Version 2's hello: version 2 exactly, a batch of 1..253. */
+	/*
+	 * A hello: version 2, or a newer one read as 2, or 1 (3: stays
+	 * version 1); a batch of 1 or more, 253 at most as read.
+	 */
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":64}", 2, 64);
 	check("{\"batch\":1,\"version\":2,\"type\":\"hello\"}", 2, 1);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":253}", 2, 253);
-	check("{\"type\":\"hello\",\"version\":2,\"batch\":254}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":254}", 2, 253);
+	check("{\"type\":\"hello\",\"version\":2,\"batch\":9000000000}", 2, 253);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":0}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":-1}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":\"8\"}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":8.0}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,"
 	    "\"batch\":99999999999999999999}", -EINVAL, 0);
-	check("{\"type\":\"hello\",\"version\":3,\"batch\":8}", -EINVAL, 0);
-	check("{\"type\":\"hello\",\"version\":1,\"batch\":8}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":3,\"batch\":8}", 2, 8);
+	check("{\"type\":\"hello\",\"version\":0,\"batch\":8}", -EINVAL, 0);
+	check("{\"type\":\"hello\",\"version\":1,\"batch\":8}", 3, 8);
 	check("{\"type\":\"hello\",\"batch\":8}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":8}x", -EINVAL, 0);
