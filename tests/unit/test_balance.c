@@ -228,7 +228,7 @@ main(void)
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":\"8\"}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,\"batch\":8.0}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":2,"
-	    "\"batch\":99999999999999999999}", -EINVAL, 0);
+	    "\"batch\":99999999999999999999}", 2, 253);
 	check("{\"type\":\"hello\",\"version\":3,\"batch\":8}", 2, 8);
 	check("{\"type\":\"hello\",\"version\":0,\"batch\":8}", -EINVAL, 0);
 	check("{\"type\":\"hello\",\"version\":1,\"batch\":8}", 3, 8);
