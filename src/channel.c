@@ -983,11 +983,16 @@ chan_event(int fd, uint32_t ev, void *arg)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n <= 0) {
+		if (n == 0 && ch->peer >= 0) {
 			/*
-			 * The master holds the worker's end too, so this is
-			 * not the worker closing its own: an error.
+			 * The master holds the worker's end too: not its end
+			 * closing, but a message of no bytes.
 			 */
+			chan_garbage(p, ch, "sent an empty message");
+			continue;
+		}
+		if (n <= 0) {
+			/* An error (or the end, once the peer is gone). */
 			chan_lost(p, ch);
 			break;
 		}

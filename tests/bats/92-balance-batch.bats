@@ -191,3 +191,23 @@ os.execv(sys.executable, [sys.executable] + sys.argv[1:])' \
 	# The newer hello was read (no garbage), and the batch cut to 253.
 	assert_equal "$(log_count "sent a message that is not")" 0
 }
+
+@test "an empty message on the channel is garbage, logged, not the channel's end: the worker serves on, not restarted" {
+	start_wpool -m balance --ready exec -n 1 -b 127.0.0.1:0 -- \
+		"$PY" -c '
+import os, socket, sys, time
+chan = socket.socket(fileno=3)
+chan.send(b"")
+time.sleep(0.1)
+os.execv(sys.executable, [sys.executable] + sys.argv[1:])' \
+		"$BATCH_WORKER" --hello 8 --log "$BATS_TEST_TMPDIR/msgs"
+	wait_for_log "sent an empty message"
+	wait_st 5 "d['alive'] == 1"
+	local pid
+	pid=$(worker_pids)
+	run client get "$PORT" / -n 4 --timeout 5
+	refute_output --partial ERR
+	assert_equal "$(grep -c '^pid=' <<<"$output")" 4
+	assert_equal "$(worker_pids)" "$pid"
+	assert_equal "$(log_count 'worker 0 started')" 1
+}
