@@ -54,9 +54,18 @@ announce_inetd(struct pool *p)
  * that stays (its worker stuck) wakes it once per period at most, until
  * the slot is left out.  An excluded slot is not watched (its queue would
  * fire at once, and it gets no new connections); it is read at the
- * samples that the others' connections bring.  A burst of connections
- * onto idle workers (64 connect()s take ~2 ms on loopback) is over before
- * the master looks: it is spread at random, as the kernel's hash would.
+ * samples that the others' connections bring.
+ *
+ * Where the master may load an eBPF program (CAP_BPF: as root, outside a
+ * seccomp filter that forbids bpf()), ksteer.c places each connection in
+ * the kernel on the slot with the fewest placed so far, among those this
+ * gives the lowest weight (ready and short-queued, then stuck ones, then
+ * ones whose worker is starting): a burst onto idle workers (64
+ * connect()s take ~2 ms on loopback, before the master's first look) is
+ * spread evenly, not at random, and a closing slot's connections move to
+ * another.  Elsewhere the classic BPF program of listen.c picks at random
+ * among the set above, and such a burst is spread as the kernel's hash
+ * would.
  */
 #define STEER_PERIOD	0.01	/* seconds between samples while flowing */
 #define STEER_SLACK	3	/* queued over the shortest that still gets more */
@@ -68,6 +77,7 @@ struct steer {
 	int	 last[WPOOL_MAX_WORKERS];	/* TCP positions attached */
 	int	 nlast;		/* -1: not known */
 	unsigned turn;		/* which of them is watched next */
+	struct ksteer *k;	/* the eBPF placement, or NULL: classic */
 };
 
 static void steer_group(struct pool *);
@@ -139,10 +149,27 @@ on_steer_watch(int fd, uint32_t ev, void *arg)
 	}
 }
 
+/* Placement falls back to the classic program, said once. */
+static void
+ksteer_lost(struct steer *st, const char *why)
+{
+	static bool said;
+
+	ksteer_free(st->k);
+	st->k = NULL;
+	if (said)
+		return;
+	said = true;
+	log_info("reuseport: new TCP connections go at random among the "
+	    "least-queued ready slots, not to the least loaded one (%s; the "
+	    "eBPF program needs CAP_BPF)", why);
+}
+
 /* Watches a new slot's TCP sockets; its watch is armed once it steers. */
 static void
 steer_watch_add(struct pool *p, struct slot *s)
 {
+	char	 err[256];
 	size_t	 i;
 	bool	 tcp = false;
 
@@ -154,11 +181,18 @@ steer_watch_add(struct pool *p, struct slot *s)
 		p->steer = xcalloc(1, sizeof(*p->steer));
 		p->steer->nlast = -1;
 		timer_init(&p->steer->timer, on_steer_timer, p);
+		if (ksteer_new(p->conf->nlisteners, &p->steer->k, err,
+		    sizeof(err)) < 0)
+			ksteer_lost(p->steer, err);
 	}
 	for (i = 0; i < p->conf->nlisteners; i++)
-		if (p->conf->listeners[i].type != L_UDP)
+		if (p->conf->listeners[i].type != L_UDP) {
 			/* Off (no event set) until the first steering. */
 			(void)loop_add(s->fds[i], EPOLLONESHOT, on_steer_watch, s);
+			if (p->steer->k != NULL && ksteer_join(p->steer->k, i,
+			    s->id, s->fds[i], err, sizeof(err)) < 0)
+				ksteer_lost(p->steer, err);
+		}
 }
 
 /*
@@ -181,6 +215,8 @@ migrate_check(struct pool *p)
 		tcp |= p->conf->listeners[i].type != L_UDP;
 	if (said || !tcp || p->ngroup < 2 || p->state != POOL_RUNNING)
 		return;
+	if (p->steer != NULL && ksteer_migrates(p->steer->k))
+		return;		/* the eBPF program places them */
 	said = true;
 	if ((f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re")) == NULL) {
 		log_info("reuseport: this kernel has no "
@@ -277,6 +313,8 @@ slot_close_fds(struct pool *p, struct slot *s)
 	if (s->fds == NULL)
 		return;
 	migrate_check(p);
+	if (p->steer != NULL)
+		ksteer_leave(p->steer->k, s->id);
 	for (i = 0; i < p->conf->nlisteners; i++) {
 		loop_del(s->fds[i]);
 		sdnotify_forget_fd(p, s->fds[i]);
@@ -296,6 +334,7 @@ slot_close_fds(struct pool *p, struct slot *s)
 		p->steer->nlast = -1;
 		if (p->ngroup == 0) {
 			timer_cancel(&p->steer->timer);
+			ksteer_free(p->steer->k);
 			free(p->steer);
 			p->steer = NULL;
 		}
@@ -384,6 +423,44 @@ inodes_channel(struct pool *p, struct worker *w, uint64_t *out)
 }
 
 /*
+ * The eBPF placement's weights, by the rule of steer_load; the program
+ * attached (again only if the slot ids grew).  -1: it is lost.
+ */
+static int
+ksteer_group(struct pool *p, struct steer *st, int qmin)
+{
+	uint32_t base[2 * WPOOL_MAX_WORKERS];
+	int	 ids[2 * WPOOL_MAX_WORKERS];
+	char	 err[256];
+	int	 pos, nslots = 0;
+	size_t	 i;
+
+	for (pos = 0; pos < p->ngroup; pos++) {
+		const struct slot *s = &p->slots[p->group[pos]];
+
+		ids[pos] = s->id;
+		if (slot_serving(s))
+			base[pos] = st->queued[s->id] <= qmin + STEER_SLACK ?
+			    0 : KSTEER_STUCK;
+		else if (s->wanted && !s->draining)
+			base[pos] = KSTEER_WAIT;
+		else
+			base[pos] = KSTEER_OUT;
+		if (s->id + 1 > nslots)
+			nslots = s->id + 1;
+	}
+	ksteer_weigh(st->k, ids, base, p->ngroup);
+	for (i = 0; i < p->conf->nlisteners; i++)
+		if (p->conf->listeners[i].type != L_UDP &&
+		    ksteer_attach(st->k, i, p->slots[p->group[0]].fds[i],
+		    nslots, err, sizeof(err)) < 0) {
+			ksteer_lost(st, err);
+			return -1;
+		}
+	return 0;
+}
+
+/*
  * reuseport: new TCP connections go only to the sockets of slots whose
  * worker is ready, and of those to the least loaded (above); a dead
  * worker's queue waits for its successor, and gets no more meanwhile.
@@ -432,11 +509,15 @@ steer_load(struct pool *p, bool force)
 	ntcp = nready > 0 ? nleast : nkept;
 	same = st != NULL && st->nlast == ntcp &&
 	    memcmp(st->last, tcp, (size_t)ntcp * sizeof(int)) == 0;
+	if (st != NULL && st->k != NULL && ksteer_group(p, st, qmin) < 0)
+		force = true;	/* lost: the classic program, everywhere */
 	for (i = 0; ntcp > 0 && i < p->conf->nlisteners; i++) {
 		udp = p->conf->listeners[i].type == L_UDP;
 		if (udp && force && nkept > 0)
 			r = listener_steer(p->slots[p->group[0]].fds[i], kept,
 			    nkept, true);
+		else if (!udp && st != NULL && st->k != NULL)
+			continue;
 		else if (!udp && (force || !same))
 			r = listener_steer(p->slots[p->group[0]].fds[i], tcp,
 			    ntcp, false);

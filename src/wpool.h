@@ -75,6 +75,20 @@ int	listener_dgram_waiting(int);
 int	listener_expand_systemd(struct listener **, size_t *, size_t, char *,
 	    size_t);
 
+/* ksteer.c: reuseport steering by an eBPF program (needs CAP_BPF). */
+#define KSTEER_OUT	0x7fffffffu	/* never chosen */
+#define KSTEER_WAIT	(1u << 30)	/* only if no slot is ready */
+#define KSTEER_STUCK	(1u << 29)	/* only if every ready one is stuck */
+struct ksteer;
+int	ksteer_new(size_t, struct ksteer **, char *, size_t);
+void	ksteer_free(struct ksteer *);
+int	ksteer_join(struct ksteer *, size_t, int, int, char *, size_t);
+int	ksteer_attach(struct ksteer *, size_t, int, int, char *, size_t);
+bool	ksteer_migrates(const struct ksteer *);
+void	ksteer_weigh(struct ksteer *, const int *, const uint32_t *, int);
+uint32_t ksteer_placed(const struct ksteer *, int);
+void	ksteer_leave(struct ksteer *, int);
+
 /* parse.c: the value parsers, and the names of the enums below. */
 int	parse_duration(const char *, double *);
 int	parse_size(const char *, uint64_t *);
