@@ -17,12 +17,13 @@
 #
 # How connections land decides the tail: least-conn spreads them evenly;
 # shared mode lets whichever worker wakes first take them (epoll without
-# EPOLLEXCLUSIVE); reuseport picks at random among the ready slots whose
-# accept queue is short.  The 64 connections come in one burst onto idle
-# workers (~2 ms on loopback), before the master's next look at the
-# queues (every 10 ms while connections flow), so steering by load cannot
-# even out that burst: it is placed at random, as before.  A worker with more connections
-# than its share is more loaded, and its clients wait.
+# EPOLLEXCLUSIVE); reuseport, run as root, has the kernel place each on the
+# ready slot with the fewest placed so far (wpool's eBPF program), which
+# spreads the burst of 64 connections onto idle workers (~2 ms on
+# loopback, before the master's first look at the queues) as evenly as
+# least-conn; without CAP_BPF, and in WPOOL_BASE's older build, the pick is
+# random, and a worker with more connections than its share is more
+# loaded, and its clients wait.
 #
 # Each round starts a fresh pool per mode (so shared and reuseport place
 # connections anew), in rotated order, with the same request sequence
