@@ -63,6 +63,7 @@ struct ksteer {
 	size_t	 nl;
 	struct ksteer_listener *l;
 	bool	 migrate;	/* loaded as select-or-migrate */
+	bool	 adopted;	/* from the image before an upgrade */
 };
 
 static int
@@ -267,6 +268,9 @@ ksteer_join(struct ksteer *k, size_t li, int id, int fd, char *err,
 	a.value = (uint64_t)(uintptr_t)&val;
 	a.flags = BPF_ANY;
 	if (sys_bpf(BPF_MAP_UPDATE_ELEM, &a) < 0) {
+		/* A socket in one array is refused there again: EBUSY. */
+		if (errno == EBUSY && k->adopted)
+			return 0;
 		snprintf(err, len, "cannot put worker %d's socket in the "
 		    "reuseport socket array: %s", id, strerror(errno));
 		return -1;
@@ -399,4 +403,72 @@ ksteer_leave(struct ksteer *k, int id)
 	if (k != NULL && id >= 0 && id < KS_MAX)
 		__atomic_store_n(&k->mem->base[id], KSTEER_OUT,
 		    __ATOMIC_RELAXED);
+}
+
+/* The fds an in-place upgrade hands to the next image. */
+void
+ksteer_fds(const struct ksteer *k, struct ksteer_fds *f)
+{
+	size_t	 i;
+
+	memset(f, 0, sizeof(*f));
+	f->map = k->map;
+	f->migrate = k->migrate;
+	f->nl = k->nl < WPOOL_MAX_LISTENERS ? k->nl : WPOOL_MAX_LISTENERS;
+	for (i = 0; i < f->nl; i++) {
+		f->socks[i] = k->l[i].socks;
+		f->prog[i] = k->l[i].prog;
+		f->nslots[i] = k->l[i].nslots;
+	}
+}
+
+/*
+ * The placement the image before an upgrade had, with its counts and
+ * weights: its program stays attached (the kernel holds it and its maps),
+ * and its socket arrays, which alone may hold the sockets, are taken
+ * over.  Takes the fds whatever happens (closed on failure).
+ */
+int
+ksteer_adopt(const struct ksteer_fds *f, size_t nl, struct ksteer **out,
+    char *err, size_t len)
+{
+	struct ksteer *k;
+	size_t	 i;
+
+	*out = NULL;
+	k = xcalloc(1, sizeof(*k));
+	k->map = f->map;
+	k->migrate = f->migrate;
+	k->adopted = true;
+	k->nl = nl;
+	k->l = xcalloc(nl > 0 ? nl : 1, sizeof(*k->l));
+	for (i = 0; i < nl; i++) {
+		k->l[i].socks = i < f->nl ? f->socks[i] : -1;
+		k->l[i].prog = i < f->nl ? f->prog[i] : -1;
+		k->l[i].nslots = i < f->nl ? f->nslots[i] : 0;
+	}
+	for (i = nl; i < f->nl; i++) {
+		if (f->socks[i] >= 0)
+			close(f->socks[i]);
+		if (f->prog[i] >= 0)
+			close(f->prog[i]);
+	}
+	if (f->nl != nl) {
+		snprintf(err, len, "the upgrade handed over %zu socket arrays "
+		    "for %zu listeners", f->nl, nl);
+		goto fail;
+	}
+	k->mem = mmap(NULL, sizeof(struct ksteer_mem), PROT_READ | PROT_WRITE,
+	    MAP_SHARED, k->map, 0);
+	if (k->mem == MAP_FAILED) {
+		k->mem = NULL;
+		snprintf(err, len, "cannot map the BPF map handed over: %s",
+		    strerror(errno));
+		goto fail;
+	}
+	*out = k;
+	return 0;
+fail:
+	ksteer_free(k);
+	return -1;
 }

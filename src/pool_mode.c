@@ -169,6 +169,7 @@ ksteer_lost(struct steer *st, const char *why)
 static void
 steer_watch_add(struct pool *p, struct slot *s)
 {
+	struct ksteer_fds kf;
 	char	 err[256];
 	size_t	 i;
 	bool	 tcp = false;
@@ -181,7 +182,11 @@ steer_watch_add(struct pool *p, struct slot *s)
 		p->steer = xcalloc(1, sizeof(*p->steer));
 		p->steer->nlast = -1;
 		timer_init(&p->steer->timer, on_steer_timer, p);
-		if (ksteer_new(p->conf->nlisteners, &p->steer->k, err,
+		if (upgrade_take_ksteer(&kf) == 0) {
+			if (ksteer_adopt(&kf, p->conf->nlisteners,
+			    &p->steer->k, err, sizeof(err)) < 0)
+				ksteer_lost(p->steer, err);
+		} else if (ksteer_new(p->conf->nlisteners, &p->steer->k, err,
 		    sizeof(err)) < 0)
 			ksteer_lost(p->steer, err);
 	}
@@ -554,6 +559,13 @@ steer_load(struct pool *p, bool force)
 			pos = tcp[r];
 	if (pos >= 0)
 		steer_arm(p, &p->slots[p->group[pos]]);
+}
+
+/* reuseport's eBPF placement, for an upgrade to hand over; or NULL. */
+const struct ksteer *
+pool_ksteer(const struct pool *p)
+{
+	return p->steer != NULL ? p->steer->k : NULL;
 }
 
 static void

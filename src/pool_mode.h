@@ -51,6 +51,7 @@ struct mode_ops {
 const struct mode_ops *mode_of(const struct pool *);
 void	 slot_close_fds(struct pool *, struct slot *);
 void	 slot_adopt_fds(struct pool *, struct slot *, const int *);
+const struct ksteer *pool_ksteer(const struct pool *);
 int	 slot_queued(struct pool *, struct slot *);
 
 #endif

@@ -61,6 +61,9 @@
 #include <unistd.h>
 
 #include "wpool.h"
+#include "pool_mode.h"
+
+static json_object *ksteer_json(const struct ksteer *);
 
 #define UPGRADE_FORMAT		1
 #define ENV_FD			"WPOOL_UPGRADE_FD"
@@ -415,6 +418,8 @@ state_build(struct pool *p)
 		json_object_object_add(l, "fd", jint(metrics_fd(p)));
 		json_object_object_add(o, "metrics", l);
 	}
+	if (pool_ksteer(p) != NULL)
+		json_object_object_add(o, "ksteer", ksteer_json(pool_ksteer(p)));
 	/* The image to go back to runs with its own argv. */
 	a = json_object_new_array();
 	for (id = 0; id < up.argc; id++)
@@ -429,6 +434,34 @@ state_build(struct pool *p)
 }
 
 /*
+ * reuseport's eBPF placement (ksteer.c): its map, and each listener's
+ * socket array and program, which the kernel would not let a new image
+ * make again while the old program holds the sockets.
+ */
+static json_object *
+ksteer_json(const struct ksteer *k)
+{
+	struct ksteer_fds f;
+	json_object *o, *a, *l;
+	size_t	 i;
+
+	ksteer_fds(k, &f);
+	o = json_object_new_object();
+	json_object_object_add(o, "fd", jint(f.map));
+	json_object_object_add(o, "migrate", json_object_new_boolean(f.migrate));
+	a = json_object_new_array();
+	for (i = 0; i < f.nl; i++) {
+		l = json_object_new_object();
+		json_object_object_add(l, "socks", jint(f.socks[i]));
+		json_object_object_add(l, "prog", jint(f.prog[i]));
+		json_object_object_add(l, "nslots", jint(f.nslots[i]));
+		json_object_array_add(a, l);
+	}
+	json_object_object_add(o, "listeners", a);
+	return o;
+}
+
+/*
  * Every fd the state names, for FD_CLOEXEC's sake: how many; the first
  * max of them into fds.
  */
@@ -437,7 +470,8 @@ state_fd_list(json_object *st, int *fds, size_t max)
 {
 	json_object *a, *e, *f;
 	size_t	 i, j, n = 0;
-	static const char *const one[] = { "control", "notify", "metrics" };
+	static const char *const one[] = { "control", "notify", "metrics",
+	    "ksteer" };
 
 #define PUT(fd)	do {						\
 	int	 fd_ = (fd);							\
@@ -471,6 +505,13 @@ state_fd_list(json_object *st, int *fds, size_t max)
 	for (i = 0; i < sizeof(one) / sizeof(one[0]); i++)
 		if (json_object_object_get_ex(st, one[i], &e))
 			PUT((int)get_i(e, "fd", -1));
+	if (json_object_object_get_ex(st, "ksteer", &e) &&
+	    (a = get_a(e, "listeners")) != NULL)
+		for (i = 0; i < json_object_array_length(a); i++) {
+			f = json_object_array_get_idx(a, i);
+			PUT((int)get_i(f, "socks", -1));
+			PUT((int)get_i(f, "prog", -1));
+		}
 	if ((a = get_a(st, "output")) != NULL)
 		for (i = 0; i < json_object_array_length(a); i++)
 			PUT((int)get_i(json_object_array_get_idx(a, i), "fd",
@@ -981,6 +1022,58 @@ upgrade_take_fd(const char *what)
 	return fd;
 }
 
+static bool ksteer_taken;
+
+/* reuseport's eBPF placement handed over (once): 0, or -ENOENT. */
+int
+upgrade_take_ksteer(struct ksteer_fds *f)
+{
+	json_object *e, *a, *l;
+	size_t	 i;
+
+	if (!upgrade_adopting() || ksteer_taken ||
+	    !json_object_object_get_ex(up.state, "ksteer", &e) ||
+	    (f->map = (int)get_i(e, "fd", -1)) < 0)
+		return -ENOENT;
+	ksteer_taken = true;
+	set_cloexec(f->map, true);
+	f->migrate = json_object_object_get_ex(e, "migrate", &l) &&
+	    json_object_get_boolean(l);
+	f->nl = 0;
+	a = get_a(e, "listeners");
+	for (i = 0; a != NULL && i < json_object_array_length(a) &&
+	    i < WPOOL_MAX_LISTENERS; i++) {
+		l = json_object_array_get_idx(a, i);
+		f->socks[i] = (int)get_i(l, "socks", -1);
+		f->prog[i] = (int)get_i(l, "prog", -1);
+		f->nslots[i] = (int)get_i(l, "nslots", 0);
+		if (f->socks[i] >= 0)
+			set_cloexec(f->socks[i], true);
+		if (f->prog[i] >= 0)
+			set_cloexec(f->prog[i], true);
+		f->nl++;
+	}
+	return 0;
+}
+
+/* Handed over but not taken (no TCP slot adopted it): closed. */
+static void
+ksteer_untaken(void)
+{
+	struct ksteer_fds f;
+	size_t	 i;
+
+	if (upgrade_take_ksteer(&f) < 0)
+		return;
+	close(f.map);
+	for (i = 0; i < f.nl; i++) {
+		if (f.socks[i] >= 0)
+			close(f.socks[i]);
+		if (f.prog[i] >= 0)
+			close(f.prog[i]);
+	}
+}
+
 static int
 adopt_slot(struct pool *p, json_object *e)
 {
@@ -1129,6 +1222,7 @@ upgrade_adopt(struct pool *p)
 	if (json_object_object_get_ex(up.state, "balance", &g))
 		acceptq_adopt(p, g);
 	adopt_output(p, get_a(up.state, "output"));
+	ksteer_untaken();
 	kept = p->nworkers;
 	pool_adopt_done(p);
 	up.committed = true;

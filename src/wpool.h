@@ -88,6 +88,18 @@ bool	ksteer_migrates(const struct ksteer *);
 void	ksteer_weigh(struct ksteer *, const int *, const uint32_t *, int);
 uint32_t ksteer_placed(const struct ksteer *, int);
 void	ksteer_leave(struct ksteer *, int);
+/* What an in-place upgrade hands over (upgrade.c), by fd. */
+struct ksteer_fds {
+	int	 map;
+	bool	 migrate;
+	size_t	 nl;
+	int	 socks[WPOOL_MAX_LISTENERS];
+	int	 prog[WPOOL_MAX_LISTENERS];
+	int	 nslots[WPOOL_MAX_LISTENERS];
+};
+void	ksteer_fds(const struct ksteer *, struct ksteer_fds *);
+int	ksteer_adopt(const struct ksteer_fds *, size_t, struct ksteer **,
+	    char *, size_t);
 
 /* parse.c: the value parsers, and the names of the enums below. */
 int	parse_duration(const char *, double *);
@@ -828,6 +840,7 @@ int	upgrade_take_listener(struct listener *, size_t);
 int	upgrade_take_control(char *, size_t);
 int	upgrade_take_notify(char *, size_t);
 int	upgrade_take_fd(const char *);
+int	upgrade_take_ksteer(struct ksteer_fds *);
 int	upgrade_adopt(struct pool *);
 int	upgrade_request(struct pool *, const char *, unsigned *, char *,
 	    size_t);

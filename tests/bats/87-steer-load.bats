@@ -245,3 +245,20 @@ ctxt() {
 	wait_until 5 eval '(( $(count_tcp_listeners '"$PORT"') == 1 ))'
 	assert_equal "$(log_count 'tcp_migrate_req')" 0
 }
+
+@test "steer: after an in-place upgrade the new image places by load too (a burst spread 16 each), no fd leaked" {
+	start_wpool -m reuseport -n 4 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 4
+	local fds spread
+	fds=$(ls "/proc/$WPOOL_PID/fd" | wc -l)
+	run -0 "$WPOOL" upgrade 3>&-
+	run -0 "$WPOOL" upgrade 3>&-
+	assert_equal "$(ls "/proc/$WPOOL_PID/fd" | wc -l)" "$fds"
+	hold_conns 64 3
+	wait_until 10 grep -qx ok "$BATS_TEST_TMPDIR/hold.out"
+	spread=$(conns_per_worker)
+	echo "connections per worker after two upgrades: $spread"
+	assert_equal "$spread" 16/16/16/16
+	kill "$HOLD_PID" 2>/dev/null
+	wait "$HOLD_PID" 2>/dev/null || true
+}
