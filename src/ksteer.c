@@ -168,14 +168,13 @@ build(struct bpf_insn *p, int map, int socks, int n)
 	return k;
 }
 
-int
-ksteer_new(size_t nl, struct ksteer **out, char *err, size_t len)
+/* A placement for nl listeners, nothing open yet. */
+static struct ksteer *
+ks_alloc(size_t nl)
 {
-	union bpf_attr a;
 	struct ksteer *k;
 	size_t	 i;
 
-	*out = NULL;
 	k = xcalloc(1, sizeof(*k));
 	k->map = -1;
 	k->migrate = true;
@@ -185,6 +184,30 @@ ksteer_new(size_t nl, struct ksteer **out, char *err, size_t len)
 		k->l[i].socks = -1;
 		k->l[i].prog = -1;
 	}
+	return k;
+}
+
+/* The map's value, mapped into the master: 0, or -1 with why. */
+static int
+ks_map(struct ksteer *k, char *err, size_t len)
+{
+	k->mem = mmap(NULL, sizeof(struct ksteer_mem), PROT_READ | PROT_WRITE,
+	    MAP_SHARED, k->map, 0);
+	if (k->mem != MAP_FAILED)
+		return 0;
+	k->mem = NULL;
+	snprintf(err, len, "cannot map the BPF map: %s", strerror(errno));
+	return -1;
+}
+
+int
+ksteer_new(size_t nl, struct ksteer **out, char *err, size_t len)
+{
+	union bpf_attr a;
+	struct ksteer *k = ks_alloc(nl);
+	size_t	 i;
+
+	*out = NULL;
 	memset(&a, 0, sizeof(a));
 	a.map_type = BPF_MAP_TYPE_ARRAY;
 	a.key_size = 4;
@@ -196,14 +219,8 @@ ksteer_new(size_t nl, struct ksteer **out, char *err, size_t len)
 		    strerror(errno));
 		goto fail;
 	}
-	k->mem = mmap(NULL, sizeof(struct ksteer_mem), PROT_READ | PROT_WRITE,
-	    MAP_SHARED, k->map, 0);
-	if (k->mem == MAP_FAILED) {
-		k->mem = NULL;
-		snprintf(err, len, "cannot map the BPF map: %s",
-		    strerror(errno));
+	if (ks_map(k, err, len) < 0)
 		goto fail;
-	}
 	for (i = 0; i < KS_MAX; i++) {
 		k->mem->id[i] = (uint32_t)i;
 		k->mem->base[i] = KSTEER_OUT;
@@ -432,22 +449,20 @@ int
 ksteer_adopt(const struct ksteer_fds *f, size_t nl, struct ksteer **out,
     char *err, size_t len)
 {
-	struct ksteer *k;
+	struct ksteer *k = ks_alloc(nl);
 	size_t	 i;
 
 	*out = NULL;
-	k = xcalloc(1, sizeof(*k));
 	k->map = f->map;
 	k->migrate = f->migrate;
 	k->adopted = true;
-	k->nl = nl;
-	k->l = xcalloc(nl > 0 ? nl : 1, sizeof(*k->l));
-	for (i = 0; i < nl; i++) {
-		k->l[i].socks = i < f->nl ? f->socks[i] : -1;
-		k->l[i].prog = i < f->nl ? f->prog[i] : -1;
-		k->l[i].nslots = i < f->nl ? f->nslots[i] : 0;
-	}
-	for (i = nl; i < f->nl; i++) {
+	for (i = 0; i < f->nl; i++) {
+		if (i < nl) {
+			k->l[i].socks = f->socks[i];
+			k->l[i].prog = f->prog[i];
+			k->l[i].nslots = f->nslots[i];
+			continue;
+		}
 		if (f->socks[i] >= 0)
 			close(f->socks[i]);
 		if (f->prog[i] >= 0)
@@ -458,14 +473,8 @@ ksteer_adopt(const struct ksteer_fds *f, size_t nl, struct ksteer **out,
 		    "for %zu listeners", f->nl, nl);
 		goto fail;
 	}
-	k->mem = mmap(NULL, sizeof(struct ksteer_mem), PROT_READ | PROT_WRITE,
-	    MAP_SHARED, k->map, 0);
-	if (k->mem == MAP_FAILED) {
-		k->mem = NULL;
-		snprintf(err, len, "cannot map the BPF map handed over: %s",
-		    strerror(errno));
+	if (ks_map(k, err, len) < 0)
 		goto fail;
-	}
 	*out = k;
 	return 0;
 fail:

@@ -15,11 +15,10 @@ complete_setup() {
 	BG_POOLS=()
 	FAKES=()
 	TMUX_SOCK=
-	SHARED_DIRS=()
 }
 
 complete_teardown() {
-	local p d deadline
+	local p deadline
 	[[ -n $TMUX_SOCK ]] && tmux -S "$TMUX_SOCK" kill-server 2>/dev/null
 	for p in "${BG_POOLS[@]}" "${FAKES[@]}"; do
 		kill -TERM "$p" 2>/dev/null || continue
@@ -31,10 +30,6 @@ complete_teardown() {
 		wait "$p" 2>/dev/null || true
 	done
 	common_teardown
-	for d in "${SHARED_DIRS[@]}"; do
-		[[ -n $d && -d $d ]] && rm -rf -- "$d"
-	done
-	return 0
 }
 
 setup() {
@@ -43,15 +38,6 @@ setup() {
 
 teardown() {
 	complete_teardown
-}
-
-# shared_dir [MODE]: a fresh directory under /tmp, on the same file system
-# as BATS_TEST_TMPDIR but with parents other users can traverse; removed
-# by teardown.  Sets SDIR.
-shared_dir() {
-	SDIR=$(mktemp -d /tmp/wpool-bats.XXXXXX) || return 1
-	chmod "${1:-0755}" "$SDIR"
-	SHARED_DIRS+=("$SDIR")
 }
 
 # --- pools -----------------------------------------------------------------

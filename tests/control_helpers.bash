@@ -18,16 +18,10 @@ control_setup() {
 	common_setup
 	CTL="$BATS_TEST_TMPDIR/ctl.sock"
 	export WPOOL_CONTROL="$CTL"
-	SHARED_DIRS=()
 }
 
 control_teardown() {
 	common_teardown
-	local d
-	for d in "${SHARED_DIRS[@]}"; do
-		[[ -n $d && -d $d ]] && rm -rf -- "$d"
-	done
-	return 0
 }
 
 setup() {
@@ -36,14 +30,6 @@ setup() {
 
 teardown() {
 	control_teardown
-}
-
-# shared_dir: a fresh directory under /tmp that other users can traverse
-# (BATS_TEST_TMPDIR's parents are 0700); removed by teardown.  Sets SDIR.
-shared_dir() {
-	SDIR=$(mktemp -d /tmp/wpool-bats.XXXXXX) || return 1
-	chmod 0755 "$SDIR"
-	SHARED_DIRS+=("$SDIR")
 }
 
 # --- the client ------------------------------------------------------------

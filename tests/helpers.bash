@@ -47,6 +47,7 @@ common_setup() {
 	declare -gA WORKER_ID=()
 	RECORDED=()
 	HOLDERS=()
+	SHARED_DIRS=()
 	# A private control socket: tests never meet another pool's socket.
 	export WPOOL_CONTROL="$BATS_TEST_TMPDIR/ctl.sock"
 	# What the test runner itself may have been given must not leak in.
@@ -67,12 +68,25 @@ common_teardown() {
 		[[ $(proc_starttime "$pid") == "$start" ]] &&
 			kill -KILL "$pid" 2>/dev/null
 	done
+	local d
+	for d in "${SHARED_DIRS[@]}"; do
+		[[ -n $d && -d $d ]] && rm -rf -- "$d"
+	done
 	if ((${bad:-0} > 0)); then
 		fail "the pool counted $bad bad lifecycle transition(s) (bad_transitions in status --json): a wpool bug; log:
 $(cat "$LOG" 2>/dev/null)"
 		return 1
 	fi
 	return 0
+}
+
+# shared_dir [MODE]: a fresh directory under /tmp, on the same file system
+# as BATS_TEST_TMPDIR but with parents other users can traverse; removed
+# by common_teardown.  Sets SDIR.
+shared_dir() {
+	SDIR=$(mktemp -d /tmp/wpool-bats.XXXXXX) || return 1
+	chmod "${1:-0755}" "$SDIR"
+	SHARED_DIRS+=("$SDIR")
 }
 
 # lifecycle_bad_transitions: what the pool this test started, if it still
