@@ -102,6 +102,23 @@ sample_pids() {
 		grep -o '^pid=[0-9]*' | cut -d= -f2 || true
 }
 
+# stopped_gets_few ID: worker ID stopped (its accept queue then grows),
+# 60 connections one after the other get (almost) none to its socket: at
+# random a third (about 20) would wait there, each for the timeout.  Sets
+# STUCK (its pid) and OUT (the answering pids).
+stopped_gets_few() {
+	local n q
+	STUCK=$(pid_of_id "$1")
+	kill -STOP "$STUCK"
+	OUT=$(sample_pids 60 0.3)
+	n=$(grep -c . <<<"$OUT" || true)
+	q=$(queue_of_pid "$STUCK" "$PORT") || q=0
+	echo "answered $n of 60; queued on the stopped worker: $q"
+	! grep -qx "$STUCK" <<<"$OUT" || log_fail "the stopped worker answered"
+	((q <= 8)) || log_fail "$q connections were sent to the stopped worker's queue"
+	((n >= 52)) || log_fail "only $n of 60 connections were answered"
+}
+
 # ctxt PID: the voluntary context switches of PID so far.
 ctxt() {
 	awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$1/status"
@@ -110,18 +127,9 @@ ctxt() {
 @test "steer: a stopped worker's slot gets (almost) no new connection while the others serve" {
 	start_wpool -m reuseport -n 3 -b 127.0.0.1:0 -- "$TESTSRV"
 	wait_for_workers 3
-	local stuck out n q
-	stuck=$(pid_of_id 1)
-	kill -STOP "$stuck"
-	# 60 connections one after the other: at random a third (about 20)
-	# would wait on the stopped worker's socket, each for the timeout.
-	out=$(sample_pids 60 0.3)
-	n=$(grep -c . <<<"$out" || true)
-	q=$(queue_of_pid "$stuck" "$PORT") || q=0
-	echo "answered $n of 60; queued on the stopped worker: $q"
-	! grep -qx "$stuck" <<<"$out" || log_fail "the stopped worker answered"
-	((q <= 8)) || log_fail "$q connections were sent to the stopped worker's queue"
-	((n >= 52)) || log_fail "only $n of 60 connections were answered"
+	local stuck out
+	stopped_gets_few 1
+	stuck=$STUCK out=$OUT
 	# The others both served.
 	assert_equal "$(sort -u <<<"$out" | grep -c .)" 2
 	# Once it runs again it drains its queue and is given connections.
@@ -205,16 +213,8 @@ ctxt() {
 	wait_for_workers 3
 	wait_for_log 'go at random among the least-queued ready slots'
 	assert_equal "$(log_count 'go at random')" 1
-	local stuck out n q
-	stuck=$(pid_of_id 1)
-	kill -STOP "$stuck"
-	out=$(sample_pids 60 0.3)
-	n=$(grep -c . <<<"$out" || true)
-	q=$(queue_of_pid "$stuck" "$PORT") || q=0
-	echo "answered $n of 60; queued on the stopped worker: $q"
-	((q <= 8)) || log_fail "$q connections were sent to the stopped worker's queue"
-	((n >= 52)) || log_fail "only $n of 60 connections were answered"
-	kill -CONT "$stuck"
+	stopped_gets_few 1
+	kill -CONT "$STUCK"
 }
 
 @test "steer: without CAP_BPF, a slot's socket closing says once that net.ipv4.tcp_migrate_req is off" {
