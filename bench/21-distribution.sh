@@ -5,8 +5,10 @@
 #
 # Pools of NW=4 workers (on however many CPUs the machine has):
 #  * shared:    wpool -m shared    (one socket, every worker accepts on it)
-#  * reuseport: wpool -m reuseport (one socket per worker; wpool's cBPF
-#               program picks a ready worker at random for each connection)
+#  * reuseport: wpool -m reuseport (one socket per worker; run as root,
+#               wpool's eBPF program puts each connection on the ready
+#               worker with the fewest so far; without CAP_BPF its cBPF
+#               program picks a ready worker at random)
 #  * naive:     bench/reuseport_naive (one socket per worker, the kernel's
 #               4-tuple hash picks), for reference
 # Servers: tests/bin/rp_srv (epoll, accepts everything queued at each
