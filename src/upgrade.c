@@ -76,6 +76,13 @@ static json_object *ksteer_json(const struct ksteer *);
  * enough (/bin/true does), the new binary must be a wpool that read it.
  */
 #define PROBE_TOKEN		"wpool-upgrade-probe: can adopt format"
+/*
+ * And, on a line of its own after it, that it takes reuseport's eBPF
+ * placement (ksteer.c) by fd: an image that does not would leave those
+ * fds open for its workers to inherit, so they are handed only to one
+ * that says so (an older image's own program then replaces the kernel's).
+ */
+#define PROBE_KSTEER		"wpool-upgrade-probe: takes reuseport-ebpf"
 /* The probe must answer within this long, or the upgrade is refused. */
 #define PROBE_TIMEOUT_MS	5000
 /* What of the probe's stderr is kept for the client. */
@@ -110,6 +117,7 @@ static struct {
 	bool	 pending;
 	char	 binary[PATH_MAX];
 	char	*pending_state;
+	bool	 ksteer_ok;		/* the probe said PROBE_KSTEER */
 	/* What status shows. */
 	unsigned upgrades;		/* done into this pid */
 	unsigned attempts;		/* tried; the last one's serial */
@@ -418,7 +426,7 @@ state_build(struct pool *p)
 		json_object_object_add(l, "fd", jint(metrics_fd(p)));
 		json_object_object_add(o, "metrics", l);
 	}
-	if (pool_ksteer(p) != NULL)
+	if (pool_ksteer(p) != NULL && up.ksteer_ok)
 		json_object_object_add(o, "ksteer", ksteer_json(pool_ksteer(p)));
 	/* The image to go back to runs with its own argv. */
 	a = json_object_new_array();
@@ -910,7 +918,8 @@ upgrade_start(const struct conf *c)
 			close(fd);
 			json_object_put(up.state);
 			up.state = NULL;
-			printf("%s %d\n", PROBE_TOKEN, UPGRADE_FORMAT);
+			printf("%s %d\n%s\n", PROBE_TOKEN, UPGRADE_FORMAT,
+			    PROBE_KSTEER);
 			fflush(stdout);
 			return 0;
 		}
@@ -1484,8 +1493,10 @@ probe(const char *bin, const char *s, char *err, size_t len)
 
 		snprintf(want, sizeof(want), "%s %d\n", PROBE_TOKEN,
 		    UPGRADE_FORMAT);
-		if (strstr(out, want) != NULL)
+		if (strstr(out, want) != NULL) {
+			up.ksteer_ok = strstr(out, PROBE_KSTEER "\n") != NULL;
 			return 0;
+		}
 		snprintf(err, len, "the new binary %s exited 0 from its probe "
 		    "without saying it can adopt the state: not a wpool that "
 		    "upgrades in place", bin);
@@ -1543,6 +1554,7 @@ upgrade_request(struct pool *p, const char *bin, unsigned *serial,
 	if ((r = pool_still(p, err, len)) < 0)
 		return r;
 	free(up.pending_state);
+	up.ksteer_ok = false;
 	up.pending_state = state_build(p);
 	if ((r = probe(bin, up.pending_state, err, len)) < 0) {
 		free(up.pending_state);

@@ -255,3 +255,38 @@ ctxt() {
 	burst_is_even
 	assert_equal "$(log_count 'go at random')" 0
 }
+
+# bpf_fds PID: how many eBPF maps and programs PID holds.
+bpf_fds() {
+	local n=0 fd t
+	for fd in /proc/"$1"/fd/*; do
+		t=$(readlink "$fd" 2>/dev/null) || continue
+		[[ $t == anon_inode:bpf-map || $t == anon_inode:bpf-prog ]] && n=$((n + 1))
+	done
+	echo "$n"
+}
+
+@test "steer: an upgrade to an image that does not say it takes the eBPF placement hands it no BPF fd" {
+	start_wpool -m reuseport -n 2 -b 127.0.0.1:0 -- "$TESTSRV"
+	wait_for_workers 2
+	assert_equal "$(bpf_fds "$WPOOL_PID")" 3
+	# An older wpool's probe: the same, less the line that says so.
+	local old=$BATS_TEST_TMPDIR/wpool-old
+	cat >"$old" <<SH
+#!/bin/sh
+if [ "\$1" = --upgrade-probe ]; then
+	out=\$("$WPOOL" "\$@"); rc=\$?
+	printf '%s\n' "\$out" | grep -v 'takes reuseport-ebpf'
+	exit \$rc
+fi
+exec "$WPOOL" "\$@"
+SH
+	chmod 0755 "$old"
+	run -0 "$WPOOL" upgrade --binary "$old" 3>&-
+	# Not handed over, they closed at exec: the new image finds the
+	# sockets still held by the old program's arrays, says it places at
+	# random, and holds no BPF fd (an older image would not know them).
+	wait_for_log 'go at random'
+	assert_equal "$(bpf_fds "$WPOOL_PID")" 0
+	curl -fsS -m 2 "http://127.0.0.1:$PORT/" | grep -q '^pid='
+}

@@ -269,8 +269,10 @@ EOF
 	probe -n 1 -b 127.0.0.1:0 -- "$TESTSRV"
 	assert_equal "$status" 0
 	# It bound nothing and started nothing: the probe only checks, and
-	# says it can adopt the state (exiting 0 is not enough: /bin/true).
-	assert_equal "$output" "wpool-upgrade-probe: can adopt format 1"
+	# says it can adopt the state (exiting 0 is not enough: /bin/true),
+	# and that it takes reuseport's eBPF placement by fd.
+	assert_equal "$output" "wpool-upgrade-probe: can adopt format 1
+wpool-upgrade-probe: takes reuseport-ebpf"
 	refute [ -e "$WPOOL_CONTROL" ]
 }
 
