@@ -78,6 +78,11 @@ struct steer {
 	int	 nlast;		/* -1: not known */
 	unsigned turn;		/* which of them is watched next */
 	struct ksteer *k;	/* the eBPF placement, or NULL: classic */
+	/* With k: what each slot had at the last judging, and its verdict. */
+	double	 kjudged;
+	uint32_t kplaced[WPOOL_MAX_WORKERS];
+	int	 kqueued[WPOOL_MAX_WORKERS];
+	bool	 kidle[WPOOL_MAX_WORKERS];	/* accepted none since */
 };
 
 static void steer_group(struct pool *);
@@ -428,25 +433,39 @@ inodes_channel(struct pool *p, struct worker *w, uint64_t *out)
 }
 
 /*
- * The eBPF placement's weights, by the rule of steer_load; the program
- * attached (again only if the slot ids grew).  -1: it is lost.
+ * The eBPF placement's weights, by the rule of steer_load, but for what
+ * makes a slot stuck: a long queue and no connection accepted since the
+ * last judging (the connections placed on it, less what its queue grew):
+ * a worker that accepts, only behind for a moment (a burst, a busy CPU),
+ * keeps its share, and the counts stay even.  Judged at most every half
+ * period (samples on lifecycle events come closer; the verdict holds).
+ * The program attached (again only if the slot ids grew).  -1: it is lost.
  */
 static int
 ksteer_group(struct pool *p, struct steer *st, int qmin)
 {
-	uint32_t base[2 * WPOOL_MAX_WORKERS];
+	uint32_t base[2 * WPOOL_MAX_WORKERS], placed;
 	int	 ids[2 * WPOOL_MAX_WORKERS];
 	char	 err[256];
-	int	 pos, nslots = 0;
+	int	 pos, nslots = 0, id;
+	double	 now = now_mono();
+	bool	 judge = now - st->kjudged >= STEER_PERIOD / 2;
 	size_t	 i;
 
 	for (pos = 0; pos < p->ngroup; pos++) {
 		const struct slot *s = &p->slots[p->group[pos]];
 
-		ids[pos] = s->id;
+		id = ids[pos] = s->id;
+		if (judge) {
+			placed = ksteer_placed(st->k, id);
+			st->kidle[id] = (int64_t)(placed - st->kplaced[id]) -
+			    (st->queued[id] - st->kqueued[id]) <= 0;
+			st->kplaced[id] = placed;
+			st->kqueued[id] = st->queued[id];
+		}
 		if (slot_serving(s))
-			base[pos] = st->queued[s->id] <= qmin + STEER_SLACK ?
-			    0 : KSTEER_STUCK;
+			base[pos] = st->queued[id] <= qmin + STEER_SLACK ||
+			    !st->kidle[id] ? 0 : KSTEER_STUCK;
 		else if (s->wanted && !s->draining)
 			base[pos] = KSTEER_WAIT;
 		else
@@ -454,6 +473,8 @@ ksteer_group(struct pool *p, struct steer *st, int qmin)
 		if (s->id + 1 > nslots)
 			nslots = s->id + 1;
 	}
+	if (judge)
+		st->kjudged = now;
 	ksteer_weigh(st->k, ids, base, p->ngroup);
 	for (i = 0; i < p->conf->nlisteners; i++)
 		if (p->conf->listeners[i].type != L_UDP &&
