@@ -108,9 +108,9 @@ slot_inodes() {
 	q=$(status_json | jq_py '[ s["queue"] for w in j["workers"] if w["id"] == 1
 	    for s in w["sockets"] ][0]')
 	((q >= 2)) || log_fail "status says worker 1's queue is '$q', ss says $(queue_of_pid "$w1" "$PORT")"
-	q=$(status_json | jq_py '[ s["queue"] for w in j["workers"] if w["id"] == 0
-	    for s in w["sockets"] ][0]')
-	((q == 0)) || log_fail "worker 0 serves, yet its queue is '$q'"
+	# Worker 0 serves: its queue empties (a connection may have just
+	# come in when status reads it, at 200 a second).
+	wait_until 3 eval '(( $(status_json | jq_py '"'"'[ s["queue"] for w in j["workers"] if w["id"] == 0 for s in w["sockets"] ][0]'"'"') == 0 ))'
 	kill -CONT "$w1"
 	wait_load 20
 	assert_load_clean 40
