@@ -36,6 +36,7 @@ compat_prepare() {
 	echo "ok 1" >"$CDIR/www/1/index.html"
 	CPORT=$(free_tcp_port)
 	TRICKLE=0.05
+	RESETS_OK=0
 	CTAG=compat-$$-$BATS_TEST_NUMBER-$RANDOM
 	POOL_PIDS=()
 }
@@ -139,7 +140,10 @@ reload_under_load() {
 		log_fail "wpool reload failed ($rc): $(cat "$BATS_TEST_TMPDIR/reload.out")"
 	local sent failed
 	sent=$(jq .sent "$out") failed=$(jq .failed "$out")
-	((failed == 0)) ||
+	# RESETS_OK: how many requests a server known to reset some at its
+	# stop may lose (resets only, nothing else).
+	((failed == 0)) || { ((failed <= RESETS_OK)) &&
+		jq -e '[.errors[] | test("ConnectionResetError")] | all' "$out" >/dev/null; } ||
 		log_fail "reload under load with --stop-signal $CSIG: $failed of $sent requests failed: $(cat "$out")"
 	# 8 clients for over a second: far more than this unless the server
 	# stalled.

@@ -42,14 +42,19 @@ setup() {
 
 # uvicorn's shutdown closes every connection whose request it has not read
 # yet, so slow clients fail at each reload (README: Stop signals); its
-# clients here send each request at once.
+# clients here send each request at once.  Even so, a connection it has
+# just accepted, its request not yet read, is reset by that close: CI saw
+# 1 of 1128 once.  Up to 2 such resets pass; a server that dropped what
+# it had would lose far more.
 @test "uvicorn --fd 3, shared" {
 	TRICKLE=0
+	RESETS_OK=2
 	compat_pool uvicorn shared TERM -- "$COMPAT_PY" -m uvicorn --no-access-log --fd 3 asgi:app
 }
 
 @test "uvicorn --fd 3, reuseport" {
 	TRICKLE=0
+	RESETS_OK=2
 	compat_pool uvicorn reuseport TERM -- "$COMPAT_PY" -m uvicorn --no-access-log --fd 3 asgi:app
 }
 
