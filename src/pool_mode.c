@@ -439,7 +439,8 @@ inodes_channel(struct pool *p, struct worker *w, uint64_t *out)
  * a worker that accepts, only behind for a moment (a burst, a busy CPU),
  * keeps its share, and the counts stay even.  Judged at most every half
  * period (samples on lifecycle events come closer; the verdict holds).
- * The program attached (again only if the slot ids grew).  -1: it is lost.
+ * The program attached (again only if the highest slot id changed).  -1:
+ * it is lost.
  */
 static int
 ksteer_group(struct pool *p, struct steer *st, int qmin)
